@@ -1,0 +1,150 @@
+"""Cron fire times that are right across DST, as Vixie cron decides them.
+
+croniter walks wall-clock time; alone it fires `0 2 * * *` twice on a fall-back night and
+moves both `0 2` and `30 2` to 03:00 on a spring-forward night. Here:
+
+- a job with a fixed hour (no `*` or `/` in the hour field) follows the wall clock: when
+  its time occurs twice it fires once (the first time); when its time is skipped it fires
+  once at the first valid instant after the gap;
+- a job with a wildcard or step in the hour field follows real elapsed time: every real
+  instant whose local time matches fires, so an hourly job fires 25 times on a fall-back
+  day and 23 times on a spring-forward day.
+
+All instants are aware datetimes; the scheduler and `l3tui schedules` share this code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+_MARGIN = timedelta(hours=4)  # wider than any DST shift, so ambiguous windows are seen whole
+
+
+def local_zone(name: str | None) -> tzinfo:
+    """The named IANA zone, or the machine's."""
+    if name:
+        return ZoneInfo(name)
+    local = datetime.now().astimezone().tzinfo
+    try:
+        import os
+
+        tz_env = os.environ.get("TZ")
+        if tz_env:
+            return ZoneInfo(tz_env.lstrip(":"))
+        link = os.path.realpath("/etc/localtime")
+        if "zoneinfo/" in link:
+            return ZoneInfo(link.split("zoneinfo/", 1)[1])
+    except (OSError, ValueError, KeyError):
+        pass
+    return local or UTC
+
+
+def zone_name(zone: tzinfo) -> str:
+    return getattr(zone, "key", None) or str(zone)
+
+
+class CronSchedule:
+    """A five-field cron expression in a timezone, with DST-correct fire instants."""
+
+    def __init__(self, expr: str, zone: tzinfo | str | None = None) -> None:
+        from croniter import croniter
+
+        self.expr = expr
+        self.zone = zone if isinstance(zone, tzinfo) else local_zone(zone)
+        if not croniter.is_valid(expr):
+            raise ValueError(f"invalid cron expression {expr!r}")
+        hour_field = expr.split()[1]
+        self.elapsed_time = "*" in hour_field or "/" in hour_field
+        """True: fires by real elapsed time; False: follows the wall clock."""
+
+    def __repr__(self) -> str:
+        return f"CronSchedule({self.expr!r}, {zone_name(self.zone)!r})"
+
+    def next_after(self, instant: datetime) -> datetime:
+        """First fire strictly after `instant` (aware), in the schedule's zone."""
+        return next(self.fires_after(instant))
+
+    def fires_after(self, instant: datetime) -> Iterator[datetime]:
+        """Fire instants strictly after `instant`, in order, without repeats."""
+        if instant.tzinfo is None:
+            raise ValueError("instant must be timezone-aware")
+        last: datetime | None = None
+        for fire in self._all_from(instant - _MARGIN):
+            if fire <= instant or (last is not None and fire <= last):
+                continue
+            last = fire
+            yield fire.astimezone(self.zone)
+
+    def fires_between(self, start: datetime, end: datetime) -> list[datetime]:
+        """Fire instants in (start, end]."""
+        out = []
+        for fire in self.fires_after(start):
+            if fire > end:
+                break
+            out.append(fire)
+        return out
+
+    def _walls(self, start: datetime) -> Iterator[datetime]:
+        from croniter import croniter
+
+        wall = start.astimezone(self.zone).replace(tzinfo=None, fold=0)
+        it = croniter(self.expr, wall - timedelta(minutes=1))
+        while True:
+            yield it.get_next(datetime)
+
+    def _all_from(self, start: datetime) -> Iterator[datetime]:
+        walls = self._walls(start)
+        wall = next(walls)
+        while True:
+            kind, first, second = self._resolve(wall)
+            if kind == "normal":
+                yield first
+            elif kind == "gap":
+                if not self.elapsed_time:
+                    yield first  # the instant the gap ends; repeats are dropped by the caller
+            else:
+                # Wall times that occur twice come in one window (a fall-back hour): the
+                # first pass of the window fires, then, by elapsed time only, the second.
+                window = [(first, second)]
+                following = next(walls)
+                while following - wall < _MARGIN:
+                    k2, f2, s2 = self._resolve(following)
+                    if k2 != "ambiguous":
+                        break
+                    window.append((f2, s2))
+                    following = next(walls)
+                yield from (early for early, _ in window)
+                if self.elapsed_time:
+                    yield from (late for _, late in window)
+                wall = following
+                continue
+            wall = next(walls)
+
+    def _resolve(self, wall: datetime) -> tuple[str, datetime, datetime]:
+        """('normal'|'ambiguous'|'gap', first instant, second instant) in UTC."""
+        early = wall.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
+        late = wall.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
+        if early == late:
+            return "normal", early, early
+        if early.astimezone(self.zone).replace(tzinfo=None) == wall:
+            return "ambiguous", min(early, late), max(early, late)
+        return "gap", self._gap_end(min(early, late), max(early, late)), early
+
+    def _gap_end(self, low: datetime, high: datetime) -> datetime:
+        """The instant the clock jumped: the first instant with the post-gap offset."""
+        after = high.astimezone(self.zone).utcoffset()
+        while (high - low) > timedelta(seconds=1):
+            mid = low + (high - low) / 2
+            if mid.astimezone(self.zone).utcoffset() == after:
+                high = mid
+            else:
+                low = mid
+        return high.replace(microsecond=0)
+
+
+def describe(instant: datetime) -> str:
+    """`2026-10-25 02:00 +0200 (00:00 UTC)`."""
+    utc = instant.astimezone(UTC)
+    return f"{instant:%Y-%m-%d %H:%M %z} ({utc:%Y-%m-%d %H:%M} UTC)"
