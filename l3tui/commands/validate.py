@@ -48,8 +48,9 @@ def recurring(
     for wf_id, wf in {**config.workflows.workflows, **config.workflows.templates}.items():
         for trigger in wf.triggers:
             if trigger.cron:
-                jobs.append((f"{wf_id}@cron", wf_id, trigger.cron,
-                             trigger.timezone or sched.timezone, True))
+                jobs.append(
+                    (f"{wf_id}@cron", wf_id, trigger.cron, trigger.timezone or sched.timezone, True)
+                )
     out = []
     for job_id, workflow, cron, tz, enabled in jobs:
         schedule = CronSchedule(cron, tz)
@@ -57,9 +58,16 @@ def recurring(
         it = schedule.fires_after(now)
         for _ in range(count):
             fires.append(next(it))
-        out.append({"id": job_id, "workflow": workflow, "cron": cron,
-                    "timezone": zone_name(schedule.zone), "enabled": enabled,
-                    "next": fires})
+        out.append(
+            {
+                "id": job_id,
+                "workflow": workflow,
+                "cron": cron,
+                "timezone": zone_name(schedule.zone),
+                "enabled": enabled,
+                "next": fires,
+            }
+        )
     return out
 
 
@@ -68,16 +76,29 @@ def summary(config: Config) -> dict[str, object]:
     return {
         "config": str(config.directory),
         "files": {FILE_NAMES[k]: s.present for k, s in config.sources.items()},
-        "workflows": {k: {"name": w.name, "tasks": len(w.tasks), "type": w.type}
-                      for k, w in wf.workflows.items()},
-        "templates": {k: {"name": t.name, "tasks": len(t.tasks),
-                          "params": {n: {"required": p.is_required, "type": p.type,
-                                         "default": p.default} for n, p in t.params.items()}}
-                      for k, t in wf.templates.items()},
-        "recurring": [{**r, "next": [f.isoformat() for f in r["next"]]}  # type: ignore[attr-defined]
-                      for r in recurring(config)],
-        "dashboards": {k: {"name": d.name, "widgets": len(d.widgets)}
-                       for k, d in config.dashboard.dashboards.items()},
+        "workflows": {
+            k: {"name": w.name, "tasks": len(w.tasks), "type": w.type}
+            for k, w in wf.workflows.items()
+        },
+        "templates": {
+            k: {
+                "name": t.name,
+                "tasks": len(t.tasks),
+                "params": {
+                    n: {"required": p.is_required, "type": p.type, "default": p.default}
+                    for n, p in t.params.items()
+                },
+            }
+            for k, t in wf.templates.items()
+        },
+        "recurring": [
+            {**r, "next": [f.isoformat() for f in r["next"]]}  # type: ignore[attr-defined]
+            for r in recurring(config)
+        ],
+        "dashboards": {
+            k: {"name": d.name, "widgets": len(d.widgets)}
+            for k, d in config.dashboard.dashboards.items()
+        },
         "alert_rules": len(config.dashboard.alerts),
         "actions": len(config.actions.actions),
         "warnings": [str(w) for w in config.warnings],
@@ -106,22 +127,27 @@ def render(config: Config, bidi: bool) -> str:
         lines.append(f"\ntemplates ({len(wf.templates)})")
         for key, t in wf.templates.items():
             params = ", ".join(f"{n}{'*' if p.is_required else ''}" for n, p in t.params.items())
-            lines.append(f"  {key:<{width}}  {_tasks(len(t.tasks))}  params: {params or '-'}"
-                         f"   {show(t.name)}")
+            lines.append(
+                f"  {key:<{width}}  {_tasks(len(t.tasks))}  params: {params or '-'}"
+                f"   {show(t.name)}"
+            )
     jobs = recurring(config)
     if jobs:
         lines.append(f"\nrecurring tasks ({len(jobs)}), next three fire times")
         for job in jobs:
             state = "" if job["enabled"] else " (disabled)"
             fires = ", ".join(f"{f:%a %Y-%m-%d %H:%M %z}" for f in job["next"])  # type: ignore[attr-defined]
-            lines.append(f"  {job['id']:<{width}}  {job['cron']:<12} {job['timezone']:<16} "
-                         f"{fires}{state}")
+            lines.append(
+                f"  {job['id']:<{width}}  {job['cron']:<12} {job['timezone']:<16} {fires}{state}"
+            )
     dashboards = config.dashboard.dashboards
     if dashboards:
         lines.append(f"\ndashboards ({len(dashboards)})")
         for key, d in dashboards.items():
             lines.append(f"  {key:<{width}}  {len(d.widgets):>2} widgets  {show(d.name)}")
-    lines.append(f"\nactions: {len(config.actions.actions)} bound; "
-                 f"alert rules: {len(config.dashboard.alerts)}")
+    lines.append(
+        f"\nactions: {len(config.actions.actions)} bound; "
+        f"alert rules: {len(config.dashboard.alerts)}"
+    )
     lines.append("OK: configuration is valid")
     return "\n".join(lines)

@@ -94,8 +94,13 @@ def _check_workflow(
     ids: dict[str, int] = {}
     for index, task in enumerate(wf.tasks):
         if task.id in ids:
-            out.append(Finding("workflows", (*base, "tasks", index, "id"),
-                               f"duplicate task id {task.id!r} (also task #{ids[task.id] + 1})"))
+            out.append(
+                Finding(
+                    "workflows",
+                    (*base, "tasks", index, "id"),
+                    f"duplicate task id {task.id!r} (also task #{ids[task.id] + 1})",
+                )
+            )
         else:
             ids[task.id] = index
     deps = {t.id: list(t.dependencies) for t in wf.tasks}
@@ -103,11 +108,21 @@ def _check_workflow(
         tpath: Path_ = (*base, "tasks", index)
         for d_index, dep in enumerate(task.dependencies):
             if dep == task.id:
-                out.append(Finding("workflows", (*tpath, "dependencies", d_index),
-                                   f"task {task.id!r} depends on itself"))
+                out.append(
+                    Finding(
+                        "workflows",
+                        (*tpath, "dependencies", d_index),
+                        f"task {task.id!r} depends on itself",
+                    )
+                )
             elif dep not in ids:
-                out.append(Finding("workflows", (*tpath, "dependencies", d_index),
-                                   f"depends on unknown task {dep!r}{did_you_mean(dep, ids)}"))
+                out.append(
+                    Finding(
+                        "workflows",
+                        (*tpath, "dependencies", d_index),
+                        f"depends on unknown task {dep!r}{did_you_mean(dep, ids)}",
+                    )
+                )
         if (section, wf_id, index) in data.salvaged:
             continue
         out += _check_action(task.action, task.parameters, tpath, data)
@@ -117,41 +132,72 @@ def _check_workflow(
                 break
             ppath = (*tpath, "resources", "pools", pool)
             if pool not in pools:
-                out.append(Finding("workflows", ppath, f"pool {pool!r} is not declared in "
-                                   f"l3-scheduling.yml pools{did_you_mean(pool, pools)}",
-                                   prefer_key=True))
+                out.append(
+                    Finding(
+                        "workflows",
+                        ppath,
+                        f"pool {pool!r} is not declared in "
+                        f"l3-scheduling.yml pools{did_you_mean(pool, pools)}",
+                        prefer_key=True,
+                    )
+                )
             elif slots > pools[pool]:
-                out.append(Finding("workflows", ppath, f"needs {slots} slots of pool {pool!r}, "
-                                   f"which has only {pools[pool]}"))
+                out.append(
+                    Finding(
+                        "workflows",
+                        ppath,
+                        f"needs {slots} slots of pool {pool!r}, which has only {pools[pool]}",
+                    )
+                )
     from l3tui.engine.dag import find_cycle
 
     self_free = {k: [d for d in v if d != k] for k, v in deps.items()}
     cycle = find_cycle(self_free)
     if cycle:
-        out.append(Finding("workflows", (*base, "tasks"),
-                           f"dependency cycle: {' -> '.join(cycle)}", prefer_key=True))
+        out.append(
+            Finding(
+                "workflows",
+                (*base, "tasks"),
+                f"dependency cycle: {' -> '.join(cycle)}",
+                prefer_key=True,
+            )
+        )
     if not wf.name and any(k[:2] == (section, wf_id) for k in data.salvaged):
         return out  # a salvaged workflow: only its graph is known
     out += _check_priority(wf.priority, (*base, "priority"), priorities, explicit=False)
     for t_index, trigger in enumerate(wf.triggers):
         if trigger.after is not None and trigger.after not in data.workflow_ids:
-            out.append(Finding("workflows", (*base, "triggers", t_index, "after"),
-                               f"unknown workflow {trigger.after!r}"
-                               f"{did_you_mean(trigger.after, data.workflow_ids)}"))
+            out.append(
+                Finding(
+                    "workflows",
+                    (*base, "triggers", t_index, "after"),
+                    f"unknown workflow {trigger.after!r}"
+                    f"{did_you_mean(trigger.after, data.workflow_ids)}",
+                )
+            )
     out += _check_placeholders(section, wf_id, wf, data.salvaged)
     return out
 
 
 def _check_priority(
-    value: str | int | None, path: Path_, priorities: Mapping[str, int] | None,
-    explicit: bool = True, kind: str = "workflows",
+    value: str | int | None,
+    path: Path_,
+    priorities: Mapping[str, int] | None,
+    explicit: bool = True,
+    kind: str = "workflows",
 ) -> list[Finding]:
     if priorities is None or not isinstance(value, str) or value in priorities:
         return []
     if explicit or value != "medium":
         names = ", ".join(f"{k} ({v})" for k, v in priorities.items())
-        return [Finding(kind, path, f"unknown priority {value!r}"
-                        f"{did_you_mean(value, priorities)}; one of: {names}, or a number")]
+        return [
+            Finding(
+                kind,
+                path,
+                f"unknown priority {value!r}"
+                f"{did_you_mean(value, priorities)}; one of: {names}, or a number",
+            )
+        ]
     return []
 
 
@@ -179,17 +225,27 @@ def _check_action(
         out = []
         for param, default in needed.items():
             if default is None and param not in parameters:
-                out.append(Finding("workflows", (*tpath, "action"),
-                                   f"action {name!r} needs parameter {param!r} "
-                                   f"(its command uses ${{{param}}}); add it under parameters"))
+                out.append(
+                    Finding(
+                        "workflows",
+                        (*tpath, "action"),
+                        f"action {name!r} needs parameter {param!r} "
+                        f"(its command uses ${{{param}}}); add it under parameters",
+                    )
+                )
         for param in parameters:
             if param not in needed:
                 hint = did_you_mean(param, needed) or (
                     f" (it uses: {', '.join(needed)})" if needed else " (it takes none)"
                 )
-                out.append(Finding("workflows", (*tpath, "parameters", param),
-                                   f"parameter {param!r} is not used by action {name!r}{hint}",
-                                   prefer_key=True))
+                out.append(
+                    Finding(
+                        "workflows",
+                        (*tpath, "parameters", param),
+                        f"parameter {param!r} is not used by action {name!r}{hint}",
+                        prefer_key=True,
+                    )
+                )
         return out
     if name in BUILTIN_ACTIONS:
         try:
@@ -200,15 +256,25 @@ def _check_action(
                 if isinstance(error.get("input"), str) and "${" in error["input"]:
                     continue  # a template param: checked once the template is filled
                 loc = tuple(error["loc"])
-                out.append(Finding("workflows", (*tpath, "parameters", *loc),
-                                   humanize(error, BUILTIN_ACTIONS[name], loc),
-                                   prefer_key=error["type"] == "extra_forbidden"))
+                out.append(
+                    Finding(
+                        "workflows",
+                        (*tpath, "parameters", *loc),
+                        humanize(error, BUILTIN_ACTIONS[name], loc),
+                        prefer_key=error["type"] == "extra_forbidden",
+                    )
+                )
             return out
         return []
     known = [*data.action_names, *BUILTIN_ACTIONS]
-    return [Finding("workflows", (*tpath, "action"),
-                    f"action {name!r} has no binding in l3-actions.yml and is not a built-in "
-                    f"action{did_you_mean(name, known)}")]
+    return [
+        Finding(
+            "workflows",
+            (*tpath, "action"),
+            f"action {name!r} has no binding in l3-actions.yml and is not a built-in "
+            f"action{did_you_mean(name, known)}",
+        )
+    ]
 
 
 def _check_placeholders(
@@ -230,22 +296,40 @@ def _check_placeholders(
                     continue
                 where = (section, wf_id, "tasks", index, *sub_path)
                 if isinstance(wf, TemplateDef):
-                    msg = (f"placeholder ${{{name}}} has no declared param"
-                           f"{did_you_mean(name, declared)}; declare it under params")
+                    msg = (
+                        f"placeholder ${{{name}}} has no declared param"
+                        f"{did_you_mean(name, declared)}; declare it under params"
+                    )
                 else:
-                    msg = (f"placeholder ${{{name}}} in a workflow; only templates declare "
-                           "params (move it to templates: or give a default: ${name:-value})")
+                    msg = (
+                        f"placeholder ${{{name}}} in a workflow; only templates declare "
+                        "params (move it to templates: or give a default: ${name:-value})"
+                    )
                 out.append(Finding("workflows", where, msg))
     if isinstance(wf, TemplateDef):
         for name in sorted(declared - used):
-            out.append(Finding("workflows", (section, wf_id, "params", name),
-                               f"param {name!r} is declared but never used", "warning",
-                               prefer_key=True))
+            out.append(
+                Finding(
+                    "workflows",
+                    (section, wf_id, "params", name),
+                    f"param {name!r} is declared but never used",
+                    "warning",
+                    prefer_key=True,
+                )
+            )
         for name, spec in wf.params.items():
-            if spec.choices is not None and spec.default is not None and (
-                    spec.default not in spec.choices):
-                out.append(Finding("workflows", (section, wf_id, "params", name, "default"),
-                                   f"default {spec.default!r} is not one of the choices"))
+            if (
+                spec.choices is not None
+                and spec.default is not None
+                and (spec.default not in spec.choices)
+            ):
+                out.append(
+                    Finding(
+                        "workflows",
+                        (section, wf_id, "params", name, "default"),
+                        f"default {spec.default!r} is not one of the choices",
+                    )
+                )
     return out
 
 
@@ -253,14 +337,24 @@ def _check_actions(actions: Mapping[str, ActionDef]) -> list[Finding]:
     out = []
     for name, action in actions.items():
         if name in BUILTIN_ACTIONS:
-            out.append(Finding("actions", ("actions", name),
-                               f"{name!r} is a built-in action; this binding replaces it",
-                               "warning", prefer_key=True))
+            out.append(
+                Finding(
+                    "actions",
+                    ("actions", name),
+                    f"{name!r} is a built-in action; this binding replaces it",
+                    "warning",
+                    prefer_key=True,
+                )
+            )
         for index, arg in enumerate(action.command):
             if arg.count("${") != len(list(placeholders.find(arg))):
-                out.append(Finding("actions", ("actions", name, "command", index),
-                                   f"malformed placeholder in {arg!r} (write ${{name}} or "
-                                   "${name:-default})"))
+                out.append(
+                    Finding(
+                        "actions",
+                        ("actions", name, "command", index),
+                        f"malformed placeholder in {arg!r} (write ${{name}} or ${{name:-default}})",
+                    )
+                )
     return out
 
 
@@ -274,31 +368,52 @@ def _check_recurring(
     for index, job in data.recurring:
         path: Path_ = ("scheduling", "recurring_tasks", index)
         if job.id in seen:
-            out.append(Finding("scheduling", (*path, "id"), f"duplicate recurring task id "
-                               f"{job.id!r}"))
+            out.append(
+                Finding("scheduling", (*path, "id"), f"duplicate recurring task id {job.id!r}")
+            )
         seen.add(job.id)
         if job.workflow not in data.workflow_ids:
-            out.append(Finding("scheduling", (*path, "workflow"),
-                               f"workflow {job.workflow!r} is not defined in {wf_file}"
-                               f"{did_you_mean(job.workflow, data.workflow_ids)}"))
+            out.append(
+                Finding(
+                    "scheduling",
+                    (*path, "workflow"),
+                    f"workflow {job.workflow!r} is not defined in {wf_file}"
+                    f"{did_you_mean(job.workflow, data.workflow_ids)}",
+                )
+            )
             continue
         target = known.get(job.workflow)
         if isinstance(target, TemplateDef):
             for name, spec in target.params.items():
                 if spec.is_required and name not in job.params:
-                    out.append(Finding("scheduling", (*path, "params"),
-                                       f"template {job.workflow!r} needs param {name!r}"))
+                    out.append(
+                        Finding(
+                            "scheduling",
+                            (*path, "params"),
+                            f"template {job.workflow!r} needs param {name!r}",
+                        )
+                    )
             for name in job.params:
                 if name not in target.params:
-                    out.append(Finding("scheduling", (*path, "params", name),
-                                       f"template {job.workflow!r} has no param {name!r}"
-                                       f"{did_you_mean(name, target.params)}", prefer_key=True))
+                    out.append(
+                        Finding(
+                            "scheduling",
+                            (*path, "params", name),
+                            f"template {job.workflow!r} has no param {name!r}"
+                            f"{did_you_mean(name, target.params)}",
+                            prefer_key=True,
+                        )
+                    )
         elif target is not None and job.params:
-            out.append(Finding("scheduling", (*path, "params"),
-                               f"{job.workflow!r} is a workflow, not a template; it takes no "
-                               "params", prefer_key=True))
-        out += _check_priority(job.priority, (*path, "priority"), priorities,
-                               kind="scheduling")
+            out.append(
+                Finding(
+                    "scheduling",
+                    (*path, "params"),
+                    f"{job.workflow!r} is a workflow, not a template; it takes no params",
+                    prefer_key=True,
+                )
+            )
+        out += _check_priority(job.priority, (*path, "priority"), priorities, kind="scheduling")
     return out
 
 
@@ -307,7 +422,10 @@ def _check_alerts(alerts: list[AlertRule]) -> list[Finding]:
     seen: set[str] = set()
     for index, rule in enumerate(alerts):
         if rule.id in seen:
-            out.append(Finding("dashboard", ("alerts", index, "id"),
-                               f"duplicate alert rule id {rule.id!r}"))
+            out.append(
+                Finding(
+                    "dashboard", ("alerts", index, "id"), f"duplicate alert rule id {rule.id!r}"
+                )
+            )
         seen.add(rule.id)
     return out

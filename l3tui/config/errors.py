@@ -36,8 +36,10 @@ class ConfigIssue:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}"
         prefix = "warning: " if self.severity == "warning" else ""
-        return f"{where}: {self.key}: {prefix}{self.message}" if self.key else (
-            f"{where}: {prefix}{self.message}"
+        return (
+            f"{where}: {self.key}: {prefix}{self.message}"
+            if self.key
+            else (f"{where}: {prefix}{self.message}")
         )
 
 
@@ -97,9 +99,11 @@ def data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path_, bool]:
 
 
 def _is_union_member(part: str) -> bool:
-    return part in {"str", "int", "float", "bool", "list", "dict", "none"} or (
-        "[" in part and "]" in part
-    ) or part in _WIDGET_TAGS
+    return (
+        part in {"str", "int", "float", "bool", "list", "dict", "none"}
+        or ("[" in part and "]" in part)
+        or part in _WIDGET_TAGS
+    )
 
 
 _WIDGET_TAGS = frozenset(
@@ -193,10 +197,7 @@ def humanize(error: Mapping[str, Any], root: type[BaseModel], loc: tuple[Any, ..
         return f"missing key {ctx.get('discriminator', 'type')!s}".replace("'", "")
     if kind in ("literal_error", "enum"):
         expected = re.findall(r"'([^']+)'", str(ctx.get("expected", "")))
-        return (
-            f"{value!r} is not one of: {', '.join(expected)}"
-            f"{did_you_mean(str(value), expected)}"
-        )
+        return f"{value!r} is not one of: {', '.join(expected)}{did_you_mean(str(value), expected)}"
     if kind in ("value_error", "assertion_error"):
         message = str(error["msg"])
         for prefix in ("Value error, ", "Assertion failed, "):

@@ -59,8 +59,12 @@ def explain(key: str) -> list[str]:
     lines = []
     for file, path, field in entries():
         bare = path.replace("[", ".").replace("]", "")
-        if not (path == wanted or path.endswith("." + wanted) or bare.endswith("." + wanted)
-                or bare == wanted):
+        if not (
+            path == wanted
+            or path.endswith("." + wanted)
+            or bare.endswith("." + wanted)
+            or bare == wanted
+        ):
             continue
         if field.default is not PydanticUndefined:
             default = f" = {field.default!r}"

@@ -305,8 +305,15 @@ def load_config(directory: Path | str) -> Config:
         found = cross_check(_check_input(models, sources), {str(k): v for k, v in sources.items()})
         issues.extend(i for i in found if i.severity == "error")
         warnings.extend(i for i in found if i.severity == "warning")
-    issues.sort(key=lambda i: (list(FILE_NAMES.values()).index(i.file.name)
-                               if i.file.name in FILE_NAMES.values() else 9, i.line, i.col))
+    issues.sort(
+        key=lambda i: (
+            list(FILE_NAMES.values()).index(i.file.name)
+            if i.file.name in FILE_NAMES.values()
+            else 9,
+            i.line,
+            i.col,
+        )
+    )
     if issues:
         raise ConfigError(issues + warnings)
     return Config(

@@ -12,8 +12,17 @@ from typing import Any
 
 from l3tui.config.schema import PLACEHOLDER_RE
 
-CONTEXT_NAMES = frozenset({"l3.state_dir", "l3.execution_id", "l3.execution_dir",
-                           "l3.config_dir", "l3.task_id", "l3.workflow_id", "l3.attempt"})
+CONTEXT_NAMES = frozenset(
+    {
+        "l3.state_dir",
+        "l3.execution_id",
+        "l3.execution_dir",
+        "l3.config_dir",
+        "l3.task_id",
+        "l3.workflow_id",
+        "l3.attempt",
+    }
+)
 
 
 class MissingPlaceholder(KeyError):

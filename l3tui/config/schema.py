@@ -31,9 +31,7 @@ PLACEHOLDER_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)(?::-([^}]*))?\}")
 
 def _identifier(value: str) -> str:
     if not IDENT_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid id (letters, digits, '_', '.', '-'; no spaces)"
-        )
+        raise ValueError(f"{value!r} is not a valid id (letters, digits, '_', '.', '-'; no spaces)")
     return value
 
 

@@ -101,7 +101,7 @@ def load_located(text: str) -> Located:
             problem = exc.problem or exc.context or "invalid YAML"
             hint = ""
             if "alias" in problem and mark is not None:
-                hint = " (a value starting with * must be quoted, e.g. cron: \"0 * * * *\")"
+                hint = ' (a value starting with * must be quoted, e.g. cron: "0 * * * *")'
             raise YamlFileError(f"YAML syntax error: {problem}{hint}", _pos(mark)) from None
         except yaml.YAMLError as exc:
             raise YamlFileError(f"YAML error: {exc}") from None

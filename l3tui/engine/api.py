@@ -1,0 +1,233 @@
+"""The Runtime's public face: immutable views, and the commands a console may send.
+
+The dashboard imports this module and nothing else from the engine, so a console attached
+to a separate daemon process can later be given an object with the same methods.
+Views are frozen snapshots: reading one never races the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from l3tui.engine.events import Event, Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    """Outcome of a command: whether it applied, and a sentence for the notification."""
+
+    applied: bool
+    message: str
+    execution_id: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.applied
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    execution_id: str
+    task_id: str
+    name: str
+    state: str
+    attempt: int
+    max_attempts: int
+    priority: int
+    reason: str
+    dependencies: tuple[str, ...]
+    started_at: float | None
+    finished_at: float | None
+    active_s: float
+    wait_s: float
+    exit_code: int | None
+    last_line: str
+    log_path: str | None
+    cpu_pct: float = 0.0
+    rss: int = 0
+    peak_cpu_pct: float = 0.0
+    peak_rss: int = 0
+    metrics: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionView:
+    id: str
+    workflow_id: str
+    workflow_name: str
+    state: str
+    trigger: str
+    parent_id: str | None
+    priority: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    reason: str
+    definition_hash: str
+    tasks: tuple[TaskView, ...]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for task in self.tasks:
+            out[task.state] = out.get(task.state, 0) + 1
+        return out
+
+    @property
+    def done_tasks(self) -> int:
+        return sum(1 for t in self.tasks if t.state in TERMINAL_TASK_STATES)
+
+
+TERMINAL_TASK_STATES = frozenset(
+    {"succeeded", "failed", "timed_out", "cancelled", "skipped", "interrupted"}
+)
+TERMINAL_EXEC_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItemView:
+    """A queued or running task, as the task queue pane shows it."""
+
+    execution_id: str
+    task_id: str
+    workflow_id: str
+    name: str
+    priority: int
+    state: str
+    reason: str
+    since: float
+    """Enqueued at (queued) or started at (running)."""
+    cpu_pct: float = 0.0
+    rss: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    id: str
+    rule: str
+    name: str
+    severity: str
+    state: str
+    """raised, acknowledged, snoozed, resolved."""
+    message: str
+    source: str
+    raised_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleView:
+    id: str
+    name: str
+    workflow_id: str
+    cron: str
+    timezone: str
+    enabled: bool
+    next_fire: float | None
+    last_fire: float | None
+    last_outcome: str
+    catch_up: str
+    overlap: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    id: str
+    name: str
+    description: str
+    type: str | None
+    is_template: bool
+    tasks: int
+    params: tuple[ParamInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ParamInfo:
+    name: str
+    type: str
+    required: bool
+    default: Any
+    description: str
+    choices: tuple[Any, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceView:
+    window_s: float
+    finished_tasks: int
+    p50_s: float | None
+    p95_s: float | None
+    throughput_per_min: float
+    error_rate_pct: float
+    success_rate_pct: float
+    queue_wait_p50_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSnapshot:
+    """Everything the console draws on one refresh."""
+
+    at: float
+    executions: tuple[ExecutionView, ...]
+    """Active executions first (newest first), then recent finished ones."""
+    queue_length: int
+    running: tuple[QueueItemView, ...]
+    resources: dict[str, Any]
+    """The latest resource sample (cpu_usage, memory_usage, per_core, load_avg, ...)."""
+    alerts: tuple[AlertView, ...] = ()
+    schedules: tuple[ScheduleView, ...] = ()
+    queue_version: int = 0
+    notices: tuple[str, ...] = field(default_factory=tuple)
+
+
+class RuntimeAPI(Protocol):
+    """What a console may ask of the Runtime (in-process today, a daemon client later)."""
+
+    def snapshot(self, recent: int = 20) -> RuntimeSnapshot: ...
+
+    def subscribe(self, name: str = "console", maxsize: int = 10_000) -> Subscription: ...
+
+    def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]: ...
+
+    def metric_series(self, name: str, window_s: float) -> Sequence[tuple[float, float]]: ...
+
+    def performance(self, window_s: float) -> PerformanceView: ...
+
+    def workflows(self) -> Sequence[WorkflowInfo]: ...
+
+    def execution(self, execution_id: str) -> ExecutionView | None: ...
+
+    async def run_workflow(
+        self, workflow_id: str, params: dict[str, Any] | None = None, *, actor: str = ""
+    ) -> OpResult: ...
+
+    async def pause(
+        self, execution_id: str, task_id: str | None = None, *, actor: str = ""
+    ) -> OpResult: ...
+
+    async def resume(
+        self, execution_id: str, task_id: str | None = None, *, actor: str = ""
+    ) -> OpResult: ...
+
+    async def cancel(
+        self, execution_id: str, task_id: str | None = None, *, actor: str = ""
+    ) -> OpResult: ...
+
+    async def resume_interrupted(self, execution_id: str, *, actor: str = "") -> OpResult: ...
+
+    async def ack_alert(self, alert_id: str, *, actor: str = "") -> OpResult: ...
+
+    async def snooze_alert(self, alert_id: str, seconds: float, *, actor: str = "") -> OpResult: ...
+
+    async def set_schedule_enabled(
+        self, schedule_id: str, enabled: bool, *, actor: str = ""
+    ) -> OpResult: ...
+
+    async def reload_config(self, *, actor: str = "") -> OpResult: ...
+
+
+__all__ = [
+    "AlertView", "Event", "ExecutionView", "OpResult", "ParamInfo", "PerformanceView",
+    "QueueItemView", "RuntimeAPI", "RuntimeSnapshot", "ScheduleView", "Subscription",
+    "TaskView", "WorkflowInfo",
+]  # fmt: skip

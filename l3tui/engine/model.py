@@ -1,0 +1,170 @@
+"""Execution and task-run records, their states and the transitions allowed between them.
+
+An illegal transition raises `IllegalTransition`: a bug must be loud, not a silently
+corrupted history. Records are plain mutable dataclasses owned by the engine; everything
+outside the engine sees immutable views (`l3tui.engine.api`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ExecState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in EXEC_TERMINAL
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"  # execution not started yet
+    WAITING = "waiting"  # upstream tasks not finished
+    QUEUED = "queued"  # ready, waiting for admission
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRYING = "retrying"  # between attempts
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # l3tui died while it ran
+
+    @property
+    def terminal(self) -> bool:
+        return self in TASK_TERMINAL
+
+
+EXEC_TERMINAL = frozenset(
+    {ExecState.SUCCEEDED, ExecState.FAILED, ExecState.CANCELLED, ExecState.INTERRUPTED}
+)
+TASK_TERMINAL = frozenset(
+    {
+        TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED,
+        TaskState.SKIPPED, TaskState.INTERRUPTED,
+    }
+)  # fmt: skip
+TASK_FAILED = frozenset({TaskState.FAILED, TaskState.TIMED_OUT})
+
+_E, _T = ExecState, TaskState
+EXEC_TRANSITIONS: dict[ExecState, frozenset[ExecState]] = {
+    _E.PENDING: frozenset({_E.RUNNING, _E.CANCELLED, _E.INTERRUPTED, _E.FAILED}),
+    _E.RUNNING: frozenset({_E.PAUSED, _E.SUCCEEDED, _E.FAILED, _E.CANCELLED, _E.INTERRUPTED}),
+    _E.PAUSED: frozenset({_E.RUNNING, _E.CANCELLED, _E.INTERRUPTED}),
+    **{state: frozenset() for state in EXEC_TERMINAL},
+}
+_ENDINGS = {_T.CANCELLED, _T.INTERRUPTED}
+TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    _T.PENDING: frozenset({_T.WAITING, _T.QUEUED, _T.SKIPPED, *_ENDINGS}),
+    _T.WAITING: frozenset({_T.QUEUED, _T.SKIPPED, *_ENDINGS}),
+    _T.QUEUED: frozenset({_T.RUNNING, *_ENDINGS}),
+    _T.RUNNING: frozenset(
+        {_T.PAUSED, _T.SUCCEEDED, _T.FAILED, _T.TIMED_OUT, _T.RETRYING, *_ENDINGS}
+    ),
+    _T.PAUSED: frozenset({_T.RUNNING, _T.FAILED, _T.SUCCEEDED, *_ENDINGS}),
+    _T.RETRYING: frozenset({_T.QUEUED, *_ENDINGS}),
+    **{state: frozenset() for state in TASK_TERMINAL},
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A record was asked to move to a state its current state cannot reach."""
+
+
+def new_execution_id(now: float | None = None) -> str:
+    """Sortable, short enough to type: `261125-014900-a3f9` (UTC time + random)."""
+    stamp = time.strftime("%y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(slots=True, eq=False)
+class TaskRun:
+    """One task of one execution, across its attempts."""
+
+    execution_id: str
+    task_id: str
+    name: str
+    state: TaskState = TaskState.PENDING
+    attempt: int = 0
+    max_attempts: int = 1
+    priority: int = 5
+    reason: str = ""
+    """Why it waits, or why it ended (for people)."""
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    pid: int | None = None
+    pgid: int | None = None
+    proc_start: float | None = None
+    """Process start time, so recovery never signals a reused pid."""
+    log_path: str | None = None
+    last_line: str = ""
+    active_s: float = 0.0
+    """Time spent running (paused time excluded), over all attempts."""
+    wait_s: float = 0.0
+    """Time spent queued, over all attempts."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    cpu_pct: float = 0.0
+    rss: int = 0
+    peak_cpu_pct: float = 0.0
+    peak_rss: int = 0
+
+    def to(self, state: TaskState) -> TaskState:
+        """Move to `state`; returns the previous state."""
+        previous = self.state
+        if state not in TASK_TRANSITIONS[previous]:
+            raise IllegalTransition(
+                f"task {self.execution_id}/{self.task_id}: {previous} -> {state} is not allowed"
+            )
+        self.state = state
+        return previous
+
+
+@dataclass(slots=True, eq=False)
+class Execution:
+    """One run of one workflow definition."""
+
+    id: str
+    workflow_id: str
+    workflow_name: str
+    definition: Any  # WorkflowDef; Any keeps this module free of pydantic
+    definition_hash: str
+    params: dict[str, Any]
+    trigger: str = "manual"
+    parent_id: str | None = None
+    """The interrupted execution this one resumes."""
+    priority: int = 5
+    state: ExecState = ExecState.PENDING
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    deadline_at: float | None = None
+    reason: str = ""
+    tasks: dict[str, TaskRun] = field(default_factory=dict)
+    cancel_requested: bool = False
+
+    def to(self, state: ExecState) -> ExecState:
+        previous = self.state
+        if state not in EXEC_TRANSITIONS[previous]:
+            raise IllegalTransition(f"execution {self.id}: {previous} -> {state} is not allowed")
+        self.state = state
+        return previous
+
+    def counts(self) -> dict[TaskState, int]:
+        out: dict[TaskState, int] = {}
+        for task in self.tasks.values():
+            out[task.state] = out.get(task.state, 0) + 1
+        return out

@@ -1,0 +1,299 @@
+"""Runtime: the composition root. Builds the bus, scheduler, executor and engine (and, as
+they land, the store, resource manager, recurring tasks and alerts), starts what runs in
+the background, and is the one object consoles and commands talk to (`RuntimeAPI`).
+
+    async with Runtime(config, state_dir) as rt:
+        result = await rt.run_workflow("demo_pipeline")
+        await rt.wait(result.execution_id)
+
+Every background task the Runtime starts is owned and cancelled on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from l3tui.config.loader import Config
+from l3tui.engine import events as ev
+from l3tui.engine.actor import current_actor
+from l3tui.engine.api import (
+    ExecutionView,
+    OpResult,
+    ParamInfo,
+    PerformanceView,
+    QueueItemView,
+    RuntimeSnapshot,
+    TaskView,
+    WorkflowInfo,
+)
+from l3tui.engine.clock import Clock, SystemClock
+from l3tui.engine.executors.local import LocalExecutor
+from l3tui.engine.model import ExecState, Execution, TaskRun
+from l3tui.engine.scheduler import TaskScheduler
+from l3tui.engine.workflows import WorkflowEngine
+from l3tui.errors import UsageError
+from l3tui.monitor.metrics import MetricsCollector
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """One l3tui instance: config in, executions out, everything observable."""
+
+    def __init__(
+        self,
+        config: Config,
+        state_dir: Path,
+        *,
+        clock: Clock | None = None,
+        actor: str | None = None,
+        tick_s: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.state_dir = state_dir.expanduser().resolve()
+        self.clock = clock or SystemClock()
+        self.actor = actor or current_actor()
+        self.tick_s = tick_s
+        self.bus = ev.EventBus()
+        sched = config.scheduling
+        self.scheduler = TaskScheduler(sched, self.clock)
+        self.executor = LocalExecutor(
+            log_cap_bytes=int(sched.execution.log_cap_mb * 1024 * 1024),
+            grace_s=sched.execution.grace_period / 1000,
+        )
+        self.engine = WorkflowEngine(config, self.state_dir, self.bus, self.scheduler,
+                                     self.executor, self.clock, self.actor)  # fmt: skip
+        self.metrics = MetricsCollector(history=sched.sampler.history, now=self.clock.time)
+        self.bus.add_listener(self.metrics.on_event)
+        self.engine.on_finished.append(self._on_execution_finished)
+        self.recent: deque[Execution] = deque(maxlen=200)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._queue_cache: tuple[int, list[QueueItemView]] = (-1, [])
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Runtime:
+        (self.state_dir / "runs").mkdir(parents=True, exist_ok=True)
+        self.spawn(self._ticker(), "metrics-ticker")
+        self.started = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        await self.engine.shutdown(actor=f"{self.actor} (shutdown)")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Start a background task the Runtime owns (cancelled on close; errors logged)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+            self.bus.publish(
+                ev.SystemNotice(
+                    at=self.clock.time(),
+                    topic="runtime",
+                    message=f"{task.get_name()} failed: {task.exception()}",
+                    severity="error",
+                )
+            )
+
+    async def _ticker(self) -> None:
+        while True:
+            self.metrics.tick(self.clock.time(), self.scheduler.queue_length(),
+                              len(self.scheduler.running))  # fmt: skip
+            await asyncio.sleep(self.tick_s)
+
+    def _on_execution_finished(self, execution: Execution) -> None:
+        self.recent.appendleft(execution)
+        outcome = "success" if execution.state == ExecState.SUCCEEDED else "failure"
+        for wf_id, wf in self.config.workflows.workflows.items():
+            for trigger in wf.triggers:
+                if trigger.after == execution.workflow_id and trigger.on in (outcome, "any"):
+                    self.spawn(self.run_workflow(wf_id, trigger=f"after:{execution.id}"),
+                               f"trigger-{wf_id}")  # fmt: skip
+
+    # ------------------------------------------------------------------ commands
+
+    async def run_workflow(
+        self,
+        workflow_id: str,
+        params: dict[str, Any] | None = None,
+        *,
+        actor: str = "",
+        trigger: str = "manual",
+    ) -> OpResult:
+        """Create and start an execution; the result names it (or says why not)."""
+        who = actor or self.actor
+        try:
+            execution = self.engine.create(workflow_id, params, trigger=trigger)
+        except UsageError as exc:
+            result = OpResult(False, str(exc))
+        else:
+            self.engine.start(execution)
+            result = OpResult(True, f"started {workflow_id} as {execution.id}", execution.id)
+        self.bus.publish(ev.OperatorAction(at=self.clock.time(), action="run",
+                                           execution_id=result.execution_id, task_id=None,
+                                           applied=result.applied, detail=result.message,
+                                           actor=who))  # fmt: skip
+        return result
+
+    async def pause(
+        self, execution_id: str, task_id: str | None = None, *, actor: str = ""
+    ) -> OpResult:
+        return self.engine.pause(execution_id, task_id, actor or self.actor)
+
+    async def resume(
+        self, execution_id: str, task_id: str | None = None, *, actor: str = ""
+    ) -> OpResult:
+        return self.engine.resume(execution_id, task_id, actor or self.actor)
+
+    async def cancel(
+        self, execution_id: str, task_id: str | None = None, *, actor: str = ""
+    ) -> OpResult:
+        return self.engine.cancel(execution_id, task_id, actor or self.actor)
+
+    async def resume_interrupted(self, execution_id: str, *, actor: str = "") -> OpResult:
+        return OpResult(False, "resuming interrupted executions needs the store")
+
+    async def ack_alert(self, alert_id: str, *, actor: str = "") -> OpResult:
+        return OpResult(False, f"no alert {alert_id}")
+
+    async def snooze_alert(self, alert_id: str, seconds: float, *, actor: str = "") -> OpResult:
+        return OpResult(False, f"no alert {alert_id}")
+
+    async def set_schedule_enabled(
+        self, schedule_id: str, enabled: bool, *, actor: str = ""
+    ) -> OpResult:
+        return OpResult(False, f"no schedule {schedule_id}")
+
+    async def reload_config(self, *, actor: str = "") -> OpResult:
+        return OpResult(False, "reload is not available")
+
+    async def wait(self, execution_id: str) -> ExecState:
+        return await self.engine.wait(execution_id)
+
+    # ------------------------------------------------------------------ views
+
+    def subscribe(self, name: str = "console", maxsize: int = 10_000) -> ev.Subscription:
+        return self.bus.subscribe(name, maxsize=maxsize)
+
+    def _task_view(self, execution: Execution, run: TaskRun) -> TaskView:
+        task = execution.definition.task(run.task_id)
+        return TaskView(
+            execution_id=execution.id, task_id=run.task_id, name=run.name,
+            state=run.state.value, attempt=run.attempt, max_attempts=run.max_attempts,
+            priority=run.priority, reason=run.reason, dependencies=tuple(task.dependencies),
+            started_at=run.started_at, finished_at=run.finished_at, active_s=run.active_s,
+            wait_s=run.wait_s, exit_code=run.exit_code, last_line=run.last_line,
+            log_path=run.log_path, cpu_pct=run.cpu_pct, rss=run.rss,
+            peak_cpu_pct=run.peak_cpu_pct, peak_rss=run.peak_rss,
+            metrics=tuple(run.metrics.items()),
+        )  # fmt: skip
+
+    def _execution_view(self, execution: Execution) -> ExecutionView:
+        return ExecutionView(
+            id=execution.id, workflow_id=execution.workflow_id,
+            workflow_name=execution.workflow_name, state=execution.state.value,
+            trigger=execution.trigger, parent_id=execution.parent_id,
+            priority=execution.priority, created_at=execution.created_at,
+            started_at=execution.started_at, finished_at=execution.finished_at,
+            reason=execution.reason, definition_hash=execution.definition_hash,
+            tasks=tuple(self._task_view(execution, run) for run in execution.tasks.values()),
+        )  # fmt: skip
+
+    def execution(self, execution_id: str) -> ExecutionView | None:
+        execution = self.engine.executions.get(execution_id)
+        return self._execution_view(execution) if execution else None
+
+    def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
+        active = sorted(self.engine.active(), key=lambda e: e.created_at, reverse=True)
+        finished = [e for e in list(self.recent)[:recent] if e not in active]
+        running = []
+        for entry in self.scheduler.running:
+            execution = self.engine.executions.get(entry.execution_id)
+            run = execution.tasks.get(entry.task_id) if execution else None
+            running.append(QueueItemView(
+                execution_id=entry.execution_id, task_id=entry.task_id,
+                workflow_id=entry.workflow_id, name=entry.name, priority=entry.priority,
+                state=run.state.value if run else "running", reason="",
+                since=(run.started_at or entry.enqueued_at) if run else entry.enqueued_at,
+                cpu_pct=run.cpu_pct if run else 0.0, rss=run.rss if run else 0,
+            ))  # fmt: skip
+        running.sort(key=lambda q: (-q.priority, q.since))
+        return RuntimeSnapshot(
+            at=self.clock.time(),
+            executions=tuple(self._execution_view(e) for e in [*active, *finished]),
+            queue_length=self.scheduler.queue_length(),
+            running=tuple(running),
+            resources=dict(self.metrics.latest_sample),
+            queue_version=self.scheduler.version,
+        )
+
+    def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:
+        version, items = self._queue_cache
+        if version != self.scheduler.version:
+            items = [
+                QueueItemView(
+                    execution_id=e.execution_id,
+                    task_id=e.task_id,
+                    workflow_id=e.workflow_id,
+                    name=e.name,
+                    priority=e.priority,
+                    state="queued",
+                    reason=e.reason,
+                    since=e.enqueued_at,
+                )
+                for e in self.scheduler.queue()
+            ]
+            self._queue_cache = (self.scheduler.version, items)
+        return items[offset : offset + limit]
+
+    def metric_series(self, name: str, window_s: float) -> Sequence[tuple[float, float]]:
+        return self.metrics.series(name, window_s)
+
+    def performance(self, window_s: float) -> PerformanceView:
+        data = self.metrics.performance(window_s)
+        return PerformanceView(**data)  # type: ignore[arg-type]
+
+    def workflows(self) -> Sequence[WorkflowInfo]:
+        out = []
+        wf = self.config.workflows
+        for wf_id, definition in wf.workflows.items():
+            out.append(WorkflowInfo(wf_id, definition.name, definition.description,
+                                    definition.type, False, len(definition.tasks)))  # fmt: skip
+        for wf_id, template in wf.templates.items():
+            params = tuple(
+                ParamInfo(name, spec.type, spec.is_required, spec.default, spec.description,
+                          tuple(spec.choices) if spec.choices is not None else None)
+                for name, spec in template.params.items()
+            )  # fmt: skip
+            out.append(WorkflowInfo(wf_id, template.name, template.description, template.type,
+                                    True, len(template.tasks), params))  # fmt: skip
+        return out

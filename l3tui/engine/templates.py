@@ -1,0 +1,98 @@
+"""Templates: check the params a run gives, fill `${param}` placeholders, and return an
+ordinary workflow definition (context placeholders such as `${l3.state_dir}` stay for
+run time)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from l3tui.config import placeholders
+from l3tui.config.schema import ParamSpec, TemplateDef, WorkflowDef
+from l3tui.config.suggest import did_you_mean
+from l3tui.errors import UsageError
+
+_TRUE = {"1", "true", "yes", "on", "y"}
+_FALSE = {"0", "false", "no", "off", "n"}
+
+
+def coerce(name: str, spec: ParamSpec, value: Any) -> Any:
+    """A param value (often a string from `-p key=value`) as its declared type."""
+    kind = spec.type
+    try:
+        if kind == "integer":
+            result: Any = int(value) if not isinstance(value, bool) else int("x")
+        elif kind == "number":
+            result = float(value)
+        elif kind == "boolean":
+            if isinstance(value, bool):
+                result = value
+            elif str(value).lower() in _TRUE:
+                result = True
+            elif str(value).lower() in _FALSE:
+                result = False
+            else:
+                raise ValueError
+        elif kind == "path":
+            result = str(Path(str(value)).expanduser()) if "${" not in str(value) else str(value)
+        else:
+            result = str(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"param {name}: expected {kind}, got {value!r}") from None
+    if spec.choices is not None and result not in spec.choices:
+        choices = ", ".join(map(str, spec.choices))
+        raise UsageError(f"param {name}: {result!r} is not one of: {choices}")
+    return result
+
+
+def resolve_params(
+    template_id: str, template: TemplateDef, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    unknown = [k for k in given if k not in template.params]
+    if unknown:
+        name = unknown[0]
+        raise UsageError(
+            f"template {template_id!r} has no param {name!r}"
+            f"{did_you_mean(name, template.params)}; its params: "
+            f"{', '.join(template.params) or 'none'}"
+        )
+    values: dict[str, Any] = {}
+    for name, spec in template.params.items():
+        if name in given:
+            values[name] = coerce(name, spec, given[name])
+        elif spec.default is not None:
+            values[name] = coerce(name, spec, spec.default)
+        elif spec.is_required:
+            raise UsageError(
+                f"template {template_id!r} needs param {name!r} "
+                f"({spec.description or spec.type}): add -p {name}=VALUE"
+            )
+    return values
+
+
+def instantiate(
+    template_id: str, template: TemplateDef, given: Mapping[str, Any]
+) -> tuple[WorkflowDef, dict[str, Any]]:
+    """(workflow definition, resolved params) for one run of a template."""
+    values = resolve_params(template_id, template, given)
+
+    def lookup(name: str) -> Any:
+        if placeholders.is_context(name):
+            return "${" + name + "}"  # filled at run time
+        return values[name]
+
+    raw = template.model_dump(mode="json", by_alias=True, exclude={"params"}, exclude_none=True)
+    try:
+        filled = placeholders.fill_value(raw, lookup)
+        return WorkflowDef.model_validate(filled), values
+    except placeholders.MissingPlaceholder as exc:
+        raise UsageError(f"template {template_id!r}: no value for ${{{exc.name}}}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(
+            f"template {template_id!r} with these params is invalid: {where}: {first['msg']}"
+        ) from None

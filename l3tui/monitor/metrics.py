@@ -1,0 +1,123 @@
+"""Time series for charts and the performance pane, kept in memory from events.
+
+A bus listener (cheap, synchronous) records task endings, task-reported metrics and
+resource samples; `tick()` adds queue depth and running counts once a second. Series are
+bounded ring buffers; the store keeps the long history.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from l3tui.engine import events as ev
+
+FAILED_STATES = frozenset({"failed", "timed_out"})
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedTask:
+    at: float
+    duration_s: float
+    wait_s: float
+    state: str
+
+
+class MetricsCollector:
+    """Series by metric name: cpu_usage, memory_usage, ..., queue_depth, task.NAME."""
+
+    def __init__(self, history: int = 3600, now: Callable[[], float] | None = None) -> None:
+        self.history = history
+        self._series: dict[str, deque[tuple[float, float]]] = {}
+        self._finished: deque[FinishedTask] = deque(maxlen=50_000)
+        self.latest_sample: dict[str, object] = {}
+        import time
+
+        self._now = now or time.time
+
+    # ------------------------------------------------------------------ input
+
+    def record(self, name: str, at: float, value: float) -> None:
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = deque(maxlen=self.history)
+        series.append((at, value))
+
+    def on_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.TaskFinished):
+            self._finished.append(FinishedTask(event.at, event.duration_s, event.wait_s,
+                                               event.state))  # fmt: skip
+        elif isinstance(event, ev.TaskMetric):
+            self.record(f"task.{event.name}", event.at, event.value)
+        elif isinstance(event, ev.ResourceSampled):
+            self.latest_sample = event.sample
+            for name in ("cpu_usage", "memory_usage", "swap_usage", "disk_usage", "load_avg",
+                         "disk_iops", "net_in", "net_out", "net_connections"):  # fmt: skip
+                value = event.sample.get(name)
+                if isinstance(value, int | float):
+                    self.record(name, event.at, float(value))
+
+    def tick(self, at: float, queue_depth: int, running: int) -> None:
+        """Once a second: engine figures that are states, not events."""
+        self.record("queue_depth", at, float(queue_depth))
+        self.record("running_tasks", at, float(running))
+        perf = self.performance(60.0, at)
+        self.record("throughput", at, perf["throughput_per_min"] or 0.0)
+        self.record("error_rate", at, perf["error_rate_pct"] or 0.0)
+        self.record("success_rate", at, perf["success_rate_pct"] or 0.0)
+        if perf["p50_s"] is not None:
+            self.record("response_time", at, perf["p50_s"])
+        if perf["queue_wait_p50_s"] is not None:
+            self.record("queue_wait", at, perf["queue_wait_p50_s"])
+
+    # ------------------------------------------------------------------ output
+
+    def names(self) -> list[str]:
+        return sorted(self._series)
+
+    def series(
+        self, name: str, window_s: float, now: float | None = None
+    ) -> list[tuple[float, float]]:
+        data = self._series.get(name)
+        if not data:
+            return []
+        cutoff = (now if now is not None else self._now()) - window_s
+        if data[0][0] >= cutoff:
+            return list(data)
+        return [point for point in data if point[0] >= cutoff]
+
+    def latest(self, name: str) -> float | None:
+        data = self._series.get(name)
+        return data[-1][1] if data else None
+
+    def performance(
+        self, window_s: float, now: float | None = None
+    ) -> dict[str, float | int | None]:
+        now = now if now is not None else self._now()
+        cutoff = now - window_s
+        recent = [f for f in self._finished if f.at >= cutoff]
+        ran = [f for f in recent if f.state not in ("skipped", "cancelled")]
+        durations = sorted(f.duration_s for f in ran)
+        waits = sorted(f.wait_s for f in ran)
+        failed = sum(1 for f in ran if f.state in FAILED_STATES)
+        ok = sum(1 for f in ran if f.state == "succeeded")
+        return {
+            "window_s": window_s,
+            "finished_tasks": len(ran),
+            "p50_s": _quantile(durations, 0.5),
+            "p95_s": _quantile(durations, 0.95),
+            "throughput_per_min": len(ran) / (window_s / 60) if window_s else 0.0,
+            "error_rate_pct": 100.0 * failed / len(ran) if ran else 0.0,
+            "success_rate_pct": 100.0 * ok / len(ran) if ran else 0.0,
+            "queue_wait_p50_s": _quantile(waits, 0.5),
+        }
+
+
+def _quantile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    return statistics.quantiles(sorted_values, n=100, method="inclusive")[round(q * 100) - 1]
