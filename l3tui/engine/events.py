@@ -280,13 +280,15 @@ class Subscription:
         if self._accepts is not None and not self._accepts(event):
             return
         queue = self._queue
-        if queue.maxlen is not None and len(queue) == queue.maxlen:
-            self.dropped += 1
+        if len(queue) == self.maxsize and not self.durable:
+            self.dropped += 1  # the deque drops the oldest itself
         queue.append(event)
         self.delivered += 1
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def pending(self) -> int:
         return len(self._queue)

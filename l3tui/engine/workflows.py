@@ -72,6 +72,13 @@ class _Live:
     deadline_timers: list[asyncio.TimerHandle] = field(default_factory=list)
     done: asyncio.Future[ExecState] | None = None
     keep_results: Mapping[str, TaskState] = field(default_factory=dict)
+    task_defs: dict[str, TaskDef] = field(default_factory=dict)
+    directory: Path = Path()
+    """state/runs/<execution id>: task logs and the `${l3.execution_dir}` of its tasks."""
+    context: dict[str, Any] = field(default_factory=dict)
+    """The `l3.*` placeholder values shared by all its tasks."""
+    unfinished: int = 0
+    """Tasks not yet in a terminal state; the execution ends when it reaches 0."""
 
 
 def definition_hash(definition: WorkflowDef) -> str:
@@ -105,6 +112,7 @@ class WorkflowEngine:
         self._live: dict[str, _Live] = {}
         self.on_finished: list[Callable[[Execution], None]] = []
         self.grace_s = config.scheduling.execution.grace_period / 1000
+        self._critical = self.critical_level()
 
     # ------------------------------------------------------------------ config
 
@@ -112,6 +120,7 @@ class WorkflowEngine:
         """New definitions for new executions; running ones keep what they started with."""
         self.config = config
         self.registry = ActionRegistry(config, self.state_dir)
+        self._critical = self.critical_level()
 
     def priority_of(self, value: str | int | None, default: int | None = None) -> int:
         levels = self.config.scheduling.priorities or DEFAULT_PRIORITIES
@@ -191,8 +200,21 @@ class WorkflowEngine:
             )
         self.executions[exec_id] = execution
         deps = {t.id: list(t.dependencies) for t in definition.tasks}
-        live = _Live(execution, definition, ReadyTracker(deps), keep_results=dict(keep or {}))
+        live = _Live(
+            execution,
+            definition,
+            ReadyTracker(deps),
+            keep_results=dict(keep or {}),
+            task_defs={t.id: t for t in definition.tasks},
+            unfinished=len(definition.tasks),
+        )
         live.done = asyncio.get_running_loop().create_future()
+        live.directory = self.state_dir / "runs" / exec_id
+        live.context = {
+            "l3.state_dir": str(self.state_dir), "l3.execution_id": exec_id,
+            "l3.execution_dir": str(live.directory),
+            "l3.config_dir": str(self.config.directory), "l3.workflow_id": workflow_id,
+        }  # fmt: skip
         self._live[exec_id] = live
         self.bus.publish(ev.ExecutionCreated(
             at=now, execution_id=exec_id, workflow_id=workflow_id,
@@ -212,8 +234,7 @@ class WorkflowEngine:
         execution.started_at = now
         self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id))
         self._arm_deadlines(live)
-        execution_dir = self.state_dir / "runs" / execution.id
-        execution_dir.mkdir(parents=True, exist_ok=True)
+        live.directory.mkdir(parents=True, exist_ok=True)
         ready = live.tracker.initial()
         ready_set = set(ready)
         for task in live.definition.tasks:
@@ -238,14 +259,14 @@ class WorkflowEngine:
         run.reason = reason
         self.bus.publish(ev.TaskStateChanged(
             at=self.clock.time(), execution_id=execution.id, task_id=run.task_id,
-            state=state.value, previous=previous.value, attempt=run.attempt, reason=reason,
+            state=state, previous=previous, attempt=run.attempt, reason=reason,
         ))  # fmt: skip
 
     def _judge_and_queue(self, live: _Live, task_id: str) -> None:
         """All upstream tasks have ended: skip the task or queue it."""
         execution = live.execution
         run = execution.tasks[task_id]
-        task = live.definition.task(task_id)
+        task = live.task_defs[task_id]
         if execution.cancel_requested:
             self._finish_task(live, run, TaskState.CANCELLED, "execution cancelled")
             return
@@ -272,16 +293,16 @@ class WorkflowEngine:
             name=run.name,
             priority=run.priority,
             on_admit=self._on_admit,
-            critical=run.priority >= self.critical_level(),
+            critical=run.priority >= self._critical,
             cpu=task.resources.cpu,
             memory_mb=task.resources.memory_mb,
             pools=task.resources.pools,
             deadline=(execution.started_at + task.deadline / 1000)
             if task.deadline and execution.started_at
             else execution.deadline_at,
-            not_before=resolve_not_before(
-                task.not_before, execution.started_at or self.clock.time()
-            ),
+            not_before=resolve_not_before(task.not_before, execution.started_at or 0.0)
+            if task.not_before
+            else None,
             group_limit=live.definition.max_parallel,
         )
         live.attempts[task.id] = _Attempt(entry)
@@ -300,7 +321,7 @@ class WorkflowEngine:
     async def _run_attempt(self, live: _Live, task_id: str, attempt: _Attempt) -> None:
         execution = live.execution
         run = execution.tasks[task_id]
-        task = live.definition.task(task_id)
+        task = live.task_defs[task_id]
         try:
             outcome, reason, exit_code = await self._execute(live, run, task, attempt)
         except asyncio.CancelledError:
@@ -335,16 +356,9 @@ class WorkflowEngine:
         now = self.clock.time()
         wait = now - (run.queued_at or now)
         run.wait_s += wait
-        execution_dir = self.state_dir / "runs" / execution.id
-        context = {
-            "l3.state_dir": str(self.state_dir), "l3.execution_id": execution.id,
-            "l3.execution_dir": str(execution_dir), "l3.config_dir": str(self.config.directory),
-            "l3.task_id": task.id, "l3.workflow_id": execution.workflow_id,
-            "l3.attempt": run.attempt,
-        }  # fmt: skip
+        context = {**live.context, "l3.task_id": task.id, "l3.attempt": run.attempt}
         run.started_at = now
-        self._set_state(execution, run, TaskState.RUNNING,
-                        f"attempt {run.attempt}/{run.max_attempts}")  # fmt: skip
+        self._set_state(execution, run, TaskState.RUNNING)
         try:
             job = self.registry.resolve(task, context, execution.params)
         except ActionError as exc:
@@ -353,19 +367,36 @@ class WorkflowEngine:
             return TaskState.FAILED, str(exc), None
         if isinstance(job, InProcessJob):
             self._publish_started(execution, run, None, (task.action,), wait)
-            started = self.clock.monotonic()
-            try:
-                code = await asyncio.wait_for(job.func(job.params), job.timeout_s)
-            except TimeoutError:
-                return TaskState.TIMED_OUT, f"timed out after {job.timeout_s:g}s", None
-            finally:
-                run.active_s += self.clock.monotonic() - started
-            return (
-                (TaskState.SUCCEEDED, "", code)
-                if code == 0
-                else (TaskState.FAILED, f"exit code {code}", code)
-            )
-        return await self._execute_process(live, run, job, attempt, wait, execution_dir)
+            return await self._execute_in_process(run, job, attempt)
+        return await self._execute_process(live, run, job, attempt, wait, live.directory)
+
+    async def _execute_in_process(
+        self, run: TaskRun, job: InProcessJob, attempt: _Attempt
+    ) -> tuple[TaskState, str, int | None]:
+        # A bare call_later handle costs a third of asyncio.timeout(); this is the hot path
+        # of short in-process tasks.
+        current = asyncio.current_task()
+        assert current is not None
+
+        def expire() -> None:
+            attempt.timed_out = True
+            current.cancel()
+
+        started = self.clock.monotonic()
+        handle = asyncio.get_running_loop().call_later(job.timeout_s, expire)
+        try:
+            code = await job.func(job.params)
+        except asyncio.CancelledError:
+            if not attempt.timed_out:
+                raise
+            current.uncancel()
+            return TaskState.TIMED_OUT, f"timed out after {job.timeout_s:g}s", None
+        finally:
+            handle.cancel()
+            run.active_s += self.clock.monotonic() - started
+        if code == 0:
+            return TaskState.SUCCEEDED, "", 0
+        return TaskState.FAILED, f"exit code {code}", code
 
     def _publish_started(
         self,
@@ -487,9 +518,10 @@ class WorkflowEngine:
         now = self.clock.time()
         if run.state != state:
             self._set_state(execution, run, state, reason)
+        live.unfinished -= 1
         run.finished_at = now
         self.bus.publish(ev.TaskFinished(
-            at=now, execution_id=execution.id, task_id=run.task_id, state=state.value,
+            at=now, execution_id=execution.id, task_id=run.task_id, state=state,
             attempt=run.attempt, exit_code=run.exit_code, duration_s=run.active_s,
             wait_s=run.wait_s, reason=reason, peak_cpu_pct=run.peak_cpu_pct,
             peak_rss=run.peak_rss,
@@ -505,7 +537,7 @@ class WorkflowEngine:
 
     def _maybe_finish(self, live: _Live) -> None:
         execution = live.execution
-        if execution.state.terminal or any(not t.state.terminal for t in execution.tasks.values()):
+        if execution.state.terminal or live.unfinished:
             return
         states = [t.state for t in execution.tasks.values()]
         if execution.cancel_requested:
@@ -531,7 +563,7 @@ class WorkflowEngine:
         duration = execution.finished_at - (execution.started_at or execution.created_at)
         self.bus.publish(ev.ExecutionFinished(
             at=execution.finished_at, execution_id=execution.id,
-            workflow_id=execution.workflow_id, state=final.value, reason=reason,
+            workflow_id=execution.workflow_id, state=final, reason=reason,
             duration_s=duration,
         ))  # fmt: skip
         if live.done is not None and not live.done.done():
@@ -567,7 +599,7 @@ class WorkflowEngine:
             return
         started = execution.started_at or execution.created_at
         seconds = (
-            live.definition.deadline if task_id is None else live.definition.task(task_id).deadline
+            live.definition.deadline if task_id is None else live.task_defs[task_id].deadline
         ) or 0
         self.bus.publish(
             ev.DeadlineMissed(
@@ -619,7 +651,7 @@ class WorkflowEngine:
     def pause(self, exec_id: str, task_id: str | None = None, actor: str | None = None) -> OpResult:
         live, error = self._lookup(exec_id, task_id)
         if live is None:
-            return self._record("pause", exec_id, task_id, error or OpResult(False, "?"), actor)
+            return self._record("pause", exec_id, task_id, _missing(error), actor)
         execution = live.execution
         if task_id is not None:
             run = execution.tasks[task_id]
@@ -665,7 +697,7 @@ class WorkflowEngine:
     ) -> OpResult:
         live, error = self._lookup(exec_id, task_id)
         if live is None:
-            return self._record("resume", exec_id, task_id, error or OpResult(False, "?"), actor)
+            return self._record("resume", exec_id, task_id, _missing(error), actor)
         execution = live.execution
         if task_id is not None:
             run = execution.tasks[task_id]
@@ -704,7 +736,7 @@ class WorkflowEngine:
     ) -> OpResult:
         live, error = self._lookup(exec_id, task_id)
         if live is None:
-            return self._record("cancel", exec_id, task_id, error or OpResult(False, "?"), actor)
+            return self._record("cancel", exec_id, task_id, _missing(error), actor)
         execution = live.execution
         if task_id is not None:
             run = execution.tasks[task_id]
@@ -763,3 +795,8 @@ class WorkflowEngine:
                 waits.append(live.done)
         if waits:
             await asyncio.wait(waits, timeout=self.grace_s + 2)
+
+
+def _missing(error: OpResult | None) -> OpResult:
+    # OpResult is falsy when not applied, so `error or default` would drop it.
+    return error if error is not None else OpResult(False, "not found")

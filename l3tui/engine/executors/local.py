@@ -116,13 +116,20 @@ def _wrap(job: CommandJob) -> tuple[str, list[str]]:
     return "/bin/sh", argv
 
 
-def _proc_start_time(pid: int) -> float | None:
-    try:
-        import psutil
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-        return float(psutil.Process(pid).create_time())
-    except Exception:  # the process is already gone: nothing to protect against reuse
+
+def process_start_time(pid: int) -> float | None:
+    """When `pid` started, in seconds since boot (immune to wall-clock changes), or None if
+    it is gone. Recorded at spawn and compared at recovery, so a reused pid is never
+    mistaken for our task: both sides must use this function."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
         return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[19]) / _CLOCK_TICKS  # field 22 of stat(5), counted after "comm"
 
 
 class LocalProcess:
@@ -175,7 +182,7 @@ class LocalProcess:
         os.close(write_fd)
         self.pgid = self.pid
         self.started_mono = time.monotonic()
-        self.proc_start = _proc_start_time(self.pid)
+        self.proc_start = process_start_time(self.pid)
         os.set_blocking(read_fd, False)
         self._read_fd = read_fd
         self._loop.add_reader(read_fd, self._on_readable)
@@ -277,13 +284,18 @@ class LocalProcess:
 
     def group_alive(self) -> bool:
         """True while any live (non-zombie) process is in the task's group."""
+        try:
+            os.killpg(self.pgid, 0)  # cheap: the usual answer is "no such group"
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        # Members remain; some may be orphaned zombies re-parented to us: reap, then look.
         reap_orphans({self.pgid}, exclude={self.pid} if self.running else set())
         try:
             os.killpg(self.pgid, 0)
         except ProcessLookupError:
             return False
-        except PermissionError:
-            return True
         return _group_has_live_member(self.pgid)
 
     async def _terminate_group(self) -> None:

@@ -1,0 +1,34 @@
+"""Shared bench helpers: a throwaway config directory and a Runtime on a temp state dir."""
+
+from __future__ import annotations
+
+import tempfile
+import textwrap
+from pathlib import Path
+
+from l3tui.config.schema import TaskDef, WorkflowDef
+
+
+def temp_config(scheduling: str = "", actions: str = "actions: {}\n") -> Path:
+    root = Path(tempfile.mkdtemp(prefix="l3bench-config-"))
+    (root / "l3-workflows.yml").write_text(
+        "workflows:\n  placeholder:\n    name: p\n    tasks: [{id: a, action: noop}]\n"
+    )
+    (root / "l3-scheduling.yml").write_text(textwrap.dedent(scheduling) or "scheduling: {}\n")
+    (root / "l3-actions.yml").write_text(textwrap.dedent(actions))
+    return root
+
+
+def lanes_workflow(lanes: int, length: int, action: str) -> WorkflowDef:
+    """`lanes` chains of `length` tasks each, all feeding one sink task."""
+    tasks = []
+    ends = []
+    for lane in range(lanes):
+        previous: list[str] = []
+        for step in range(length):
+            task_id = f"l{lane}_{step}"
+            tasks.append(TaskDef(id=task_id, action=action, dependencies=previous))
+            previous = [task_id]
+        ends.extend(previous)
+    tasks.append(TaskDef(id="sink", action=action, dependencies=ends))
+    return WorkflowDef(name=f"{lanes}x{length}", tasks=tasks)

@@ -1,0 +1,88 @@
+"""Engine overhead per task: 10,000 in-process no-op tasks (1,000 lanes of 10, one sink)
+through the full engine with events on, against a minimal raw asyncio + graphlib executor
+run in the same process. Goal: ratio <= 3.0."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import graphlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import lanes_workflow, temp_config
+from l3tui.config import load_config
+from l3tui.config.schema import WorkflowDef
+
+LANES, LENGTH = 1000, 10
+
+
+async def noop() -> int:
+    return 0
+
+
+async def raw_executor(definition: WorkflowDef) -> float:
+    """The baseline: graphlib for readiness, one asyncio task per node, nothing else."""
+    deps = {t.id: t.dependencies for t in definition.tasks}
+    sorter = graphlib.TopologicalSorter(deps)
+    sorter.prepare()
+    started = time.perf_counter()
+    running: dict[asyncio.Task[int], str] = {}
+    while sorter.is_active():
+        for node in sorter.get_ready():
+            running[asyncio.ensure_future(noop())] = node
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            sorter.done(running.pop(task))
+    return time.perf_counter() - started
+
+
+async def engine_run(definition: WorkflowDef) -> tuple[float, int]:
+    from l3tui.engine.runtime import Runtime
+
+    config = load_config(
+        temp_config("""
+        scheduling:
+          resource_limits: {max_concurrent_tasks: 1000}
+    """)
+    )
+    state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))
+    async with Runtime(config, state, actor="bench") as rt:
+        console = rt.subscribe("console", maxsize=10_000)  # a lossy subscriber, as a UI has
+        execution = rt.engine.create("bench", definition=definition)
+        started = time.perf_counter()
+        rt.engine.start(execution)
+        state_ = await rt.wait(execution.id)
+        took = time.perf_counter() - started
+        assert state_ == "succeeded", state_
+        events = rt.bus.published
+        console.close()
+    return took, events
+
+
+def main() -> None:
+    definition = lanes_workflow(LANES, LENGTH, "noop")
+    tasks = len(definition.tasks)
+    raw, eng, published = [], [], 0
+    for _ in range(5):
+        gc.collect()
+        raw.append(asyncio.run(raw_executor(definition)))
+        gc.collect()
+        took, published = asyncio.run(engine_run(definition))
+        eng.append(took)
+    raw_s, eng_s = min(raw), min(eng)  # interference only ever adds time
+    print(f"tasks: {tasks} ({LANES} lanes of {LENGTH} + sink), events published: {published}")
+    print(f"raw asyncio+graphlib: {raw_s:.3f}s  ({raw_s / tasks * 1e6:.1f} us/task)")
+    print(f"l3tui engine:         {eng_s:.3f}s  ({eng_s / tasks * 1e6:.1f} us/task)")
+    print(
+        f"RESULT ratio={eng_s / raw_s:.2f} per_task_us={eng_s / tasks * 1e6:.0f} "
+        f"raw_per_task_us={raw_s / tasks * 1e6:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
