@@ -1,0 +1,166 @@
+"""Turns a batch of events into the rows and updates one transaction writes: inserts in
+dependency order, per-row updates coalesced (a task that changed state five times in a batch
+is updated once), resource samples folded into time buckets, audit entries collected.
+
+Pure and synchronous: no I/O, so a batch that failed to commit can be prepared again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from l3tui.engine import events as ev
+from l3tui.store.audit import AuditEntry, entries_for
+
+METRIC_BUCKET_S = 30.0
+"""Resource samples are kept as one avg/max/min row per metric per this many seconds."""
+SAMPLE_KEYS = ("cpu_usage", "memory_usage", "swap_usage", "disk_usage", "load_avg",
+               "disk_iops", "net_in", "net_out", "net_connections")  # fmt: skip
+# Kept in their own tables (or nowhere) rather than in `events`.
+_NOT_IN_EVENTS = (ev.ResourceSampled, ev.TaskOutput)
+_SKIP_FIELDS = {"at", "definition"}
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+_FIELDS: dict[type[ev.Event], tuple[str, ...]] = {}
+
+
+def event_json(event: ev.Event) -> str:
+    """The event's fields as compact JSON (the time and kind have their own columns)."""
+    cls = type(event)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(
+            name for name in cls.__dataclass_fields__ if name not in _SKIP_FIELDS
+        )
+    return _encode({name: getattr(event, name) for name in names})
+
+
+Updates = dict[Any, dict[str, Any]]
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one commit writes."""
+
+    definitions: list[tuple[Any, ...]] = field(default_factory=list)
+    executions: list[tuple[Any, ...]] = field(default_factory=list)
+    task_runs: list[tuple[Any, ...]] = field(default_factory=list)
+    attempts: list[tuple[Any, ...]] = field(default_factory=list)
+    exec_updates: Updates = field(default_factory=dict)
+    task_updates: Updates = field(default_factory=dict)
+    attempt_updates: Updates = field(default_factory=dict)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    task_metrics: list[tuple[Any, ...]] = field(default_factory=list)
+    alerts: list[tuple[Any, ...]] = field(default_factory=list)
+    schedules: list[tuple[Any, ...]] = field(default_factory=list)
+    samples: dict[tuple[str, float], list[float]] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)
+
+
+def _merge(updates: Updates, key: Any, values: dict[str, Any]) -> None:
+    current = updates.get(key)
+    if current is None:
+        updates[key] = values
+    else:
+        current.update(values)
+
+
+class BatchBuilder:
+    """Remembers what it needs across batches (how each execution was triggered)."""
+
+    def __init__(self, default_actor: str) -> None:
+        self.default_actor = default_actor
+        self.triggers: dict[str, str] = {}
+
+    def build(self, events: Iterable[ev.Event]) -> Batch:
+        batch = Batch()
+        rows = batch.events
+        for event in events:
+            if not isinstance(event, _NOT_IN_EVENTS):
+                rows.append((event.at, event.kind, getattr(event, "execution_id", None),
+                             event_json(event)))  # fmt: skip
+            self._apply(batch, event)
+            batch.audit.extend(entries_for(event, self.default_actor, self.triggers))
+        if len(self.triggers) > 10_000:  # executions that never finished in this process
+            for key in list(self.triggers)[:5_000]:
+                del self.triggers[key]
+        return batch
+
+    def _apply(self, b: Batch, e: ev.Event) -> None:
+        at = e.at
+        if isinstance(e, ev.TaskStateChanged):
+            values: dict[str, Any] = {"state": e.state, "reason": e.reason, "attempt": e.attempt}
+            if e.state == "queued":
+                values["queued_at"] = at
+            elif e.state == "interrupted":
+                values["finished_at"] = at
+                if e.attempt:
+                    _merge(b.attempt_updates, (e.execution_id, e.task_id, e.attempt),
+                           {"finished_at": at, "state": e.state, "error": e.reason})  # fmt: skip
+            _merge(b.task_updates, (e.execution_id, e.task_id), values)
+        elif isinstance(e, ev.TaskFinished):
+            _merge(b.task_updates, (e.execution_id, e.task_id), {
+                "state": e.state, "exit_code": e.exit_code, "duration_s": e.duration_s,
+                "wait_s": e.wait_s, "reason": e.reason, "finished_at": at,
+                "peak_cpu_pct": e.peak_cpu_pct, "avg_cpu_pct": e.avg_cpu_pct,
+                "peak_rss": e.peak_rss, "avg_rss": e.avg_rss, "attempt": e.attempt,
+            })  # fmt: skip
+            if e.attempt:
+                _merge(b.attempt_updates, (e.execution_id, e.task_id, e.attempt), {
+                    "finished_at": at, "state": e.state, "exit_code": e.exit_code,
+                    "error": e.reason,
+                })  # fmt: skip
+        elif isinstance(e, ev.TaskStarted):
+            b.attempts.append((e.execution_id, e.task_id, e.attempt, at, e.wait_s, e.pid,
+                               e.pgid, e.proc_start, e.log_path, _encode(list(e.command)),
+                               e.execution_id, e.task_id))  # fmt: skip
+            _merge(b.task_updates, (e.execution_id, e.task_id), {
+                "started_at": at, "attempt": e.attempt, "pid": e.pid, "pgid": e.pgid,
+                "proc_start": e.proc_start, "log_path": e.log_path,
+            })  # fmt: skip
+        elif isinstance(e, ev.TaskRetrying):
+            _merge(b.attempt_updates, (e.execution_id, e.task_id, e.attempt),
+                   {"finished_at": at, "state": "failed", "error": e.error})  # fmt: skip
+        elif isinstance(e, ev.TaskMetric):
+            b.task_metrics.append((at, e.execution_id, e.workflow_id, e.task_id, e.name,
+                                   e.value))  # fmt: skip
+        elif isinstance(e, ev.ResourceSampled):
+            bucket = at - at % METRIC_BUCKET_S
+            for name in SAMPLE_KEYS:
+                value = e.sample.get(name)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    acc = b.samples.get((name, bucket))
+                    v = float(value)
+                    if acc is None:
+                        b.samples[(name, bucket)] = [v, v, v, 1.0]
+                    else:
+                        acc[0] += v
+                        acc[1] = max(acc[1], v)
+                        acc[2] = min(acc[2], v)
+                        acc[3] += 1
+        elif isinstance(e, ev.ExecutionCreated):
+            b.definitions.append((e.definition_hash, e.workflow_id, e.workflow_name,
+                                  _encode(e.definition), at))  # fmt: skip
+            b.executions.append((e.execution_id, e.workflow_id, e.workflow_name,
+                                 e.definition_hash, _encode(e.params), e.trigger, e.parent_id,
+                                 e.priority, at))  # fmt: skip
+            b.task_runs.extend((e.execution_id, task_id, name, position)
+                               for position, (task_id, name) in enumerate(e.tasks))  # fmt: skip
+        elif isinstance(e, ev.ExecutionStarted):
+            _merge(b.exec_updates, e.execution_id, {"state": "running", "started_at": at})
+        elif isinstance(e, ev.ExecutionPaused):
+            _merge(b.exec_updates, e.execution_id, {"state": "paused"})
+        elif isinstance(e, ev.ExecutionResumed):
+            _merge(b.exec_updates, e.execution_id, {"state": "running"})
+        elif isinstance(e, ev.ExecutionFinished):
+            _merge(b.exec_updates, e.execution_id, {"state": e.state, "reason": e.reason,
+                   "finished_at": at, "duration_s": e.duration_s})  # fmt: skip
+        elif isinstance(e, ev.AlertChanged):
+            b.alerts.append((e.alert_id, e.rule, e.severity, e.state, e.message, e.source,
+                             at, at))  # fmt: skip
+        elif isinstance(e, ev.ScheduleChanged):
+            b.schedules.append((e.schedule_id, None, int(e.enabled), None, at))
+        elif isinstance(e, ev.ScheduleFired):
+            b.schedules.append((e.schedule_id, e.fire_time, None, e.outcome, at))

@@ -1,0 +1,170 @@
+"""The store's schema as forward migrations, applied in order and tracked with
+`PRAGMA user_version`. A migration is never edited once released: add a new one.
+
+Nothing here opens files or knows about the engine; `l3tui.store.sqlite` applies them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+DB_NAME = "l3tui.db"
+
+# Version 1: executions, their tasks and attempts, definitions, events, alerts, schedules.
+_V1 = """
+CREATE TABLE definitions (
+    hash        TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    first_seen  REAL NOT NULL
+);
+CREATE TABLE executions (
+    id              TEXT PRIMARY KEY,
+    workflow_id     TEXT NOT NULL,
+    workflow_name   TEXT NOT NULL,
+    definition_hash TEXT NOT NULL REFERENCES definitions(hash),
+    params          TEXT NOT NULL DEFAULT '{}',
+    trigger         TEXT NOT NULL DEFAULT '',
+    parent_id       TEXT,
+    priority        INTEGER NOT NULL DEFAULT 5,
+    state           TEXT NOT NULL,
+    reason          TEXT NOT NULL DEFAULT '',
+    created_at      REAL NOT NULL,
+    started_at      REAL,
+    finished_at     REAL,
+    duration_s      REAL
+);
+CREATE INDEX executions_by_time ON executions(created_at);
+CREATE INDEX executions_by_workflow ON executions(workflow_id, created_at);
+CREATE INDEX executions_by_state ON executions(state)
+    WHERE state IN ('pending', 'running', 'paused');
+CREATE TABLE task_runs (
+    execution_id TEXT NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+    task_id      TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    position     INTEGER NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'pending',
+    attempt      INTEGER NOT NULL DEFAULT 0,
+    reason       TEXT NOT NULL DEFAULT '',
+    exit_code    INTEGER,
+    queued_at    REAL,
+    started_at   REAL,
+    finished_at  REAL,
+    duration_s   REAL,
+    wait_s       REAL,
+    peak_cpu_pct REAL,
+    avg_cpu_pct  REAL,
+    peak_rss     INTEGER,
+    avg_rss      INTEGER,
+    pid          INTEGER,
+    pgid         INTEGER,
+    proc_start   REAL,
+    log_path     TEXT,
+    PRIMARY KEY (execution_id, task_id)
+) WITHOUT ROWID;
+CREATE TABLE task_attempts (
+    execution_id TEXT NOT NULL,
+    task_id      TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    started_at   REAL NOT NULL,
+    finished_at  REAL,
+    state        TEXT NOT NULL DEFAULT 'running',
+    exit_code    INTEGER,
+    error        TEXT NOT NULL DEFAULT '',
+    wait_s       REAL,
+    pid          INTEGER,
+    pgid         INTEGER,
+    proc_start   REAL,
+    log_path     TEXT,
+    command      TEXT,
+    PRIMARY KEY (execution_id, task_id, attempt),
+    FOREIGN KEY (execution_id, task_id) REFERENCES task_runs(execution_id, task_id)
+        ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX attempts_open ON task_attempts(execution_id) WHERE finished_at IS NULL;
+CREATE TABLE events (
+    id           INTEGER PRIMARY KEY,
+    at           REAL NOT NULL,
+    kind         TEXT NOT NULL,
+    execution_id TEXT,
+    data         TEXT NOT NULL
+);
+CREATE INDEX events_by_execution ON events(execution_id) WHERE execution_id IS NOT NULL;
+CREATE TABLE alerts (
+    id         TEXT PRIMARY KEY,
+    rule       TEXT NOT NULL,
+    severity   TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    message    TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    raised_at  REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE schedule_state (
+    id           TEXT PRIMARY KEY,
+    last_fire    REAL,
+    enabled      INTEGER,
+    last_outcome TEXT NOT NULL DEFAULT '',
+    updated_at   REAL NOT NULL
+);
+"""
+
+# Version 2: the audit trail, task-reported metrics and downsampled resource metrics.
+_V2 = """
+CREATE TABLE audit (
+    seq       INTEGER PRIMARY KEY,
+    at        REAL NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    target    TEXT NOT NULL,
+    outcome   TEXT NOT NULL,
+    detail    TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE TABLE task_metrics (
+    id           INTEGER PRIMARY KEY,
+    at           REAL NOT NULL,
+    execution_id TEXT NOT NULL,
+    workflow_id  TEXT NOT NULL,
+    task_id      TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    value        REAL NOT NULL
+);
+CREATE INDEX task_metrics_by_name ON task_metrics(name, at);
+CREATE TABLE resource_metrics (
+    name   TEXT NOT NULL,
+    bucket REAL NOT NULL,
+    avg    REAL NOT NULL,
+    max    REAL NOT NULL,
+    min    REAL NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (name, bucket)
+) WITHOUT ROWID;
+CREATE INDEX resource_metrics_by_bucket ON resource_metrics(bucket);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+"""MIGRATIONS[i] takes a database from version i to version i + 1."""
+LATEST = len(MIGRATIONS)
+
+
+def apply_migrations(conn: sqlite3.Connection, current: int, target: int = LATEST) -> None:
+    """Run the migrations from `current` up to `target`, each in its own transaction, so a
+    crash between two leaves a consistent database at an intermediate version."""
+    for version in range(current, target):
+        script = MIGRATIONS[version]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
