@@ -181,15 +181,17 @@ class Store:
         self.lock.release()
 
     async def _close_connections(self) -> None:
+        # The reader first: the last connection to close checkpoints the WAL into the
+        # database file, and only the writer can.
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:
                 await conn.close()
             except sqlite3.Error as exc:
                 log.warning("store: closing %s: %s", self.path, exc)
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            reader.close()
 
     # ------------------------------------------------------------------ reading
 

@@ -1,0 +1,148 @@
+"""`l3tui logs EXEC [TASK] [-f] [--grep RE]`: the log files of an execution's tasks, every
+attempt in order. On a terminal, control sequences a task printed are removed (a log cannot
+retitle the window or move the cursor); piped, the bytes are passed through. `-f` follows
+running tasks (new attempts included) until the execution ends. Read-only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from l3tui.commands._stored import open_store
+from l3tui.engine.executors.output import clean
+from l3tui.errors import UsageError
+from l3tui.store import queries
+
+FOLLOW_POLL_S = 0.25
+ACTIVE = ("pending", "running", "paused")
+
+
+@dataclass(slots=True)
+class _Log:
+    task_id: str
+    attempt: int
+    path: str
+    offset: int = 0
+    partial: bytes = b""
+    shown_header: bool = False
+    missing: bool = False
+
+
+@dataclass(slots=True)
+class _Printer:
+    json_mode: bool
+    sanitize: bool
+    pattern: re.Pattern[str] | None
+    headers: bool
+    matched: int = 0
+    out: list[str] = field(default_factory=list)
+
+    def header(self, log: _Log, state: str) -> None:
+        if self.headers and not self.json_mode and self.pattern is None and not log.shown_header:
+            self.out.append(f"==> {log.task_id} attempt {log.attempt} ({state}) <==")
+        log.shown_header = True
+
+    def line(self, log: _Log, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        if self.sanitize:
+            text = clean(text)
+        if self.pattern is not None and not self.pattern.search(clean(text)):
+            return
+        self.matched += 1
+        if self.json_mode:
+            self.out.append(json.dumps({"task_id": log.task_id, "attempt": log.attempt,
+                                        "line": text}, ensure_ascii=False))  # fmt: skip
+        elif self.pattern is not None and self.headers:
+            self.out.append(f"{log.task_id}#{log.attempt}: {text}")
+        else:
+            self.out.append(text)
+
+    def flush(self) -> None:
+        if self.out:
+            sys.stdout.write("\n".join(self.out) + "\n")
+            sys.stdout.flush()
+            self.out.clear()
+
+
+def run(args: argparse.Namespace) -> int:
+    pattern = None
+    if args.grep:
+        try:
+            pattern = re.compile(args.grep)
+        except re.error as exc:
+            raise UsageError(f"--grep: invalid regular expression {args.grep!r}: {exc}") from None
+    conn = open_store(args)
+    try:
+        exec_id = queries.resolve_execution(conn, args.execution)
+        printer = _Printer(args.json, sys.stdout.isatty(), pattern, headers=True)
+        return _show(conn, exec_id, args.task, args.follow, printer)
+    finally:
+        conn.close()
+
+
+def _attempts(conn: sqlite3.Connection, exec_id: str, task: str | None
+              ) -> tuple[str, list[tuple[dict[str, Any], dict[str, Any]]]]:  # fmt: skip
+    row = queries.get_execution(conn, exec_id)
+    assert row is not None
+    tasks = row["tasks"]
+    if task is not None:
+        tasks = [t for t in tasks if t["task_id"] == task]
+        if not tasks:
+            names = ", ".join(t["task_id"] for t in row["tasks"])
+            raise UsageError(f"execution {exec_id} has no task {task!r} (tasks: {names})")
+    return row["state"], [(t, a) for t in tasks for a in t["attempts"] if a["log_path"]]
+
+
+def _read_new(log: _Log, printer: _Printer, final: bool) -> None:
+    try:
+        with open(log.path, "rb") as fh:
+            fh.seek(log.offset)
+            data = fh.read()
+    except OSError:
+        log.missing = True
+        return
+    log.offset += len(data)
+    data = log.partial + data
+    lines = data.split(b"\n")
+    log.partial = lines.pop()
+    if final and log.partial:
+        lines.append(log.partial)
+        log.partial = b""
+    for raw in lines:
+        printer.line(log, raw)
+
+
+def _show(conn: sqlite3.Connection, exec_id: str, task: str | None, follow: bool,
+          printer: _Printer) -> int:  # fmt: skip
+    logs: dict[tuple[str, int], _Log] = {}
+    while True:
+        state, attempts = _attempts(conn, exec_id, task)
+        printer.headers = len(attempts) > 1 or task is None
+        done = state not in ACTIVE or not follow
+        for t, a in attempts:
+            key = (t["task_id"], a["attempt"])
+            log = logs.get(key)
+            if log is None:
+                log = logs[key] = _Log(t["task_id"], a["attempt"], a["log_path"])
+            attempt_over = a["finished_at"] is not None
+            printer.header(log, a["state"])
+            _read_new(log, printer, final=done or attempt_over)
+        printer.flush()
+        if done:
+            break
+        time.sleep(FOLLOW_POLL_S)
+    missing = [f"{log.task_id}#{log.attempt}: {log.path}" for log in logs.values() if log.missing]
+    for item in missing:
+        print(f"l3tui: log file is gone: {item}", file=sys.stderr)
+    if not logs:
+        print(f"l3tui: no logs recorded for {exec_id}" + (f" task {task}" if task else ""),
+              file=sys.stderr)  # fmt: skip
+    if printer.pattern is not None and printer.matched == 0:
+        return 1  # like grep: nothing matched
+    return 0
