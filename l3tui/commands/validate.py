@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 
 from l3tui import textdir
 from l3tui.config import load_config, resolve_config_dir
 from l3tui.config.loader import FILE_NAMES, Config
-from l3tui.errors import UsageError
+from l3tui.errors import L3Error, UsageError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +23,13 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"no config key named {args.explain!r}")
         print("\n".join(lines))
         return 0
-    config = load_config(resolve_config_dir(args.config))
+    directory = resolve_config_dir(args.config)
+    if not directory.is_dir():
+        raise L3Error(
+            f"config directory {directory} not found ({_config_source(args.config)}); "
+            "give one with --config DIR"
+        )
+    config = load_config(directory)
     for warning in config.warnings:
         print(warning, file=sys.stderr)
     if args.json:
@@ -31,6 +38,15 @@ def run(args: argparse.Namespace) -> int:
         bidi = textdir.resolve(args.bidi) and sys.stdout.isatty()
         print(render(config, bidi))
     return 0
+
+
+def _config_source(cli_value: str | None) -> str:
+    """Which rule of the resolution order chose the config directory, for the message."""
+    if cli_value:
+        return "from --config"
+    if os.environ.get("L3TUI_CONFIG"):
+        return "from $L3TUI_CONFIG"
+    return "no ./config here, so $XDG_CONFIG_HOME/l3tui"
 
 
 def recurring(

@@ -154,14 +154,8 @@ def _check_workflow(
     self_free = {k: [d for d in v if d != k] for k, v in deps.items()}
     cycle = find_cycle(self_free)
     if cycle:
-        out.append(
-            Finding(
-                "workflows",
-                (*base, "tasks"),
-                f"dependency cycle: {' -> '.join(cycle)}",
-                prefer_key=True,
-            )
-        )
+        message = f"dependency cycle: {' -> '.join(cycle)} (each depends on the next)"
+        out.append(Finding("workflows", _edge_path(base, wf, cycle[0], cycle[1]), message))
     if not wf.name and any(k[:2] == (section, wf_id) for k in data.salvaged):
         return out  # a salvaged workflow: only its graph is known
     out += _check_priority(wf.priority, (*base, "priority"), priorities, explicit=False)
@@ -177,6 +171,14 @@ def _check_workflow(
             )
     out += _check_placeholders(section, wf_id, wf, data.salvaged)
     return out
+
+
+def _edge_path(base: Path_, wf: WorkflowDef, task_id: str, dependency: str) -> Path_:
+    """Where `task_id` lists `dependency`: the line a cycle message points at."""
+    for index, task in enumerate(wf.tasks):
+        if task.id == task_id and dependency in task.dependencies:
+            return (*base, "tasks", index, "dependencies", task.dependencies.index(dependency))
+    return (*base, "tasks")
 
 
 def _check_priority(
@@ -303,7 +305,7 @@ def _check_placeholders(
                 else:
                     msg = (
                         f"placeholder ${{{name}}} in a workflow; only templates declare "
-                        "params (move it to templates: or give a default: ${name:-value})"
+                        f"params (move it to templates: or give a default: ${{{name}:-value}})"
                     )
                 out.append(Finding("workflows", where, msg))
     if isinstance(wf, TemplateDef):

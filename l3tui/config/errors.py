@@ -36,11 +36,20 @@ class ConfigIssue:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}"
         prefix = "warning: " if self.severity == "warning" else ""
-        return (
+        line = (
             f"{where}: {self.key}: {prefix}{self.message}"
             if self.key
             else (f"{where}: {prefix}{self.message}")
         )
+        return printable(line)
+
+
+def printable(text: str) -> str:
+    """`text` with control and other unprintable characters escaped (`\\n`, `\\x1b`): a key
+    read from a file must not break the one-line format or drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigError(Exception):
@@ -223,6 +232,8 @@ def humanize(error: Mapping[str, Any], root: type[BaseModel], loc: tuple[Any, ..
     }  # fmt: skip
     if kind in comparisons:
         bound = next(iter(ctx.values()), "?")
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)  # `<= 100`, not `<= 100.0`, for a percentage
         return f"must be {comparisons[kind]} {bound}, got {value!r}"
     message = str(error["msg"])
     return message[:1].lower() + message[1:]
@@ -248,6 +259,10 @@ def issues_from_validation(
         loc = tuple(error["loc"])
         path, on_key = data_path(located.data, loc)
         message = humanize(error, root, loc)
+        if error["type"] == "union_tag_invalid":
+            # pydantic places it on the item; the value to fix is its `type:`
+            discriminator = str((error.get("ctx") or {}).get("discriminator", "")).strip("'")
+            path = (*path, discriminator) if discriminator else path
         is_union_member = bool(loc) and isinstance(loc[-1], str) and loc[-1] in {"str", "int"}
         if is_union_member:
             union_counts[path] = union_counts.get(path, 0) + 1

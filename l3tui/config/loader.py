@@ -25,7 +25,7 @@ from l3tui.config.schema import (
     WorkflowDef,
     WorkflowsFile,
 )
-from l3tui.config.yamlpos import Located, YamlFileError, decode, load_located
+from l3tui.config.yamlpos import MAX_FILE_BYTES, Located, YamlFileError, decode, load_located
 
 FileKind = Literal["workflows", "scheduling", "dashboard", "actions"]
 
@@ -150,15 +150,18 @@ def _read(
             return SourceFile(path, present=False), None
         return SourceFile(path, present=False), model_cls()
     try:
-        raw = path.read_bytes()
+        # Never more than the limit in memory, whatever the file's size.
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         issues.append(ConfigIssue(path, 1, 1, "", f"cannot read: {exc.strerror}"))
         return SourceFile(path, present=False), None
     digest = hashlib.sha256(raw).hexdigest()
     try:
-        located = load_located(decode(raw))
+        located = load_located(decode(raw, size))
     except YamlFileError as exc:
-        issues.append(ConfigIssue(path, exc.pos.line, exc.pos.col, "", exc.message))
+        issues.append(ConfigIssue(path, exc.pos.line, exc.pos.col, exc.key, exc.message))
         return SourceFile(path, present=True, digest=digest), None
     source = SourceFile(path, present=True, digest=digest, located=located)
     for problem in located.problems:
@@ -224,12 +227,24 @@ def _salvage_workflows(
                 deps = [d for d in deps if isinstance(d, str)] if isinstance(deps, list) else []
                 tasks.append(TaskDef.model_construct(id=task["id"], action="", dependencies=deps))
             salvaged.add((section, str(wf_id), index))
+        salvaged.add((section, str(wf_id), -1))  # the workflow itself: only its graph is known
         params = value.get("params") if model is not WorkflowDef else None
         fields: dict[str, Any] = {"name": "", "tasks": tasks}
         if isinstance(params, dict):
-            fields["params"] = {k: None for k in params}
+            fields["params"] = {k: _salvage_param(v) for k, v in params.items()}
         out[wf_id] = model.model_construct(**fields)
     return out
+
+
+def _salvage_param(raw: Any) -> Any:
+    """A template param as declared, or, when its declaration is broken (and reported), an
+    optional one, so that no check invents a missing-param error from it."""
+    from l3tui.config.schema import ParamSpec
+
+    try:
+        return ParamSpec.model_validate(raw)
+    except ValidationError:
+        return ParamSpec.model_construct(required=False)
 
 
 def _raw(sources: Mapping[FileKind, SourceFile], kind: FileKind, *keys: str) -> Any:

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -42,17 +43,28 @@ def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown timezone {value!r} (use an IANA name like 'Asia/Riyadh')"
-        ) from None
+        from zoneinfo import available_timezones
+
+        from l3tui.config.suggest import closest
+
+        hint = closest(value, available_timezones())
+        suggestion = f"did you mean {hint!r}?" if hint else "use an IANA name like 'Asia/Riyadh'"
+        raise ValueError(f"unknown timezone {value!r} ({suggestion})") from None
     return value
 
 
 Timezone = Annotated[str, AfterValidator(_timezone)]
 
 
+CRON_FIELDS = (
+    ("minute", "0-59"), ("hour", "0-23"), ("day", "1-31"), ("month", "1-12 or jan-dec"),
+    ("weekday", "0-7 or sun-sat"),
+)  # fmt: skip
+
+
 def _cron(value: str) -> str:
-    from croniter import croniter  # imported lazily: ~0.1 s, and only schedules need it
+    # imported lazily: ~0.1 s, and only schedules need it
+    from croniter import CroniterBadDateError, croniter
 
     fields = value.split()
     if len(fields) != 5:
@@ -61,7 +73,19 @@ def _cron(value: str) -> str:
             f"found {len(fields)}"
         )
     if not croniter.is_valid(value):
+        for index, (name, allowed) in enumerate(CRON_FIELDS):
+            probe = ["*"] * 5
+            probe[index] = fields[index]
+            if not croniter.is_valid(" ".join(probe)):
+                raise ValueError(
+                    f"invalid cron expression {value!r}: {name} field {fields[index]!r} "
+                    f"is not valid ({allowed})"
+                )
         raise ValueError(f"invalid cron expression {value!r}")
+    try:
+        croniter(value, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"cron {value!r} never fires (no such date)") from None
     return value
 
 
@@ -137,7 +161,11 @@ class Condition(Model):
         given = [name for name in type(self).model_fields if getattr(self, name) is not None]
         if len(given) != 1:
             keys = ", ".join(type(self).model_fields)
-            raise ValueError(f"a condition takes exactly one of: {keys} (got {len(given)})")
+            got = f"got {', '.join(given)}" if given else "got none"
+            raise ValueError(
+                f"a condition takes exactly one of: {keys} ({got}; write one condition per "
+                "list item)"
+            )
         return self
 
 
@@ -658,24 +686,29 @@ class DashboardFile(Model):
 class ActionDef(Model):
     """What an action name runs."""
 
+    shell: bool = False
+    """Run `command[0]` with /bin/sh -c; parameters arrive as environment variables."""
     command: list[str] = Field(min_length=1)
     """Argument list; elements may hold `${param}` placeholders from the task's parameters."""
     env: dict[str, str] = Field(default_factory=dict)
     """Extra environment variables (values may hold placeholders)."""
     cwd: str | None = None
     """Working directory (may hold placeholders); relative to where l3tui was started."""
-    shell: bool = False
-    """Run `command[0]` with /bin/sh -c; parameters arrive as environment variables."""
     timeout: PositiveMs | None = None
     """Default time limit for tasks using this action."""
     description: str = ""
     """What the action does."""
 
-    @model_validator(mode="after")
-    def _shell_takes_one_script(self) -> ActionDef:
-        if self.shell and len(self.command) != 1:
-            raise ValueError("with shell: true, command must be one script string")
-        return self
+    @field_validator("command")
+    @classmethod
+    def _shell_takes_one_script(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # `shell` is declared first so that it is known here, and the error names `command`.
+        if info.data.get("shell") and len(value) != 1:
+            raise ValueError(
+                f"with shell: true, command must be one script string, got {len(value)} "
+                "elements (join them, or drop shell: true to run an argument list)"
+            )
+        return value
 
 
 class ActionsFile(Model):

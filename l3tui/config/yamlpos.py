@@ -1,8 +1,9 @@
 """Safe YAML reading that remembers where every key and value stood.
 
 PyYAML's composer keeps aliases as shared nodes, so composing is cheap; the danger of a
-"billion laughs" file is in expanding them. We build Python data ourselves with a budget
-on expanded nodes, so such a file fails fast with a clear message instead of eating memory.
+"billion laughs" file is in expanding them. Expansion is counted on the node graph before
+any data is built (`yamldiag.check_expansion`), and we build Python data ourselves with a
+budget as well, so such a file fails fast with a clear message instead of eating memory.
 Keys are read as plain strings (YAML 1.1 would turn a key `on:` into True).
 """
 
@@ -13,17 +14,22 @@ from typing import Any
 
 import yaml
 
+from l3tui.config.yamldiag import (
+    MAX_EXPANDED_NODES,
+    Path_,
+    Pos,
+    YamlFileError,
+    check_expansion,
+    dotted,
+    mark_pos,
+    reader_error,
+    syntax_error,
+)
+
+__all__ = ["MAX_FILE_BYTES", "Located", "Path_", "Pos", "YamlFileError", "decode", "load_located"]
+
 MAX_FILE_BYTES = 5 * 1024 * 1024
-MAX_EXPANDED_NODES = 250_000
 MERGE_TAG = "tag:yaml.org,2002:merge"
-
-Path_ = tuple[str | int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Pos:
-    line: int  # 1-based
-    col: int  # 1-based
 
 
 @dataclass(slots=True)
@@ -58,51 +64,49 @@ class Located:
         return Pos(1, 1)
 
 
-class YamlFileError(Exception):
-    """The file cannot be read as a YAML mapping at all."""
+def decode(raw: bytes, size: int | None = None) -> str:
+    """Bytes of a config file -> text; refuse binary, oversized and non-UTF-8 input.
 
-    def __init__(self, message: str, pos: Pos = Pos(1, 1)) -> None:
-        super().__init__(message)
-        self.message = message
-        self.pos = pos
-
-
-def _pos(mark: yaml.Mark | None) -> Pos:
-    return Pos(mark.line + 1, mark.column + 1) if mark is not None else Pos(1, 1)
-
-
-def decode(raw: bytes) -> str:
-    """Bytes of a config file -> text; refuse binary, oversized and non-UTF-8 input."""
-    if len(raw) > MAX_FILE_BYTES:
+    `size` is the file's real size when only its first MAX_FILE_BYTES + 1 bytes were read.
+    """
+    if len(raw) > MAX_FILE_BYTES or (size or 0) > MAX_FILE_BYTES:
+        limit = f"the {MAX_FILE_BYTES // 2**20} MB limit for config files"
+        if size is not None and size < len(raw):  # devices and pipes report no size
+            raise YamlFileError(f"file is over {limit}")
+        raise YamlFileError(f"file is {max(size or 0, len(raw)) / 2**20:.1f} MB, over {limit}")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
         raise YamlFileError(
-            f"file is {len(raw) / 1e6:.1f} MB, over the {MAX_FILE_BYTES // 2**20} MB limit "
-            "for config files"
+            "file is binary (contains NUL bytes), not YAML text", _byte_pos(raw, nul)
         )
-    if b"\x00" in raw[:8192] or b"\x00" in raw:
-        raise YamlFileError("file is binary (contains NUL bytes), not YAML text")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
         raise YamlFileError(
-            f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})", Pos(line, 1)
+            f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save it as UTF-8",
+            _byte_pos(raw, exc.start),
         ) from None
     return text
 
 
+def _byte_pos(raw: bytes, offset: int) -> Pos:
+    """Line and column (in characters, as editors count them) of a byte offset."""
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    before = raw[line_start:offset].decode("utf-8", errors="replace")
+    return Pos(raw.count(b"\n", 0, offset) + 1, len(before) + 1)
+
+
 def load_located(text: str) -> Located:
     """Parse one YAML document into plain data with positions."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character of a str up front
+    except yaml.reader.ReaderError as exc:
+        raise reader_error(text, exc) from None
     try:
         try:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            problem = exc.problem or exc.context or "invalid YAML"
-            hint = ""
-            if "alias" in problem and mark is not None:
-                hint = ' (a value starting with * must be quoted, e.g. cron: "0 * * * *")'
-            raise YamlFileError(f"YAML syntax error: {problem}{hint}", _pos(mark)) from None
+            raise syntax_error(text, exc) from None
         except yaml.YAMLError as exc:
             raise YamlFileError(f"YAML error: {exc}") from None
         except RecursionError:
@@ -114,8 +118,12 @@ def load_located(text: str) -> Located:
     if not isinstance(node, yaml.MappingNode):
         kind = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
         raise YamlFileError(
-            f"top level is {kind}; expected a mapping of keys", _pos(node.start_mark)
+            f"top level is {kind}; expected a mapping of keys", mark_pos(node.start_mark)
         )
+    try:
+        check_expansion(node)
+    except RecursionError:
+        raise YamlFileError("YAML nesting is too deep") from None
     located = Located(data=None)
     builder = _Builder(loader, located)
     try:
@@ -137,9 +145,9 @@ class _Builder:
             raise YamlFileError(
                 f"aliases expand to more than {MAX_EXPANDED_NODES:,} nodes; refusing to "
                 "expand further (a 'billion laughs' file?)",
-                _pos(node.start_mark),
+                mark_pos(node.start_mark),
             )
-        self.located.value_pos.setdefault(path, _pos(node.start_mark))
+        self.located.value_pos.setdefault(path, mark_pos(node.start_mark))
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -147,7 +155,9 @@ class _Builder:
         try:
             return self.loader.construct_object(node)
         except yaml.constructor.ConstructorError as exc:
-            raise YamlFileError(f"bad value: {exc.problem}", _pos(exc.problem_mark)) from None
+            raise YamlFileError(
+                f"bad value: {exc.problem}", mark_pos(exc.problem_mark), dotted(path)
+            ) from None
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -159,11 +169,11 @@ class _Builder:
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 self.located.problems.append(
-                    Problem(_pos(key_node.start_mark), path, "a key must be a plain value")
+                    Problem(mark_pos(key_node.start_mark), path, "a key must be a plain value")
                 )
                 continue
             key = str(key_node.value)
-            key_pos = _pos(key_node.start_mark)
+            key_pos = mark_pos(key_node.start_mark)
             if key in first_seen:
                 self.located.problems.append(
                     Problem(
@@ -188,5 +198,5 @@ class _Builder:
         ):
             return list(node.value)
         raise YamlFileError(
-            "'<<' merge needs a mapping or a list of mappings", _pos(node.start_mark)
+            "'<<' merge needs a mapping or a list of mappings", mark_pos(node.start_mark)
         )
