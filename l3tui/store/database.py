@@ -92,12 +92,6 @@ def prepare(path: Path) -> bool:
         conn.close()
 
 
-WRITER_PRAGMAS = ("journal_mode = WAL", "synchronous = FULL", "foreign_keys = ON",
-                  f"busy_timeout = {BUSY_TIMEOUT_MS}")  # fmt: skip
-"""WAL lets readers run beside the writer; synchronous=FULL makes a commit survive power
-loss, not only a crash (about 0.3 ms per commit here, paid once per group of events)."""
-
-
 def connect_readonly(path: Path) -> sqlite3.Connection:
     """A reader that never blocks (or is blocked by) the writer. Raises StateError."""
     if not path.exists():

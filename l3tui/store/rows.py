@@ -46,7 +46,8 @@ class Batch:
 
     definitions: list[tuple[Any, ...]] = field(default_factory=list)
     executions: list[tuple[Any, ...]] = field(default_factory=list)
-    task_runs: list[tuple[Any, ...]] = field(default_factory=list)
+    task_runs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """Tasks created in this batch; their later changes in the batch fold into the insert."""
     attempts: list[tuple[Any, ...]] = field(default_factory=list)
     exec_updates: Updates = field(default_factory=dict)
     task_updates: Updates = field(default_factory=dict)
@@ -57,6 +58,24 @@ class Batch:
     schedules: list[tuple[Any, ...]] = field(default_factory=list)
     samples: dict[tuple[str, float], list[float]] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
+
+
+TASK_DEFAULTS: dict[str, Any] = {
+    "execution_id": None, "task_id": None, "name": "", "position": 0, "state": "pending",
+    "attempt": 0, "reason": "", "exit_code": None, "queued_at": None, "started_at": None,
+    "finished_at": None, "duration_s": None, "wait_s": None, "peak_cpu_pct": None,
+    "avg_cpu_pct": None, "peak_rss": None, "avg_rss": None, "pid": None, "pgid": None,
+    "proc_start": None, "log_path": None,
+}  # fmt: skip
+TASK_COLUMNS = tuple(TASK_DEFAULTS)
+
+
+def _task(b: Batch, key: tuple[str, str], values: dict[str, Any]) -> None:
+    created = b.task_runs.get(key)
+    if created is not None:
+        created.update(values)
+    else:
+        _merge(b.task_updates, key, values)
 
 
 def _merge(updates: Updates, key: Any, values: dict[str, Any]) -> None:
@@ -99,9 +118,9 @@ class BatchBuilder:
                 if e.attempt:
                     _merge(b.attempt_updates, (e.execution_id, e.task_id, e.attempt),
                            {"finished_at": at, "state": e.state, "error": e.reason})  # fmt: skip
-            _merge(b.task_updates, (e.execution_id, e.task_id), values)
+            _task(b, (e.execution_id, e.task_id), values)
         elif isinstance(e, ev.TaskFinished):
-            _merge(b.task_updates, (e.execution_id, e.task_id), {
+            _task(b, (e.execution_id, e.task_id), {
                 "state": e.state, "exit_code": e.exit_code, "duration_s": e.duration_s,
                 "wait_s": e.wait_s, "reason": e.reason, "finished_at": at,
                 "peak_cpu_pct": e.peak_cpu_pct, "avg_cpu_pct": e.avg_cpu_pct,
@@ -116,7 +135,7 @@ class BatchBuilder:
             b.attempts.append((e.execution_id, e.task_id, e.attempt, at, e.wait_s, e.pid,
                                e.pgid, e.proc_start, e.log_path, _encode(list(e.command)),
                                e.execution_id, e.task_id))  # fmt: skip
-            _merge(b.task_updates, (e.execution_id, e.task_id), {
+            _task(b, (e.execution_id, e.task_id), {
                 "started_at": at, "attempt": e.attempt, "pid": e.pid, "pgid": e.pgid,
                 "proc_start": e.proc_start, "log_path": e.log_path,
             })  # fmt: skip
@@ -146,8 +165,11 @@ class BatchBuilder:
             b.executions.append((e.execution_id, e.workflow_id, e.workflow_name,
                                  e.definition_hash, _encode(e.params), e.trigger, e.parent_id,
                                  e.priority, at))  # fmt: skip
-            b.task_runs.extend((e.execution_id, task_id, name, position)
-                               for position, (task_id, name) in enumerate(e.tasks))  # fmt: skip
+            for position, (task_id, name) in enumerate(e.tasks):
+                row = dict(TASK_DEFAULTS)
+                row.update(execution_id=e.execution_id, task_id=task_id, name=name,
+                           position=position)  # fmt: skip
+                b.task_runs[(e.execution_id, task_id)] = row
         elif isinstance(e, ev.ExecutionStarted):
             _merge(b.exec_updates, e.execution_id, {"state": "running", "started_at": at})
         elif isinstance(e, ev.ExecutionPaused):
