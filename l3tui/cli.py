@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from l3tui import __version__
 
@@ -23,6 +24,12 @@ COMMANDS = {
     "run": "Run one workflow (or template) to the end, headless",
     "validate": "Check the four config files; print a summary or every error",
     "schedules": "List recurring tasks with their next fire times",
+    "history": "Past executions from the store, newest first",
+    "show": "One execution: tasks, attempts, durations, exit codes, reasons",
+    "logs": "Task logs of an execution (-f follows running tasks)",
+    "report": "Success rates, durations, failures and business metrics over a period",
+    "audit": "The audit trail (list), or check its hash chain (verify)",
+    "resume": "Run an interrupted (or failed) execution again, keeping succeeded tasks",
 }
 
 
@@ -49,14 +56,36 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
+def _reset_state(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    parser.add_argument(
+        "--reset-state",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="move the state database aside (renamed with a timestamp, never deleted) and "
+        "start with empty history",
+    )
+
+
+def _exec_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("execution", metavar="EXEC", help="execution id (a unique prefix will do)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse prints a usage block first), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"l3tui: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="l3tui",
         description="L3 Execution Layer of Baseer: a console for running and watching "
         "workflows on a build machine.",
     )
     parser.add_argument("--version", action="version", version=f"l3tui {__version__}")
     _common(parser, top=True)
+    _reset_state(parser, top=True)
     parser.add_argument(
         "--theme",
         choices=["auto", "dark", "light", "ansi"],
@@ -67,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("console", help=COMMANDS["console"])
     _common(p, top=False)
+    _reset_state(p, top=False)
     p.add_argument("--theme", choices=["auto", "dark", "light", "ansi"], default=argparse.SUPPRESS)
 
     p = sub.add_parser(
@@ -113,7 +143,74 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--count", type=int, default=5, metavar="N", help="fire times per task")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _store_commands(sub)
     return parser
+
+
+def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands over the store. All but `resume` are read-only: they work while another
+    l3tui holds the state directory."""
+    since_help = "only executions since then: an age (7d, 12h, 30m) or an ISO date"
+    p = sub.add_parser("history", help=COMMANDS["history"],
+                       description="Executions recorded in the state directory, newest first. "
+                       "Here --state filters by execution state; give the state directory "
+                       "before the command (`l3tui --state DIR history`) or as --state-dir.")
+    group = p.add_argument_group("common options")
+    group.add_argument("--config", metavar="DIR", default=argparse.SUPPRESS,
+                       help="config directory (unused; accepted for symmetry)")
+    group.add_argument("--state-dir", dest="state", metavar="DIR", default=argparse.SUPPRESS,
+                       help="state directory (default: $L3TUI_STATE, $XDG_STATE_HOME/l3tui)")
+    group.add_argument("--bidi", choices=["auto", "on", "off"], default=argparse.SUPPRESS,
+                       help="shape and reorder Arabic for display")
+    p.add_argument("--workflow", metavar="W", help="only this workflow (or template) id")
+    p.add_argument("--state", dest="exec_state", metavar="S",
+                   help="only executions in this state (succeeded, failed, interrupted, ...)")
+    p.add_argument("--since", metavar="AGE", help=since_help)
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("show", help=COMMANDS["show"], description="One execution from the "
+                       "store, with the hash of the definition it ran.")
+    _common(p, top=False)
+    _exec_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("logs", help=COMMANDS["logs"], description="Task logs, every attempt "
+                       "in order; control sequences are removed when writing to a terminal. "
+                       "With --grep, exit 1 when nothing matched.")
+    _common(p, top=False)
+    _exec_arg(p)
+    p.add_argument("task", nargs="?", metavar="TASK", help="only this task")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="keep printing while the execution runs")
+    p.add_argument("--grep", metavar="RE", help="only lines matching this regular expression")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = sub.add_parser("report", help=COMMANDS["report"], description="Per-workflow success "
+                       "rate, p50/p95 durations, slowest and most failing tasks, queue waits, "
+                       "resource peaks and task-reported metrics, with charts.")
+    _common(p, top=False)
+    p.add_argument("--since", metavar="AGE", default="7d", help="period (default 7d)")
+    p.add_argument("--format", choices=["md", "json", "html"], default="md",
+                   help="md (terminal charts), json, or html (inline SVG charts)")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    p = sub.add_parser("audit", help=COMMANDS["audit"], description="Who did what, when, "
+                       "with what outcome. `verify` exits 1 when the chain was tampered with.")
+    _common(p, top=False)
+    p.add_argument("action", nargs="?", choices=["list", "verify"], default="list")
+    p.add_argument("--since", metavar="AGE", help="only entries since then (7d, ISO date)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the newest N entries")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("resume", help=COMMANDS["resume"], description="A new execution of "
+                       "the definition EXEC ran: succeeded tasks are kept, the rest run. "
+                       "Exit codes as for `run`.")
+    _common(p, top=False)
+    _reset_state(p, top=False)
+    _exec_arg(p)
+    p.add_argument("--json", action="store_true", help="print events as JSON lines")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from l3tui.errors import L3Error
 
     try:
+        if getattr(args, "reset_state", False):
+            _do_reset_state(args)
         module = importlib.import_module(f"l3tui.commands.{command}")
         return int(module.run(args))
     except ConfigError as exc:
@@ -144,6 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:
         return _internal_error(exc)
+
+
+def _do_reset_state(args: argparse.Namespace) -> None:
+    from l3tui.config import resolve_state_dir
+    from l3tui.store.database import reset_state
+
+    moved = reset_state(resolve_state_dir(getattr(args, "state", None)))
+    for path in moved:
+        print(f"l3tui: moved aside: {path}", file=sys.stderr)
 
 
 def _internal_error(exc: BaseException) -> int:

@@ -107,7 +107,7 @@ async def test_pause_stops_the_group_and_its_timeout_does_not_tick(make_config, 
             tasks:
               - id: work
                 action: tree
-                parameters: {seconds: 1}
+                parameters: {seconds: 1.007}
                 timeout: 1500ms
         """,
         actions=TREE_ACTIONS,
@@ -115,7 +115,7 @@ async def test_pause_stops_the_group_and_its_timeout_does_not_tick(make_config, 
     async with runtime_for(config) as rt:
         result = await rt.run_workflow("slow")
         exec_id = result.execution_id
-        await wait_for(lambda: len(descendants_by_marker("sleep 1")) >= 2)
+        await wait_for(lambda: len(descendants_by_marker("sleep 1.007")) >= 2)
         run = rt.engine.executions[exec_id].tasks["work"]
         members = group_members(run.pgid)
         assert len(members) == 3  # sh + two sleeps
