@@ -25,7 +25,10 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
     if args.exec_state and args.exec_state not in STATES:
-        raise UsageError(f"--state must be one of {', '.join(STATES)}, got {args.exec_state!r}")
+        hint = ("; for the state directory use --state-dir, or --state before `history`"
+                if "/" in args.exec_state else "")
+        raise UsageError(f"--state must be one of {', '.join(STATES)}, got "
+                         f"{args.exec_state!r}{hint}")
     since = parse_since(args.since)
     conn = open_store(args)
     try:
