@@ -272,7 +272,9 @@ class WorkflowEngine:
             return
         carried = live.keep_results.get(task_id)
         if carried is not None:
-            # Resuming an interrupted execution: this task already succeeded there.
+            # Resuming an interrupted execution: this task already succeeded there. Its
+            # state is carried over, not reached by a transition of this execution.
+            run.state = carried
             self._finish_task(live, run, carried, "carried over from "
                               f"{execution.parent_id}")  # fmt: skip
             return
