@@ -216,6 +216,22 @@ class ScheduleChanged(Event):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class BottleneckChanged(Event):
+    """The resource manager found a bottleneck or an upgrade worth making (`active`), or a
+    bottleneck it reported has cleared (`active=False`). Evidence is the numbers behind it."""
+
+    kind: ClassVar[str] = "bottleneck"
+    finding: str
+    """cpu_sustained, memory_sustained, disk_nearly_full, swap_activity, long_wait,
+    upgrade_memory, upgrade_cpu, upgrade_pool_NAME, upgrade_concurrency."""
+    active: bool
+    severity: str
+    summary: str
+    evidence: tuple[str, ...]
+    suggestion: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AlertChanged(Event):
     kind: ClassVar[str] = "alert_changed"
     alert_id: str
@@ -244,7 +260,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ExecutionCreated, ExecutionStarted, ExecutionPaused, ExecutionResumed,
         ExecutionFinished, TaskStateChanged, TaskStarted, TaskRetrying, TaskFinished,
         TaskOutput, TaskMetric, DeadlineMissed, OperatorAction, ResourceSampled,
-        ScheduleFired, ScheduleChanged, AlertChanged, SystemNotice,
+        ScheduleFired, ScheduleChanged, AlertChanged, SystemNotice, BottleneckChanged,
     )
 }  # fmt: skip
 

@@ -121,6 +121,19 @@ class TaskRun:
     rss: int = 0
     peak_cpu_pct: float = 0.0
     peak_rss: int = 0
+    avg_cpu_pct: float = 0.0
+    avg_rss: int = 0
+    usage_samples: int = 0
+    """Resource samples taken while it ran (the averages are over these)."""
+
+    def record_usage(self, cpu_pct: float, rss: int) -> None:
+        """One sample of the task's process group (the resource manager calls this)."""
+        self.cpu_pct, self.rss = cpu_pct, rss
+        self.peak_cpu_pct = max(self.peak_cpu_pct, cpu_pct)
+        self.peak_rss = max(self.peak_rss, rss)
+        n = self.usage_samples = self.usage_samples + 1
+        self.avg_cpu_pct += (cpu_pct - self.avg_cpu_pct) / n
+        self.avg_rss = int(self.avg_rss + (rss - self.avg_rss) / n)
 
     def to(self, state: TaskState) -> TaskState:
         """Move to `state`; returns the previous state."""

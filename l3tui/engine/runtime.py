@@ -34,7 +34,11 @@ from l3tui.engine.api import (
 )
 from l3tui.engine.clock import Clock, SystemClock
 from l3tui.engine.executors.local import LocalExecutor
-from l3tui.engine.model import ExecState, Execution, TaskRun
+from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
+from l3tui.engine.queue_report import QueueReport, build_report
+from l3tui.engine.recurring import JsonScheduleStore, RecurringScheduler, ScheduleStateStore
+from l3tui.engine.resources import ResourceManager
+from l3tui.engine.sampler import Sampler
 from l3tui.engine.scheduler import TaskScheduler
 from l3tui.engine.workflows import WorkflowEngine
 from l3tui.errors import UsageError
@@ -54,6 +58,9 @@ class Runtime:
         clock: Clock | None = None,
         actor: str | None = None,
         tick_s: float = 1.0,
+        sampler: Sampler | None = None,
+        schedule_store: ScheduleStateStore | None = None,
+        fire_schedules: bool = False,
     ) -> None:
         self.config = config
         self.state_dir = state_dir.expanduser().resolve()
@@ -62,7 +69,10 @@ class Runtime:
         self.tick_s = tick_s
         self.bus = ev.EventBus()
         sched = config.scheduling
-        self.scheduler = TaskScheduler(sched, self.clock)
+        self.resources = ResourceManager(sched, self.bus, self.clock, self.state_dir,
+                                         sampler=sampler, tasks=self._running_runs)  # fmt: skip
+        self.scheduler = TaskScheduler(sched, self.clock, self.resources.ledger)
+        self.resources.attach(self.scheduler)
         self.executor = LocalExecutor(
             log_cap_bytes=int(sched.execution.log_cap_mb * 1024 * 1024),
             grace_s=sched.execution.grace_period / 1000,
@@ -72,6 +82,13 @@ class Runtime:
         self.metrics = MetricsCollector(history=sched.sampler.history, now=self.clock.time)
         self.bus.add_listener(self.metrics.on_event)
         self.engine.on_finished.append(self._on_execution_finished)
+        self.recurring = RecurringScheduler(
+            config, self.clock, self.bus,
+            schedule_store or JsonScheduleStore(self.state_dir / "schedules.json"),
+            self.run_workflow,
+        )  # fmt: skip
+        self.fire_schedules = fire_schedules
+        """Long-lived consoles and daemons fire recurring tasks; `l3tui run` does not."""
         self.recent: deque[Execution] = deque(maxlen=200)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._queue_cache: tuple[int, list[QueueItemView]] = (-1, [])
@@ -81,6 +98,11 @@ class Runtime:
 
     async def __aenter__(self) -> Runtime:
         (self.state_dir / "runs").mkdir(parents=True, exist_ok=True)
+        await self.recurring.load()
+        self.spawn(self.scheduler.run(), "scheduler-timers")
+        self.spawn(self.resources.run(), "resource-sampler")
+        if self.fire_schedules:
+            self.spawn(self.recurring.run(), "recurring-tasks")
         self.spawn(self._ticker(), "metrics-ticker")
         self.started = True
         return self
@@ -148,11 +170,13 @@ class Runtime:
         *,
         actor: str = "",
         trigger: str = "manual",
+        priority: str | int | None = None,
     ) -> OpResult:
         """Create and start an execution; the result names it (or says why not)."""
         who = actor or self.actor
         try:
-            execution = self.engine.create(workflow_id, params, trigger=trigger)
+            execution = self.engine.create(workflow_id, params, trigger=trigger,
+                                           priority=priority)  # fmt: skip
         except UsageError as exc:
             result = OpResult(False, str(exc))
         else:
@@ -191,7 +215,25 @@ class Runtime:
     async def set_schedule_enabled(
         self, schedule_id: str, enabled: bool, *, actor: str = ""
     ) -> OpResult:
-        return OpResult(False, f"no schedule {schedule_id}")
+        result = await self.recurring.set_enabled(schedule_id, enabled)
+        self.bus.publish(ev.OperatorAction(
+            at=self.clock.time(), action="enable-schedule" if enabled else "disable-schedule",
+            execution_id=None, task_id=schedule_id, applied=result.applied,
+            detail=result.message, actor=actor or self.actor,
+        ))  # fmt: skip
+        return result
+
+    def queue_report(self) -> QueueReport:
+        """What blocks the queue and what would unblock it (`optimizeSchedule`)."""
+        return build_report(self.scheduler, self.resources.findings())
+
+    def _running_runs(self) -> list[TaskRun]:
+        runs = []
+        for entry in self.scheduler.running:
+            execution = self.engine.executions.get(entry.execution_id)
+            if execution is not None and entry.task_id in execution.tasks:
+                runs.append(execution.tasks[entry.task_id])
+        return runs
 
     async def reload_config(self, *, actor: str = "") -> OpResult:
         return OpResult(False, "reload is not available")
@@ -209,13 +251,21 @@ class Runtime:
         return TaskView(
             execution_id=execution.id, task_id=run.task_id, name=run.name,
             state=run.state.value, attempt=run.attempt, max_attempts=run.max_attempts,
-            priority=run.priority, reason=run.reason, dependencies=tuple(task.dependencies),
+            priority=run.priority, reason=self._reason(run), dependencies=tuple(task.dependencies),
             started_at=run.started_at, finished_at=run.finished_at, active_s=run.active_s,
             wait_s=run.wait_s, exit_code=run.exit_code, last_line=run.last_line,
             log_path=run.log_path, cpu_pct=run.cpu_pct, rss=run.rss,
             peak_cpu_pct=run.peak_cpu_pct, peak_rss=run.peak_rss,
             metrics=tuple(run.metrics.items()),
         )  # fmt: skip
+
+    def _reason(self, run: TaskRun) -> str:
+        """A queued task's reason is the scheduler's, current; others keep the engine's."""
+        if run.state == TaskState.QUEUED:
+            entry = self.scheduler.entry_for(run.execution_id, run.task_id)
+            if entry is not None:
+                return entry.reason
+        return run.reason
 
     def _execution_view(self, execution: Execution) -> ExecutionView:
         return ExecutionView(
@@ -253,6 +303,7 @@ class Runtime:
             queue_length=self.scheduler.queue_length(),
             running=tuple(running),
             resources=dict(self.metrics.latest_sample),
+            schedules=tuple(self.recurring.views()),
             queue_version=self.scheduler.version,
         )
 

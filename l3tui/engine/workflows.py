@@ -526,7 +526,7 @@ class WorkflowEngine:
             at=now, execution_id=execution.id, task_id=run.task_id, state=state,
             attempt=run.attempt, exit_code=run.exit_code, duration_s=run.active_s,
             wait_s=run.wait_s, reason=reason, peak_cpu_pct=run.peak_cpu_pct,
-            peak_rss=run.peak_rss,
+            peak_rss=run.peak_rss, avg_cpu_pct=round(run.avg_cpu_pct, 1), avg_rss=run.avg_rss,
         ))  # fmt: skip
         if settle:
             self._settle(live, run.task_id)
