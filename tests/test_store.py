@@ -5,7 +5,6 @@ full database and a second instance. No part of ours is mocked."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from l3tui.engine import events as ev
 from l3tui.store import queries
 from l3tui.store.schema import LATEST, apply_migrations
-from tests.conftest import L3TUI, write_config
+from tests.conftest import L3TUI
 
 WORKFLOWS = """
 workflows:
