@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from l3tui.config.loader import Config
+from l3tui.config.schema import DashboardFile
 from l3tui.engine import events as ev
 from l3tui.engine.actor import current_actor
 from l3tui.engine.api import (
@@ -35,6 +36,7 @@ from l3tui.engine.api import (
 from l3tui.engine.clock import Clock, SystemClock
 from l3tui.engine.executors.local import LocalExecutor
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
+from l3tui.engine.reload import ConfigReloader
 from l3tui.engine.queue_report import QueueReport, build_report
 from l3tui.engine.recurring import JsonScheduleStore, RecurringScheduler, ScheduleStateStore
 from l3tui.engine.resources import ResourceManager
@@ -42,6 +44,7 @@ from l3tui.engine.sampler import Sampler
 from l3tui.engine.scheduler import TaskScheduler
 from l3tui.engine.workflows import WorkflowEngine
 from l3tui.errors import UsageError
+from l3tui.monitor.alerts import AlertManager
 from l3tui.monitor.metrics import MetricsCollector
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class Runtime:
         clock: Clock | None = None,
         actor: str | None = None,
         tick_s: float = 1.0,
+        watch_config: bool = False,
         sampler: Sampler | None = None,
         schedule_store: ScheduleStateStore | None = None,
         fire_schedules: bool = False,
@@ -81,6 +85,11 @@ class Runtime:
                                      self.executor, self.clock, self.actor)  # fmt: skip
         self.metrics = MetricsCollector(history=sched.sampler.history, now=self.clock.time)
         self.bus.add_listener(self.metrics.on_event)
+        self.alerts = AlertManager(self.bus, self.clock.time, config.dashboard.alerts,
+                                   self.metrics)  # fmt: skip
+        self.bus.add_listener(self.alerts.on_event)
+        self.watch_config = watch_config
+        self.reloader = ConfigReloader(config, self._apply_config, self.bus, self.clock.time)
         self.engine.on_finished.append(self._on_execution_finished)
         self.recurring = RecurringScheduler(
             config, self.clock, self.bus,
@@ -104,6 +113,8 @@ class Runtime:
         if self.fire_schedules:
             self.spawn(self.recurring.run(), "recurring-tasks")
         self.spawn(self._ticker(), "metrics-ticker")
+        if self.watch_config:
+            self.spawn(self.reloader.watch(), "config-watch")
         self.started = True
         return self
 
@@ -150,6 +161,7 @@ class Runtime:
         while True:
             self.metrics.tick(self.clock.time(), self.scheduler.queue_length(),
                               len(self.scheduler.running))  # fmt: skip
+            self.alerts.evaluate(self.clock.time())
             await asyncio.sleep(self.tick_s)
 
     def _on_execution_finished(self, execution: Execution) -> None:
@@ -207,10 +219,10 @@ class Runtime:
         return OpResult(False, "resuming interrupted executions needs the store")
 
     async def ack_alert(self, alert_id: str, *, actor: str = "") -> OpResult:
-        return OpResult(False, f"no alert {alert_id}")
+        return self.alerts.ack(alert_id, actor or self.actor)
 
     async def snooze_alert(self, alert_id: str, seconds: float, *, actor: str = "") -> OpResult:
-        return OpResult(False, f"no alert {alert_id}")
+        return self.alerts.snooze(alert_id, seconds, actor or self.actor)
 
     async def set_schedule_enabled(
         self, schedule_id: str, enabled: bool, *, actor: str = ""
@@ -236,7 +248,16 @@ class Runtime:
         return runs
 
     async def reload_config(self, *, actor: str = "") -> OpResult:
-        return OpResult(False, "reload is not available")
+        return await self.reloader.reload(actor=actor or self.actor)
+
+    def _apply_config(self, config: Config) -> None:
+        """A reloaded, valid config: new executions, alert rules and dashboards use it."""
+        self.config = config
+        self.engine.reconfigure(config)
+        self.alerts.set_rules(config.dashboard.alerts)
+
+    def dashboards(self) -> DashboardFile:
+        return self.config.dashboard
 
     async def wait(self, execution_id: str) -> ExecState:
         return await self.engine.wait(execution_id)
@@ -254,7 +275,7 @@ class Runtime:
             priority=run.priority, reason=self._reason(run), dependencies=tuple(task.dependencies),
             started_at=run.started_at, finished_at=run.finished_at, active_s=run.active_s,
             wait_s=run.wait_s, exit_code=run.exit_code, last_line=run.last_line,
-            log_path=run.log_path, cpu_pct=run.cpu_pct, rss=run.rss,
+            log_path=run.log_path, cpu_pct=run.cpu_pct, rss=run.rss, pid=run.pid,
             peak_cpu_pct=run.peak_cpu_pct, peak_rss=run.peak_rss,
             metrics=tuple(run.metrics.items()),
         )  # fmt: skip
@@ -303,6 +324,7 @@ class Runtime:
             queue_length=self.scheduler.queue_length(),
             running=tuple(running),
             resources=dict(self.metrics.latest_sample),
+            alerts=self.alerts.views(),
             schedules=tuple(self.recurring.views()),
             queue_version=self.scheduler.version,
         )
