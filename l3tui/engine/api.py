@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from l3tui.config.schema import DashboardFile
 from l3tui.engine.events import Event, Subscription
 
 
@@ -49,6 +50,8 @@ class TaskView:
     peak_cpu_pct: float = 0.0
     peak_rss: int = 0
     metrics: tuple[tuple[str, float], ...] = ()
+    pid: int | None = None
+    """The running attempt's process (its process group has the same id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +227,10 @@ class RuntimeAPI(Protocol):
     ) -> OpResult: ...
 
     async def reload_config(self, *, actor: str = "") -> OpResult: ...
+
+    def dashboards(self) -> DashboardFile:
+        """The dashboard file in force (it changes when the config is reloaded)."""
+        ...
 
 
 __all__ = [

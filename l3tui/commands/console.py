@@ -1,0 +1,48 @@
+"""`l3tui` (or `l3tui console`): load the config, start the Runtime in this process with the
+config watcher on, and run the console on top of it until the user quits. Quitting cancels
+what still runs (the console asks first) and waits, bounded, for its processes to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from l3tui import textdir
+from l3tui.config import load_config, resolve_config_dir, resolve_state_dir
+from l3tui.errors import UsageError
+
+
+def run(args: argparse.Namespace) -> int:
+    if not sys.stdout.isatty() and not os.environ.get("L3TUI_FORCE_CONSOLE"):
+        raise UsageError("the console needs a terminal; use `l3tui run WORKFLOW` for headless runs")
+    config = load_config(resolve_config_dir(getattr(args, "config", None)))
+    for warning in config.warnings:
+        print(warning, file=sys.stderr)
+    state_dir = resolve_state_dir(getattr(args, "state", None))
+    from l3tui.dashboard.keymap import parse_keymap
+    from l3tui.dashboard.themes import pick_theme
+
+    options = {
+        "theme": pick_theme(getattr(args, "theme", "auto")),
+        "bidi": textdir.resolve(getattr(args, "bidi", "auto")),
+        "keymap_overrides": parse_keymap(os.environ.get("L3TUI_KEYMAP", "")),
+    }
+    return asyncio.run(_console(config, state_dir, options))
+
+
+async def _console(config: Any, state_dir: Path, options: dict[str, Any]) -> int:
+    from l3tui.dashboard.app import ConsoleApp
+    from l3tui.engine.runtime import Runtime
+
+    async with Runtime(config, state_dir, watch_config=True) as rt:
+        app = ConsoleApp(rt, **options)
+        await app.run_async()
+        active = rt.engine.active()
+        if active:
+            print(f"l3tui: cancelling {len(active)} execution(s) before exit…", file=sys.stderr)
+    return app.return_code or 0

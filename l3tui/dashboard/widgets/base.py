@@ -1,0 +1,288 @@
+"""What every pane body shares: the refresh context handed out on each tick, and `RowList`,
+a Line-API list with a sticky header and a cursor that renders only the rows on screen
+(so 100,000 rows cost what 30 do). Pane bodies never call the engine outside `refresh_from`
+and their own `api` reads; they never touch engine internals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from l3tui.dashboard import keymap
+from l3tui.dashboard.text import Bidi, fit
+from l3tui.engine.api import ExecutionView, RuntimeAPI, RuntimeSnapshot
+
+
+@dataclass(slots=True)
+class RefreshContext:
+    """One tick's view of the world, shared by every pane redrawn on that tick."""
+
+    snapshot: RuntimeSnapshot
+    api: RuntimeAPI
+    bidi: Bidi
+    full: bool
+    """A full refresh (charts too), not only a state-change redraw."""
+    executions: dict[str, ExecutionView] = field(default_factory=dict)
+    selection: tuple[str, str | None] | None = None
+    """The console's selected (execution, task)."""
+
+    @property
+    def now(self) -> float:
+        return self.snapshot.at
+
+
+class PaneBody:
+    """Mixin of every pane body: what the app calls on a refresh tick."""
+
+    state_pane: ClassVar[bool] = False
+    """Redrawn on state changes (at most once a second), not only on the full refresh."""
+    filterable: ClassVar[bool] = False
+
+    def refresh_from(self, ctx: RefreshContext) -> None:
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        """Short text for the pane's border subtitle."""
+        return ""
+
+    def set_filter(self, pattern: re.Pattern[str] | None) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    title: str
+    width: int
+    align: str = "left"
+    flex: int = 0
+    """Share of the leftover width (0: fixed)."""
+    drop: int = 0
+    """Dropped first when the pane is narrow: higher drops earlier (0: never)."""
+
+
+Cell = tuple[str, str]
+"""(text, component class) of one cell; '' means the row's base style."""
+
+
+def allocate(columns: Sequence[Column], width: int) -> list[int]:
+    """Cell widths for `columns` in `width` (0 for dropped columns); one space between."""
+    active = list(range(len(columns)))
+    while True:
+        fixed = sum(columns[i].width for i in active) + max(len(active) - 1, 0)
+        if fixed <= width or not any(columns[i].drop for i in active):
+            break
+        worst = max(active, key=lambda i: (columns[i].drop, i))
+        active.remove(worst)
+    widths = [0] * len(columns)
+    for i in active:
+        widths[i] = columns[i].width
+    spare = width - (sum(widths) + max(len(active) - 1, 0))
+    flexes = [i for i in active if columns[i].flex]
+    total_flex = sum(columns[i].flex for i in flexes)
+    if spare > 0 and total_flex:
+        given = 0
+        for n, i in enumerate(flexes):
+            share = (spare - given if n == len(flexes) - 1
+                     else spare * columns[i].flex // total_flex)  # fmt: skip
+            widths[i] += share
+            given += share
+    elif spare < 0 and flexes:
+        for i in reversed(flexes):
+            cut = min(-spare, max(widths[i] - 3, 0))
+            widths[i] -= cut
+            spare += cut
+    return widths
+
+
+class RowList(ScrollView, PaneBody, can_focus=True):
+    """A list pane: sticky header, cursor, and `render_line` for the visible rows only."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "rowlist--header", "rowlist--cursor", "rowlist--cursor-blurred", "rowlist--dim",
+        "rowlist--muted", "rowlist--empty", "rowlist--match",
+        "state--pending", "state--waiting", "state--queued", "state--running", "state--paused",
+        "state--retrying", "state--succeeded", "state--failed", "state--timed_out",
+        "state--cancelled", "state--skipped", "state--interrupted",
+        "sev--critical", "sev--warning", "sev--info", "sev--resolved",
+    }  # fmt: skip
+    BINDINGS: ClassVar[list[Any]] = keymap.bindings(keymap.LIST_KEYS)
+    DEFAULT_CSS = """
+    RowList { height: 1fr; }
+    """
+    show_header: ClassVar[bool] = True
+    empty_text: ClassVar[str] = "nothing to show"
+    filterable = True
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.cursor = 0
+        self._count = 0
+        self._columns: tuple[Column, ...] = ()
+        self._widths: tuple[int, list[int]] = (-1, [])
+        self.filter: re.Pattern[str] | None = None
+        self.bidi = Bidi(False)
+        self._announced: object = None
+
+    # ------------------------------------------------------------------ subclass API
+
+    def columns(self) -> tuple[Column, ...]:
+        return self._columns
+
+    def row_cells(self, index: int) -> tuple[list[Cell], str]:
+        """Cells of row `index` and the row's base component class ('' for none)."""
+        raise NotImplementedError
+
+    def cursor_moved(self, index: int) -> None:
+        """The cursor now points at row `index` (post a selection message)."""
+
+    def empty_message(self) -> str:
+        return self.empty_text
+
+    def row_key(self, index: int) -> object:
+        """Identity of row `index` (a focused list re-announces its cursor when it changes)."""
+        return None
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def row_total(self) -> int:
+        return self._count
+
+    def set_row_count(self, count: int) -> None:
+        """The rows changed: resize the scroll area, keep the cursor in range, repaint."""
+        self._count = count
+        header = 1 if self.show_header else 0
+        self.virtual_size = Size(self.size.width, max(count, 1) + header)
+        if self.cursor >= count:
+            self.cursor = max(count - 1, 0)
+        self.refresh()
+        if count and self.has_focus:
+            key = self.row_key(self.cursor)
+            if key != self._announced:
+                self.cursor_moved(self.cursor)
+
+    # ------------------------------------------------------------------ cursor
+
+    def _visible_rows(self) -> int:
+        header = 1 if self.show_header else 0
+        return max(self.scrollable_content_region.height - header, 1)
+
+    def move_cursor(self, index: int, *, notify: bool = True) -> None:
+        if not self._count:
+            return
+        index = max(0, min(index, self._count - 1))
+        changed = index != self.cursor
+        self.cursor = index
+        top = round(self.scroll_offset.y)
+        visible = self._visible_rows()
+        if index < top:
+            self.scroll_to(y=index, animate=False)
+        elif index >= top + visible:
+            self.scroll_to(y=index - visible + 1, animate=False)
+        self.refresh()
+        if notify and (changed or self.has_focus):
+            self.cursor_moved(index)
+
+    def action_cursor_up(self) -> None:
+        self.move_cursor(self.cursor - 1)
+
+    def action_cursor_down(self) -> None:
+        self.move_cursor(self.cursor + 1)
+
+    def action_page_up(self) -> None:
+        self.move_cursor(self.cursor - self._visible_rows())
+
+    def action_page_down(self) -> None:
+        self.move_cursor(self.cursor + self._visible_rows())
+
+    def action_first(self) -> None:
+        self.move_cursor(0)
+
+    def action_last(self) -> None:
+        self.move_cursor(self._count - 1)
+
+    def action_toggle_expand(self) -> None:
+        pass
+
+    def on_focus(self) -> None:
+        self.refresh()
+        if self._count:
+            self.cursor_moved(self.cursor)
+
+    def announce(self, index: int) -> None:
+        """Remember what the last selection message named (see `set_row_count`)."""
+        self._announced = self.row_key(index)
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def on_click(self, event: events.Click) -> None:
+        header = 1 if self.show_header else 0
+        if event.y >= header:
+            self.move_cursor(round(self.scroll_offset.y) + event.y - header)
+
+    def on_resize(self) -> None:
+        self.set_row_count(self._count)
+
+    # ------------------------------------------------------------------ drawing
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(name, partial=True) if name else Style()
+
+    def _column_widths(self, width: int) -> list[int]:
+        if self._widths[0] != width:
+            self._widths = (width, allocate(self.columns(), width))
+        return self._widths[1]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        header = 1 if self.show_header else 0
+        if header and y == 0:
+            widths = self._column_widths(width)
+            cells = [(c.title, "") for c in self.columns()]
+            return self._strip(cells, widths, base + self._style("rowlist--header"), width)
+        index = round(self.scroll_offset.y) + y - header
+        if index >= self._count:
+            if index == 0 and y == header:
+                text = fit(" " + self.empty_message(), width)
+                return Strip([Segment(text, base + self._style("rowlist--empty"))], width)
+            return Strip.blank(width, base)
+        cells, row_class = self.row_cells(index)
+        row_style = base + self._style(row_class)
+        if index == self.cursor:
+            row_style += self._style(
+                "rowlist--cursor" if self.has_focus else "rowlist--cursor-blurred"
+            )
+        return self._strip(cells, self._column_widths(width), row_style, width)
+
+    def _strip(self, cells: list[Cell], widths: list[int], row_style: Style, width: int) -> Strip:
+        segments: list[Segment] = []
+        columns = self.columns()
+        used = 0
+        for (text, cls), col, w in zip(cells, columns, widths, strict=False):
+            if not w:
+                continue
+            if segments:
+                segments.append(Segment(" ", row_style))
+                used += 1
+            style = row_style + self._style(cls) if cls else row_style
+            segments.append(Segment(fit(text, w, col.align), style))
+            used += w
+        if used < width:
+            segments.append(Segment(" " * (width - used), row_style))
+        return Strip(segments, width)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self.refresh()

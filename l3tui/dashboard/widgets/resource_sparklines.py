@@ -1,0 +1,151 @@
+"""The `resource_sparklines` pane: one compact line per metric (label, sparkline of the
+recent samples, current value), plus one per CPU core with `per_core`. Drawn with the Line
+API from `metric_series`; it redraws only when a new sample arrived.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
+from textual.widget import Widget
+
+from l3tui.config.schema import ResourceSparklinesWidget
+from l3tui.dashboard.text import fit, size
+from l3tui.dashboard.widgets.base import PaneBody, RefreshContext
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+PERCENT = frozenset({"cpu_usage", "memory_usage", "swap_usage", "disk_usage", "error_rate",
+                     "success_rate"})  # fmt: skip
+RATES = frozenset({"net_in", "net_out"})
+LABELS = {
+    "cpu_usage": "cpu", "memory_usage": "mem", "swap_usage": "swap", "disk_usage": "disk",
+    "load_avg": "load", "disk_iops": "iops", "net_in": "net in", "net_out": "net out",
+    "net_connections": "conns", "queue_depth": "queue", "running_tasks": "running",
+    "throughput": "tasks/m", "response_time": "p50", "error_rate": "errors",
+    "success_rate": "ok", "queue_wait": "wait",
+}  # fmt: skip
+LABEL_W = 8
+VALUE_W = 8
+WINDOW_S = 600.0
+
+
+def spark(values: list[float], width: int, top: float | None) -> str:
+    """`values` squeezed (max per bucket) into `width` cells of block characters."""
+    if width <= 0:
+        return ""
+    if not values:
+        return " " * width
+    if len(values) > width:
+        step = len(values) / width
+        values = [max(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)])
+                  for i in range(width)]  # fmt: skip
+    peak = top if top is not None else (max(values) or 1.0)
+    cells = []
+    for value in values:
+        level = 0 if peak <= 0 else round(min(max(value / peak, 0.0), 1.0) * (len(BLOCKS) - 1))
+        cells.append(BLOCKS[max(level, 1) if value > 0 else 0])
+    return " " * (width - len(cells)) + "".join(cells)
+
+
+def format_value(name: str, value: float | None) -> str:
+    if value is None:
+        return "—"
+    if name in PERCENT:
+        return f"{value:.0f}%"
+    if name in RATES:
+        return f"{size(value)}/s"
+    if name == "load_avg":
+        return f"{value:.2f}"
+    if name in ("response_time", "queue_wait"):
+        return f"{value:.1f}s"
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+
+
+class ResourceSparklines(Widget, PaneBody):
+    """Label, sparkline, current value; one line each."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"spark--label", "spark--ok", "spark--warn",
+                                             "spark--bad", "spark--muted"}  # fmt: skip
+    DEFAULT_CSS = """
+    ResourceSparklines { height: 1fr; }
+    """
+
+    def __init__(self, config: ResourceSparklinesWidget, **kwargs: str | None) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.config = config
+        self.lines: list[tuple[str, str, list[float], float | None]] = []
+        """(label, metric, values, current)."""
+        self._cores: list[deque[float]] = []
+        self._signature: Any = None
+        self._last_sample: Any = None
+
+    def refresh_from(self, ctx: RefreshContext) -> None:
+        lines = []
+        signature = []
+        for name in self.config.metrics:
+            series = ctx.api.metric_series(name, WINDOW_S)
+            values = [v for _, v in series]
+            current = values[-1] if values else None
+            lines.append((LABELS.get(name, name), name, values, current))
+            signature.append((name, len(series), series[-1] if series else None))
+        if self.config.per_core:
+            sample = ctx.snapshot.resources
+            per_core = sample.get("per_core") or sample.get("cpu_per_core") or []
+            marker = sample.get("at", id(sample))
+            if per_core and marker != self._last_sample:
+                self._last_sample = marker
+                while len(self._cores) < len(per_core):
+                    self._cores.append(deque(maxlen=240))
+                for history, value in zip(self._cores, per_core, strict=False):
+                    history.append(float(value))
+            for n, history in enumerate(self._cores):
+                lines.append((f"core {n}", "cpu_usage", list(history),
+                              history[-1] if history else None))  # fmt: skip
+                signature.append((n, len(history), history[-1] if history else None))
+        if signature != self._signature:
+            self._signature = signature
+            self.lines = lines
+            self.refresh()
+
+    def _value_style(self, metric: str, value: float | None) -> Style:
+        if value is None or metric not in PERCENT or metric == "success_rate":
+            name = "spark--muted" if value is None else "spark--ok"
+        elif value >= 90:
+            name = "spark--bad"
+        elif value >= 75:
+            name = "spark--warn"
+        else:
+            name = "spark--ok"
+        return self.get_component_rich_style(name, partial=True)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self.rich_style
+        if y >= len(self.lines):
+            if y == 0:
+                text = fit(" waiting for the first resource samples…", width)
+                return Strip([Segment(text, base + self._muted())], width)
+            return Strip.blank(width, base)
+        label, metric, values, current = self.lines[y]
+        graph_w = max(width - LABEL_W - VALUE_W - 2, 0)
+        top = 100.0 if metric in PERCENT else None
+        style = base + self._value_style(metric, current)
+        segments = [
+            Segment(fit(f" {label}", LABEL_W), base + self.get_component_rich_style(
+                "spark--label", partial=True)),
+            Segment(" ", base),
+            Segment(spark(values[-graph_w * 2:] if graph_w else [], graph_w, top), style),
+            Segment(" ", base),
+            Segment(fit(format_value(metric, current), VALUE_W, "right"), style),
+        ]  # fmt: skip
+        return Strip(segments, width).crop_extend(0, width, base)
+
+    def _muted(self) -> Style:
+        return self.get_component_rich_style("spark--muted", partial=True)
+
+    def summary(self) -> str:
+        return "last 10 min"

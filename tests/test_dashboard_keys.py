@@ -1,0 +1,247 @@
+"""The console's keys on real executions: a real Runtime, real processes (psutil checks
+their state), the real app driven by Pilot. p freezes the process, r continues it, c plus
+confirmation kills the whole tree, n runs a workflow (templates ask for checked params),
+a acknowledges an alert and the audit trail has it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+import pytest
+
+from l3tui.dashboard.app import ConsoleApp
+from l3tui.dashboard.screens.confirm import ConfirmScreen
+from l3tui.dashboard.screens.run_picker import ParamsScreen, RunPickerScreen
+from l3tui.engine import events as ev
+from tests.conftest import descendants_by_marker
+from tests.snapshot_app import screen_text
+
+WORKFLOWS = """
+workflows:
+  sleeper:
+    name: "نائم"
+    tasks:
+      - {id: nap, name: "قيلولة", action: nap, parameters: {seconds: 1011}}
+  tree:
+    name: tree
+    tasks:
+      - {id: spawn, action: tree, parameters: {seconds: 1012}}
+      - {id: after, action: nap, parameters: {seconds: 0}, dependencies: [spawn]}
+  breaks:
+    name: breaks
+    tasks:
+      - {id: boom, action: fail}
+templates:
+  greet:
+    name: greet
+    params:
+      count: {type: integer, description: how many}
+    tasks:
+      - {id: hello, action: nap, parameters: {seconds: "${count}"}}
+"""
+ACTIONS = """
+actions:
+  nap: {command: [sleep, "${seconds}"]}
+  tree: {command: [sh, -c, 'sleep "$1" & sleep "$1" & wait', sh, "${seconds}"]}
+  fail: {command: [sh, -c, 'echo going down; exit 3']}
+"""
+SCHEDULING = """
+scheduling:
+  resource_limits: {max_concurrent_tasks: 4}
+  execution: {grace_period: 1s, default_timeout: 60s}
+"""
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    async with asyncio.timeout(timeout):
+        while not (result := predicate()):
+            await asyncio.sleep(0.02)
+        return result
+
+
+def status(pid: int) -> str:
+    try:
+        return psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return "gone"
+
+
+@pytest.fixture
+def console_config(make_config):
+    return make_config(WORKFLOWS, actions=ACTIONS, scheduling=SCHEDULING)
+
+
+def console(rt: Any) -> ConsoleApp:
+    return ConsoleApp(rt, theme="l3-dark", bidi=True, ssh=False, actor="tester")
+
+
+async def select_execution(app: ConsoleApp, exec_id: str) -> None:
+    """Focus the workflow tree, whose first row is the newest execution."""
+    await until(lambda: app.snapshot and any(e.id == exec_id for e in app.snapshot.executions))
+    app.query_one("WorkflowStatus").focus()
+    await until(lambda: app.selection == (exec_id, None))
+
+
+async def running_pid(rt: Any, exec_id: str, task_id: str) -> int:
+    def pid() -> int | None:
+        view = rt.execution(exec_id)
+        task = next(t for t in view.tasks if t.task_id == task_id)
+        return task.pid if task.state == "running" else None
+
+    return await until(pid)
+
+
+async def test_p_stops_the_real_process_and_r_continues_it(console_config, runtime_for):
+    async with runtime_for(console_config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            result = await rt.run_workflow("sleeper")
+            pid = await running_pid(rt, result.execution_id, "nap")
+            await select_execution(app, result.execution_id)
+            await pilot.press("p")
+            await until(lambda: status(pid) == psutil.STATUS_STOPPED)
+            await until(lambda: rt.execution(result.execution_id).state == "paused")
+            await pilot.pause()
+            assert app.check_action("pause", ()) is None  # dimmed: already paused
+            assert app.check_action("resume", ()) is True
+            await pilot.press("r")
+            await until(lambda: status(pid) in (psutil.STATUS_SLEEPING, psutil.STATUS_RUNNING))
+            assert rt.execution(result.execution_id).state == "running"
+            messages = [n.message for n in app._notifications]
+            assert any("paused" in m for m in messages) and any("resumed" in m for m in messages)
+
+
+async def test_p_on_a_task_row_pauses_only_that_task(console_config, runtime_for):
+    async with runtime_for(console_config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            result = await rt.run_workflow("sleeper")
+            pid = await running_pid(rt, result.execution_id, "nap")
+            await until(lambda: app.snapshot.running)
+            assert app.focused is app.query_one("TaskQueue")  # focused on start
+            await until(lambda: app.selection == (result.execution_id, "nap"))
+            await pilot.press("p")
+            await until(lambda: status(pid) == psutil.STATUS_STOPPED)
+            view = rt.execution(result.execution_id)
+            assert view.state == "running" and view.tasks[0].state == "paused"
+
+
+async def test_c_then_confirm_kills_the_whole_process_tree(console_config, runtime_for):
+    async with runtime_for(console_config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            result = await rt.run_workflow("tree")
+            pid = await running_pid(rt, result.execution_id, "spawn")
+            grandchildren = await until(lambda: (found := descendants_by_marker("sleep 1012"))
+                                        and len(found) == 2 and found)  # fmt: skip
+            await select_execution(app, result.execution_id)
+            await pilot.press("c")
+            await until(lambda: isinstance(app.screen, ConfirmScreen))
+            text = screen_text(app)
+            assert f"process {pid} and its whole process group" in text
+            assert "spawn" in text and "after" in text and "will not run" in text
+            assert all(status(p) != "gone" for p in grandchildren)  # nothing dies before yes
+            await pilot.press("y")
+            state = await asyncio.wait_for(rt.wait(result.execution_id), 10)
+            assert state == "cancelled"
+            await until(lambda: all(status(p) in ("gone", psutil.STATUS_ZOMBIE)
+                                    for p in [pid, *grandchildren]))  # fmt: skip
+
+
+async def test_c_then_no_keeps_everything_running(console_config, runtime_for):
+    async with runtime_for(console_config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            result = await rt.run_workflow("sleeper")
+            pid = await running_pid(rt, result.execution_id, "nap")
+            await select_execution(app, result.execution_id)
+            await pilot.press("c")
+            await until(lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("escape")
+            await until(lambda: not isinstance(app.screen, ConfirmScreen))
+            await asyncio.sleep(0.2)
+            assert status(pid) != "gone"
+            assert rt.execution(result.execution_id).state == "running"
+
+
+async def test_n_runs_the_picked_workflow(console_config, runtime_for):
+    async with runtime_for(console_config) as rt:
+        sub = rt.subscribe("test")
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("n")
+            await until(lambda: isinstance(app.screen, RunPickerScreen))
+            await pilot.press(*"sleeper", "enter")
+            created = await until(lambda: [e for e in rt.engine.active()
+                                           if e.workflow_id == "sleeper"])  # fmt: skip
+            exec_id = created[0].id
+            await until(lambda: app.selection and app.selection[0] == exec_id)
+            await until(lambda: "started sleeper" in " ".join(
+                n.message for n in app._notifications))  # fmt: skip
+            actions = [e for e in sub.drain() if isinstance(e, ev.OperatorAction)]
+            assert [(a.action, a.actor, a.applied) for a in actions] == [("run", "tester", True)]
+
+
+async def test_template_params_are_checked_before_anything_runs(console_config, runtime_for):
+    async with runtime_for(console_config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("n")
+            await until(lambda: isinstance(app.screen, RunPickerScreen))
+            await pilot.press(*"greet", "enter")
+            await until(lambda: isinstance(app.screen, ParamsScreen))
+            await pilot.press(*"abc", "enter")
+            await pilot.pause()
+            assert isinstance(app.screen, ParamsScreen)
+            assert "expected a whole number" in screen_text(app)
+            assert rt.engine.active() == []
+            await pilot.press("backspace", "backspace", "backspace", "0", "enter")
+            created = await until(lambda: list(rt.engine.executions.values()))
+            assert created[0].workflow_id == "greet" and created[0].params == {"count": 0}
+
+
+async def test_a_acknowledges_the_alert_and_the_audit_has_it(console_config, runtime_for):
+    from l3tui.store import queries
+
+    async with runtime_for(console_config) as rt:
+        sub = rt.subscribe("test")
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            result = await rt.run_workflow("breaks")
+            assert await asyncio.wait_for(rt.wait(result.execution_id), 10) == "failed"
+            await until(lambda: any(a.state == "raised" for a in app.snapshot.alerts))
+            await until(lambda: app.check_action("ack_alert", ()) is True)
+            await pilot.press("a")
+            await until(lambda: rt.snapshot().alerts[0].state == "acknowledged")
+            events = sub.drain()
+            assert any(isinstance(e, ev.AlertChanged) and e.state == "acknowledged"
+                       for e in events)  # fmt: skip
+            acks = [e for e in events
+                    if isinstance(e, ev.OperatorAction) and e.action == "ack_alert"]  # fmt: skip
+            assert [(a.actor, a.applied) for a in acks] == [("tester", True)]
+            await rt.store.flush()
+            audit = await rt.store.read(queries.all_audit_entries)
+            assert any(row.entry.action == "ack_alert" and row.entry.actor == "tester"
+                       for row in audit)  # fmt: skip
+            assert app.check_action("ack_alert", ()) is None  # nothing left to acknowledge
+
+
+async def test_q_with_running_executions_asks_first(console_config, runtime_for):
+    async with runtime_for(console_config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            result = await rt.run_workflow("sleeper")
+            pid = await running_pid(rt, result.execution_id, "nap")
+            await pilot.press("q")
+            await until(lambda: isinstance(app.screen, ConfirmScreen))
+            assert "quitting cancels them" in screen_text(app)
+            await pilot.press("n")
+            await until(lambda: not isinstance(app.screen, ConfirmScreen))
+            assert app.is_running and status(pid) != "gone"
+            await pilot.press("q", "y")
+            await until(lambda: not app.is_running)
+        await rt.close()
+        assert status(pid) in ("gone", psutil.STATUS_ZOMBIE)
