@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from l3tui.config.loader import Config
-from l3tui.config.schema import DashboardFile
+from l3tui.config.schema import DashboardFile, WorkflowDef
 from l3tui.engine import events as ev
 from l3tui.engine.actor import current_actor
 from l3tui.engine.api import (
@@ -36,9 +36,9 @@ from l3tui.engine.api import (
 from l3tui.engine.clock import Clock, SystemClock
 from l3tui.engine.executors.local import LocalExecutor
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
-from l3tui.engine.reload import ConfigReloader
 from l3tui.engine.queue_report import QueueReport, build_report
 from l3tui.engine.recurring import JsonScheduleStore, RecurringScheduler, ScheduleStateStore
+from l3tui.engine.reload import ConfigReloader
 from l3tui.engine.resources import ResourceManager
 from l3tui.engine.sampler import Sampler
 from l3tui.engine.scheduler import TaskScheduler
@@ -46,6 +46,9 @@ from l3tui.engine.workflows import WorkflowEngine
 from l3tui.errors import UsageError
 from l3tui.monitor.alerts import AlertManager
 from l3tui.monitor.metrics import MetricsCollector
+from l3tui.store.recovery import RecoveryReport
+from l3tui.store.sqlite import Store
+from l3tui.store.views import plan_resume, recent_views
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,11 @@ class Runtime:
         self.fire_schedules = fire_schedules
         """Long-lived consoles and daemons fire recurring tasks; `l3tui run` does not."""
         self.recent: deque[Execution] = deque(maxlen=200)
+        self.store = Store(self.state_dir, actor=self.actor, retention=sched.retention,
+                           now=self.clock.time)  # fmt: skip
+        self.recovery: RecoveryReport | None = None
+        """What the store found and did on start after an unclean stop (None: not opened)."""
+        self._stored_recent: list[ExecutionView] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._queue_cache: tuple[int, list[QueueItemView]] = (-1, [])
         self.started = False
@@ -107,7 +115,16 @@ class Runtime:
 
     async def __aenter__(self) -> Runtime:
         (self.state_dir / "runs").mkdir(parents=True, exist_ok=True)
-        await self.recurring.load()
+        # Before anything runs: lock the state dir, open (or refuse) the database, mark what
+        # a previous instance left running as interrupted and kill its leftover processes.
+        grace_s = self.config.scheduling.execution.grace_period / 1000
+        self.recovery = await self.store.open(self.bus, grace_s=grace_s)
+        try:
+            self._stored_recent = await self.store.read(recent_views, 50)
+            await self.recurring.load()
+        except BaseException:
+            await self.store.close()
+            raise
         self.spawn(self.scheduler.run(), "scheduler-timers")
         self.spawn(self.resources.run(), "resource-sampler")
         if self.fire_schedules:
@@ -136,6 +153,7 @@ class Runtime:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.store.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task the Runtime owns (cancelled on close; errors logged)."""
@@ -216,7 +234,35 @@ class Runtime:
         return self.engine.cancel(execution_id, task_id, actor or self.actor)
 
     async def resume_interrupted(self, execution_id: str, *, actor: str = "") -> OpResult:
-        return OpResult(False, "resuming interrupted executions needs the store")
+        """A new execution of the stored definition `execution_id` ran (a unique prefix is
+        enough): its succeeded tasks are carried over, the rest run; linked as parent."""
+        try:
+            plan = await self.store.read(plan_resume, execution_id)
+            if any(e.id == plan.execution_id for e in self.engine.active()):
+                raise UsageError(f"execution {plan.execution_id} is still running")
+            try:
+                definition = WorkflowDef.model_validate(plan.definition)
+            except ValueError as exc:
+                raise UsageError(f"the stored definition of {plan.execution_id} no longer "
+                                 f"loads: {exc}") from None  # fmt: skip
+            execution = self.engine.create(
+                plan.workflow_id, plan.params, trigger=f"resume:{plan.execution_id}",
+                definition=definition, parent_id=plan.execution_id,
+                keep={task_id: TaskState.SUCCEEDED for task_id in plan.keep},
+            )  # fmt: skip
+        except UsageError as exc:
+            result = OpResult(False, str(exc))
+        else:
+            self.engine.start(execution)
+            kept = f"{len(plan.keep)} succeeded task(s) kept" if plan.keep else "nothing kept"
+            result = OpResult(True, f"resumed {plan.execution_id} as {execution.id} ({kept}, "
+                              f"{len(plan.rerun)} to run)", execution.id)  # fmt: skip
+        self.bus.publish(ev.OperatorAction(
+            at=self.clock.time(), action="resume-interrupted",
+            execution_id=result.execution_id or execution_id, task_id=None,
+            applied=result.applied, detail=result.message, actor=actor or self.actor,
+        ))  # fmt: skip
+        return result
 
     async def ack_alert(self, alert_id: str, *, actor: str = "") -> OpResult:
         return self.alerts.ack(alert_id, actor or self.actor)
@@ -254,6 +300,9 @@ class Runtime:
         """A reloaded, valid config: new executions, alert rules and dashboards use it."""
         self.config = config
         self.engine.reconfigure(config)
+        self.scheduler.configure(config.scheduling)
+        self.resources.configure(config.scheduling)
+        self.recurring.reconfigure(config)
         self.alerts.set_rules(config.dashboard.alerts)
 
     def dashboards(self) -> DashboardFile:
@@ -301,7 +350,10 @@ class Runtime:
 
     def execution(self, execution_id: str) -> ExecutionView | None:
         execution = self.engine.executions.get(execution_id)
-        return self._execution_view(execution) if execution else None
+        if execution is not None:
+            return self._execution_view(execution)
+        # Finished before this instance started: as the store had it then.
+        return next((v for v in self._stored_recent if v.id == execution_id), None)
 
     def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
         active = sorted(self.engine.active(), key=lambda e: e.created_at, reverse=True)
@@ -318,9 +370,14 @@ class Runtime:
                 cpu_pct=run.cpu_pct if run else 0.0, rss=run.rss if run else 0,
             ))  # fmt: skip
         running.sort(key=lambda q: (-q.priority, q.since))
+        views = [self._execution_view(e) for e in [*active, *finished]]
+        if len(views) < len(active) + recent:  # fill up from the store's history
+            known = {v.id for v in views}
+            views.extend([v for v in self._stored_recent if v.id not in known]
+                         [: len(active) + recent - len(views)])  # fmt: skip
         return RuntimeSnapshot(
             at=self.clock.time(),
-            executions=tuple(self._execution_view(e) for e in [*active, *finished]),
+            executions=tuple(views),
             queue_length=self.scheduler.queue_length(),
             running=tuple(running),
             resources=dict(self.metrics.latest_sample),
