@@ -286,3 +286,39 @@ def test_kill_at_random_points_twenty_times(env):
     assert not done & set(ran(env, new_id))
     assert task_states(env, new_id) == dict.fromkeys(["first", "long", "after_first", "last"],
                                                      "succeeded")
+
+
+def test_recovery_never_signals_a_reused_pid(env):
+    """The recorded pid now belongs to another program (started later, so its start time
+    differs, and without our environment): recovery must leave it alone."""
+    proc = start_run(env, "crashy")
+    marker = f"sleep {env['marker']}"
+    try:
+        exec_id = wait_until(lambda: only_execution(env, "crashy"), what="execution row")
+        wait_until(lambda: len(descendants_by_marker(marker)) == 2, what="grandchildren")
+        wait_until(lambda: recorded_pids(env, exec_id), what="recorded pid")
+    finally:
+        kill9(proc)
+    for pid in descendants_by_marker(marker):  # the old tree is gone, as after a reboot
+        os.kill(pid, signal.SIGKILL)
+    # A reused pid belongs to a process started much later (the pid space had to wrap
+    # around); start times are compared with a 50 ms tolerance.
+    time.sleep(0.3)
+    stranger = subprocess.Popen(["sleep", "3600"], start_new_session=True,
+                                env={"PATH": os.environ["PATH"]})
+    try:
+        db = Path(env["state"]) / "l3tui.db"
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute("UPDATE task_attempts SET pid = ?, pgid = ? WHERE execution_id = ? "
+                         "AND finished_at IS NULL", (stranger.pid, stranger.pid, exec_id))
+        conn.close()
+        result = l3(env, "run", "noop")
+        assert result.returncode == 0, result.stderr
+        assert stranger.poll() is None, "recovery killed a process that was not ours"
+        assert query(env, "SELECT state FROM executions WHERE id = ?", (exec_id,)) == [
+            ("interrupted",)
+        ]
+    finally:
+        stranger.kill()
+        stranger.wait()

@@ -60,8 +60,14 @@ async def _run(config: Any, state_dir: Any, workflow_id: str, params: dict[str, 
 
     loop = asyncio.get_running_loop()
     async with Runtime(config, state_dir) as rt:
-        execution = rt.engine.create(workflow_id, params, trigger="cli")
-        exec_id = execution.id
+        if rt.recovery is not None and rt.recovery.needed:
+            print(f"l3tui: {rt.recovery.message()}", file=sys.stderr)
+        sub = rt.subscribe("cli", maxsize=100_000)
+        # Through the Runtime's command, so the run is an audited operator action.
+        started = await rt.run_workflow(workflow_id, params, trigger="cli")
+        if not started.applied or started.execution_id is None:
+            raise UsageError(started.message)
+        exec_id = started.execution_id
         interrupted = False
 
         def on_signal(signum: int) -> None:
@@ -85,11 +91,9 @@ async def _run(config: Any, state_dir: Any, workflow_id: str, params: dict[str, 
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
-        sub = rt.subscribe("cli", maxsize=100_000)
         reporter = {"live": LiveReporter, "plain": PlainReporter, "json": JsonReporter}[mode](
             rt, exec_id, bidi
         )
-        rt.engine.start(execution)
         done = asyncio.ensure_future(rt.wait(exec_id))
         try:
             await reporter.follow(sub, done)

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from l3tui.engine import events as ev
+from l3tui.engine.executors.local import process_start_time
 
 ACTIVE_EXEC_STATES = ("pending", "running", "paused")
 TERMINAL_TASK_STATES = frozenset(
@@ -116,10 +117,10 @@ def recorded_processes(conn: sqlite3.Connection, exec_ids: list[str]) -> list[Re
 def _same_process(proc: psutil.Process, started: float | None) -> bool:
     if started is None:
         return False  # without a start time we cannot tell a reused pid apart
-    try:
-        return abs(proc.create_time() - started) <= START_TIME_TOLERANCE_S
-    except psutil.Error:
-        return False
+    # The executor records the start with this same function (seconds since boot, immune
+    # to wall-clock changes), so the comparison is like for like.
+    now_started = process_start_time(proc.pid)
+    return now_started is not None and abs(now_started - started) <= START_TIME_TOLERANCE_S
 
 
 def _alive(proc: psutil.Process) -> bool:
