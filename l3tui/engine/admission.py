@@ -10,7 +10,7 @@ and never starts anything.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from typing import TYPE_CHECKING, Any
 
 from l3tui.engine.ledger import Ledger
@@ -204,17 +204,26 @@ def _describe(name: str, value: float, limit: float, hysteresis: float) -> str:
 
 
 class LoadBlocker(Blocker):
-    __slots__ = ("gate",)
+    """Measured load. Memory over its limit always holds non-critical tasks; CPU over its
+    limit holds them only while one of ours runs (as GNU make -l): other programs' load
+    must not stall l3tui forever, and ours is what the limit is for."""
 
-    def __init__(self, gate: LoadGate) -> None:
+    __slots__ = ("gate", "running")
+
+    def __init__(self, gate: LoadGate, running: Sized) -> None:
         super().__init__(("load",), "load")
         self.gate = gate
+        self.running = running
+
+    def holds(self) -> bool:
+        gate = self.gate
+        return gate.memory_over or (gate.cpu_over and len(self.running) > 0)
 
     def clear(self) -> bool:
-        return not self.gate.closed
+        return not self.holds()
 
     def blocking(self) -> str | None:
-        return self.gate.reason if self.gate.closed else None
+        return self.gate.reason if self.holds() else None
 
     def unblock_hint(self) -> str:
         gate = self.gate
@@ -224,7 +233,8 @@ class LoadBlocker(Blocker):
         if gate.cpu_over:
             wanted.append(f"cpu <= {gate.max_cpu - gate.hysteresis:g}%")
         return (" and ".join(wanted) + " (running tasks end, or raise "
-                "resource_limits.max_memory_usage / max_cpu_usage); critical tasks bypass this")
+                "resource_limits.max_memory_usage / max_cpu_usage); critical tasks bypass "
+                "this, and with none of ours running one task may start despite CPU")
 
 
 class TimeBlocker(Blocker):

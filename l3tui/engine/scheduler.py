@@ -121,6 +121,8 @@ class TaskScheduler:
         self.queued_cpu = 0.0
         self.queued_memory_mb = 0
         self.admitted_total = 0
+        self.parked_total = 0
+        """Times an entry was set aside under a cause: stays O(entries), never O(n^2)."""
         self._main = Blocker(("main",), "concurrency")
         self._blockers: dict[tuple[Any, ...], Blocker] = {}
         self._pool_blockers: dict[str, dict[int, PoolBlocker]] = {}
@@ -134,7 +136,7 @@ class TaskScheduler:
         self._again = False
         self._changed = asyncio.Event()
         self.configure(settings)
-        self._load = LoadBlocker(self.gate)
+        self._load = LoadBlocker(self.gate, self.running)
 
     def configure(self, settings: Scheduling) -> None:
         """Apply (new) limits; waiting entries are re-judged against them."""
@@ -231,6 +233,8 @@ class TaskScheduler:
         if entry._alloc is not None:
             alloc, entry._alloc = entry._alloc, None
             self.ledger.release(alloc)  # wakes the fit blockers through `_ledger_freed`
+        if not running and self._gate_closed:
+            self._wake(self._load)  # CPU alone no longer holds one task back
         self.version += 1
         self.pump()
 
@@ -252,11 +256,10 @@ class TaskScheduler:
 
     def update_load(self, cpu: float | None, memory: float | None) -> None:
         """New measured readings (percent of the machine) from the resource manager."""
-        was_closed = self.gate.closed
         if self.gate.update(cpu, memory):
             self.version += 1
         self._gate_closed = self.gate.closed
-        if was_closed and not self.gate.closed:
+        if self._load.heap and self._load.clear():
             self._wake(self._load)
             self.pump()
 
@@ -306,7 +309,7 @@ class TaskScheduler:
     def _global_reason(self, entry: QueueEntry) -> str:
         if len(self.running) >= self.max_concurrent:
             return f"concurrency {len(self.running)}/{self.max_concurrent}"
-        if self.gate.closed and not entry.critical:
+        if not entry.critical and self._load.holds():
             return self.gate.reason
         return entry.note or "queued"
 
@@ -456,7 +459,7 @@ class TaskScheduler:
             cpu, memory = entry.cpu, entry.memory_mb
             if (cpu or memory) and self.ledger.shortfall(cpu, memory):
                 return self._fit_blocker(cpu, memory)
-        if self._gate_closed and not entry.critical:
+        if self._gate_closed and not entry.critical and self._load.holds():
             return self._load
         return None
 
@@ -514,6 +517,7 @@ class TaskScheduler:
             heapq.heappush(blocker.heap, (-entry.priority - entry.boost, entry._deadline,
                                           entry.seq, entry._gen, entry))  # fmt: skip
         entry._home = blocker
+        self.parked_total += 1
         category = self.gate.category if blocker is self._load else blocker.category
         if category != entry._cause:
             totals = self.wait_totals

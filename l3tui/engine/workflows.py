@@ -58,6 +58,8 @@ class _Attempt:
     permanent: bool = False
     """The failure will not go away on retry (missing command, bad parameters)."""
     run_started_mono: float = 0.0
+    started: bool = False
+    """Its coroutine has begun: cancelling the asyncio task now still runs its `finally`."""
 
 
 @dataclass(slots=True, eq=False)
@@ -324,8 +326,12 @@ class WorkflowEngine:
         execution = live.execution
         run = execution.tasks[task_id]
         task = live.task_defs[task_id]
+        attempt.started = True
         try:
-            outcome, reason, exit_code = await self._execute(live, run, task, attempt)
+            if attempt.cancelled:  # cancelled between admission and this first step
+                outcome, reason, exit_code = TaskState.CANCELLED, "cancelled", None
+            else:
+                outcome, reason, exit_code = await self._execute(live, run, task, attempt)
         except asyncio.CancelledError:
             if not attempt.cancelled:
                 raise  # the runtime is shutting down
@@ -771,7 +777,9 @@ class WorkflowEngine:
             attempt.cancelled = True
             if attempt.process is not None:
                 attempt.process.terminate()
-            elif attempt.job_task is not None:
+            elif attempt.job_task is not None and attempt.started:
+                # Not started: cancelling would skip its `finally` (the slot release); it
+                # sees `cancelled` on its first step instead.
                 attempt.job_task.cancel()
             return True  # _run_attempt finishes it as cancelled
         if attempt is not None:
