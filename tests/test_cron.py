@@ -4,6 +4,7 @@ elapsed time."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -52,7 +53,7 @@ def test_hourly_job_fires_25_times_on_fall_back_day():
     assert len(fires) == 25
     assert "02:00+0200" in labels(fires) and "02:00+0100" in labels(fires)
     utc = [f.astimezone(UTC) for f in fires]  # same-zone subtraction would use wall time
-    gaps = {b - a for a, b in zip(utc, utc[1:], strict=False)}
+    gaps = {b - a for a, b in itertools.pairwise(utc)}
     assert gaps == {timedelta(hours=1)}  # every real hour, none twice
 
 
