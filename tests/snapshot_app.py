@@ -165,15 +165,16 @@ def _series(name: str, window_s: float) -> list[tuple[float, float]]:
 
 
 def _schedules() -> tuple[ScheduleView, ...]:
+    # next fires as the cron fields give them in Asia/Riyadh (UTC+3) from NOW (Mon 17:13)
     rows = [
         ("daily_health_check", "فحص صحة النظام اليومي", "system_health_check", "0 2 * * *",
-         True, 42_600, "failed"),
+         True, 31_600, "failed"),
         ("weekly_optimization", "تحسين أسبوعي", "flutter_optimization", "0 3 * * 0", True,
-         392_200, "succeeded"),
+         467_200, "succeeded"),
         ("hourly_log_rotation", "تدوير السجلات كل ساعة", "log_rotation", "0 * * * *", True,
          2_800, "succeeded"),
         ("nightly_backup", "نسخ احتياطي ليلي", "backup_state", "30 3 * * *", False, None, ""),
-        ("weekly_cleanup", "تنظيف أسبوعي", "system_cleanup", "0 4 * * 6", True, 308_000,
+        ("weekly_cleanup", "تنظيف أسبوعي", "system_cleanup", "0 4 * * 6", True, 384_400,
          "skipped (overlap)"),
     ]  # fmt: skip
     return tuple(
@@ -230,7 +231,7 @@ class FixedRuntime:
         return RuntimeSnapshot(
             at=NOW, executions=self.execs, queue_length=len(self.queue),
             running=tuple(running),
-            resources={name: _series(name, 60)[-1][1]
+            resources={name: _series(name, 600)[-1][1]
                        for name in ("cpu_usage", "memory_usage", "disk_usage")}
             | {"per_core": [38.0, 44.0]},
             alerts=ALERTS, schedules=_schedules(), queue_version=1,

@@ -141,7 +141,7 @@ async def test_c_then_confirm_kills_the_whole_process_tree(console_config, runti
             await pilot.press("c")
             await until(lambda: isinstance(app.screen, ConfirmScreen))
             text = screen_text(app)
-            assert f"process {pid} and its whole process group" in text
+            assert f"process {pid} and its process group: SIGTERM" in text
             assert "spawn" in text and "after" in text and "will not run" in text
             assert all(status(p) != "gone" for p in grandchildren)  # nothing dies before yes
             await pilot.press("y")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,10 @@ async def _console(config: Any, state_dir: Path, options: dict[str, Any]) -> int
 
     async with Runtime(config, state_dir, watch_config=True) as rt:
         app = ConsoleApp(rt, **options)
+        # What exists now (modules, config models, the Runtime, a queue found on start)
+        # lives as long as the console: keep the cyclic GC from rescanning it on every
+        # full collection (0.3 s of pauses during the first paint with 100,000 queued).
+        gc.freeze()
         await app.run_async()
         active = rt.engine.active()
         if active:

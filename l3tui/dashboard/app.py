@@ -29,9 +29,6 @@ from l3tui.dashboard.messages import (
     SelectionChanged,
 )
 from l3tui.dashboard.screens.confirm import ConfirmScreen
-from l3tui.dashboard.screens.details import ExecutionScreen, TaskScreen
-from l3tui.dashboard.screens.help import HelpScreen
-from l3tui.dashboard.screens.run_picker import RunPickerScreen, RunRequest
 from l3tui.dashboard.text import STATE_ICONS, Bidi, fit
 from l3tui.dashboard.themes import load_themes, themes_dir
 from l3tui.dashboard.views import DashboardView
@@ -105,7 +102,8 @@ class ConsoleApp(App[None]):
         self._state_timer: Timer | None = None
         self._last_state = 0.0
         self._binding_state: Any = None
-        self._manual_reload_messages: set[str] = set()
+        self._status_text = ""
+        self._view_list: list[DashboardView] = []
         if self.keymap_overrides:
             self.set_keymap(self.keymap_overrides)
 
@@ -138,7 +136,10 @@ class ConsoleApp(App[None]):
         return list(self.dashboard_file.dashboards.values())[self.current_dash]
 
     def current_view(self) -> DashboardView:
-        return list(self.query(DashboardView))[self.current_dash]
+        views = self._view_list
+        if not views or not views[0].is_attached:
+            views = self._view_list = list(self.query(DashboardView))
+        return views[self.current_dash]
 
     def _switch(self, index: int) -> None:
         views = list(self.query(DashboardView))
@@ -231,7 +232,10 @@ class ConsoleApp(App[None]):
         if self.frozen:
             text = ("❄ FROZEN " if narrow else "❄ FROZEN (f resumes) · ") + text
         status = self.query_one("#status", Static)
-        status.update(text)
+        if text != self._status_text:
+            # a layout pass (the whole screen) only when the status changes width
+            status.update(text, layout=len(text) != len(self._status_text))
+            self._status_text = text
         status.set_class(self.frozen, "-frozen")
 
     def _update_tabs(self) -> None:
@@ -267,6 +271,7 @@ class ConsoleApp(App[None]):
         switcher = self.query_one("#dashboards", ContentSwitcher)
         await switcher.remove_children()
         await switcher.mount_all(self._views())
+        self._view_list = []
         ids = list(new.dashboards)
         self._switch(ids.index(current_id) if current_id in ids else 0)
 
@@ -407,6 +412,8 @@ class ConsoleApp(App[None]):
             self._report(result)
 
     def action_run_workflow(self) -> None:
+        from l3tui.dashboard.screens.run_picker import RunPickerScreen, RunRequest
+
         async def picked(request: RunRequest | None) -> None:
             if request is None:
                 return
@@ -419,6 +426,8 @@ class ConsoleApp(App[None]):
         self.push_screen(RunPickerScreen(self.api.workflows(), self.bidi), picked)
 
     def action_details(self) -> None:
+        from l3tui.dashboard.screens.details import ExecutionScreen, TaskScreen
+
         view, task = self._target()
         if view is None:
             return
@@ -428,6 +437,8 @@ class ConsoleApp(App[None]):
             self.push_screen(ExecutionScreen(self.api, view.id, self.bidi, self.clock))
 
     def action_logs(self) -> None:
+        from l3tui.dashboard.screens.details import TaskScreen
+
         view, task = self._target()
         if view is None or not view.tasks:
             return
@@ -481,6 +492,8 @@ class ConsoleApp(App[None]):
         self.current_view().show_pane(index)
 
     def action_help(self) -> None:
+        from l3tui.dashboard.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.keymap_overrides))
 
@@ -532,8 +545,7 @@ def cancel_text(view: ExecutionView, task_id: str | None, bidi: Bidi) -> tuple[s
         icon = STATE_ICONS.get(task.state, "?")
         name = f"{icon} {bidi(task.name)} ({task.task_id}, {task.state})"
         if task.state in ("running", "paused") and task.pid:
-            fate = (f"process {task.pid} and its whole process group: SIGTERM, then SIGKILL "
-                    "after the grace period")  # fmt: skip
+            fate = f"process {task.pid} and its process group: SIGTERM, then SIGKILL after grace"
         elif task.state in ("running", "paused"):
             fate = "stopped"
         elif task.state == "queued":

@@ -5,6 +5,7 @@ output to the log views following that task, and turns notices into notification
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,6 +16,8 @@ from l3tui.engine.api import RuntimeAPI
 if TYPE_CHECKING:
     from l3tui.dashboard.widgets.log_view import LogView, TaskKey
 
+RECENT_LINES = 500
+RECENT_TASKS = 64
 STATE_EVENTS = (
     ev.ExecutionCreated, ev.ExecutionStarted, ev.ExecutionPaused, ev.ExecutionResumed,
     ev.ExecutionFinished, ev.TaskStateChanged, ev.TaskStarted, ev.TaskRetrying,
@@ -51,6 +54,9 @@ class EngineFeed:
         self.events = 0
         self.dropped = 0
         self.skip_config_messages: set[str] = set()
+        self.recent: OrderedDict[TaskKey, deque[str]] = OrderedDict()
+        """The last lines of the tasks that printed lately: a log view that starts following
+        a task sees what it printed before (its log file is written in blocks)."""
         """Config notices the app already showed (the result of a manual reload)."""
 
     # ------------------------------------------------------------------ log hub
@@ -66,6 +72,19 @@ class EngineFeed:
         if key is not None:
             self.followers.setdefault(key, set()).add(view)
             self._following[id(view)] = key
+
+    def recent_lines(self, key: TaskKey) -> list[str]:
+        return list(self.recent.get(key, ()))
+
+    def _remember(self, key: TaskKey, lines: Sequence[str]) -> None:
+        kept = self.recent.get(key)
+        if kept is None:
+            kept = self.recent[key] = deque(maxlen=RECENT_LINES)
+            if len(self.recent) > RECENT_TASKS:
+                self.recent.popitem(last=False)
+        else:
+            self.recent.move_to_end(key)
+        kept.extend(lines)
 
     # ------------------------------------------------------------------ events
 
@@ -87,6 +106,7 @@ class EngineFeed:
         for event in batch:
             self.events += 1
             if isinstance(event, ev.TaskOutput):
+                self._remember((event.execution_id, event.task_id), event.lines)
                 for view in tuple(self.followers.get((event.execution_id, event.task_id), ())):
                     view.receive(event.lines, event.attempt)
             elif isinstance(event, STATE_EVENTS):

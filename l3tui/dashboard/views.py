@@ -79,7 +79,11 @@ class Pane(Vertical, can_focus=True):
         self._ctx = ctx
         self.stale = False
         self.body.refresh_from(ctx)
-        self.border_subtitle = self.body.summary()
+        self._subtitle(self.body.summary())
+
+    def _subtitle(self, text: str) -> None:
+        if text != self.border_subtitle:  # a border repaint only when it changed
+            self.border_subtitle = text
 
     def redraw_last(self) -> None:
         if self._ctx is not None:
@@ -124,10 +128,10 @@ class Pane(Vertical, can_focus=True):
     def _apply(self, pattern: re.Pattern[str] | None) -> None:
         self.body.set_filter(pattern)
         self.redraw_last()
-        self.border_subtitle = self.body.summary()
+        self._subtitle(self.body.summary())
 
     def on_log_lines_arrived(self, message: LogLinesArrived) -> None:
-        self.border_subtitle = self.body.summary()
+        self._subtitle(self.body.summary())
 
 
 def _compile(text: str) -> re.Pattern[str] | bool | None:

@@ -41,7 +41,7 @@ from l3tui.engine.recurring import JsonScheduleStore, RecurringScheduler, Schedu
 from l3tui.engine.reload import ConfigReloader
 from l3tui.engine.resources import ResourceManager
 from l3tui.engine.sampler import Sampler
-from l3tui.engine.scheduler import TaskScheduler
+from l3tui.engine.scheduler import QueueEntry, TaskScheduler
 from l3tui.engine.workflows import WorkflowEngine
 from l3tui.errors import UsageError
 from l3tui.monitor.alerts import AlertManager
@@ -108,7 +108,11 @@ class Runtime:
         """What the store found and did on start after an unclean stop (None: not opened)."""
         self._stored_recent: list[ExecutionView] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._queue_cache: tuple[int, list[QueueItemView]] = (-1, [])
+        self._queue_cache: tuple[int, list[QueueEntry]] = (-1, [])
+        self._changes: dict[str, int] = {}
+        """Events seen per execution: its cached view stays good until this moves."""
+        self._view_cache: dict[str, tuple[tuple[int, int, int], ExecutionView, bool, bool]] = {}
+        self.bus.add_listener(self._note_change)
         self.started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -348,6 +352,36 @@ class Runtime:
             tasks=tuple(self._task_view(execution, run) for run in execution.tasks.values()),
         )  # fmt: skip
 
+    def _note_change(self, event: ev.Event) -> None:
+        exec_id = getattr(event, "execution_id", None)
+        if exec_id is not None:
+            self._changes[exec_id] = self._changes.get(exec_id, 0) + 1
+
+    def _cached_view(self, execution: Execution) -> ExecutionView:
+        """The execution's view, rebuilt only when it had an event since, or when what it
+        shows without events moved: queued tasks' reasons (the scheduler's version) and
+        running tasks' CPU/RSS (a new resource sample). A refresh with 1,000 active
+        executions then costs dictionary lookups, not 1,000 view builds."""
+        key = (self._changes.get(execution.id, 0), self.scheduler.version, self.resources.samples)
+        cached = self._view_cache.get(execution.id)
+        if cached is not None:
+            (changes, version, samples), view, queued, live = cached
+            if (changes == key[0] and (not queued or version == key[1])
+                    and (not live or samples == key[2])):  # fmt: skip
+                return view
+        view = self._execution_view(execution)
+        queued = any(t.state == "queued" for t in view.tasks)
+        live = any(t.state in ("running", "paused") for t in view.tasks)
+        self._view_cache[execution.id] = (key, view, queued, live)
+        return view
+
+    def _prune_views(self, keep: list[Execution]) -> None:
+        if len(self._view_cache) > 2 * len(keep) + 256:
+            ids = {e.id for e in keep}
+            self._view_cache = {k: v for k, v in self._view_cache.items() if k in ids}
+            self._changes = {k: v for k, v in self._changes.items()
+                             if k in ids or k in self.engine.executions}  # fmt: skip
+
     def execution(self, execution_id: str) -> ExecutionView | None:
         execution = self.engine.executions.get(execution_id)
         if execution is not None:
@@ -370,7 +404,9 @@ class Runtime:
                 cpu_pct=run.cpu_pct if run else 0.0, rss=run.rss if run else 0,
             ))  # fmt: skip
         running.sort(key=lambda q: (-q.priority, q.since))
-        views = [self._execution_view(e) for e in [*active, *finished]]
+        shown = [*active, *finished]
+        views = [self._cached_view(e) for e in shown]
+        self._prune_views(shown)
         if len(views) < len(active) + recent:  # fill up from the store's history
             known = {v.id for v in views}
             views.extend([v for v in self._stored_recent if v.id not in known]
@@ -387,23 +423,19 @@ class Runtime:
         )
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:
-        version, items = self._queue_cache
+        """Queued tasks `offset`..`offset+limit` in dispatch order. The order is sorted once
+        per queue change; views (and their reasons) are made for the slice only, so a pane
+        showing 30 rows of 100,000 pays for 30."""
+        version, entries = self._queue_cache
         if version != self.scheduler.version:
-            items = [
-                QueueItemView(
-                    execution_id=e.execution_id,
-                    task_id=e.task_id,
-                    workflow_id=e.workflow_id,
-                    name=e.name,
-                    priority=e.priority,
-                    state="queued",
-                    reason=e.reason,
-                    since=e.enqueued_at,
-                )
-                for e in self.scheduler.queue()
-            ]
-            self._queue_cache = (self.scheduler.version, items)
-        return items[offset : offset + limit]
+            entries = self.scheduler.queue()
+            self._queue_cache = (self.scheduler.version, entries)
+        return [
+            QueueItemView(execution_id=e.execution_id, task_id=e.task_id,
+                          workflow_id=e.workflow_id, name=e.name, priority=e.priority,
+                          state="queued", reason=e.reason, since=e.enqueued_at)
+            for e in entries[offset : offset + limit]
+        ]  # fmt: skip
 
     def metric_series(self, name: str, window_s: float) -> Sequence[tuple[float, float]]:
         return self.metrics.series(name, window_s)

@@ -34,8 +34,8 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(self.title_text, classes="dialog-title", markup=False)
             yield Static(self.body, classes="dialog-body", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button(f"{self.no} [n]", id="no")
-                yield Button(f"{self.yes} [y]", id="yes",
+                yield Button(f"{self.no} (n)", id="no")
+                yield Button(f"{self.yes} (y)", id="yes",
                              variant="error" if self.danger else "primary")  # fmt: skip
 
     def on_mount(self) -> None:

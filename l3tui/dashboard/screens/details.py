@@ -177,6 +177,11 @@ class TaskScreen(DetailScreen):
             log.follow((view.id, task.task_id), task.log_path, task.name)
 
 
+    def on_log_lines_arrived(self) -> None:
+        log = self.query_one(LogView)
+        log.border_subtitle = log.summary()
+
+
 def _task(view: ExecutionView | None, task_id: str) -> TaskView | None:
     if view is None:
         return None

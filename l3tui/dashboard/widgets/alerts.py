@@ -39,6 +39,8 @@ class AlertsPane(RowList):
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         self.bidi = ctx.bidi
+        if self.unchanged(ctx.snapshot.alerts, ctx):
+            return
         self.at = ctx.snapshot.at
         selected = self.selected()
         alerts = [a for a in ctx.snapshot.alerts
@@ -58,6 +60,7 @@ class AlertsPane(RowList):
 
     def set_filter(self, pattern: re.Pattern[str] | None) -> None:
         self.filter = pattern
+        self._signature = None  # the next refresh redraws
         self.cursor = 0
 
     def row_cells(self, index: int) -> tuple[list[Cell], str]:

@@ -132,6 +132,8 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         self.filter: re.Pattern[str] | None = None
         self.bidi = Bidi(False)
         self._announced: object = None
+        self._styles: dict[str, Style] = {}
+        self._signature: object = None
 
     # ------------------------------------------------------------------ subclass API
 
@@ -153,6 +155,15 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         return None
 
     # ------------------------------------------------------------------ data
+
+    def unchanged(self, signature: object, ctx: RefreshContext) -> bool:
+        """True when a refresh brings nothing new (same views, same order): the pane keeps
+        its drawn lines. A full refresh redraws rows that exist (their times moved on)."""
+        timed = ctx.full and self._count > 0  # drawn rows show times that moved on
+        if not timed and signature == self._signature:
+            return True
+        self._signature = signature
+        return False
 
     @property
     def row_total(self) -> int:
@@ -237,7 +248,16 @@ class RowList(ScrollView, PaneBody, can_focus=True):
     # ------------------------------------------------------------------ drawing
 
     def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(name, partial=True) if name else Style()
+        style = self._styles.get(name)
+        if style is None:
+            if name == "":
+                style = Style()
+            elif name == "base":
+                style = self.rich_style
+            else:
+                style = self.get_component_rich_style(name, partial=True)
+            self._styles[name] = style
+        return style
 
     def _column_widths(self, width: int) -> list[int]:
         if self._widths[0] != width:
@@ -246,7 +266,7 @@ class RowList(ScrollView, PaneBody, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        base = self._style("base")
         header = 1 if self.show_header else 0
         if header and y == 0:
             widths = self._column_widths(width)
@@ -285,4 +305,5 @@ class RowList(ScrollView, PaneBody, can_focus=True):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._styles.clear()
         self.refresh()

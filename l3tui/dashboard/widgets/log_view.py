@@ -40,6 +40,8 @@ class LogHub(Protocol):
 
     def follow(self, view: LogView, key: TaskKey | None) -> None: ...
 
+    def recent_lines(self, key: TaskKey) -> list[str]: ...
+
 
 def read_tail(path: str, max_lines: int) -> tuple[list[str], int]:
     """The last `max_lines` lines of a log file, cleaned, and the bytes left unread before."""
@@ -169,6 +171,7 @@ class LogView(ScrollView, PaneBody, can_focus=True):
     def follow(self, key: TaskKey, log_path: str | None, name: str) -> None:
         """Show task `key`: its log file's tail, then its live output."""
         hub: LogHub | None = getattr(self.app, "log_hub", None)
+        seen = hub.recent_lines(key) if hub is not None else []
         if hub is not None:
             hub.follow(self, key)
         changed = key != self.key
@@ -179,7 +182,8 @@ class LogView(ScrollView, PaneBody, can_focus=True):
             self.skipped_bytes = 0
             self.following = True
             self._attempt = 0
-        self._pending = []
+            self._append(seen)
+        self._pending = list(self.buffer.lines) if log_path else []
         if log_path:
             self._loading = True
             self.run_worker(self._load(log_path), group="log-load", exclusive=True,

@@ -1,6 +1,8 @@
 """The `metrics_chart` pane: a plotext line (or bar) chart of named metrics over the widget's
 window. plotext is imported on the first chart with data, not at start: the first paint
-does not wait for it. The chart is re-plotted only when its series gained a sample.
+does not wait for it. Building a plot costs milliseconds per hundred points, so series are
+averaged down to the plot's horizontal resolution (two braille dots per cell), and the
+chart is re-plotted only when the newest sample moved by at least one dot column.
 """
 
 from __future__ import annotations
@@ -18,6 +20,26 @@ from l3tui.dashboard.widgets.resource_sparklines import LABELS, format_value
 
 ANSI_COLORS = ("blue", "green", "red", "cyan", "magenta", "yellow")
 THEME_COLORS = ("primary", "success", "warning", "error", "accent", "secondary")
+
+
+def downsample(points: list[tuple[float, float]], now: float, window_s: float,
+               columns: int) -> list[tuple[float, float]]:  # fmt: skip
+    """Mean of the points falling in each of `columns` time buckets of the window."""
+    if len(points) <= columns:
+        return points
+    start = now - window_s
+    width = window_s / columns
+    sums: dict[int, list[float]] = {}
+    for at, value in points:
+        bucket = min(int((at - start) / width), columns - 1)
+        acc = sums.get(bucket)
+        if acc is None:
+            sums[bucket] = [value, 1.0]
+        else:
+            acc[0] += value
+            acc[1] += 1.0
+    return [(start + (b + 0.5) * width, total / count)
+            for b, (total, count) in sorted(sums.items())]  # fmt: skip
 
 
 class MetricsChart(Container, PaneBody):
@@ -44,7 +66,10 @@ class MetricsChart(Container, PaneBody):
         window_s = self.config.window / 1000
         series = {name: list(ctx.api.metric_series(name, window_s))
                   for name in self.config.metrics}  # fmt: skip
-        signature = tuple((n, len(s), s[-1] if s else None) for n, s in series.items())
+        dots = self.dot_columns()
+        step = window_s / dots
+        newest = max((s[-1][0] for s in series.values() if s), default=0.0)
+        signature = (dots, tuple(n for n, s in series.items() if s), int(newest // step))
         if signature == self._signature:
             return
         self._signature = signature
@@ -56,10 +81,18 @@ class MetricsChart(Container, PaneBody):
             self._plot = PlotextPlot(classes="chart--plot")
             self.query_one(".chart--placeholder").display = False
             self.mount(self._plot, before=0)
-        self._draw(series, ctx.now, window_s)
+        self._draw({n: downsample(s, ctx.now, window_s, dots) for n, s in series.items()},
+                   ctx.now, window_s)  # fmt: skip
         legend = "   ".join(f"{LABELS.get(n, n)} {format_value(n, s[-1][1] if s else None)}"
                            for n, s in series.items())  # fmt: skip
-        self.query_one(".chart--legend", Static).update(legend)
+        self.query_one(".chart--legend", Static).update(legend, layout=False)
+
+    def dot_columns(self) -> int:
+        """Horizontal resolution of the plot: two braille dots per cell, minus the axes."""
+        return max((self.size.width - 8) * 2, 20)
+
+    def on_resize(self) -> None:
+        self._signature = None  # the next refresh plots at the new resolution
 
     def _colors(self) -> list[Any]:
         if self.app.current_theme.ansi:

@@ -47,7 +47,7 @@ class PerformanceMetrics(Static, PaneBody):
         view = ctx.api.performance(self.config.window / 1000)
         if view != self._shown:
             self._shown = view
-            self.update(self.render_view(view))
+            self.update(self.render_view(view), layout=False)
 
     def render_view(self, view: PerformanceView) -> Text:
         label = self.get_component_rich_style("perf--label", partial=True)

@@ -82,6 +82,7 @@ class ResourceSparklines(Widget, PaneBody):
         self._cores: list[deque[float]] = []
         self._signature: Any = None
         self._last_sample: Any = None
+        self._styles: dict[str, Style] = {}
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         lines = []
@@ -111,6 +112,19 @@ class ResourceSparklines(Widget, PaneBody):
             self.lines = lines
             self.refresh()
 
+    def _style(self, name: str) -> Style:
+        style = self._styles.get(name)
+        if style is None:
+            style = self._styles[name] = (
+                self.rich_style if name == "base"
+                else self.get_component_rich_style(name, partial=True)
+            )  # fmt: skip
+        return style
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles.clear()
+
     def _value_style(self, metric: str, value: float | None) -> Style:
         if value is None or metric not in PERCENT or metric == "success_rate":
             name = "spark--muted" if value is None else "spark--ok"
@@ -120,11 +134,11 @@ class ResourceSparklines(Widget, PaneBody):
             name = "spark--warn"
         else:
             name = "spark--ok"
-        return self.get_component_rich_style(name, partial=True)
+        return self._style(name)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        base = self.rich_style
+        base = self._style("base")
         if y >= len(self.lines):
             if y == 0:
                 text = fit(" waiting for the first resource samples…", width)
@@ -135,8 +149,7 @@ class ResourceSparklines(Widget, PaneBody):
         top = 100.0 if metric in PERCENT else None
         style = base + self._value_style(metric, current)
         segments = [
-            Segment(fit(f" {label}", LABEL_W), base + self.get_component_rich_style(
-                "spark--label", partial=True)),
+            Segment(fit(f" {label}", LABEL_W), base + self._style("spark--label")),
             Segment(" ", base),
             Segment(spark(values[-graph_w * 2:] if graph_w else [], graph_w, top), style),
             Segment(" ", base),
@@ -145,7 +158,7 @@ class ResourceSparklines(Widget, PaneBody):
         return Strip(segments, width).crop_extend(0, width, base)
 
     def _muted(self) -> Style:
-        return self.get_component_rich_style("spark--muted", partial=True)
+        return self._style("spark--muted")
 
     def summary(self) -> str:
         return "last 10 min"

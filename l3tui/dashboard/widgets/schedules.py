@@ -57,6 +57,8 @@ class SchedulesPane(RowList):
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         self.bidi = ctx.bidi
+        if self.unchanged(ctx.snapshot.schedules, ctx):
+            return
         self.at = ctx.snapshot.at
         schedules = list(ctx.snapshot.schedules)
         if self.filter is not None:
@@ -70,6 +72,7 @@ class SchedulesPane(RowList):
 
     def set_filter(self, pattern: re.Pattern[str] | None) -> None:
         self.filter = pattern
+        self._signature = None  # the next refresh redraws
         self.cursor = 0
 
     def row_cells(self, index: int) -> tuple[list[Cell], str]:

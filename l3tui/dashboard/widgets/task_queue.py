@@ -56,6 +56,10 @@ class TaskQueue(RowList):
         snap = ctx.snapshot
         self.api = ctx.api
         self.bidi = ctx.bidi
+        signature = (snap.queue_version, snap.queue_length, snap.running,
+                     tuple(map(id, snap.executions)) if self.config.show_completed else ())
+        if self.unchanged(signature, ctx):
+            return
         self.at = snap.at
         self.running = snap.running
         if self.config.show_completed:
@@ -137,6 +141,7 @@ class TaskQueue(RowList):
 
     def set_filter(self, pattern: re.Pattern[str] | None) -> None:
         self.filter = pattern
+        self._signature = None  # the next refresh redraws
         self._filtered_version = -1
         self._apply_filter()
         self.cursor = 0

@@ -72,6 +72,8 @@ class WorkflowStatus(RowList):
         chosen = (active if self.config.show_active else []) + recent[: self.config.show_recent]
         if self.filter is not None:
             chosen = [v for v in chosen if self._matches(v)]
+        if self.unchanged(tuple(map(id, chosen)), ctx):  # views are reused while unchanged
+            return
         selected = self._selected_key()
         self.executions = chosen
         self._build_rows()
@@ -117,6 +119,7 @@ class WorkflowStatus(RowList):
 
     def set_filter(self, pattern: re.Pattern[str] | None) -> None:
         self.filter = pattern
+        self._signature = None  # the next refresh redraws
         self.cursor = 0
 
     def action_toggle_expand(self) -> None:

@@ -1,0 +1,265 @@
+"""Console costs, each in a real terminal (a pty of 120x40) with the real Runtime:
+
+- first paint with 0 / 10,000 / 100,000 queued tasks, whole process (interpreter start,
+  imports, config, Runtime, app) until the first frame is written; the seconds spent
+  building the synthetic queue are subtracted (a live queue grows while the console runs).
+  Baseline: an empty Textual app in the same harness. Goal: <= 1.0 s at 100k.
+- RSS of that process at 100k after the first paint. Goal: <= 90 MB.
+- idle CPU over 20 s at a 1 Hz refresh (the sampler and the engine ticker run too).
+  Goal: <= 1.5 % of a core.
+- time to apply one refresh (snapshot + redraw of the state panes) with 1,000 running
+  executions. Goal: < 16 ms.
+
+Last line: RESULT first_paint_100k_s=<a> idle_cpu_pct=<b> rss_100k_mb=<c> refresh_ms=<d>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import gc
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SIZE = (120, 40)
+IDLE_S = 20.0
+WORKFLOWS = """
+workflows:
+  held:
+    name: "مهمة محجوزة"
+    tasks:
+      - {id: a, name: "أ", action: nap, parameters: {seconds: 1}}
+      - {id: b, action: nap, parameters: {seconds: 1}, dependencies: [a]}
+      - {id: c, action: nap, parameters: {seconds: 1}, dependencies: [a]}
+"""
+ACTIONS = "actions:\n  nap: {command: [sleep, '${seconds}']}\n"
+
+
+def bench_config(refresh_ms: int = 1000) -> Path:
+    """The bundled dashboards and alert rules, with one quick workflow and 1 Hz refresh."""
+    root = Path(tempfile.mkdtemp(prefix="l3bench-console-"))
+    (root / "l3-workflows.yml").write_text(WORKFLOWS, encoding="utf-8")
+    (root / "l3-actions.yml").write_text(ACTIONS, encoding="utf-8")
+    (root / "l3-scheduling.yml").write_text("scheduling: {}\n", encoding="utf-8")
+    dashboard = (ROOT / "config" / "l3-dashboard.yml").read_text(encoding="utf-8")
+    (root / "l3-dashboard.yml").write_text(
+        dashboard.replace("refresh_interval: 30000", f"refresh_interval: {refresh_ms}"),
+        encoding="utf-8",
+    )
+    return root
+
+
+# ------------------------------------------------------------------ children (in the pty)
+
+
+def child(mode: str, arg: str, report_fd: int) -> None:
+    """Runs inside the pty. Writes one line to `report_fd` when its measurement is ready."""
+    if mode == "empty":
+        from textual.app import App
+
+        class Empty(App[None]):
+            def on_ready(self) -> None:
+                os.write(report_fd, b"PAINTED 0\n")
+                self.exit()
+
+        Empty().run()
+        return
+    asyncio.run(_console_child(mode, int(arg), report_fd))
+
+
+def _admitted(entry: Any) -> None:
+    raise AssertionError("held entries are never admitted")
+
+
+async def _console_child(mode: str, queued: int, report_fd: int) -> None:
+    import psutil
+
+    from l3tui.config import load_config
+    from l3tui.dashboard.app import ConsoleApp
+    from l3tui.engine.runtime import Runtime
+    from l3tui.engine.scheduler import QueueEntry
+
+    config = load_config(bench_config())
+    state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))
+    async with Runtime(config, state, actor="bench") as rt:
+        built = time.perf_counter()
+        if queued:
+            # As a real queue is made: executions of a few workflows, 100 tasks each, whose
+            # ids and names are shared by every execution of the same definition.
+            task_ids = [f"task_{n:02d}" for n in range(100)]
+            names = [f"مهمة {n}" for n in range(100)]
+            for start in range(0, queued, 100):
+                exec_id = f"bench-{start // 100:05d}"
+                rt.scheduler.hold(exec_id)
+                for n in range(min(100, queued - start)):
+                    rt.scheduler.submit(QueueEntry(
+                        execution_id=exec_id, task_id=task_ids[n], workflow_id="held",
+                        name=names[n], priority=(10, 8, 5, 3, 1)[n % 5], on_admit=_admitted,
+                    ))  # fmt: skip
+        build_s = time.perf_counter() - built
+
+        class Bench(ConsoleApp):
+            def on_ready(self) -> None:
+                rss = psutil.Process().memory_info().rss
+                os.write(report_fd, f"PAINTED {build_s:.4f} {rss}\n".encode())
+                if mode == "paint":
+                    self.exit()
+                else:
+                    self.call_later(self._idle_marker)
+
+            def _idle_marker(self) -> None:
+                os.write(report_fd, b"IDLE-START\n")
+
+        app = Bench(rt, theme="l3-ansi", bidi=True, ssh=False)
+        gc.freeze()  # as `l3tui` (commands/console.py) does before the app starts
+        await app.run_async()
+
+
+# ------------------------------------------------------------------ the harness
+
+
+class PtyChild:
+    """A child process on a pty of SIZE; its output is drained, its reports collected."""
+
+    def __init__(self, *args: str) -> None:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
+        read_fd, write_fd = os.pipe()
+        env = dict(os.environ, TERM="xterm-256color", COLORTERM="", L3TUI_FORCE_CONSOLE="1")
+        env.pop("SSH_CONNECTION", None)
+        env.pop("SSH_CLIENT", None)
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", *args, str(write_fd)],
+            stdin=slave, stdout=slave, stderr=slave, pass_fds=(write_fd,), env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        os.close(slave)
+        os.close(write_fd)
+        self.master = master
+        self.reports = os.fdopen(read_fd, "r")
+        self._drain = threading.Thread(target=self._drain_output, daemon=True)
+        self._drain.start()
+
+    def _drain_output(self) -> None:
+        try:
+            while os.read(self.master, 65536):
+                pass
+        except OSError:
+            pass
+
+    def report(self) -> tuple[float, list[str]]:
+        line = self.reports.readline()
+        if not line:
+            raise RuntimeError(f"child {self.proc.args} ended without reporting")
+        return time.perf_counter() - self.started, line.split()
+
+    def finish(self) -> None:
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+        self.reports.close()
+
+
+def first_paint(*args: str) -> tuple[float, int]:
+    """(seconds to first paint minus queue building, rss) of one child."""
+    child_proc = PtyChild(*args)
+    took, words = child_proc.report()
+    child_proc.finish()
+    build_s = float(words[1]) if len(words) > 1 else 0.0
+    rss = int(words[2]) if len(words) > 2 else 0
+    return took - build_s, rss
+
+
+def idle_cpu() -> float:
+    import psutil
+
+    child_proc = PtyChild("idle", "0")
+    child_proc.report()
+    child_proc.report()  # IDLE-START
+    time.sleep(1.0)  # the first chart import and plot are not idle work
+    proc = psutil.Process(child_proc.proc.pid)
+    before = proc.cpu_times()
+    start = time.perf_counter()
+    time.sleep(IDLE_S)
+    after = proc.cpu_times()
+    elapsed = time.perf_counter() - start
+    used = (after.user - before.user) + (after.system - before.system)
+    child_proc.proc.terminate()
+    child_proc.finish()
+    return 100.0 * used / elapsed
+
+
+async def refresh_cost(executions: int = 1000, rounds: int = 30) -> float:
+    """Median ms of one full refresh (snapshot, every pane, rendering what changed) with
+    `executions` running executions."""
+    from l3tui.config import load_config
+    from l3tui.dashboard.app import ConsoleApp
+    from l3tui.engine.runtime import Runtime
+
+    config = load_config(bench_config())
+    state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))
+    async with Runtime(config, state, actor="bench") as rt:
+        for _ in range(executions):
+            execution = rt.engine.create("held", None, trigger="bench")
+            rt.scheduler.hold(execution.id)  # started, but its tasks wait in the queue
+            rt.engine.start(execution)
+        app = ConsoleApp(rt, theme="l3-ansi", bidi=True, ssh=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            active = sum(1 for e in app.snapshot.executions if e.state == "running")
+            assert active == executions, f"{active} running executions, wanted {executions}"
+            samples = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                app.refresh_now(full=True)  # every pane of the dashboard redraws
+                await pilot._wait_for_screen()  # the panes' updates reach the screen
+                app.screen._on_timer_update()  # and the changed lines are rendered
+                samples.append((time.perf_counter() - started) * 1000)
+            samples.sort()
+            return samples[len(samples) // 2]
+
+
+def main() -> None:
+    started = time.perf_counter()
+    empty_s, _ = first_paint("empty", "0")
+    print(f"empty Textual app, first paint: {empty_s:.3f} s (baseline)")
+    paint: dict[int, float] = {}
+    rss_100k = 0
+    for queued in (0, 10_000, 100_000):
+        seconds, rss = first_paint("paint", str(queued))
+        paint[queued] = seconds
+        if queued == 100_000:
+            rss_100k = rss
+        print(f"console first paint, {queued:>7,} queued: {seconds:.3f} s "
+              f"({seconds / empty_s:.2f}x empty app), rss {rss / 2**20:.1f} MB")  # fmt: skip
+    refresh_ms = asyncio.run(refresh_cost())
+    print(f"one refresh with 1,000 running executions: {refresh_ms:.2f} ms "
+          f"({refresh_ms / 16:.2f}x the 16 ms frame budget)")  # fmt: skip
+    cpu = idle_cpu()
+    print(f"idle CPU over {IDLE_S:.0f} s at 1 Hz refresh: {cpu:.2f} % of a core "
+          f"(goal 1.5 %)")  # fmt: skip
+    print(f"bench took {time.perf_counter() - started:.1f} s")
+    print(f"RESULT first_paint_100k_s={paint[100_000]:.3f} idle_cpu_pct={cpu:.2f} "
+          f"rss_100k_mb={rss_100k / 2**20:.1f} refresh_ms={refresh_ms:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        main()
