@@ -10,16 +10,11 @@ and never starts anything.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sized
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sized
+from typing import Any
 
 from l3tui.engine.ledger import Ledger
-
-if TYPE_CHECKING:
-    from l3tui.engine.scheduler import QueueEntry
-
-HeapItem = tuple[int, float, int, int, "QueueEntry"]
-"""(-effective priority, deadline or inf, arrival seq, generation, entry)."""
+from l3tui.engine.queue_entry import HeapItem
 
 
 class Blocker:
@@ -256,6 +251,48 @@ class TimeBlocker(Blocker):
 
     def unblock_hint(self) -> str:
         return "their time comes"
+
+
+class Causes:
+    """Every blocker with entries parked under it, by key, with the indexes release needs
+    (a pool's blockers by slot count, the fit blockers) kept in step."""
+
+    def __init__(self) -> None:
+        self._all: dict[tuple[Any, ...], Blocker] = {}
+        self._pools: dict[str, dict[int, Blocker]] = {}
+        self._fits: dict[tuple[Any, ...], Blocker] = {}
+
+    def get(self, key: tuple[Any, ...]) -> Blocker | None:
+        return self._all.get(key)
+
+    def get_or_make(self, key: tuple[Any, ...], make: Callable[[], Blocker]) -> Blocker:
+        blocker = self._all.get(key)
+        if blocker is None:
+            blocker = self._all[key] = make()
+            if key[0] == "pool":
+                self._pools.setdefault(key[1], {})[key[2]] = blocker
+            elif key[0] == "fit":
+                self._fits[key] = blocker
+        return blocker
+
+    def all(self) -> list[Blocker]:
+        return list(self._all.values())
+
+    def pools_named(self, pool: str) -> Iterable[Blocker]:
+        by_slots = self._pools.get(pool)
+        return by_slots.values() if by_slots else ()
+
+    def fits(self) -> list[Blocker]:
+        return list(self._fits.values())
+
+    def sweep(self, unused: Callable[[Blocker], bool]) -> None:
+        for key, blocker in list(self._all.items()):
+            if unused(blocker):
+                del self._all[key]
+                if key[0] == "pool":
+                    self._pools.get(key[1], {}).pop(key[2], None)
+                elif key[0] == "fit":
+                    self._fits.pop(key, None)
 
 
 def hhmm(wall: float, now: float) -> str:

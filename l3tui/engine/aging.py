@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from l3tui.engine.scheduler import QueueEntry
+    from l3tui.engine.queue_entry import QueueEntry
 
 INF = math.inf
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from l3tui.engine.admission import PoolBlocker
 from l3tui.engine.bottlenecks import Finding
-from l3tui.engine.scheduler import QueueEntry, TaskScheduler
+from l3tui.engine.queue_entry import QueueEntry
+from l3tui.engine.scheduler import TaskScheduler
 
 
 @dataclass(frozen=True, slots=True)

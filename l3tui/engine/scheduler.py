@@ -14,18 +14,18 @@ import asyncio
 import heapq
 import itertools
 import logging
-import math
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+import time as _time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from l3tui.config.schema import Scheduling
 from l3tui.engine.admission import (
     Blocker,
+    Causes,
     FitBlocker,
     GroupBlocker,
-    HeapItem,
     HeldBlocker,
     LoadBlocker,
     LoadGate,
@@ -33,72 +33,13 @@ from l3tui.engine.admission import (
     TimeBlocker,
 )
 from l3tui.engine.aging import AgingLadder
-from l3tui.engine.clock import Clock
+from l3tui.engine.clock import Clock, SystemClock
 from l3tui.engine.ledger import Ledger
+from l3tui.engine.queue_entry import INF, QueueEntry, key, live, peek, waiting
 
 log = logging.getLogger(__name__)
-INF = math.inf
+__all__ = ["QueueEntry", "TaskScheduler"]
 _TIME = TimeBlocker()
-
-
-@dataclass(slots=True, eq=False)
-class QueueEntry:
-    """A task waiting to be admitted (or running, once admitted)."""
-
-    execution_id: str
-    task_id: str
-    workflow_id: str
-    name: str
-    priority: int
-    on_admit: Callable[[QueueEntry], None]
-    critical: bool = False
-    cpu: float = 0.0
-    memory_mb: int = 0
-    pools: Mapping[str, int] = field(default_factory=dict)
-    deadline: float | None = None
-    not_before: float | None = None
-    group_limit: int | None = None
-    """At most this many running entries of the same execution (workflow max_parallel)."""
-    seq: int = 0
-    enqueued_at: float = 0.0
-    enqueued_mono: float = 0.0
-    admitted: bool = False
-    withdrawn: bool = False
-    boost: int = 0
-    """Priority points gained by waiting (aging)."""
-    note: str = field(default="", repr=False)
-    """A caller's own remark, shown only when nothing else explains the wait."""
-    _gen: int = field(default=0, init=False, repr=False)
-    _home: Blocker | None = field(default=None, init=False, repr=False)
-    _sched: TaskScheduler | None = field(default=None, init=False, repr=False)
-    _deadline: float = field(default=INF, init=False, repr=False)
-    _cause: str = field(default="concurrency", init=False, repr=False)
-    _cause_since: float = field(default=0.0, init=False, repr=False)
-    _alloc: str | None = field(default=None, init=False, repr=False)
-    _plain: bool = field(default=False, init=False, repr=False)
-    _ekey: tuple[str, str] = field(default=("", ""), init=False, repr=False)
-    _origin: Blocker | None = field(default=None, init=False, repr=False)
-    """The cause this entry was parked under, while it stands in the main heap for it."""
-    """No pools, needs, max_parallel or not_before: only holds and load can stop it."""
-
-    @property
-    def effective_priority(self) -> int:
-        return self.priority + self.boost
-
-    @property
-    def reason(self) -> str:
-        """Why it waits, for people; computed now, so it is never stale."""
-        if self.admitted:
-            return ""
-        if self.withdrawn:
-            return "withdrawn"
-        if self._sched is None:
-            return self.note or "not submitted"
-        return self._sched.reason_for(self)
-
-    @reason.setter
-    def reason(self, text: str) -> None:
-        self.note = text
 
 
 class TaskScheduler:
@@ -106,8 +47,10 @@ class TaskScheduler:
 
     def __init__(self, settings: Scheduling, clock: Clock, ledger: Ledger | None = None) -> None:
         self.clock = clock
-        self._time = clock.time
-        self._monotonic = clock.monotonic
+        # The C functions themselves when the clock is the real one: this is per task.
+        real = isinstance(clock, SystemClock)
+        self._time: Callable[[], float] = _time.time if real else clock.time
+        self._monotonic: Callable[[], float] = _time.monotonic if real else clock.monotonic
         self.ledger = ledger or Ledger(INF, 2**62, clock.time)
         self.ledger.on_freed(self._ledger_freed)
         self.running: set[QueueEntry] = set()
@@ -116,20 +59,16 @@ class TaskScheduler:
         self.held: set[str | tuple[str, str]] = set()
         self.version = 0
         """Bumped on every change of the queue, so views can cache."""
-        self.wait_totals: dict[str, float] = {}
+        self.wait_totals: defaultdict[str, float] = defaultdict(float)
         """Seconds tasks have waited, by cause (memory, cpu, pool:NAME, concurrency, ...)."""
-        self.queued_cpu = 0.0
         self.queued_memory_mb = 0
         self.admitted_total = 0
         self.parked_total = 0
         """Times an entry was set aside under a cause: stays O(entries), never O(n^2)."""
         self._main = Blocker(("main",), "concurrency")
-        self._blockers: dict[tuple[Any, ...], Blocker] = {}
-        self._pool_blockers: dict[str, dict[int, PoolBlocker]] = {}
-        self._fit_blockers: dict[tuple[Any, ...], FitBlocker] = {}
+        self.causes = Causes()
         self._time_heap: list[tuple[float, int, QueueEntry]] = []
         self._entries: dict[tuple[str, str], QueueEntry] = {}
-        self._arrivals: deque[QueueEntry] = deque()
         self._queued = 0
         self._seq = itertools.count()
         self._pumping = False
@@ -152,6 +91,8 @@ class TaskScheduler:
             old_gate.hysteresis = limits.hysteresis
             old_gate.update(old_gate.cpu, old_gate.memory)
         self._gate_closed = self.gate.closed
+        self._fast = not self.held and not self._gate_closed
+        """No holds and no load limit in force: plain entries need no checks."""
         aging = settings.aging
         previous = getattr(self, "aging", None)
         self.aging = AgingLadder(aging.interval / 1000, aging.step, aging.max_boost, self._rekey)
@@ -181,13 +122,11 @@ class TaskScheduler:
         heapq.heappush(self._main.heap, item)
         entry._ekey = ekey = (entry.execution_id, entry.task_id)
         self._entries[ekey] = entry
-        self._arrivals.append(entry)
         levels = self.aging.levels
         if levels:  # AgingLadder.add, inlined
             if not levels[0]:
                 self.aging.due = min(self.aging.due, mono + self.aging.interval)
             levels[0].append(entry)
-        self.queued_cpu += entry.cpu
         self.queued_memory_mb += entry.memory_mb
         self._queued += 1
         self.version += 1
@@ -199,6 +138,7 @@ class TaskScheduler:
         if entry.admitted or entry.withdrawn or entry._sched is not self:
             return False
         entry.withdrawn = True
+        entry._gen += 1  # every heap item of it is stale from now on
         self._leave_queue(entry, self.clock.monotonic())
         self.version += 1
         origin = entry._origin
@@ -212,9 +152,10 @@ class TaskScheduler:
     def release(self, entry: QueueEntry) -> None:
         """The admitted entry's attempt ended: free what it held. Safe to call twice."""
         running = self.running
-        if entry not in running:
-            return
-        running.remove(entry)
+        try:
+            running.remove(entry)
+        except KeyError:
+            return  # not running: released already, or never admitted
         if entry.group_limit is not None:
             group = entry.execution_id
             left = self.running_per_group[group] - 1
@@ -222,13 +163,13 @@ class TaskScheduler:
                 self.running_per_group[group] = left
             else:
                 del self.running_per_group[group]
-            blocker = self._blockers.get(("group", group, entry.group_limit))
+            blocker = self.causes.get(("group", group, entry.group_limit))
             if blocker is not None:
                 self._wake(blocker)
         if entry.pools:
             for pool, slots in entry.pools.items():
                 self.pool_used[pool] -= slots
-                for blocker in list(self._pool_blockers.get(pool, {}).values()):
+                for blocker in self.causes.pools_named(pool):
                     self._wake(blocker)
         if entry._alloc is not None:
             alloc, entry._alloc = entry._alloc, None
@@ -241,11 +182,13 @@ class TaskScheduler:
     def hold(self, key: str | tuple[str, str]) -> None:
         """Stop admitting an execution (`exec_id`) or one task (`(exec_id, task_id)`)."""
         self.held.add(key)
+        self._fast = False
         self.version += 1
 
     def unhold(self, key: str | tuple[str, str]) -> None:
         self.held.discard(key)
-        blocker = self._blockers.get(("held", key))
+        self._fast = not self.held and not self._gate_closed
+        blocker = self.causes.get(("held", key))
         if blocker is not None:
             self._wake(blocker)
         self.version += 1
@@ -259,6 +202,7 @@ class TaskScheduler:
         if self.gate.update(cpu, memory):
             self.version += 1
         self._gate_closed = self.gate.closed
+        self._fast = not self.held and not self._gate_closed
         if self._load.heap and self._load.clear():
             self._wake(self._load)
             self.pump()
@@ -316,41 +260,29 @@ class TaskScheduler:
     def blockers(self) -> list[tuple[Blocker, list[QueueEntry]]]:
         """Every cause with the entries parked under it (live ones, best first)."""
         out: list[tuple[Blocker, list[QueueEntry]]] = []
-        for blocker in [self._main, *self._blockers.values(), self._load]:
-            entries = sorted((item for item in blocker.heap if _live(item)), key=_key)
+        for blocker in [self._main, *self.causes.all(), self._load]:
+            entries = sorted((item for item in blocker.heap if live(item)), key=key)
             if entries:
                 out.append((blocker, [item[4] for item in entries]))
-        timed = sorted((e for _, _, e in self._time_heap if _waiting(e) and e._home is _TIME),
+        timed = sorted((e for _, _, e in self._time_heap if waiting(e) and e._home is _TIME),
                        key=lambda e: (e.not_before, e.seq))  # fmt: skip
         if timed:
             out.append((_TIME, timed))
         return out
 
     def oldest_waiting(self) -> QueueEntry | None:
-        arrivals = self._arrivals
-        while arrivals and not _waiting(arrivals[0]):
-            arrivals.popleft()
-        return arrivals[0] if arrivals else None
+        # `_entries` keeps submission order: the first is the one waiting longest.
+        return next(iter(self._entries.values()), None)
 
     def waiting_longer_than(self, seconds: float, cap: int = 1000) -> list[QueueEntry]:
         """Up to `cap` entries that have waited more than `seconds`, oldest first."""
         cutoff = self.clock.monotonic() - seconds
         out: list[QueueEntry] = []
-        self.oldest_waiting()
-        for entry in self._arrivals:
+        for entry in self._entries.values():
             if entry.enqueued_mono > cutoff or len(out) >= cap:
                 break
-            if _waiting(entry):
-                out.append(entry)
+            out.append(entry)
         return out
-
-    def current_wait_totals(self) -> dict[str, float]:
-        """`wait_totals` plus the waits still in progress."""
-        now = self.clock.monotonic()
-        totals = dict(self.wait_totals)
-        for entry in self._entries.values():
-            totals[entry._cause] = totals.get(entry._cause, 0.0) + now - entry._cause_since
-        return totals
 
     # ------------------------------------------------------------------ admission
 
@@ -364,13 +296,12 @@ class TaskScheduler:
             self._again = True
             return 0
         self._pumping = True
-        admitted = 0
+        self._again = False
         try:
-            while True:
+            admitted = self._admit_from_heads(running, limit)
+            while self._again and len(running) < limit:
                 self._again = False
                 admitted += self._admit_from_heads(running, limit)
-                if not self._again or len(running) >= limit:
-                    break
         finally:
             self._pumping = False
         return admitted
@@ -383,10 +314,10 @@ class TaskScheduler:
         heappop = heapq.heappop
         admitted = 0
         while len(running) < limit:
-            while main:  # drop stale items (re-keyed, withdrawn) at the head
+            while main:  # drop stale items (re-keyed, admitted, withdrawn) at the head
                 item = main[0]
                 entry = item[4]
-                if item[3] == entry._gen and not entry.admitted and not entry.withdrawn:
+                if item[3] == entry._gen:
                     break
                 heappop(main)
             else:
@@ -396,7 +327,7 @@ class TaskScheduler:
             if origin is not None:
                 entry._origin = None
                 origin.delegated = False
-            if entry._plain and not self.held and not self._gate_closed:
+            if entry._plain and self._fast:
                 self._admit(entry, mono)
                 admitted += 1
             else:
@@ -415,11 +346,9 @@ class TaskScheduler:
         One delegate at a time keeps dispatch order exact without re-scanning anyone."""
         if blocker.delegated or not blocker.clear():
             return
-        item = _peek(blocker.heap)
+        item = peek(blocker.heap)
         if item is None:
-            if blocker is not self._load:
-                self._drop_blocker(blocker)
-            return
+            return  # nobody waits on it (any more); `_sweep` forgets it later
         heapq.heappop(blocker.heap)
         entry = item[4]
         entry._home = self._main
@@ -443,39 +372,53 @@ class TaskScheduler:
                 entry.execution_id if entry.execution_id in self.held
                 else (entry.execution_id, entry.task_id)
             )  # fmt: skip
-            return self._blocker(("held", key), lambda: HeldBlocker(key, self.held))
+            return self.causes.get_or_make(("held", key), lambda: HeldBlocker(key, self.held))
         if not entry._plain:
             if entry.not_before is not None and entry.not_before > self._time():
                 return _TIME
             limit = entry.group_limit
             if limit is not None and self.running_per_group.get(entry.execution_id, 0) >= limit:
                 group, per_group = entry.execution_id, self.running_per_group
-                return self._blocker(("group", group, limit),
-                                     lambda: GroupBlocker(group, limit, per_group))  # fmt: skip
+                return self.causes.get_or_make(("group", group, limit),
+                                               lambda: GroupBlocker(group, limit, per_group))
             if entry.pools:
                 for pool, slots in entry.pools.items():
                     if self.pool_used.get(pool, 0) + slots > self.pool_sizes.get(pool, 0):
-                        return self._pool_blocker(pool, slots)
+                        make = partial(PoolBlocker, pool, slots, self.pool_sizes,
+                                       self.pool_used)  # fmt: skip
+                        return self.causes.get_or_make(("pool", pool, slots), make)
             cpu, memory = entry.cpu, entry.memory_mb
             if (cpu or memory) and self.ledger.shortfall(cpu, memory):
-                return self._fit_blocker(cpu, memory)
+                return self.causes.get_or_make(("fit", cpu, memory),
+                                               lambda: FitBlocker(cpu, memory, self.ledger))
         if self._gate_closed and not entry.critical and self._load.holds():
             return self._load
         return None
 
     def _admit(self, entry: QueueEntry, mono: float) -> None:
         entry.admitted = True
+        entry._gen += 1  # every heap item of it is stale from now on
         # _leave_queue, inlined: this is the hot path of every task
-        totals = self.wait_totals
-        totals[entry._cause] = totals.get(entry._cause, 0.0) + mono - entry._cause_since
+        self.wait_totals[entry._cause] += mono - entry._cause_since
         entry._home = None
-        key = entry._ekey
-        if self._entries.get(key) is entry:
-            del self._entries[key]
-        self.queued_cpu -= entry.cpu
-        self.queued_memory_mb -= entry.memory_mb
+        other = self._entries.pop(entry._ekey, None)
+        if other is not entry and other is not None:  # not ours to remove
+            self._entries[entry._ekey] = other
         self._queued -= 1
         self.running.add(entry)
+        if not entry._plain:
+            self._take(entry)
+        self.admitted_total += 1
+        self.version += 1
+        try:
+            entry.on_admit(entry)
+        except Exception:  # the caller's bug must not leak the slot it was given
+            log.exception("on_admit of %s/%s failed", entry.execution_id, entry.task_id)
+            self.release(entry)
+
+    def _take(self, entry: QueueEntry) -> None:
+        """Hand an admitted entry its pool slots, max_parallel count and ledger allocation."""
+        self.queued_memory_mb -= entry.memory_mb
         if entry.pools:
             used = self.pool_used
             for pool, slots in entry.pools.items():
@@ -488,22 +431,14 @@ class TaskScheduler:
             self.ledger.allocate(alloc, entry.cpu, entry.memory_mb,
                                  f"{entry.workflow_id}/{entry.task_id}")  # fmt: skip
             entry._alloc = alloc
-        self.admitted_total += 1
-        self.version += 1
-        try:
-            entry.on_admit(entry)
-        except Exception:  # the caller's bug must not leak the slot it was given
-            log.exception("on_admit of %s/%s failed", entry.execution_id, entry.task_id)
-            self.release(entry)
 
     def _leave_queue(self, entry: QueueEntry, mono: float) -> None:
         totals = self.wait_totals
-        totals[entry._cause] = totals.get(entry._cause, 0.0) + mono - entry._cause_since
+        totals[entry._cause] += mono - entry._cause_since
         entry._home = None
-        key = entry._ekey
-        if self._entries.get(key) is entry:
-            del self._entries[key]
-        self.queued_cpu -= entry.cpu
+        other = self._entries.pop(entry._ekey, None)
+        if other is not entry and other is not None:  # not ours to remove
+            self._entries[entry._ekey] = other
         self.queued_memory_mb -= entry.memory_mb
         self._queued -= 1
 
@@ -521,60 +456,29 @@ class TaskScheduler:
         category = self.gate.category if blocker is self._load else blocker.category
         if category != entry._cause:
             totals = self.wait_totals
-            totals[entry._cause] = totals.get(entry._cause, 0.0) + mono - entry._cause_since
+            totals[entry._cause] += mono - entry._cause_since
             entry._cause, entry._cause_since = category, mono
         self.version += 1
 
-    def _blocker(self, key: tuple[Any, ...], make: Callable[[], Blocker]) -> Blocker:
-        blocker = self._blockers.get(key)
-        if blocker is None:
-            blocker = self._blockers[key] = make()
-        return blocker
-
-    def _pool_blocker(self, pool: str, slots: int) -> PoolBlocker:
-        by_slots = self._pool_blockers.setdefault(pool, {})
-        blocker = by_slots.get(slots)
-        if blocker is None:
-            blocker = by_slots[slots] = PoolBlocker(pool, slots, self.pool_sizes, self.pool_used)
-            self._blockers[blocker.key] = blocker
-        return blocker
-
-    def _fit_blocker(self, cpu: float, memory_mb: int) -> FitBlocker:
-        key = ("fit", cpu, memory_mb)
-        blocker = self._fit_blockers.get(key)
-        if blocker is None:
-            blocker = self._fit_blockers[key] = FitBlocker(cpu, memory_mb, self.ledger)
-            self._blockers[key] = blocker
-        return blocker
-
-    def _drop_blocker(self, blocker: Blocker) -> None:
-        self._blockers.pop(blocker.key, None)
-        if isinstance(blocker, PoolBlocker):
-            self._pool_blockers.get(blocker.name, {}).pop(blocker.slots, None)
-        elif isinstance(blocker, FitBlocker):
-            self._fit_blockers.pop(blocker.key, None)
-
     def _sweep(self) -> None:
         """Forget causes nobody waits on any more (cancelled while held, finished groups)."""
-        for blocker in list(self._blockers.values()):
-            if not blocker.delegated and _peek(blocker.heap) is None:
-                self._drop_blocker(blocker)
+        self.causes.sweep(lambda blocker: not blocker.delegated and peek(blocker.heap) is None)
 
     def _ledger_freed(self) -> None:
-        for blocker in list(self._fit_blockers.values()):
+        for blocker in self.causes.fits():
             self._wake(blocker)
         if not self._pumping:
             self.pump()
 
     def _wake_all(self) -> None:
-        for blocker in [*self._blockers.values(), self._load]:
+        for blocker in [*self.causes.all(), self._load]:
             self._wake(blocker)
 
     def _release_due(self, now: float) -> None:
         heap, main = self._time_heap, self._main
         while heap and heap[0][0] <= now:
             _, _, entry = heapq.heappop(heap)
-            if _waiting(entry) and entry._home is _TIME:
+            if waiting(entry) and entry._home is _TIME:
                 entry._home = main
                 heapq.heappush(main.heap, (-entry.priority - entry.boost, entry._deadline,
                                            entry.seq, entry._gen, entry))  # fmt: skip
@@ -596,7 +500,7 @@ class TaskScheduler:
         """Wall-clock time of the next not_before, aging step or reservation expiry."""
         candidates = []
         heap = self._time_heap
-        while heap and not (_waiting(heap[0][2]) and heap[0][2]._home is _TIME):
+        while heap and not (waiting(heap[0][2]) and heap[0][2]._home is _TIME):
             heapq.heappop(heap)
         if heap:
             candidates.append(heap[0][0])
@@ -624,26 +528,3 @@ class TaskScheduler:
             finally:
                 for task in waits:
                     task.cancel()
-
-
-def _peek(heap: list[HeapItem]) -> HeapItem | None:
-    while heap:
-        item = heap[0]
-        entry = item[4]
-        if item[3] == entry._gen and not entry.admitted and not entry.withdrawn:
-            return item
-        heapq.heappop(heap)
-    return None
-
-
-def _live(item: HeapItem) -> bool:
-    entry = item[4]
-    return item[3] == entry._gen and _waiting(entry)
-
-
-def _key(item: HeapItem) -> tuple[int, float, int]:
-    return item[0], item[1], item[2]
-
-
-def _waiting(entry: QueueEntry) -> bool:
-    return not entry.admitted and not entry.withdrawn
