@@ -123,7 +123,7 @@ def test_builtin_alerts_for_timeouts_deadlines_crashes_bottlenecks_and_store_err
 
 
 def test_ack_and_snooze_change_state_publish_and_are_audited_as_operator_actions():
-    alerts, bus, clock, _m, sub = manager()
+    alerts, _bus, clock, _m, sub = manager()
     alert = alerts.raise_alert("store_write_failing", "store", message="disk full",
                                source="store")  # fmt: skip
     result = alerts.snooze(alert.id, 60, actor="alice")
