@@ -122,6 +122,25 @@ def test_builtin_alerts_for_timeouts_deadlines_crashes_bottlenecks_and_store_err
     assert "execution_failed" in rules
 
 
+def test_resource_manager_findings_raise_and_clear_bottleneck_alerts():
+    alerts, bus, clock, _m, _sub = manager()
+    bus.publish(ev.BottleneckChanged(at=clock(), finding="memory_sustained", active=True,
+                                     severity="critical", summary="memory over 75% for 10 min",
+                                     evidence=("peak 92%", "limit 75%"),
+                                     suggestion="add memory or lower max_concurrent_tasks"))  # fmt: skip
+    bus.publish(ev.BottleneckChanged(at=clock(), finding="upgrade_memory", active=True,
+                                     severity="info", summary="tasks waited 14 min for memory",
+                                     evidence=("peak demand 9.2 GB of 8 GB",)))  # fmt: skip
+    found = {a.key: a for a in alerts.active()}
+    assert found["memory_sustained"].severity == "critical"
+    assert "peak 92%" in found["memory_sustained"].message
+    assert "add memory" in found["memory_sustained"].message
+    assert found["upgrade_memory"].severity == "info"
+    bus.publish(ev.BottleneckChanged(at=clock(), finding="memory_sustained", active=False,
+                                     severity="critical", summary="cleared", evidence=()))  # fmt: skip
+    assert [a.key for a in alerts.active()] == ["upgrade_memory"]
+
+
 def test_ack_and_snooze_change_state_publish_and_are_audited_as_operator_actions():
     alerts, _bus, clock, _m, sub = manager()
     alert = alerts.raise_alert("store_write_failing", "store", message="disk full",

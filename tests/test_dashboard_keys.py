@@ -245,3 +245,38 @@ async def test_q_with_running_executions_asks_first(console_config, runtime_for)
             await until(lambda: not app.is_running)
         await rt.close()
         assert status(pid) in ("gone", psutil.STATUS_ZOMBIE)
+
+
+async def test_R_resumes_an_execution_interrupted_by_a_crash(console_config, state_dir,
+                                                             runtime_for):
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import L3TUI
+
+    crashed = subprocess.Popen(
+        [L3TUI, "run", "sleeper", "--config", str(console_config), "--state", str(state_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(20):
+            while "started attempt" not in (line := await asyncio.to_thread(
+                    crashed.stdout.readline)):  # fmt: skip
+                assert line, "l3tui run ended before its task started"
+        os.kill(crashed.pid, signal.SIGKILL)  # the task's process group is left behind
+    finally:
+        crashed.wait(timeout=10)
+        crashed.stdout.close()
+    async with runtime_for(console_config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            [old] = [e for e in app.snapshot.executions if e.state == "interrupted"]
+            assert any(a.rule == "execution_interrupted" for a in app.snapshot.alerts)
+            await select_execution(app, old.id)
+            assert app.check_action("resume_interrupted", ()) is True
+            await pilot.press("R")
+            resumed = await until(lambda: [e for e in rt.engine.active() if e.parent_id == old.id])
+            assert resumed[0].workflow_id == "sleeper"
+            await running_pid(rt, resumed[0].id, "nap")
+            assert app.selection == (resumed[0].id, None)

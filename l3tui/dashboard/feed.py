@@ -109,6 +109,8 @@ class EngineFeed:
                 self._remember((event.execution_id, event.task_id), event.lines)
                 for view in tuple(self.followers.get((event.execution_id, event.task_id), ())):
                     view.receive(event.lines, event.attempt)
+                # the workflow tree shows each running task's last line
+                self.dirty.state = changed = True
             elif isinstance(event, STATE_EVENTS):
                 self.dirty.state = changed = True
                 if isinstance(event, ev.AlertChanged) and event.state == "raised":

@@ -166,6 +166,8 @@ class AlertManager:
                 message=f"{what} of {event.execution_id} is past its deadline",
                 source=f"execution {event.execution_id}", at=event.at,
             )  # fmt: skip
+        elif isinstance(event, ev.BottleneckChanged):
+            self._bottleneck(event)
         elif isinstance(event, ev.SystemNotice):
             self._notice(event)
 
@@ -199,6 +201,23 @@ class AlertManager:
                     self._resolve(rule, key, why, event.at)
             if parent is not None:
                 self._resolve("execution_interrupted", parent, f"resumed as {exec_id}", event.at)
+
+    def _bottleneck(self, event: ev.BottleneckChanged) -> None:
+        """A finding of the resource manager: raised while active, resolved when it clears.
+        Upgrade suggestions are alerts of severity info (they carry their evidence too)."""
+        if not event.active:
+            self._resolve("resource_bottleneck", event.finding, "cleared", event.at)
+            return
+        details = "; ".join(event.evidence[:2])
+        message = event.summary + (f" ({details})" if details else "")
+        if event.suggestion:
+            message += f" — {event.suggestion}"
+        severity = "info" if event.finding.startswith("upgrade_") else _severity(
+            event.severity, "resource_bottleneck")  # fmt: skip
+        self.raise_alert("resource_bottleneck", event.finding, message=message,
+                         source="resource manager", at=event.at, severity=severity,
+                         name=f"Bottleneck: {event.finding.replace('_', ' ')}",
+                         repeat=False)  # fmt: skip
 
     def _notice(self, event: ev.SystemNotice) -> None:
         rule = {"recovery": "execution_interrupted", "bottleneck": "resource_bottleneck",
