@@ -247,27 +247,39 @@ async def test_q_with_running_executions_asks_first(console_config, runtime_for)
         assert status(pid) in ("gone", psutil.STATUS_ZOMBIE)
 
 
-async def test_R_resumes_an_execution_interrupted_by_a_crash(console_config, state_dir,
-                                                             runtime_for):
+def crash_a_run(config, state) -> None:
+    """`l3tui run sleeper`, killed with SIGKILL once its task runs (the task is left behind)."""
     import os
+    import selectors
     import signal
     import subprocess
+    import time
 
     from tests.conftest import L3TUI
 
     crashed = subprocess.Popen(
-        [L3TUI, "run", "sleeper", "--config", str(console_config), "--state", str(state_dir)],
+        [L3TUI, "run", "sleeper", "--config", str(config), "--state", str(state)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        async with asyncio.timeout(20):
-            while "started attempt" not in (line := await asyncio.to_thread(
-                    crashed.stdout.readline)):  # fmt: skip
+        with selectors.DefaultSelector() as selector:
+            selector.register(crashed.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + 20
+            while True:
+                assert selector.select(max(deadline - time.monotonic(), 0)), "no task start"
+                line = crashed.stdout.readline()
                 assert line, "l3tui run ended before its task started"
-        os.kill(crashed.pid, signal.SIGKILL)  # the task's process group is left behind
+                if "started attempt" in line:
+                    break
+        os.kill(crashed.pid, signal.SIGKILL)
     finally:
         crashed.wait(timeout=10)
         crashed.stdout.close()
+
+
+async def test_R_resumes_an_execution_interrupted_by_a_crash(console_config, state_dir,
+                                                             runtime_for):
+    await asyncio.to_thread(crash_a_run, console_config, state_dir)
     async with runtime_for(console_config) as rt:
         app = console(rt)
         async with app.run_test(size=(120, 40)) as pilot:
