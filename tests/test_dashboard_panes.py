@@ -187,3 +187,33 @@ async def test_a_broken_config_edit_shows_the_error_and_keeps_the_console(make_c
             message = next(n.message for n in app._notifications if "not applied" in n.message)
             assert "l3-dashboard.yml:" in message and "task_queu" in message
             assert "the queue" in screen_text(app)
+
+
+async def test_a_read_only_dashboard_hides_the_commands(make_config, runtime_for):
+    read_only = DASHBOARD.replace("    name: ops\n", "    name: ops\n    permissions: {read_only: true}\n")
+    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING, dashboard=read_only)
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            result = await rt.run_workflow("wide")
+            await until(lambda: app.selection is not None)
+            for action in ("pause", "cancel", "run_workflow"):
+                assert app.check_action(action, ()) is False
+            await pilot.press("c", "n")
+            await pilot.pause()
+            assert app.screen is app.screen_stack[0]  # no dialog opened
+            assert rt.execution(result.execution_id).state == "running"
+            assert "Cancel" not in screen_text(app).splitlines()[-1]
+
+
+async def test_keys_remapped_by_id_work_and_show(make_config, runtime_for):
+    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=DASHBOARD)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = ConsoleApp(rt, theme="l3-dark", ssh=False, keymap_overrides={"freeze": "f9"})
+        async with app.run_test(size=(160, 40)) as pilot:
+            await pilot.press("f")
+            assert not app.frozen
+            await pilot.press("f9")
+            assert app.frozen
+            assert "f9 Freeze" in screen_text(app).splitlines()[-1]  # the footer shows it

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from l3tui.config.schema import DashboardFile
 from l3tui.dashboard.widgets.log_view import LogView
 from tests.snapshot_app import build_app
 
@@ -63,6 +64,37 @@ class TestDashboards:
     def test_small_terminal_tab_moves_to_the_next_pane(self, snap_compare) -> None:
         """At 80x24 tab shows the next pane (the task queue) in place of the chart."""
         assert snap_compare(build_app(), run_before=settle("tab"), terminal_size=(80, 24))
+
+
+CUSTOM = DashboardFile.model_validate({"dashboards": {
+    "wall": {"name": "wall", "columns": 3, "widgets": [
+        {"type": "metrics_chart", "title": "now", "metrics": ["cpu_usage", "memory_usage",
+                                                             "disk_usage"], "chart_type": "bar",
+         "span": 2},
+        {"type": "resource_sparklines", "title": "cores", "per_core": True,
+         "metrics": ["cpu_usage", "net_in", "queue_depth"], "row_span": 2},
+        {"type": "performance_metrics", "title": "all figures",
+         "metrics": ["response_time", "throughput", "error_rate", "success_rate",
+                     "queue_wait"]},
+        {"type": "task_queue", "title": "queue"},
+    ]},
+    "stack": {"name": "stack", "layout": "rows", "widgets": [
+        {"type": "alerts", "title": "alerts", "show_resolved": False},
+        {"type": "workflow_status", "title": "failed only", "show_active": False},
+    ]},
+}})  # fmt: skip
+
+
+class TestLayouts:
+    def test_three_columns_with_spans_bar_chart_and_per_core_sparklines(self, snap_compare):
+        """A dashboard file of one's own: grid of 3 with spans, a bar chart, per-core lines."""
+        app = build_app(dashboards=CUSTOM)
+        assert snap_compare(app, run_before=settle(), terminal_size=(120, 40))
+
+    def test_rows_layout_without_resolved_alerts(self, snap_compare):
+        """layout: rows stacks the panes; show_resolved: false hides the resolved alert."""
+        app = build_app(dashboards=CUSTOM)
+        assert snap_compare(app, run_before=settle("2"), terminal_size=(120, 40))
 
 
 class TestThemes:

@@ -147,6 +147,8 @@ def _compile(text: str) -> re.Pattern[str] | bool | None:
 def fill_spans(panes: list[Pane], columns: int) -> list[int]:
     """Column spans in order; the last pane widens to fill its row (no empty cell)."""
     spans = [min(p.spec.span, columns) for p in panes]
+    if any(p.spec.row_span > 1 for p in panes):
+        return spans  # rows are shared then: leave the placement to the grid
     used = 0
     for span in spans:
         used = span if used + span > columns else used + span

@@ -35,7 +35,7 @@ class PerformanceMetrics(Static, PaneBody):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"perf--label", "perf--good", "perf--bad",
                                              "perf--muted"}  # fmt: skip
     DEFAULT_CSS = """
-    PerformanceMetrics { height: 1fr; padding: 0 1; }
+    PerformanceMetrics { height: 1fr; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, config: PerformanceMetricsWidget, **kwargs: str | None) -> None:
