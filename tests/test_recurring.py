@@ -317,3 +317,65 @@ def test_schedule_state_file_that_is_not_json_is_one_clear_error(tmp_path):
     else:
         raise AssertionError("a corrupt state file must not be ignored")
 
+
+
+class BrokenStore:
+    """A state store whose disk is full: every save fails."""
+
+    def __init__(self) -> None:
+        self.fail = False
+
+    async def load(self):
+        return {}
+
+    async def save(self, schedule_id, state):
+        if self.fail:
+            from l3tui.errors import StateError
+
+            raise StateError("cannot write schedules.json: No space left on device")
+
+
+async def test_a_failing_state_store_is_reported_and_the_loop_keeps_going(make_config,
+                                                                          runtime_for):
+    config = make_config(WORKFLOWS, scheduling=config_with(
+        '{id: at_two, cron: "0 2 * * *", workflow: nightly}'))
+    clock = FakeClock(start=at(2026, 6, 1, 1, 59))
+    store = BrokenStore()
+    async with runtime_for(config, clock=clock, sampler=FakeSampler(), fire_schedules=True,
+                           schedule_store=store) as rt:
+        sub = rt.subscribe("notices")
+        store.fail = True
+        clock.set(at(2026, 6, 1, 2, 0) + 5)
+        async with asyncio.timeout(5):
+            while True:
+                event = await sub.get()
+                if isinstance(event, ev.SystemNotice) and event.topic == "schedules":
+                    break
+        assert "No space left on device" in event.message and event.severity == "error"
+        assert cron_executions(rt, "at_two") == []  # saved before starting: never run unsaved
+        store.fail = False
+        rt.recurring._changed.set()
+        await wait_for(lambda: len(cron_executions(rt, "at_two")) == 1)
+
+
+async def test_a_template_that_cannot_start_is_recorded_as_failed(make_config, runtime_for):
+    workflows = WORKFLOWS + """
+templates:
+  deploy:
+    name: deploy
+    params: {target: {type: string, required: true}}
+    triggers: [{cron: "0 3 * * *"}]
+    tasks:
+      - {id: t, action: noop}
+"""
+    config = make_config(workflows, scheduling=config_with(
+        '{id: other, cron: "0 0 1 1 *", workflow: nightly}'))
+    clock = FakeClock(start=at(2026, 6, 1, 2, 59))
+    async with runtime_for(config, clock=clock, sampler=FakeSampler(),
+                           fire_schedules=True) as rt:
+        sub = rt.subscribe("fires")
+        clock.set(at(2026, 6, 1, 3, 0) + 1)
+        fired, = await fires(sub, 1)
+        assert fired.schedule_id == "deploy@cron" and fired.outcome == "failed"
+        assert rt.recurring.states["deploy@cron"].last_outcome.startswith("failed: ")
+        assert "target" in rt.recurring.states["deploy@cron"].last_outcome

@@ -185,3 +185,24 @@ async def test_findings_are_published_on_the_bus(make_config, runtime_for):
                    if isinstance(e, ev.BottleneckChanged)]
         assert changes == [("memory_sustained", True), ("memory_sustained", False)]
         assert ev.EVENT_TYPES["bottleneck"] is ev.BottleneckChanged
+
+
+class FlakySampler(FakeSampler):
+    """Fails once (a /proc read that raced with the kernel), then reads normally."""
+
+    def sample(self, groups):
+        if self.calls == 1:
+            self.calls += 1
+            raise OSError("read of /proc/stat failed")
+        return super().sample(groups)
+
+
+async def test_a_failed_reading_is_reported_once_and_sampling_goes_on(make_config, runtime_for):
+    config = make_config("workflows: {}\n", scheduling=scheduling("  sampler: {interval: 50ms}"))
+    sampler = FlakySampler()
+    async with runtime_for(config, sampler=sampler) as rt:
+        sub = rt.subscribe("notices")
+        await wait_for(lambda: rt.resources.samples >= 3, timeout=10)
+        notices = [e for e in sub.drain() if isinstance(e, ev.SystemNotice)
+                   and e.topic == "resources"]
+        assert len(notices) == 1 and "read of /proc/stat failed" in notices[0].message

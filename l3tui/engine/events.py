@@ -204,7 +204,8 @@ class ScheduleFired(Event):
     workflow_id: str
     fire_time: float
     outcome: str
-    """started, skipped (overlap), queued (overlap), missed (catch-up skip)."""
+    """started, skipped (overlap), queued (overlap), missed (catch-up skip), failed (the
+    workflow could not be started: unknown workflow, missing params)."""
     execution_id: str | None = None
 
 

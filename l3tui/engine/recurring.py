@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -127,7 +127,10 @@ class JsonScheduleStore:
             self._states[schedule_id] = ScheduleState(**asdict(state))
             data = {"version": 1,
                     "schedules": {k: asdict(v) for k, v in sorted(self._states.items())}}
-            await asyncio.to_thread(_write_atomically, self.path, data)
+            try:
+                await asyncio.to_thread(_write_atomically, self.path, data)
+            except OSError as exc:
+                raise StateError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
 
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -167,6 +170,7 @@ class RecurringScheduler:
         self._ended: deque[str] = deque(maxlen=256)
         self._next: dict[str, datetime | None] = {}
         self._changed = asyncio.Event()
+        self._ticking = asyncio.Lock()
         self.loaded = False
         bus.add_listener(self._on_event)
 
@@ -233,12 +237,12 @@ class RecurringScheduler:
         if self.enabled(job_id) == enabled:
             word = "enabled" if enabled else "disabled"
             return OpResult(False, f"schedule {job_id} is already {word}")
-        state = self.states.setdefault(job_id, ScheduleState())
-        state.enabled = enabled
-        if enabled:
-            state.cursor = self.clock.time()  # time spent disabled is not caught up
-        await self.store.save(job_id, state)
-        self._refresh(job_id)
+        async with self._ticking:  # not in the middle of deciding a fire of this task
+            state = replace(self.states.get(job_id) or ScheduleState())
+            state.enabled = enabled
+            if enabled:
+                state.cursor = self.clock.time()  # time spent disabled is not caught up
+            await self._save(job_id, state)
         self._changed.set()
         self.bus.publish(ev.ScheduleChanged(at=self.clock.time(), schedule_id=job_id,
                                             enabled=enabled))  # fmt: skip
@@ -253,7 +257,12 @@ class RecurringScheduler:
         if not self.loaded:
             await self.load()
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except (OSError, StateError) as exc:  # e.g. the state file cannot be written
+                log.warning("recurring tasks: %s", exc)
+                self._notice(f"recurring tasks could not be handled: {exc}; retrying",
+                             severity="error")  # fmt: skip
             upcoming = [n.timestamp() for n in self._next.values() if n is not None]
             self._changed.clear()
             waits: list[asyncio.Task[Any]] = [asyncio.ensure_future(self._changed.wait())]
@@ -266,18 +275,31 @@ class RecurringScheduler:
                     task.cancel()
 
     async def tick(self) -> None:
-        """Handle every due fire time and every queued run whose predecessor ended."""
+        """Handle every due fire time and every queued run whose predecessor ended. A fire
+        whose record cannot be saved is not handled: it is tried again (then counts as
+        missed, and the catch-up policy decides), never run unrecorded."""
+        async with self._ticking:  # one pass at a time: a fire is decided once
+            await self._tick()
+
+    async def _tick(self) -> None:
         now = self.clock.time()
         for job_id, fire_time in list(self.queued.items()):
             if not self.active.get(job_id) and job_id in self.jobs:
+                await self._start(self.jobs[job_id], fire_time, replace(self.states[job_id]),
+                                  "queued behind the previous run")  # fmt: skip
                 del self.queued[job_id]
-                await self._start(self.jobs[job_id], fire_time, "queued behind the previous run")
         for job_id, nxt in list(self._next.items()):
             if nxt is not None and nxt.timestamp() <= now and job_id in self.jobs:
                 await self._due(self.jobs[job_id], now)
 
+    async def _save(self, job_id: str, state: ScheduleState) -> None:
+        """Persist, then make it the state in force (never the other way round)."""
+        await self.store.save(job_id, state)
+        self.states[job_id] = state
+        self._refresh(job_id)
+
     async def _due(self, job: RecurringJob, now: float) -> None:
-        state = self.states[job.id]
+        state = replace(self.states[job.id])  # a working copy until it is saved
         assert state.cursor is not None
         count, latest = self._count_due(job, state.cursor, now)
         if latest is None:
@@ -287,20 +309,19 @@ class RecurringScheduler:
         shown = f"{missed}+" if count >= _COUNT_CAP else str(missed)
         state.cursor = latest
         if missed and job.catch_up == "skip":
+            state.last_outcome = f"missed {shown}"
+            if not on_time:
+                await self._save(job.id, state)
             self._notice(f"{job.id}: {shown} fire time(s) missed while l3tui was down or "
                          "the machine slept; skipped (catch_up: skip)")  # fmt: skip
             self.bus.publish(ev.ScheduleFired(at=now, schedule_id=job.id, workflow_id=job.workflow,
                                               fire_time=latest, outcome="missed"))  # fmt: skip
-            state.last_outcome = f"missed {shown}"
             if not on_time:
-                await self.store.save(job.id, state)
-                self._refresh(job.id)
                 return
         elif missed:
             self._notice(f"{job.id}: {shown} fire time(s) missed while l3tui was down or "
                          "the machine slept; running once now (catch_up: run_once)")  # fmt: skip
-        await self._fire(job, latest)
-        self._refresh(job.id)
+        await self._fire(job, latest, state)
 
     def _count_due(self, job: RecurringJob, cursor: float,
                    now: float) -> tuple[int, float | None]:  # fmt: skip
@@ -322,27 +343,26 @@ class RecurringScheduler:
                 return count, fires[-1].timestamp()
         return count, latest
 
-    async def _fire(self, job: RecurringJob, fire_time: float) -> None:
-        state = self.states[job.id]
+    async def _fire(self, job: RecurringJob, fire_time: float, state: ScheduleState) -> None:
         running = self.active.get(job.id)
         if running and job.overlap != "allow":
             outcome = "skipped" if job.overlap == "skip" or job.id in self.queued else "queued"
+            state.last_outcome = f"{outcome}: previous run still going"
+            await self._save(job.id, state)
             if outcome == "queued":
                 self.queued[job.id] = fire_time
-            state.last_outcome = f"{outcome}: previous run still going"
-            await self.store.save(job.id, state)
             self.bus.publish(ev.ScheduleFired(at=self.clock.time(), schedule_id=job.id,
                                               workflow_id=job.workflow, fire_time=fire_time,
                                               outcome=outcome))  # fmt: skip
             return
-        await self._start(job, fire_time, "")
+        await self._start(job, fire_time, state, "")
 
-    async def _start(self, job: RecurringJob, fire_time: float, why: str) -> None:
-        state = self.states[job.id]
+    async def _start(self, job: RecurringJob, fire_time: float, state: ScheduleState,
+                     why: str) -> None:  # fmt: skip
         state.last_fire = fire_time
         state.last_outcome = "starting"
         # Saved before starting: a crash in between loses this run rather than repeating it.
-        await self.store.save(job.id, state)
+        await self._save(job.id, state)
         result = await self.start(job.workflow, dict(job.params), actor=f"schedule {job.id}",
                                   trigger=f"cron:{job.id}", priority=job.priority)  # fmt: skip
         if result.applied and result.execution_id:
@@ -352,12 +372,15 @@ class RecurringScheduler:
             state.last_execution_id = result.execution_id
         else:
             state.last_outcome = f"failed: {result.message}"
-        await self.store.save(job.id, state)
         self.bus.publish(ev.ScheduleFired(
             at=self.clock.time(), schedule_id=job.id, workflow_id=job.workflow,
             fire_time=fire_time, outcome="started" if result.applied else "failed",
             execution_id=result.execution_id,
         ))  # fmt: skip
+        try:
+            await self.store.save(job.id, state)  # the outcome; the fire itself is on record
+        except StateError as exc:
+            self._notice(f"{job.id}: outcome not saved: {exc}", severity="warning")
 
     def _on_event(self, event: ev.Event) -> None:
         if not isinstance(event, ev.ExecutionFinished):
@@ -370,8 +393,8 @@ class RecurringScheduler:
                 return
         self._ended.append(event.execution_id)
 
-    def _notice(self, message: str) -> None:
+    def _notice(self, message: str, severity: str = "info") -> None:
         log.info(message)
         self.bus.publish(ev.SystemNotice(at=self.clock.time(), topic="schedules",
-                                         message=message))  # fmt: skip
+                                         message=message, severity=severity))  # fmt: skip
 

@@ -87,12 +87,21 @@ class ResourceManager:
     async def run(self) -> None:
         """Owned by the Runtime: one sample per interval until cancelled."""
         loop = asyncio.get_running_loop()
+        failing = ""
         while True:
             started = loop.time()
             try:
                 await self.sample_once()
-            except (OSError, RuntimeError) as exc:  # a reading failed; the next may not
-                log.warning("resource sample failed: %s", exc)
+                failing = ""
+            except Exception as exc:  # a reading failed; the next may not: keep sampling
+                log.warning("resource sample failed: %s", exc, exc_info=True)
+                if str(exc) != failing:  # tell people once per distinct failure
+                    failing = str(exc)
+                    self.bus.publish(ev.SystemNotice(
+                        at=self.clock.time(), topic="resources", severity="warning",
+                        message=f"resource sampling failed: {exc}; admission uses the last "
+                                "reading until it recovers",
+                    ))  # fmt: skip
             await asyncio.sleep(max(self.interval_s - (loop.time() - started), 0.05))
 
     async def sample_once(self) -> dict[str, Any]:
