@@ -42,6 +42,13 @@ def test_clean_matches_the_engines_rule_and_leaves_no_escape(line: str) -> None:
     assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in shown)
 
 
+def test_names_from_config_lose_control_sequences_before_display() -> None:
+    from l3tui.dashboard.text import Bidi
+
+    assert Bidi(True)("\x1b]0;owned\x07build") == "build"
+    assert Bidi(False)("\x1b[2Jname") == "name"
+
+
 def test_clean_turns_tabs_into_spaces() -> None:
     assert clean("a\tb") == "a   b"
 

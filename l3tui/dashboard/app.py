@@ -29,7 +29,7 @@ from l3tui.dashboard.messages import (
     SelectionChanged,
 )
 from l3tui.dashboard.screens.confirm import ConfirmScreen
-from l3tui.dashboard.text import STATE_ICONS, Bidi, fit
+from l3tui.dashboard.text import STATE_ICONS, Bidi, clean, fit
 from l3tui.dashboard.themes import load_themes, themes_dir
 from l3tui.dashboard.views import DashboardView
 from l3tui.dashboard.widgets.base import RefreshContext
@@ -366,8 +366,8 @@ class ConsoleApp(App[None]):
     # ------------------------------------------------------------------ commands
 
     def _report(self, result: OpResult) -> None:
-        self.notify(result.message, severity="information" if result.applied else "warning",
-                    markup=False)  # fmt: skip
+        self.notify(clean(result.message),
+                    severity="information" if result.applied else "warning", markup=False)
         self.feed.dirty.state = True
         self.refresh_now(full=False)
 
@@ -529,7 +529,7 @@ class ConsoleApp(App[None]):
         if message in self.feed.skip_config_messages:
             self.feed.skip_config_messages.discard(message)
             return
-        self.notify(message, severity=severity,  # type: ignore[arg-type]
+        self.notify(clean(message), severity=severity,  # type: ignore[arg-type]
                     markup=False, timeout=10 if severity == "error" else 5)  # fmt: skip
 
 

@@ -39,13 +39,15 @@ def clean(text: str) -> str:
 
 
 class Bidi:
-    """Display form of right-to-left text, on or off for the whole console."""
+    """Display form of names and titles: cleaned of control sequences, and right-to-left
+    text shaped and reordered when enabled (on or off for the whole console)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
     def __call__(self, text: str) -> str:
-        return textdir.display(text, self.enabled)
+        # names come from config files and task output: never let a control sequence through
+        return textdir.display(clean(text), self.enabled)
 
 
 def duration(seconds: float | None) -> str:
