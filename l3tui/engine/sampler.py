@@ -54,15 +54,22 @@ class PsutilSampler:
         self._clock_ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._page_size = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
         self._linux = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
-        self._last_at = time.monotonic()
-        self._last_cpu = psutil.cpu_times(percpu=True)
-        self._last_counters = self._counters(psutil.swap_memory())
+        self._last_at = 0.0
+        self._last_cpu: list[Any] = []
+        self._last_counters: dict[str, int | None] = {}
         self._last_ticks: dict[tuple[int, int], int] = {}
 
     def capacity(self) -> tuple[float, int]:
         return float(psutil.cpu_count() or 1), psutil.virtual_memory().total // (1024 * 1024)
 
     def sample(self, groups: Collection[int]) -> Reading:
+        if not self._last_cpu:  # first call (in the worker thread): rates need a baseline
+            self._last_cpu = psutil.cpu_times(percpu=True)
+            self._last_counters = self._counters(psutil.swap_memory())
+            self._last_at = time.monotonic()
+            if groups:
+                self._groups(set(groups), 1.0)
+            time.sleep(0.1)
         now = time.monotonic()
         elapsed = max(now - self._last_at, 1e-3)
         self._last_at = now
