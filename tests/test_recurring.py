@@ -379,3 +379,20 @@ templates:
         assert fired.schedule_id == "deploy@cron" and fired.outcome == "failed"
         assert rt.recurring.states["deploy@cron"].last_outcome.startswith("failed: ")
         assert "target" in rt.recurring.states["deploy@cron"].last_outcome
+
+
+async def test_a_process_that_does_not_fire_schedules_records_nothing(make_config, runtime_for,
+                                                                      state_dir):
+    config = make_config(WORKFLOWS, scheduling=config_with(
+        '{id: at_two, cron: "0 2 * * *", workflow: nightly}'))
+    clock = FakeClock(start=at(2026, 6, 1, 1, 0))
+    async with runtime_for(config, clock=clock, sampler=FakeSampler()) as rt:  # `l3tui run`
+        view, = rt.snapshot().schedules
+        assert view.next_fire == at(2026, 6, 1, 2, 0)  # views work without firing
+    assert not (state_dir / "schedules.json").exists()
+    clock.set(at(2026, 6, 1, 3, 0))  # the console starts after 02:00: nothing was missed
+    async with runtime_for(config, clock=clock, sampler=FakeSampler(),
+                           fire_schedules=True) as rt:
+        await rt.recurring.tick()
+        assert cron_executions(rt, "at_two") == []
+        assert rt.recurring.next_fire("at_two") == datetime(2026, 6, 2, 2, 0, tzinfo=BERLIN)

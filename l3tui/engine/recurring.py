@@ -171,18 +171,22 @@ class RecurringScheduler:
         self._next: dict[str, datetime | None] = {}
         self._changed = asyncio.Event()
         self._ticking = asyncio.Lock()
+        self._unsaved: set[str] = set()
+        self.firing = False
+        """True once `run` has started: this process fires and records recurring tasks."""
         self.loaded = False
         bus.add_listener(self._on_event)
 
     async def load(self) -> None:
-        """Read persisted state; a task never seen before starts counting from now."""
+        """Read persisted state (for views, and for `run`). A task never seen before counts
+        from now, in memory only: the process that fires (`run`) records it, so a process
+        that never fires (`l3tui run`) cannot make a later one think it missed something."""
         self.states = await self.store.load()
         now = self.clock.time()
         for job_id in self.jobs:
             if job_id not in self.states or self.states[job_id].cursor is None:
-                state = self.states.setdefault(job_id, ScheduleState())
-                state.cursor = now
-                await self.store.save(job_id, state)
+                self.states.setdefault(job_id, ScheduleState()).cursor = now
+                self._unsaved.add(job_id)
         self._refresh()
         self.loaded = True
 
@@ -191,7 +195,9 @@ class RecurringScheduler:
         self.jobs = {j.id: j for j in jobs_from_config(config)}
         now = self.clock.time()
         for job_id in self.jobs:
-            self.states.setdefault(job_id, ScheduleState(cursor=now))
+            if job_id not in self.states:
+                self.states[job_id] = ScheduleState(cursor=now)
+                self._unsaved.add(job_id)
         self._refresh()
         self._changed.set()
 
@@ -256,6 +262,7 @@ class RecurringScheduler:
         """Owned by the Runtime: fire what is due, sleep until the next fire time."""
         if not self.loaded:
             await self.load()
+        self.firing = True
         while True:
             try:
                 await self.tick()
@@ -282,6 +289,10 @@ class RecurringScheduler:
             await self._tick()
 
     async def _tick(self) -> None:
+        if self.firing:
+            for job_id in sorted(self._unsaved):  # from now on this process is responsible
+                await self._save(job_id, replace(self.states[job_id]))
+                self._unsaved.discard(job_id)
         now = self.clock.time()
         for job_id, fire_time in list(self.queued.items()):
             if not self.active.get(job_id) and job_id in self.jobs:
