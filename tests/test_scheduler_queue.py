@@ -215,3 +215,17 @@ def test_release_of_an_unknown_or_queued_entry_changes_nothing():
     version = sched.version
     sched.release(queued)
     assert sched.version == version and len(sched.running) == 1 and not queued.admitted
+
+
+def test_reloaded_limits_admit_what_now_fits():
+    clock = FakeClock()
+    rec = Recorder()
+    sched = TaskScheduler(settings(resource_limits={"max_concurrent_tasks": 2}), clock)
+    for i in range(3):
+        sched.submit(entry(f"b{i}", 5, rec, pools={"build": 1}))
+    sched.submit(entry("plain", 5, rec))
+    assert rec.order == ["b0", "plain"]
+    assert sched.entry_for("e1", "b1").reason == "pool build 1/1"
+    sched.configure(settings(resource_limits={"max_concurrent_tasks": 10}, pools={"build": 3}))
+    assert sorted(rec.order) == ["b0", "b1", "b2", "plain"]
+    assert sched.pool_used == {"build": 3}

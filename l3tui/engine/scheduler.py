@@ -82,7 +82,10 @@ class TaskScheduler:
         self.settings = settings
         limits = settings.resource_limits
         self.max_concurrent = limits.max_concurrent_tasks
-        self.pool_sizes = dict(settings.pools)
+        # In place: the pool blockers hold this very dict.
+        self.pool_sizes: dict[str, int] = getattr(self, "pool_sizes", {})
+        self.pool_sizes.clear()
+        self.pool_sizes.update(settings.pools)
         old_gate = getattr(self, "gate", None)
         if old_gate is None:
             self.gate = LoadGate(limits.max_cpu_usage, limits.max_memory_usage, limits.hysteresis)
