@@ -247,6 +247,16 @@ async def test_q_with_running_executions_asks_first(console_config, runtime_for)
         assert status(pid) in ("gone", psutil.STATUS_ZOMBIE)
 
 
+def recorded_running(state) -> bool:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(f"file:{state}/l3tui.db?mode=ro", uri=True, timeout=5)) as db:
+        row = db.execute("SELECT count(*) FROM task_runs "
+                         "WHERE state = 'running' AND pgid IS NOT NULL").fetchone()  # fmt: skip
+    return bool(row[0])
+
+
 def crash_a_run(config, state) -> None:
     """`l3tui run sleeper`, killed with SIGKILL once its task runs (the task is left behind)."""
     import os
@@ -259,18 +269,21 @@ def crash_a_run(config, state) -> None:
 
     crashed = subprocess.Popen(
         [L3TUI, "run", "sleeper", "--config", str(config), "--state", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    seen = b""
     try:
         with selectors.DefaultSelector() as selector:
             selector.register(crashed.stdout, selectors.EVENT_READ)
             deadline = time.monotonic() + 20
-            while True:
-                assert selector.select(max(deadline - time.monotonic(), 0)), "no task start"
-                line = crashed.stdout.readline()
-                assert line, "l3tui run ended before its task started"
-                if "started attempt" in line:
-                    break
+            while b"started attempt" not in seen:
+                assert selector.select(max(deadline - time.monotonic(), 0)), f"no start: {seen}"
+                chunk = os.read(crashed.stdout.fileno(), 65536)  # raw: no buffered lines left
+                assert chunk, f"l3tui run ended before its task started: {seen}"
+                seen += chunk
+        while not recorded_running(state):  # what recovery works from: the store's record
+            assert time.monotonic() < deadline, "the running task was never committed"
+            time.sleep(0.05)
         os.kill(crashed.pid, signal.SIGKILL)
     finally:
         crashed.wait(timeout=10)
