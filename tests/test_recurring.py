@@ -5,7 +5,6 @@ restarts, run-time enable/disable, workflow cron triggers and timezone precedenc
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +14,7 @@ from l3tui.engine import events as ev
 from l3tui.engine.clock import FakeClock
 from l3tui.engine.cron import zone_name
 from l3tui.engine.recurring import jobs_from_config
+from l3tui.store.schedules import read_schedule_states
 from tests.test_scheduler import WAIT_FILE, FakeSampler, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -180,8 +180,8 @@ async def test_restart_with_persisted_state_does_not_refire(make_config, runtime
         sub = rt.subscribe("fires")
         await walk(clock, at(2026, 6, 1, 2, 0) + 20)
         await fires(sub, 1)
-    saved = json.loads((state_dir / "schedules.json").read_text())["schedules"]["at_two"]
-    assert saved["last_fire"] == at(2026, 6, 1, 2, 0) and saved["cursor"] == saved["last_fire"]
+    saved = read_schedule_states(state_dir)["at_two"]
+    assert saved.last_fire == at(2026, 6, 1, 2, 0) and saved.cursor == saved.last_fire
     clock.advance(40)
     async with runtime_for(config, clock=clock, sampler=FakeSampler(),
                            fire_schedules=True) as rt:
@@ -262,8 +262,7 @@ async def test_disable_is_persisted_and_enable_does_not_catch_up(make_config, ru
         assert view.enabled is False and view.next_fire is None
         changed = [e for e in sub.drain() if isinstance(e, ev.ScheduleChanged)]
         assert [(e.schedule_id, e.enabled) for e in changed] == [("at_two", False)]
-    saved = json.loads((state_dir / "schedules.json").read_text())["schedules"]["at_two"]
-    assert saved["enabled"] is False
+    assert read_schedule_states(state_dir)["at_two"].enabled is False
     async with runtime_for(config, clock=clock, sampler=FakeSampler(),
                            fire_schedules=True) as rt:
         assert rt.recurring.enabled("at_two") is False
@@ -301,22 +300,6 @@ def test_timezone_is_the_tasks_then_the_files_then_the_machines(make_config, mon
     machine = load_config(make_config(WORKFLOWS, scheduling=no_file_zone))
     zones = {j.id: zone_name(j.schedule.zone) for j in jobs_from_config(machine)}
     assert zones == {"own": "Asia/Riyadh", "inherited": "America/New_York"}
-
-
-def test_schedule_state_file_that_is_not_json_is_one_clear_error(tmp_path):
-    from l3tui.engine.recurring import JsonScheduleStore
-    from l3tui.errors import StateError
-
-    path = tmp_path / "schedules.json"
-    path.write_text("{not json", encoding="utf-8")
-    try:
-        JsonScheduleStore(path).read()
-    except StateError as exc:
-        assert str(exc).startswith(f"{path}: not a schedule state file")
-        assert "delete it" in str(exc)
-    else:
-        raise AssertionError("a corrupt state file must not be ignored")
-
 
 
 class BrokenStore:

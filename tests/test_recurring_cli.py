@@ -68,11 +68,19 @@ def test_hourly_preview_skips_the_missing_hour(tmp_path):
 
 
 def test_a_task_disabled_at_run_time_is_marked(tmp_path):
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "schedules.json").write_text(json.dumps({"version": 1, "schedules": {
-        "hourly": {"cursor": 0, "last_fire": None, "last_outcome": "", "last_execution_id": None,
-                   "enabled": False}}}), encoding="utf-8")
+    """Disabled through a real Runtime (persisted in its store), then listed by the CLI."""
+    import asyncio
+
+    from l3tui.config import load_config
+    from l3tui.engine.runtime import Runtime
+
+    config = write_config(tmp_path / "config", WORKFLOWS, scheduling=SCHEDULING)
+
+    async def disable() -> None:
+        async with Runtime(load_config(config), tmp_path / "state", actor="test") as rt:
+            assert (await rt.set_schedule_enabled("hourly", False)).applied
+
+    asyncio.run(disable())
     done = schedules(tmp_path, "--count", "1")
     assert done.returncode == 0, done.stderr
     assert "hourly  hourly  [disabled: will not fire]" in done.stdout

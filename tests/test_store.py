@@ -141,13 +141,20 @@ async def test_resource_samples_are_downsampled_and_pruned_by_retention(
 
 
 async def test_schedule_state_survives_a_restart(config, runtime_for):
+    from l3tui.engine.recurring import ScheduleState
+    from l3tui.store.schedules import SqliteScheduleStore
+
     async with runtime_for(config) as rt:
-        await rt.store.save_schedule_state("nightly", 1_800_000_000.0, True)
+        saved = ScheduleState(cursor=1_800_000_060.0, last_fire=1_800_000_000.0,
+                              last_outcome="started", last_execution_id="e1", enabled=True)
+        await SqliteScheduleStore(rt.store).save("nightly", saved)
         rt.bus.publish(ev.ScheduleChanged(at=time.time(), schedule_id="nightly", enabled=False))
         await rt.store.flush()
     async with runtime_for(config) as rt:
-        state = (await rt.store.load_schedule_state())["nightly"]
-    assert (state.last_fire, state.enabled) == (1_800_000_000.0, False)
+        state = (await SqliteScheduleStore(rt.store).load())["nightly"]
+    assert state == ScheduleState(cursor=1_800_000_060.0, last_fire=1_800_000_000.0,
+                                  last_outcome="started", last_execution_id="e1",
+                                  enabled=False)
 
 
 async def test_an_older_database_is_migrated_forward(config, runtime_for, state_dir):

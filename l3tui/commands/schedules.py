@@ -15,8 +15,9 @@ from typing import Any
 from l3tui import textdir
 from l3tui.config import load_config, resolve_config_dir, resolve_state_dir
 from l3tui.engine.cron import zone_name
-from l3tui.engine.recurring import JsonScheduleStore, RecurringJob, ScheduleState, jobs_from_config
+from l3tui.engine.recurring import RecurringJob, ScheduleState, jobs_from_config
 from l3tui.errors import UsageError
+from l3tui.store.schedules import read_schedule_states
 
 MAX_COUNT = 1000
 
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(resolve_config_dir(args.config))
     for warning in config.warnings:
         print(warning, file=sys.stderr)
-    states = JsonScheduleStore(resolve_state_dir(args.state) / "schedules.json").read()
+    states = read_schedule_states(resolve_state_dir(args.state))
     listing = [describe(job, states.get(job.id), start, args.count)
                for job in jobs_from_config(config)]  # fmt: skip
     if args.json:

@@ -10,13 +10,10 @@ starting is the Runtime's `run_workflow`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from collections import deque
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 from l3tui.config.loader import Config
@@ -86,61 +83,12 @@ class ScheduleState:
 
 
 class ScheduleStateStore(Protocol):
-    """Where recurring-task state lives (a JSON file by default; the SQLite store may
-    provide its own)."""
+    """Where recurring-task state lives (the SQLite store's `schedule_state` table; tests
+    may pass their own). Failures are raised as `StateError`."""
 
     async def load(self) -> dict[str, ScheduleState]: ...
 
     async def save(self, schedule_id: str, state: ScheduleState) -> None: ...
-
-
-class JsonScheduleStore:
-    """`schedules.json` in the state dir, replaced atomically on every save."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._states: dict[str, ScheduleState] = {}
-        self._lock = asyncio.Lock()
-
-    def read(self) -> dict[str, ScheduleState]:
-        """Blocking read (also used by `l3tui schedules`)."""
-        try:
-            raw = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise StateError(f"cannot read {self.path}: {exc.strerror}") from None
-        try:
-            data = json.loads(raw)
-            return {key: ScheduleState(**value) for key, value in data["schedules"].items()}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StateError(f"{self.path}: not a schedule state file ({exc}); "
-                             "fix it or delete it (every recurring task then starts "
-                             "afresh)") from None  # fmt: skip
-
-    async def load(self) -> dict[str, ScheduleState]:
-        self._states = await asyncio.to_thread(self.read)
-        return {key: ScheduleState(**asdict(value)) for key, value in self._states.items()}
-
-    async def save(self, schedule_id: str, state: ScheduleState) -> None:
-        async with self._lock:
-            self._states[schedule_id] = ScheduleState(**asdict(state))
-            data = {"version": 1,
-                    "schedules": {k: asdict(v) for k, v in sorted(self._states.items())}}
-            try:
-                await asyncio.to_thread(_write_atomically, self.path, data)
-            except OSError as exc:
-                raise StateError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-
-
-def _write_atomically(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------- the scheduler

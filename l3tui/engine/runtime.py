@@ -37,7 +37,7 @@ from l3tui.engine.clock import Clock, SystemClock
 from l3tui.engine.executors.local import LocalExecutor
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.queue_report import QueueReport, build_report
-from l3tui.engine.recurring import JsonScheduleStore, RecurringScheduler, ScheduleStateStore
+from l3tui.engine.recurring import RecurringScheduler, ScheduleStateStore
 from l3tui.engine.reload import ConfigReloader
 from l3tui.engine.resources import ResourceManager
 from l3tui.engine.sampler import Sampler
@@ -47,6 +47,7 @@ from l3tui.errors import UsageError
 from l3tui.monitor.alerts import AlertManager
 from l3tui.monitor.metrics import MetricsCollector
 from l3tui.store.recovery import RecoveryReport
+from l3tui.store.schedules import SqliteScheduleStore
 from l3tui.store.sqlite import Store
 from l3tui.store.views import plan_resume, recent_views
 
@@ -94,16 +95,15 @@ class Runtime:
         self.watch_config = watch_config
         self.reloader = ConfigReloader(config, self._apply_config, self.bus, self.clock.time)
         self.engine.on_finished.append(self._on_execution_finished)
+        self.store = Store(self.state_dir, actor=self.actor, retention=sched.retention,
+                           now=self.clock.time)  # fmt: skip
         self.recurring = RecurringScheduler(
-            config, self.clock, self.bus,
-            schedule_store or JsonScheduleStore(self.state_dir / "schedules.json"),
+            config, self.clock, self.bus, schedule_store or SqliteScheduleStore(self.store),
             self.run_workflow,
         )  # fmt: skip
         self.fire_schedules = fire_schedules
         """Long-lived consoles and daemons fire recurring tasks; `l3tui run` does not."""
         self.recent: deque[Execution] = deque(maxlen=200)
-        self.store = Store(self.state_dir, actor=self.actor, retention=sched.retention,
-                           now=self.clock.time)  # fmt: skip
         self.recovery: RecoveryReport | None = None
         """What the store found and did on start after an unclean stop (None: not opened)."""
         self._stored_recent: list[ExecutionView] = []

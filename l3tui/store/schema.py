@@ -145,7 +145,14 @@ CREATE TABLE resource_metrics (
 CREATE INDEX resource_metrics_by_bucket ON resource_metrics(bucket);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# Version 3: the scheduler's full recurring-task state (where it resumes after downtime,
+# and the execution its last fire started), so it no longer needs a side file.
+_V3 = """
+ALTER TABLE schedule_state ADD COLUMN cursor REAL;
+ALTER TABLE schedule_state ADD COLUMN last_execution_id TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 """MIGRATIONS[i] takes a database from version i to version i + 1."""
 LATEST = len(MIGRATIONS)
 

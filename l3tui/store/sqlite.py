@@ -23,14 +23,12 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from l3tui.config.schema import Retention
 from l3tui.engine import events as ev
-from l3tui.store import queries
 from l3tui.store.database import connect_readonly, db_path, prepare
 from l3tui.store.lock import StateLock, read_holder
 from l3tui.store.recovery import (
@@ -54,15 +52,6 @@ PRUNE_EVERY_S = 3600.0
 # Errors that may go away (full disk, read-only file, I/O): hold and retry. Other
 # DatabaseErrors (IntegrityError, ProgrammingError...) mean a bug in the mapping.
 _TRANSIENT = (sqlite3.OperationalError, OSError)
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleState:
-    """What the store remembers of a recurring task between runs."""
-
-    last_fire: float | None
-    enabled: bool | None
-    last_outcome: str
 
 
 def _accepts(event: ev.Event) -> bool:
@@ -319,23 +308,9 @@ class Store:
 
     # ------------------------------------------------------------------ schedules
 
-    async def load_schedule_state(self) -> dict[str, ScheduleState]:
-        rows = await self.read(queries.schedule_states)
-        return {r["id"]: ScheduleState(r["last_fire"], None if r["enabled"] is None
-                                       else bool(r["enabled"]), r["last_outcome"])
-                for r in rows}  # fmt: skip
-
-    async def save_schedule_state(
-        self, schedule_id: str, last_fire: float | None, enabled: bool | None
-    ) -> None:
-        """Upsert one recurring task's state (None keeps the stored value)."""
-        await self._in_writer(
-            self._writer.execute,
-            "INSERT INTO schedule_state (id, last_fire, enabled, updated_at) VALUES (?,?,?,?) "
-            "ON CONFLICT(id) DO UPDATE SET last_fire = coalesce(excluded.last_fire, last_fire), "
-            "enabled = coalesce(excluded.enabled, enabled), updated_at = excluded.updated_at",
-            (schedule_id, last_fire, None if enabled is None else int(enabled), self.now()),
-        )
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """One statement in its own transaction, on the writer's thread."""
+        await self._in_writer(self._writer.execute, sql, params)
 
     async def flush(self) -> None:
         """Return once everything published so far is committed (or held, if degraded)."""
