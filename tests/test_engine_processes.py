@@ -124,9 +124,15 @@ async def test_pause_stops_the_group_and_its_timeout_does_not_tick(make_config, 
         await wait_for(
             lambda: all(psutil.Process(pid).status() == psutil.STATUS_STOPPED for pid in members)
         )
+        def shown_elapsed() -> float:
+            view = next(t for t in rt.execution(exec_id).tasks if t.task_id == "work")
+            return view.elapsed(time.time())
+
+        frozen_at = shown_elapsed()
         # Wall time passes beyond the timeout while paused: it must not fire.
         await asyncio.sleep(2.0)
         assert run.state == "paused"
+        assert shown_elapsed() == frozen_at  # paused time is not run time
         assert all(psutil.Process(pid).status() == psutil.STATUS_STOPPED for pid in members)
         assert (await rt.resume(exec_id)).applied
         state = await asyncio.wait_for(rt.wait(exec_id), 10)

@@ -322,3 +322,25 @@ def test_recovery_never_signals_a_reused_pid(env):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_processes_left_before_anything_was_committed_are_found(env, tmp_path):
+    """Killed between spawning a task and committing it, a previous instance leaves a
+    process no table knows of; its environment still names this state dir's runs."""
+    runs = Path(env["state"]) / "runs"
+    marker = str(env["marker"] + 7)
+    base = {"PATH": os.environ["PATH"], "L3_EXECUTION_ID": "260101-000000-dead"}
+    orphan = subprocess.Popen(["sleep", marker], start_new_session=True,
+                              env={**base, "L3_EXECUTION_DIR": str(runs / "260101-000000-dead")})
+    elsewhere = subprocess.Popen(["sleep", marker], start_new_session=True,
+                                 env={**base, "L3_EXECUTION_DIR": str(tmp_path / "other" / "runs" / "x")})
+    try:
+        result = l3(env, "run", "noop")
+        assert result.returncode == 0, result.stderr
+        assert "terminated 1 leftover task process" in result.stderr
+        assert orphan.wait(timeout=5) is not None  # ours: ended
+        assert elsewhere.poll() is None  # another state dir's: untouched
+    finally:
+        for proc in (orphan, elsewhere):
+            proc.kill()
+            proc.wait()

@@ -40,7 +40,8 @@ async def _console(config: Any, state_dir: Path, options: dict[str, Any]) -> int
     from l3tui.dashboard.app import ConsoleApp
     from l3tui.engine.runtime import Runtime
 
-    async with Runtime(config, state_dir, watch_config=True) as rt:
+    # The console is the long-lived process: it fires recurring tasks (`l3tui run` does not).
+    async with Runtime(config, state_dir, watch_config=True, fire_schedules=True) as rt:
         app = ConsoleApp(rt, **options)
         # What exists now (modules, config models, the Runtime, a queue found on start)
         # lives as long as the console: keep the cyclic GC from rescanning it on every

@@ -112,10 +112,7 @@ async def _run(config: Any, state_dir: Any, workflow_id: str, params: dict[str, 
 def _duration(task: TaskView, now: float) -> str:
     if task.started_at is None:
         return ""
-    seconds = task.active_s
-    if task.state == "running" and task.finished_at is None:
-        seconds = max(seconds, now - task.started_at)
-    return format_ms(seconds * 1000)
+    return format_ms(task.elapsed(now) * 1000)
 
 
 class Reporter:

@@ -41,6 +41,7 @@ class TaskView:
     started_at: float | None
     finished_at: float | None
     active_s: float
+    """Time run in closed stretches; add `now - running_since` while it runs."""
     wait_s: float
     exit_code: int | None
     last_line: str
@@ -50,6 +51,13 @@ class TaskView:
     peak_cpu_pct: float = 0.0
     peak_rss: int = 0
     metrics: tuple[tuple[str, float], ...] = ()
+    running_since: float | None = None
+    """When the current stretch of running began (None while paused or not running)."""
+
+    def elapsed(self, now: float) -> float:
+        """Time run so far (paused time excluded), the current stretch included."""
+        current = now - self.running_since if self.running_since is not None else 0.0
+        return self.active_s + max(current, 0.0)
     pid: int | None = None
     """The running attempt's process (its process group has the same id)."""
 

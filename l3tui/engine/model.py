@@ -113,7 +113,10 @@ class TaskRun:
     log_path: str | None = None
     last_line: str = ""
     active_s: float = 0.0
-    """Time spent running (paused time excluded), over all attempts."""
+    """Time spent running (paused time excluded), over all attempts, up to the current
+    stretch of running (see `running_since`)."""
+    running_since: float | None = None
+    """When the current stretch of running began (None while paused or not running)."""
     wait_s: float = 0.0
     """Time spent queued, over all attempts."""
     metrics: dict[str, float] = field(default_factory=dict)
@@ -134,6 +137,20 @@ class TaskRun:
         n = self.usage_samples = self.usage_samples + 1
         self.avg_cpu_pct += (cpu_pct - self.avg_cpu_pct) / n
         self.avg_rss = int(self.avg_rss + (rss - self.avg_rss) / n)
+
+    def start_running(self, now: float) -> None:
+        self.running_since = now
+
+    def stop_running(self, now: float) -> None:
+        """Close the current stretch of running into `active_s`."""
+        if self.running_since is not None:
+            self.active_s += max(now - self.running_since, 0.0)
+            self.running_since = None
+
+    def active_at(self, now: float) -> float:
+        """Time run so far, the current stretch included."""
+        current = now - self.running_since if self.running_since is not None else 0.0
+        return self.active_s + max(current, 0.0)
 
     def to(self, state: TaskState) -> TaskState:
         """Move to `state`; returns the previous state."""

@@ -330,7 +330,7 @@ class Runtime:
             wait_s=run.wait_s, exit_code=run.exit_code, last_line=run.last_line,
             log_path=run.log_path, cpu_pct=run.cpu_pct, rss=run.rss, pid=run.pid,
             peak_cpu_pct=run.peak_cpu_pct, peak_rss=run.peak_rss,
-            metrics=tuple(run.metrics.items()),
+            metrics=tuple(run.metrics.items()), running_since=run.running_since,
         )  # fmt: skip
 
     def _reason(self, run: TaskRun) -> str:

@@ -57,7 +57,6 @@ class _Attempt:
     cancelled: bool = False
     permanent: bool = False
     """The failure will not go away on retry (missing command, bad parameters)."""
-    run_started_mono: float = 0.0
     started: bool = False
     """Its coroutine has begun: cancelling the asyncio task now still runs its `finally`."""
 
@@ -390,8 +389,8 @@ class WorkflowEngine:
             attempt.timed_out = True
             current.cancel()
 
-        started = self.clock.monotonic()
         handle = asyncio.get_running_loop().call_later(job.timeout_s, expire)
+        run.start_running(self.clock.time())
         try:
             code = await job.func(job.params)
         except asyncio.CancelledError:
@@ -401,7 +400,7 @@ class WorkflowEngine:
             return TaskState.TIMED_OUT, f"timed out after {job.timeout_s:g}s", None
         finally:
             handle.cancel()
-            run.active_s += self.clock.monotonic() - started
+            run.stop_running(self.clock.time())
         if code == 0:
             return TaskState.SUCCEEDED, "", 0
         return TaskState.FAILED, f"exit code {code}", code
@@ -469,7 +468,7 @@ class WorkflowEngine:
         attempt.process = proc
         run.pid, run.pgid, run.proc_start = proc.pid, proc.pgid, proc.proc_start
         self._publish_started(execution, run, proc, job.argv, wait)
-        attempt.run_started_mono = clock.monotonic()
+        run.start_running(clock.time())
 
         def on_timeout() -> None:
             attempt.timed_out = True
@@ -483,7 +482,7 @@ class WorkflowEngine:
         except asyncio.CancelledError:
             proc.terminate()
             raise
-        run.active_s += attempt.timer.elapsed
+        run.stop_running(clock.time())
         run.last_line = result.last_line or run.last_line
         if attempt.cancelled or execution.cancel_requested:
             return TaskState.CANCELLED, "cancelled", result.exit_code
@@ -644,6 +643,7 @@ class WorkflowEngine:
             return False
         if attempt.timer is not None:
             attempt.timer.pause()
+        run.stop_running(self.clock.time())
         self._set_state(execution, run, TaskState.PAUSED, "paused by operator")
         return True
 
@@ -653,6 +653,7 @@ class WorkflowEngine:
         attempt.process.resume()
         if attempt.timer is not None:
             attempt.timer.resume()
+        run.start_running(self.clock.time())
         self._set_state(execution, run, TaskState.RUNNING, "resumed")
         return True
 

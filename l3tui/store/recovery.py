@@ -69,8 +69,11 @@ class RecoveryReport:
         who = f"l3tui {self.previous_holder}" if self.previous_holder else "the previous l3tui"
         ids = ", ".join(i.execution_id for i in self.interrupted[:5])
         more = f" and {len(self.interrupted) - 5} more" if len(self.interrupted) > 5 else ""
-        text = (f"{who} stopped without closing: {len(self.interrupted)} execution(s) marked "
-                f"interrupted ({ids}{more})")  # fmt: skip
+        if self.interrupted:
+            text = (f"{who} stopped without closing: {len(self.interrupted)} execution(s) "
+                    f"marked interrupted ({ids}{more})")  # fmt: skip
+        else:
+            text = f"{who} stopped without closing"
         if self.killed_pids:
             text += f"; terminated {len(self.killed_pids)} leftover task process(es)"
         if self.survivors:
@@ -130,10 +133,12 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-def find_survivors(
-    recorded: list[RecordedProcess], exec_ids: set[str], runs_dir: Path
-) -> dict[int, list[int]]:
-    """Process groups to end, each with its live member pids. Blocking: run in a thread."""
+def find_survivors(recorded: list[RecordedProcess], runs_dir: Path) -> dict[int, list[int]]:
+    """Process groups to end, each with its live member pids. Blocking: run in a thread.
+
+    Called while holding the state dir's lock, before this instance starts any task: so
+    every process whose environment names an execution under this state dir was left by a
+    previous instance, whether or not that execution made it into the database."""
     me, my_group = os.getpid(), os.getpgrp()
     groups: dict[int, set[int]] = {}
     for rec in recorded:
@@ -144,7 +149,7 @@ def find_survivors(
         if _alive(proc) and _same_process(proc, rec.proc_start):
             groups.setdefault(rec.pgid, set()).add(rec.pid)
     # Processes started but not yet recorded when l3tui died, and grandchildren that left
-    # their task's group: their environment names the execution (set by the executor).
+    # their task's group: their environment names the execution dir (set by the executor).
     prefix = str(runs_dir) + os.sep
     for proc in psutil.process_iter(["pid", "status"]):
         if proc.pid == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
@@ -153,8 +158,7 @@ def find_survivors(
             env = proc.environ()
         except psutil.Error:
             continue
-        exec_id = env.get("L3_EXECUTION_ID")
-        if exec_id in exec_ids and env.get("L3_EXECUTION_DIR", "").startswith(prefix):
+        if env.get("L3_EXECUTION_ID") and env.get("L3_EXECUTION_DIR", "").startswith(prefix):
             try:
                 pgid = os.getpgid(proc.pid)
             except OSError:

@@ -136,12 +136,13 @@ class Store:
     async def _recover(self, report: RecoveryReport, grace_s: float) -> None:
         interrupted = await self.read(find_interrupted)
         report.interrupted = interrupted
-        if not interrupted:
-            return
         ids = [i.execution_id for i in interrupted]
-        recorded = await self.read(recorded_processes, ids)
-        groups = await asyncio.to_thread(find_survivors, recorded, set(ids),
-                                         self.state_dir / "runs")  # fmt: skip
+        recorded = await self.read(recorded_processes, ids) if ids else []
+        # Even with nothing recorded as running, a previous instance killed between spawning
+        # a task and committing it leaves processes behind: look for them every time.
+        groups = await asyncio.to_thread(find_survivors, recorded, self.state_dir / "runs")
+        if not groups:
+            return
         report.killed_groups = sorted(groups)
         report.killed_pids = sorted(pid for pids in groups.values() for pid in pids)
         report.survivors = await terminate_groups(groups, grace_s)

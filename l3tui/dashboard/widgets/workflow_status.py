@@ -30,11 +30,7 @@ def exec_elapsed(view: ExecutionView, now: float) -> float:
 def task_elapsed(task: TaskView, now: float) -> float | None:
     if task.started_at is None:
         return None
-    if task.state == "paused" and not task.active_s:
-        return None  # the engine accounts the time run when the task resumes
-    if task.state in ("running",) and task.finished_at is None:
-        return max(task.active_s, now - task.started_at)
-    return task.active_s
+    return task.elapsed(now)
 
 
 class WorkflowStatus(RowList):

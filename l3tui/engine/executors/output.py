@@ -77,6 +77,7 @@ class OutputCapture:
             head, rest = chunk[:room], chunk[room:]
             if self.log is not None:
                 self.log.write(head)
+                self.log.flush()  # readers (`l3tui logs -f`, the log pane) follow the file
             self.written += len(head)
             self._split(head)
             if rest:
