@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,10 @@ from l3tui.engine.events import EventBus, Subscription
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "config"
-LOG_DIR = REPO / "tests" / "data" / "console"
+LOG_SOURCE = REPO / "tests" / "data" / "console"
+LOG_DIR = Path("/tmp/l3tui-snapshot-logs")
+"""Task logs are shown with their path: copied to a fixed place so the snapshots do not
+depend on where the repository is checked out."""
 NOW = 1_790_000_000.0
 """2026-09-21 14:13:20 UTC: every time on screen is relative to this."""
 
@@ -305,6 +309,7 @@ class FixedRuntime:
 def build_app(*, theme: str = "l3-dark", bidi: bool = True, queued: int = 25,
               dashboards: DashboardFile | None = None) -> ConsoleApp:  # fmt: skip
     """The real console on fixed data (no SSH slow-down, fixed clock)."""
+    shutil.copytree(LOG_SOURCE, LOG_DIR, dirs_exist_ok=True)
     return ConsoleApp(FixedRuntime(queued, dashboards), theme=theme, bidi=bidi, ssh=False,
                       clock=lambda: NOW)  # fmt: skip
 
