@@ -8,8 +8,8 @@ same on every run. Everything else in the suite drives the real Runtime.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
