@@ -5,6 +5,7 @@ TOML files of Textual theme fields), and which one `--theme auto` picks for a te
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,11 +20,15 @@ THEME_NAMES = {"dark": "l3-dark", "light": "l3-light", "ansi": "l3-ansi"}
 
 
 def themes_dir(env: Mapping[str, str] | None = None) -> Path:
-    """`$L3TUI_THEMES`, else `themes/` beside the package (the repository checkout)."""
+    """`$L3TUI_THEMES`, else `themes/` of the repository checkout, else where an installed
+    wheel put it (`<prefix>/share/l3tui/themes`)."""
     env = os.environ if env is None else env
     if env.get("L3TUI_THEMES"):
         return Path(env["L3TUI_THEMES"]).expanduser()
-    return Path(__file__).resolve().parents[2] / "themes"
+    checkout = Path(__file__).resolve().parents[2] / "themes"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "l3tui" / "themes"
 
 
 def load_themes(directory: Path | None = None) -> list[Theme]:
