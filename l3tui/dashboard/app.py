@@ -197,9 +197,14 @@ class ConsoleApp(App[None]):
         self._last_state = time.monotonic()
         self._default_selection(snap)
         ctx = RefreshContext(snap, self.api, self.bidi, full, self.executions, self.selection)
-        self.current_view().refresh_panes(ctx, state_only=not full)
+        view = self.current_view()
+        view.refresh_panes(ctx, state_only=not full)
         self._update_status(snap)
         self._maybe_refresh_bindings()
+        if full and self.pace.full_s > self.pace.state_s and view.awaiting_data():
+            # A chart with nothing drawn yet: try again soon rather than a whole
+            # refresh_interval later.
+            self.set_timer(self.pace.state_s, self._full_tick)
 
     def _recent_needed(self) -> int:
         wanted = [getattr(w, "show_recent", 0) for w in self.dashboard.widgets]

@@ -273,6 +273,10 @@ class DashboardView(Vertical):
                 continue
             pane.refresh_from(ctx)
 
+    def awaiting_data(self) -> bool:
+        """Whether a visible pane still waits for its first data."""
+        return any(pane.body.awaiting_data() for pane in self.visible_panes())
+
     def first_focusable(self) -> Widget | None:
         for pane in self.visible_panes():
             if pane.body.can_focus:

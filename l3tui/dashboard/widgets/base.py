@@ -55,6 +55,11 @@ class PaneBody:
         """Short text for the pane's border subtitle."""
         return ""
 
+    def awaiting_data(self) -> bool:
+        """True while the pane has nothing to show yet: the app then redraws it at the state
+        pace instead of waiting out a long refresh_interval (30 s on the seed's main)."""
+        return False
+
     def set_filter(self, pattern: re.Pattern[str] | None) -> None:
         pass
 

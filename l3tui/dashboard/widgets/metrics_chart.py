@@ -87,6 +87,9 @@ class MetricsChart(Container, PaneBody):
                            for n, s in series.items())  # fmt: skip
         self.query_one(".chart--legend", Static).update(legend, layout=False)
 
+    def awaiting_data(self) -> bool:
+        return self._plot is None
+
     def dot_columns(self) -> int:
         """Horizontal resolution of the plot: two braille dots per cell, minus the axes."""
         return max((self.size.width - 8) * 2, 20)
