@@ -305,3 +305,22 @@ async def test_R_resumes_an_execution_interrupted_by_a_crash(console_config, sta
             assert resumed[0].workflow_id == "sleeper"
             await running_pid(rt, resumed[0].id, "nap")
             assert app.selection == (resumed[0].id, None)
+
+
+async def test_a_chart_on_a_slow_dashboard_draws_once_samples_exist(console_config, runtime_for):
+    """The seed's main dashboard refreshes every 30 s; its resource chart must not say
+    "waiting for samples" for 30 s when the sampler has had its first reading."""
+    import shutil
+
+    from tests.conftest import BUNDLED
+
+    shutil.copy(BUNDLED / "l3-dashboard.yml", console_config / "l3-dashboard.yml")
+    async with runtime_for(console_config) as rt:
+        assert rt.dashboards().dashboards["main"].refresh_interval == 30_000
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            chart = app.query_one("MetricsChart")
+            assert chart.awaiting_data()
+            await until(lambda: not chart.awaiting_data(), timeout=5)
+            await pilot.pause()
+            assert "waiting for samples" not in screen_text(app)
