@@ -89,8 +89,9 @@ async def test_retries_stop_at_the_cap_and_the_task_fails(make_config, runtime_f
     assert tasks["t"].exit_code == 1
     assert tasks["after"].state == "skipped"
     assert "upstream did not succeed" in tasks["after"].reason
-    delays = [e.delay_s for e in events if isinstance(e, ev.TaskRetrying)]
-    assert delays == [0.05, 0.12]  # 50 ms, then 500 ms capped at 120 ms
+    retrying = [e for e in events if isinstance(e, ev.TaskRetrying)]
+    assert [e.delay_s for e in retrying] == [0.05, 0.12]  # 50 ms, then 500 ms capped at 120
+    assert [(e.state, e.exit_code) for e in retrying] == [("failed", 1), ("failed", 1)]
     assert view.reason == "not succeeded: t"
 
 

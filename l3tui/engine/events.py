@@ -121,6 +121,9 @@ class TaskRetrying(Event):
     """The attempt that failed."""
     delay_s: float
     error: str
+    state: str = "failed"
+    """How the attempt ended: failed or timed_out."""
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -351,7 +351,7 @@ class WorkflowEngine:
             and run.attempt < run.max_attempts
             and not (attempt.cancelled or attempt.permanent or execution.cancel_requested)
         ):
-            self._schedule_retry(live, run, task, reason)
+            self._schedule_retry(live, run, task, reason, outcome)
             return
         await self._complete(live, run, outcome, reason)
 
@@ -492,7 +492,9 @@ class WorkflowEngine:
             return TaskState.SUCCEEDED, "", 0
         return TaskState.FAILED, result.describe(), result.exit_code
 
-    def _schedule_retry(self, live: _Live, run: TaskRun, task: TaskDef, error: str) -> None:
+    def _schedule_retry(
+        self, live: _Live, run: TaskRun, task: TaskDef, error: str, outcome: TaskState
+    ) -> None:
         delay_ms = min(task.retry_delay * task.retry_backoff ** (run.attempt - 1),
                        task.retry_max_delay)  # fmt: skip
         delay = delay_ms / 1000
@@ -500,7 +502,8 @@ class WorkflowEngine:
                         f"attempt {run.attempt} failed ({error}); retry in {delay:g}s")  # fmt: skip
         self.bus.publish(ev.TaskRetrying(at=self.clock.time(), execution_id=live.execution.id,
                                          task_id=run.task_id, attempt=run.attempt,
-                                         delay_s=delay, error=error))  # fmt: skip
+                                         delay_s=delay, error=error, state=outcome,
+                                         exit_code=run.exit_code))  # fmt: skip
 
         def requeue() -> None:
             live.retry_timers.pop(run.task_id, None)

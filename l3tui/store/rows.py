@@ -141,7 +141,8 @@ class BatchBuilder:
             })  # fmt: skip
         elif isinstance(e, ev.TaskRetrying):
             _merge(b.attempt_updates, (e.execution_id, e.task_id, e.attempt),
-                   {"finished_at": at, "state": "failed", "error": e.error})  # fmt: skip
+                   {"finished_at": at, "state": e.state, "error": e.error,
+                    "exit_code": e.exit_code})  # fmt: skip
         elif isinstance(e, ev.TaskMetric):
             b.task_metrics.append((at, e.execution_id, e.workflow_id, e.task_id, e.name,
                                    e.value))  # fmt: skip
