@@ -87,7 +87,9 @@ class ExecutionFinished(Event):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TaskStateChanged(Event):
-    """Every task transition; the ones with more to say have their own events too."""
+    """A task transition that has no event of its own: waiting, queued, paused, running
+    again after a pause, retrying. Starting an attempt is `TaskStarted`; reaching a
+    terminal state is `TaskFinished`."""
 
     kind: ClassVar[str] = "task_state"
     execution_id: str

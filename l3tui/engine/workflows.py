@@ -254,10 +254,15 @@ class WorkflowEngine:
         return await asyncio.shield(live.done)
 
     def _set_state(
-        self, execution: Execution, run: TaskRun, state: TaskState, reason: str = ""
+        self, execution: Execution, run: TaskRun, state: TaskState, reason: str = "",
+        *, announce: bool = True,
     ) -> None:
+        """Move `run` to `state`; `announce=False` where a richer event follows at once
+        (TaskStarted for running, TaskFinished for an ending)."""
         previous = run.to(state)
         run.reason = reason
+        if not announce:
+            return
         self.bus.publish(ev.TaskStateChanged(
             at=self.clock.time(), execution_id=execution.id, task_id=run.task_id,
             state=state, previous=previous, attempt=run.attempt, reason=reason,
@@ -365,7 +370,7 @@ class WorkflowEngine:
         run.wait_s += wait
         context = {**live.context, "l3.task_id": task.id, "l3.attempt": run.attempt}
         run.started_at = now
-        self._set_state(execution, run, TaskState.RUNNING)
+        self._set_state(execution, run, TaskState.RUNNING, announce=False)  # TaskStarted
         try:
             job = self.registry.resolve(task, context, execution.params)
         except ActionError as exc:
@@ -527,7 +532,7 @@ class WorkflowEngine:
         execution = live.execution
         now = self.clock.time()
         if run.state != state:
-            self._set_state(execution, run, state, reason)
+            self._set_state(execution, run, state, reason, announce=False)  # TaskFinished
         live.unfinished -= 1
         run.finished_at = now
         self.bus.publish(ev.TaskFinished(

@@ -136,8 +136,9 @@ class BatchBuilder:
                                e.pgid, e.proc_start, e.log_path, _encode(list(e.command)),
                                e.execution_id, e.task_id))  # fmt: skip
             _task(b, (e.execution_id, e.task_id), {
-                "started_at": at, "attempt": e.attempt, "pid": e.pid, "pgid": e.pgid,
-                "proc_start": e.proc_start, "log_path": e.log_path,
+                "state": "running", "reason": "", "started_at": at, "attempt": e.attempt,
+                "pid": e.pid, "pgid": e.pgid, "proc_start": e.proc_start,
+                "log_path": e.log_path,
             })  # fmt: skip
         elif isinstance(e, ev.TaskRetrying):
             _merge(b.attempt_updates, (e.execution_id, e.task_id, e.attempt),
