@@ -12,6 +12,7 @@ import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from l3tui.commands._stored import open_store
@@ -104,6 +105,11 @@ def _read_new(log: _Log, printer: _Printer, final: bool) -> None:
         with open(log.path, "rb") as fh:
             fh.seek(log.offset)
             data = fh.read()
+    except FileNotFoundError:
+        # A log file is created with a task's first byte of output; only a missing
+        # execution directory means the logs were deleted (by a cleanup, say).
+        log.missing = not Path(log.path).parent.is_dir()
+        return
     except OSError:
         log.missing = True
         return

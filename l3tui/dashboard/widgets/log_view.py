@@ -52,6 +52,8 @@ def read_tail(path: str, max_lines: int) -> tuple[list[str], int]:
             start = max(total - min(max_lines * READ_BYTES_PER_LINE, READ_CAP), 0)
             fh.seek(start)
             data = fh.read()
+    except FileNotFoundError:
+        return [], 0  # created with the first byte of output: none yet
     except OSError as exc:
         return [f"(log not readable: {exc.strerror or exc})"], 0
     lines = data.decode("utf-8", "replace").splitlines()

@@ -121,8 +121,8 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def process_start_time(pid: int) -> float | None:
     """When `pid` started, in seconds since boot (immune to wall-clock changes), or None if
-    it is gone. Recorded at spawn and compared at recovery, so a reused pid is never
-    mistaken for our task: both sides must use this function."""
+    it is gone. Recovery compares it with the boot-clock reading recorded at spawn (the
+    two agree within one 10 ms clock tick), so a reused pid is never mistaken for ours."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
@@ -147,8 +147,8 @@ class LocalProcess:
         self.job = job
         self.grace_s = grace_s
         self._loop = asyncio.get_running_loop()
-        self._log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115
-        self.capture = OutputCapture(self._log, log_cap, on_lines, on_metric)
+        opener = (lambda: open(log_path, "ab")) if log_path is not None else None  # noqa: SIM115
+        self.capture = OutputCapture(opener, log_cap, on_lines, on_metric)
         self._exited: asyncio.Future[int] = self._loop.create_future()
         self._eof: asyncio.Future[None] = self._loop.create_future()
         self.paused = False
@@ -157,6 +157,10 @@ class LocalProcess:
         self._read_fd: int | None = None
         executable, argv = _wrap(job)
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        # The kernel stamps the child with the boot clock at clone, in 10 ms ticks: this
+        # reading is within one tick of it (reading /proc/PID/stat instead would wait for
+        # the child's exec to finish, ~0.5 ms on the loop).
+        spawned_at = time.clock_gettime(time.CLOCK_BOOTTIME)
         with contextlib.suppress(OSError):
             fcntl.fcntl(read_fd, F_SETPIPE_SZ, 1024 * 1024)
         try:
@@ -176,13 +180,11 @@ class LocalProcess:
         except OSError as exc:
             os.close(read_fd)
             os.close(write_fd)
-            if self._log is not None:
-                self._log.close()
             raise SpawnError(f"cannot start {job.argv[0]}: {exc.strerror}") from None
         os.close(write_fd)
         self.pgid = self.pid
         self.started_mono = time.monotonic()
-        self.proc_start = process_start_time(self.pid)
+        self.proc_start = spawned_at
         os.set_blocking(read_fd, False)
         self._read_fd = read_fd
         self._loop.add_reader(read_fd, self._on_readable)
@@ -328,8 +330,6 @@ class LocalProcess:
                 pass  # an escaped process (setsid) still holds the pipe: stop reading
             self._close_reader()
         self.capture.close()
-        if self._log is not None:
-            self._log.close()
         if os.WIFSIGNALED(status):
             return ProcessResult(
                 None,

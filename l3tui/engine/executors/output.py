@@ -2,7 +2,8 @@
 
 The log keeps the raw bytes up to the cap (minus a reserve for the tail); past it, bytes are
 only counted, and the last few KiB are kept so the end of a flood (usually the error) is in
-the log after a one-line notice. Memory stays flat whatever a task prints.
+the log after a one-line notice. Memory stays flat whatever a task prints. The file is
+created with the first byte of output: a task that prints nothing leaves no log file.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ class OutputCapture:
 
     def __init__(
         self,
-        log: BinaryIO | None,
+        open_log: Callable[[], BinaryIO] | None,
         cap_bytes: int,
         on_lines: Callable[[list[str]], None],
         on_metric: Callable[[str, float], None],
     ) -> None:
-        self.log = log
+        self._open_log = open_log
+        self.log: BinaryIO | None = None
         self.head_cap = max(cap_bytes - min(TAIL_BYTES, cap_bytes // 4), 0)
         self.cap_bytes = cap_bytes
         self.on_lines = on_lines
@@ -75,6 +77,8 @@ class OutputCapture:
         if self.written < self.head_cap:
             room = self.head_cap - self.written
             head, rest = chunk[:room], chunk[room:]
+            if self.log is None and self._open_log is not None:
+                self.log = self._open_log()
             if self.log is not None:
                 self.log.write(head)
                 self.log.flush()  # readers (`l3tui logs -f`, the log pane) follow the file
@@ -127,7 +131,7 @@ class OutputCapture:
         if self._partial and not self.dropped_bytes:
             self._split(b"\n")
         if self.log is None:
-            return
+            return  # the task printed nothing: no file
         if self.dropped_bytes:
             tail = b"".join(self._tail)[-TAIL_BYTES:]
             cut = tail.find(b"\n")
@@ -139,4 +143,4 @@ class OutputCapture:
             ).encode()
             self.log.write(notice)
             self.log.write(tail)
-        self.log.flush()
+        self.log.close()
