@@ -382,3 +382,22 @@ def test_engine_modules_never_import_textual():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.getcwd())
+
+
+async def test_a_silent_task_leaves_no_log_file_and_a_talkative_one_does(make_config, runtime_for):
+    actions = """
+    actions:
+      quiet: {command: ["true"]}
+      loud: {command: [echo, hello]}
+    """
+    config = make_config(
+        "workflows:\n  w:\n    name: w\n    tasks:\n      - {id: q, action: quiet}\n"
+        "      - {id: l, action: loud}\n",
+        actions=actions,
+    )
+    async with runtime_for(config) as rt:
+        result = await rt.run_workflow("w")
+        assert await asyncio.wait_for(rt.wait(result.execution_id), 10) == "succeeded"
+        tasks = {t.task_id: t for t in rt.execution(result.execution_id).tasks}
+    assert not Path(tasks["q"].log_path).exists()
+    assert Path(tasks["l"].log_path).read_text() == "hello\n"
