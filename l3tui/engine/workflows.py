@@ -15,7 +15,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,13 @@ from l3tui.config.loader import Config
 from l3tui.config.schema import DEFAULT_PRIORITIES, TaskDef, TemplateDef, WorkflowDef
 from l3tui.config.suggest import did_you_mean
 from l3tui.engine import events as ev
-from l3tui.engine.actions import ActionError, ActionRegistry, CommandJob, InProcessJob
-from l3tui.engine.api import OpResult
+from l3tui.engine.actions import ActionRegistry
+from l3tui.engine.attempts import AttemptRunner
 from l3tui.engine.clock import Clock
 from l3tui.engine.conditions import judge
 from l3tui.engine.dag import ReadyTracker
-from l3tui.engine.executors.local import LocalExecutor, LocalProcess, SpawnError
+from l3tui.engine.executors.local import LocalExecutor
+from l3tui.engine.live import Attempt, LiveExecution
 from l3tui.engine.model import (
     TASK_FAILED,
     ExecState,
@@ -37,6 +37,7 @@ from l3tui.engine.model import (
     TaskState,
     new_execution_id,
 )
+from l3tui.engine.operations import OperatorCommands
 from l3tui.engine.scheduler import QueueEntry, TaskScheduler
 from l3tui.engine.templates import instantiate, resolve_params
 from l3tui.engine.timers import PausableTimer, resolve_not_before
@@ -45,50 +46,13 @@ from l3tui.errors import UsageError
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True, eq=False)
-class _Attempt:
-    """What the engine holds for a task while it is queued or running."""
-
-    entry: QueueEntry
-    process: LocalProcess | None = None
-    job_task: asyncio.Task[None] | None = None
-    timer: PausableTimer | None = None
-    timed_out: bool = False
-    cancelled: bool = False
-    permanent: bool = False
-    """The failure will not go away on retry (missing command, bad parameters)."""
-    started: bool = False
-    """Its coroutine has begun: cancelling the asyncio task now still runs its `finally`."""
-
-
-@dataclass(slots=True, eq=False)
-class _Live:
-    """Runtime-only state of an execution."""
-
-    execution: Execution
-    definition: WorkflowDef
-    tracker: ReadyTracker
-    attempts: dict[str, _Attempt] = field(default_factory=dict)
-    retry_timers: dict[str, PausableTimer] = field(default_factory=dict)
-    deadline_timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    done: asyncio.Future[ExecState] | None = None
-    keep_results: Mapping[str, TaskState] = field(default_factory=dict)
-    task_defs: dict[str, TaskDef] = field(default_factory=dict)
-    directory: Path = Path()
-    """state/runs/<execution id>: task logs and the `${l3.execution_dir}` of its tasks."""
-    context: dict[str, Any] = field(default_factory=dict)
-    """The `l3.*` placeholder values shared by all its tasks."""
-    unfinished: int = 0
-    """Tasks not yet in a terminal state; the execution ends when it reaches 0."""
-
-
 def definition_hash(definition: WorkflowDef) -> str:
     canonical = json.dumps(definition.model_dump(mode="json", by_alias=True), sort_keys=True,
                            ensure_ascii=False, separators=(",", ":"))  # fmt: skip
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-class WorkflowEngine:
+class WorkflowEngine(AttemptRunner, OperatorCommands):
     """Runs executions; the only writer of Execution and TaskRun records."""
 
     def __init__(
@@ -110,7 +74,7 @@ class WorkflowEngine:
         self.actor = actor
         self.registry = ActionRegistry(config, state_dir)
         self.executions: dict[str, Execution] = {}
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, LiveExecution] = {}
         self.on_finished: list[Callable[[Execution], None]] = []
         self.grace_s = config.scheduling.execution.grace_period / 1000
         self._critical = self.critical_level()
@@ -201,7 +165,7 @@ class WorkflowEngine:
             )
         self.executions[exec_id] = execution
         deps = {t.id: list(t.dependencies) for t in definition.tasks}
-        live = _Live(
+        live = LiveExecution(
             execution,
             definition,
             ReadyTracker(deps),
@@ -254,8 +218,13 @@ class WorkflowEngine:
         return await asyncio.shield(live.done)
 
     def _set_state(
-        self, execution: Execution, run: TaskRun, state: TaskState, reason: str = "",
-        *, announce: bool = True,
+        self,
+        execution: Execution,
+        run: TaskRun,
+        state: TaskState,
+        reason: str = "",
+        *,
+        announce: bool = True,
     ) -> None:
         """Move `run` to `state`; `announce=False` where a richer event follows at once
         (TaskStarted for running, TaskFinished for an ending)."""
@@ -268,7 +237,7 @@ class WorkflowEngine:
             state=state, previous=previous, attempt=run.attempt, reason=reason,
         ))  # fmt: skip
 
-    def _judge_and_queue(self, live: _Live, task_id: str) -> None:
+    def _judge_and_queue(self, live: LiveExecution, task_id: str) -> None:
         """All upstream tasks have ended: skip the task or queue it."""
         execution = live.execution
         run = execution.tasks[task_id]
@@ -292,7 +261,7 @@ class WorkflowEngine:
             return
         self._enqueue(live, run, task)
 
-    def _enqueue(self, live: _Live, run: TaskRun, task: TaskDef) -> None:
+    def _enqueue(self, live: LiveExecution, run: TaskRun, task: TaskDef) -> None:
         execution = live.execution
         entry = QueueEntry(
             execution_id=execution.id,
@@ -313,7 +282,7 @@ class WorkflowEngine:
             else None,
             group_limit=live.definition.max_parallel,
         )
-        live.attempts[task.id] = _Attempt(entry)
+        live.attempts[task.id] = Attempt(entry)
         run.queued_at = self.clock.time()
         self._set_state(execution, run, TaskState.QUEUED)
         self.scheduler.submit(entry)
@@ -326,7 +295,7 @@ class WorkflowEngine:
             name=f"{entry.execution_id}/{entry.task_id}",
         )
 
-    async def _run_attempt(self, live: _Live, task_id: str, attempt: _Attempt) -> None:
+    async def _run_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt) -> None:
         execution = live.execution
         run = execution.tasks[task_id]
         task = live.task_defs[task_id]
@@ -360,145 +329,8 @@ class WorkflowEngine:
             return
         await self._complete(live, run, outcome, reason)
 
-    async def _execute(
-        self, live: _Live, run: TaskRun, task: TaskDef, attempt: _Attempt
-    ) -> tuple[TaskState, str, int | None]:
-        execution = live.execution
-        run.attempt += 1
-        now = self.clock.time()
-        wait = now - (run.queued_at or now)
-        run.wait_s += wait
-        context = {**live.context, "l3.task_id": task.id, "l3.attempt": run.attempt}
-        run.started_at = now
-        self._set_state(execution, run, TaskState.RUNNING, announce=False)  # TaskStarted
-        try:
-            job = self.registry.resolve(task, context, execution.params)
-        except ActionError as exc:
-            attempt.permanent = True
-            self._publish_started(execution, run, None, (), wait)
-            return TaskState.FAILED, str(exc), None
-        if isinstance(job, InProcessJob):
-            self._publish_started(execution, run, None, (task.action,), wait)
-            return await self._execute_in_process(run, job, attempt)
-        return await self._execute_process(live, run, job, attempt, wait, live.directory)
-
-    async def _execute_in_process(
-        self, run: TaskRun, job: InProcessJob, attempt: _Attempt
-    ) -> tuple[TaskState, str, int | None]:
-        # A bare call_later handle costs a third of asyncio.timeout(); this is the hot path
-        # of short in-process tasks.
-        current = asyncio.current_task()
-        assert current is not None
-
-        def expire() -> None:
-            attempt.timed_out = True
-            current.cancel()
-
-        handle = asyncio.get_running_loop().call_later(job.timeout_s, expire)
-        run.start_running(self.clock.time())
-        try:
-            code = await job.func(job.params)
-        except asyncio.CancelledError:
-            if not attempt.timed_out:
-                raise
-            current.uncancel()
-            return TaskState.TIMED_OUT, f"timed out after {job.timeout_s:g}s", None
-        finally:
-            handle.cancel()
-            run.stop_running(self.clock.time())
-        if code == 0:
-            return TaskState.SUCCEEDED, "", 0
-        return TaskState.FAILED, f"exit code {code}", code
-
-    def _publish_started(
-        self,
-        execution: Execution,
-        run: TaskRun,
-        proc: LocalProcess | None,
-        command: tuple[str, ...],
-        wait: float,
-    ) -> None:
-        self.bus.publish(ev.TaskStarted(
-            at=self.clock.time(), execution_id=execution.id, task_id=run.task_id,
-            attempt=run.attempt, pid=proc.pid if proc else None,
-            pgid=proc.pgid if proc else None, proc_start=proc.proc_start if proc else None,
-            log_path=run.log_path, command=command, wait_s=wait,
-        ))  # fmt: skip
-
-    async def _execute_process(
-        self,
-        live: _Live,
-        run: TaskRun,
-        job: CommandJob,
-        attempt: _Attempt,
-        wait: float,
-        execution_dir: Path,
-    ) -> tuple[TaskState, str, int | None]:
-        execution = live.execution
-        log_path = execution_dir / f"{run.task_id}.{run.attempt}.log"
-        run.log_path = str(log_path)
-        publish = self.bus.publish
-        clock = self.clock
-
-        def on_lines(lines: list[str]) -> None:
-            run.last_line = lines[-1] if lines[-1] else run.last_line
-            publish(
-                ev.TaskOutput(
-                    at=clock.time(),
-                    execution_id=execution.id,
-                    task_id=run.task_id,
-                    attempt=run.attempt,
-                    lines=tuple(lines),
-                )
-            )
-
-        def on_metric(name: str, value: float) -> None:
-            run.metrics[name] = value
-            publish(
-                ev.TaskMetric(
-                    at=clock.time(),
-                    execution_id=execution.id,
-                    workflow_id=execution.workflow_id,
-                    task_id=run.task_id,
-                    name=name,
-                    value=value,
-                )
-            )
-
-        try:
-            proc = self.executor.spawn(job, log_path, on_lines, on_metric)
-        except SpawnError as exc:
-            self._publish_started(execution, run, None, job.argv, wait)
-            return TaskState.FAILED, str(exc), None
-        attempt.process = proc
-        run.pid, run.pgid, run.proc_start = proc.pid, proc.pgid, proc.proc_start
-        self._publish_started(execution, run, proc, job.argv, wait)
-        run.start_running(clock.time())
-
-        def on_timeout() -> None:
-            attempt.timed_out = True
-            proc.terminate()
-
-        attempt.timer = PausableTimer(job.timeout_s, on_timeout)
-        if execution.state == ExecState.PAUSED:  # paused between admission and spawn
-            self._freeze(execution, run, attempt)
-        try:
-            result = await proc.wait()
-        except asyncio.CancelledError:
-            proc.terminate()
-            raise
-        run.stop_running(clock.time())
-        run.last_line = result.last_line or run.last_line
-        if attempt.cancelled or execution.cancel_requested:
-            return TaskState.CANCELLED, "cancelled", result.exit_code
-        if attempt.timed_out:
-            return TaskState.TIMED_OUT, f"timed out after {job.timeout_s:g}s", result.exit_code
-        if result.ok:
-            return TaskState.SUCCEEDED, "", 0
-        return TaskState.FAILED, result.describe(), result.exit_code
-
     def _schedule_retry(
-        self, live: _Live, run: TaskRun, task: TaskDef, error: str, outcome: TaskState
+        self, live: LiveExecution, run: TaskRun, task: TaskDef, error: str, outcome: TaskState
     ) -> None:
         delay_ms = min(task.retry_delay * task.retry_backoff ** (run.attempt - 1),
                        task.retry_max_delay)  # fmt: skip
@@ -520,14 +352,16 @@ class WorkflowEngine:
         if live.execution.state == ExecState.PAUSED:
             timer.pause()
 
-    async def _complete(self, live: _Live, run: TaskRun, state: TaskState, reason: str) -> None:
+    async def _complete(
+        self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str
+    ) -> None:
         self._finish_task(live, run, state, reason, settle=False)
         if state == TaskState.SUCCEEDED and self.bus.has_durable:
             await self.bus.durable()  # success is on disk before a dependant starts
         self._settle(live, run.task_id)
 
     def _finish_task(
-        self, live: _Live, run: TaskRun, state: TaskState, reason: str, settle: bool = True
+        self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str, settle: bool = True
     ) -> None:
         execution = live.execution
         now = self.clock.time()
@@ -544,13 +378,13 @@ class WorkflowEngine:
         if settle:
             self._settle(live, run.task_id)
 
-    def _settle(self, live: _Live, task_id: str) -> None:
+    def _settle(self, live: LiveExecution, task_id: str) -> None:
         for child in live.tracker.settle(task_id):
             if not live.execution.tasks[child].state.terminal:
                 self._judge_and_queue(live, child)
         self._maybe_finish(live)
 
-    def _maybe_finish(self, live: _Live) -> None:
+    def _maybe_finish(self, live: LiveExecution) -> None:
         execution = live.execution
         if execution.state.terminal or live.unfinished:
             return
@@ -592,7 +426,7 @@ class WorkflowEngine:
 
     # ------------------------------------------------------------------ deadlines
 
-    def _arm_deadlines(self, live: _Live) -> None:
+    def _arm_deadlines(self, live: LiveExecution) -> None:
         execution = live.execution
         loop = asyncio.get_running_loop()
         if live.definition.deadline and execution.started_at is not None:
@@ -606,7 +440,7 @@ class WorkflowEngine:
                     loop.call_later(task.deadline / 1000, self._deadline_missed, live, task.id)
                 )
 
-    def _deadline_missed(self, live: _Live, task_id: str | None) -> None:
+    def _deadline_missed(self, live: LiveExecution, task_id: str | None) -> None:
         execution = live.execution
         if task_id is not None and execution.tasks[task_id].state.terminal:
             return
@@ -625,181 +459,6 @@ class WorkflowEngine:
             )
         )
 
-    # ------------------------------------------------------------------ operator commands
-
-    def _record(self, action: str, exec_id: str | None, task_id: str | None, result: OpResult,
-                actor: str | None) -> OpResult:  # fmt: skip
-        self.bus.publish(ev.OperatorAction(at=self.clock.time(), action=action,
-                                           execution_id=exec_id, task_id=task_id,
-                                           applied=result.applied, detail=result.message,
-                                           actor=actor or self.actor))  # fmt: skip
-        return result
-
-    def _lookup(self, exec_id: str, task_id: str | None) -> tuple[_Live | None, OpResult | None]:
-        if exec_id not in self.executions:
-            return None, OpResult(False, f"no execution {exec_id}")
-        live = self._live.get(exec_id)
-        if live is None:
-            state = self.executions[exec_id].state
-            return None, OpResult(False, f"execution {exec_id} has already ended ({state})")
-        if task_id is not None and task_id not in live.execution.tasks:
-            return None, OpResult(False, f"execution {exec_id} has no task {task_id!r}")
-        return live, None
-
-    def _freeze(self, execution: Execution, run: TaskRun, attempt: _Attempt) -> bool:
-        if attempt.process is None or not attempt.process.pause():
-            return False
-        if attempt.timer is not None:
-            attempt.timer.pause()
-        run.stop_running(self.clock.time())
-        self._set_state(execution, run, TaskState.PAUSED, "paused by operator")
-        return True
-
-    def _thaw(self, execution: Execution, run: TaskRun, attempt: _Attempt) -> bool:
-        if attempt.process is None or run.state != TaskState.PAUSED:
-            return False
-        attempt.process.resume()
-        if attempt.timer is not None:
-            attempt.timer.resume()
-        run.start_running(self.clock.time())
-        self._set_state(execution, run, TaskState.RUNNING, "resumed")
-        return True
-
-    def pause(self, exec_id: str, task_id: str | None = None, actor: str | None = None) -> OpResult:
-        live, error = self._lookup(exec_id, task_id)
-        if live is None:
-            return self._record("pause", exec_id, task_id, _missing(error), actor)
-        execution = live.execution
-        if task_id is not None:
-            run = execution.tasks[task_id]
-            attempt = live.attempts.get(task_id)
-            if run.state == TaskState.RUNNING and attempt is not None and attempt.process:
-                ok = self._freeze(execution, run, attempt)
-                result = OpResult(
-                    ok, f"task {task_id} paused" if ok else f"task {task_id} could not be stopped"
-                )
-            elif run.state == TaskState.QUEUED:
-                self.scheduler.hold((exec_id, task_id))
-                attempt_entry = attempt.entry if attempt else None
-                if attempt_entry is not None:
-                    attempt_entry.reason = "held by operator"
-                result = OpResult(True, f"task {task_id} held in the queue")
-            else:
-                result = OpResult(False, f"task {task_id} is {run.state}, not running")
-            return self._record("pause", exec_id, task_id, result, actor)
-        if execution.state != ExecState.RUNNING:
-            return self._record(
-                "pause", exec_id, None, OpResult(False, f"execution is {execution.state}"), actor
-            )
-        execution.to(ExecState.PAUSED)
-        self.scheduler.hold(exec_id)
-        frozen = 0
-        for tid, attempt in live.attempts.items():
-            run = execution.tasks[tid]
-            if run.state == TaskState.RUNNING and self._freeze(execution, run, attempt):
-                frozen += 1
-        for timer in live.retry_timers.values():
-            timer.pause()
-        self.bus.publish(ev.ExecutionPaused(at=self.clock.time(), execution_id=exec_id))
-        return self._record(
-            "pause",
-            exec_id,
-            None,
-            OpResult(True, f"execution paused ({frozen} running task(s) frozen)"),
-            actor,
-        )
-
-    def resume(
-        self, exec_id: str, task_id: str | None = None, actor: str | None = None
-    ) -> OpResult:
-        live, error = self._lookup(exec_id, task_id)
-        if live is None:
-            return self._record("resume", exec_id, task_id, _missing(error), actor)
-        execution = live.execution
-        if task_id is not None:
-            run = execution.tasks[task_id]
-            attempt = live.attempts.get(task_id)
-            if run.state == TaskState.PAUSED and attempt is not None:
-                result = OpResult(self._thaw(execution, run, attempt), f"task {task_id} resumed")
-            elif run.state == TaskState.QUEUED and (exec_id, task_id) in self.scheduler.held:
-                self.scheduler.unhold((exec_id, task_id))
-                result = OpResult(True, f"task {task_id} released")
-            else:
-                result = OpResult(False, f"task {task_id} is {run.state}, not paused")
-            return self._record("resume", exec_id, task_id, result, actor)
-        if execution.state != ExecState.PAUSED:
-            return self._record(
-                "resume", exec_id, None, OpResult(False, f"execution is {execution.state}"), actor
-            )
-        execution.to(ExecState.RUNNING)
-        thawed = 0
-        for tid, attempt in live.attempts.items():
-            if self._thaw(execution, execution.tasks[tid], attempt):
-                thawed += 1
-        for timer in live.retry_timers.values():
-            timer.resume()
-        self.bus.publish(ev.ExecutionResumed(at=self.clock.time(), execution_id=exec_id))
-        self.scheduler.unhold(exec_id)
-        return self._record(
-            "resume",
-            exec_id,
-            None,
-            OpResult(True, f"execution resumed ({thawed} task(s) continued)"),
-            actor,
-        )
-
-    def cancel(
-        self, exec_id: str, task_id: str | None = None, actor: str | None = None
-    ) -> OpResult:
-        live, error = self._lookup(exec_id, task_id)
-        if live is None:
-            return self._record("cancel", exec_id, task_id, _missing(error), actor)
-        execution = live.execution
-        if task_id is not None:
-            run = execution.tasks[task_id]
-            if run.state.terminal:
-                result = OpResult(False, f"task {task_id} has already ended ({run.state})")
-            else:
-                self._cancel_task(live, run)
-                result = OpResult(True, f"task {task_id} cancelled")
-            return self._record("cancel", exec_id, task_id, result, actor)
-        execution.cancel_requested = True
-        killed = 0
-        for run in list(execution.tasks.values()):
-            if not run.state.terminal and self._cancel_task(live, run):
-                killed += 1
-        if execution.state == ExecState.PAUSED:
-            execution.to(ExecState.RUNNING)
-        self._maybe_finish(live)
-        return self._record(
-            "cancel",
-            exec_id,
-            None,
-            OpResult(True, f"execution cancelled ({killed} running task(s) terminated)"),
-            actor,
-        )
-
-    def _cancel_task(self, live: _Live, run: TaskRun) -> bool:
-        """Cancel one task; True if a process had to be terminated."""
-        attempt = live.attempts.get(run.task_id)
-        if attempt is not None and attempt.entry.admitted:
-            attempt.cancelled = True
-            if attempt.process is not None:
-                attempt.process.terminate()
-            elif attempt.job_task is not None and attempt.started:
-                # Not started: cancelling would skip its `finally` (the slot release); it
-                # sees `cancelled` on its first step instead.
-                attempt.job_task.cancel()
-            return True  # _run_attempt finishes it as cancelled
-        if attempt is not None:
-            self.scheduler.withdraw(attempt.entry)
-            live.attempts.pop(run.task_id, None)
-        timer = live.retry_timers.pop(run.task_id, None)
-        if timer is not None:
-            timer.cancel()
-        self._finish_task(live, run, TaskState.CANCELLED, "cancelled")
-        return False
-
     # ------------------------------------------------------------------ shutdown
 
     def active(self) -> list[Execution]:
@@ -814,8 +473,3 @@ class WorkflowEngine:
                 waits.append(live.done)
         if waits:
             await asyncio.wait(waits, timeout=self.grace_s + 2)
-
-
-def _missing(error: OpResult | None) -> OpResult:
-    # OpResult is falsy when not applied, so `error or default` would drop it.
-    return error if error is not None else OpResult(False, "not found")
