@@ -122,6 +122,9 @@ async def test_p_on_a_task_row_pauses_only_that_task(console_config, runtime_for
             pid = await running_pid(rt, result.execution_id, "nap")
             await until(lambda: app.snapshot.running)
             assert app.focused is app.query_one("TaskQueue")  # focused on start
+            # A refresh never picks a row by itself: the new execution stays selected...
+            assert app.selection == (result.execution_id, None)
+            await pilot.press("down")  # ...until the user picks the task's row.
             await until(lambda: app.selection == (result.execution_id, "nap"))
             await pilot.press("p")
             await until(lambda: status(pid) == psutil.STATUS_STOPPED)
@@ -183,6 +186,28 @@ async def test_n_runs_the_picked_workflow(console_config, runtime_for):
                 n.message for n in app._notifications))  # fmt: skip
             actions = [e for e in sub.drain() if isinstance(e, ev.OperatorAction)]
             assert [(a.action, a.actor, a.applied) for a in actions] == [("run", "tester", True)]
+
+
+async def test_keys_after_n_act_on_the_new_execution_not_on_a_refreshed_row(
+    console_config, runtime_for
+):
+    """The focused queue fills with the new execution's tasks; a refresh must not make one
+    of them the target: p pauses the execution the user just started."""
+    async with runtime_for(console_config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert app.focused is app.query_one("TaskQueue")
+            await pilot.press("n")
+            await until(lambda: isinstance(app.screen, RunPickerScreen))
+            await pilot.press(*"sleeper", "enter")
+            exec_id = (await until(lambda: [e.id for e in rt.engine.active()]))[0]
+            pid = await running_pid(rt, exec_id, "nap")
+            await until(lambda: app.query_one("TaskQueue").row_total == 1)
+            await pilot.pause()
+            assert app.selection == (exec_id, None)
+            await pilot.press("p")
+            await until(lambda: rt.execution(exec_id).state == "paused")
+            await until(lambda: status(pid) == psutil.STATUS_STOPPED)
 
 
 async def test_template_params_are_checked_before_anything_runs(console_config, runtime_for):

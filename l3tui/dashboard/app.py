@@ -464,6 +464,8 @@ class ConsoleApp(App[None]):
         if self.selected_schedule is None:
             return
         schedule_id, enabled = self.selected_schedule
+        current = self.snapshot.schedules if self.snapshot is not None else ()
+        enabled = next((s.enabled for s in current if s.id == schedule_id), enabled)
         result = await self.api.set_schedule_enabled(schedule_id, not enabled, actor=self.actor)
         if result.applied:
             self.selected_schedule = (schedule_id, not enabled)

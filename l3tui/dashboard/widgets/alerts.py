@@ -87,8 +87,7 @@ class AlertsPane(RowList):
         return f"{raised} raised · {acked} handled"
 
     def row_key(self, index: int) -> object:
-        alert = self.selected()
-        return alert.id if alert else None
+        return self.alerts[index].id if 0 <= index < len(self.alerts) else None
 
     def cursor_moved(self, index: int) -> None:
         self.announce(index)

@@ -137,6 +137,9 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         self.filter: re.Pattern[str] | None = None
         self.bidi = Bidi(False)
         self._announced: object = None
+        self.cursor_lost = True
+        """No row here is the one chosen (nothing chosen yet, or it left the list): no
+        highlight until the user moves the cursor."""
         self._styles: dict[str, Style] = {}
         self._signature: object = None
 
@@ -156,8 +159,25 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         return self.empty_text
 
     def row_key(self, index: int) -> object:
-        """Identity of row `index` (a focused list re-announces its cursor when it changes)."""
+        """Identity of row `index` (what a selection message names)."""
         return None
+
+    def find_key(self, key: object) -> int | None:
+        """The row showing `key` (the cursor stays on it). Lists of huge size override this
+        with a bounded search."""
+        for index in range(self._count):
+            if self.row_key(index) == key:
+                return index
+        return None
+
+    def follow_selection(self, selection: object) -> None:
+        """Put the cursor on the console's current selection when this list shows it (a run
+        just started, or a row chosen in another pane)."""
+        if selection is None or selection == self._announced:
+            return
+        index = self.find_key(selection)
+        if index is not None:
+            self.cursor, self._announced, self.cursor_lost = index, selection, False
 
     # ------------------------------------------------------------------ data
 
@@ -179,13 +199,17 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         self._count = count
         header = 1 if self.show_header else 0
         self.virtual_size = Size(self.size.width, max(count, 1) + header)
+        # Rows moved under the cursor. A refresh never changes what is selected (keys act on
+        # what the user chose): the cursor follows that row, or shows none if it left.
+        if self._announced is not None:
+            index = self.find_key(self._announced)
+            if index is not None:
+                self.cursor, self.cursor_lost = index, False
+            else:
+                self.cursor_lost = True
         if self.cursor >= count:
             self.cursor = max(count - 1, 0)
         self.refresh()
-        if count and self.has_focus:
-            key = self.row_key(self.cursor)
-            if key != self._announced:
-                self.cursor_moved(self.cursor)
 
     # ------------------------------------------------------------------ cursor
 
@@ -197,8 +221,9 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         if not self._count:
             return
         index = max(0, min(index, self._count - 1))
-        changed = index != self.cursor
+        changed = index != self.cursor or self.cursor_lost
         self.cursor = index
+        self.cursor_lost = False
         top = round(self.scroll_offset.y)
         visible = self._visible_rows()
         if index < top:
@@ -210,10 +235,11 @@ class RowList(ScrollView, PaneBody, can_focus=True):
             self.cursor_moved(index)
 
     def action_cursor_up(self) -> None:
-        self.move_cursor(self.cursor - 1)
+        # Without a highlight, the first key shows (and selects) the row under the cursor.
+        self.move_cursor(self.cursor - (0 if self.cursor_lost else 1))
 
     def action_cursor_down(self) -> None:
-        self.move_cursor(self.cursor + 1)
+        self.move_cursor(self.cursor + (0 if self.cursor_lost else 1))
 
     def action_page_up(self) -> None:
         self.move_cursor(self.cursor - self._visible_rows())
@@ -233,6 +259,7 @@ class RowList(ScrollView, PaneBody, can_focus=True):
     def on_focus(self) -> None:
         self.refresh()
         if self._count:
+            self.cursor_lost = False
             self.cursor_moved(self.cursor)
 
     def announce(self, index: int) -> None:
@@ -285,7 +312,7 @@ class RowList(ScrollView, PaneBody, can_focus=True):
             return Strip.blank(width, base)
         cells, row_class = self.row_cells(index)
         row_style = base + self._style(row_class)
-        if index == self.cursor:
+        if index == self.cursor and not self.cursor_lost:
             row_style += self._style(
                 "rowlist--cursor" if self.has_focus else "rowlist--cursor-blurred"
             )

@@ -99,8 +99,7 @@ class SchedulesPane(RowList):
         return f"{on} enabled · {len(self.schedules) - on} disabled"
 
     def row_key(self, index: int) -> object:
-        s = self.selected()
-        return (s.id, s.enabled) if s else None
+        return self.schedules[index].id if 0 <= index < len(self.schedules) else None
 
     def cursor_moved(self, index: int) -> None:
         self.announce(index)

@@ -78,6 +78,7 @@ class TaskQueue(RowList):
         self.queue_version = snap.queue_version
         if self.filter is not None and self._filtered_version != self.queue_version:
             self._apply_filter()
+        self.follow_selection(ctx.selection)
         self.set_row_count(self._total())
 
     def _queued_count(self) -> int:
@@ -185,6 +186,19 @@ class TaskQueue(RowList):
     def row_key(self, index: int) -> object:
         item = self.item(index)
         return (item.execution_id, item.task_id) if item is not None else None
+
+    def find_key(self, key: object) -> int | None:
+        """Running and completed rows are searched; a queued one only in the rows on screen
+        (the queue may hold 100,000)."""
+        running = self._rows_running()
+        for index, item in enumerate(running):
+            if key == (item.execution_id, item.task_id):
+                return index
+        top = round(self.scroll_offset.y)
+        for index in range(max(top, len(running)), min(top + self._visible_rows(), self._count)):
+            if self.row_key(index) == key:
+                return index
+        return None
 
     def cursor_moved(self, index: int) -> None:
         self.announce(index)

@@ -72,11 +72,9 @@ class WorkflowStatus(RowList):
             chosen = [v for v in chosen if self._matches(v)]
         if self.unchanged(tuple(map(id, chosen)), ctx):  # views are reused while unchanged
             return
-        selected = self._selected_key()
         self.executions = chosen
         self._build_rows()
-        if selected is not None:
-            self._restore_cursor(selected)
+        self.follow_selection(ctx.selection)
         self.set_row_count(len(self.rows))
 
     def _matches(self, view: ExecutionView) -> bool:
@@ -105,15 +103,6 @@ class WorkflowStatus(RowList):
             return None
         view = self.executions[i]
         return view.id, (view.tasks[j].task_id if j >= 0 and j < len(view.tasks) else None)
-
-    def _restore_cursor(self, key: tuple[str, str | None]) -> None:
-        for index, (i, j) in enumerate(self.rows):
-            view = self.executions[i]
-            if view.id == key[0] and (
-                (j < 0 and key[1] is None) or (j >= 0 and view.tasks[j].task_id == key[1])
-            ):
-                self.cursor = index
-                return
 
     def set_filter(self, pattern: re.Pattern[str] | None) -> None:
         self.filter = pattern
@@ -172,7 +161,11 @@ class WorkflowStatus(RowList):
         return text
 
     def row_key(self, index: int) -> object:
-        return self._selected_key()
+        if not 0 <= index < len(self.rows):
+            return None
+        i, j = self.rows[index]
+        view = self.executions[i]
+        return view.id, (view.tasks[j].task_id if 0 <= j < len(view.tasks) else None)
 
     def cursor_moved(self, index: int) -> None:
         self.announce(index)
