@@ -397,8 +397,11 @@ class ConsoleApp(App[None]):
 
     def action_cancel(self) -> None:
         target = self._act_on()
-        view, _ = self._target()
-        if target is None or view is None:
+        if target is None:
+            return
+        # Fresh from the Runtime, not the last snapshot: the dialog names what will die.
+        view = self.api.execution(target[0])
+        if view is None:
             return
         title, body, yes = cancel_text(view, target[1], self.bidi)
 
