@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from l3tui.commands._stored import open_store
-from l3tui.engine.executors.output import clean
 from l3tui.errors import UsageError
+from l3tui.sanitize import clean
 from l3tui.store import queries
 
 FOLLOW_POLL_S = 0.25

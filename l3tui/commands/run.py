@@ -12,17 +12,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from l3tui import textdir
-from l3tui.config import load_config, resolve_config_dir, resolve_state_dir
+from l3tui.config import Config, load_config, resolve_config_dir, resolve_state_dir
 from l3tui.config.durations import format_ms
 from l3tui.engine import events as ev
-from l3tui.engine.api import ExecutionView, TaskView
+from l3tui.engine.api import ExecutionView, OpResult, TaskView
 from l3tui.errors import UsageError
+
+if TYPE_CHECKING:
+    from l3tui.engine.runtime import Runtime
 
 ICONS = {
     "pending": ("·", "dim"), "waiting": ("…", "dim"), "queued": ("◌", "cyan"),
@@ -43,19 +49,37 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
+def output_mode(args: argparse.Namespace) -> tuple[str, bool]:
+    """(live | plain | json, whether to shape Arabic) for this stdout."""
+    mode = "json" if args.json else ("live" if sys.stdout.isatty() else "plain")
+    return mode, textdir.resolve(args.bidi) and mode == "live"
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(resolve_config_dir(args.config))
     for warning in config.warnings:
         print(warning, file=sys.stderr)
     params = parse_params(args.param)
-    state_dir = resolve_state_dir(args.state)
-    mode = "json" if args.json else ("live" if sys.stdout.isatty() else "plain")
-    bidi = textdir.resolve(args.bidi) and mode == "live"
-    return asyncio.run(_run(config, state_dir, args.workflow, params, mode, bidi))
+    mode, bidi = output_mode(args)
+
+    async def start(rt: Runtime) -> OpResult:
+        # Through the Runtime's command, so the run is an audited operator action.
+        return await rt.run_workflow(args.workflow, params, trigger="cli")
+
+    return asyncio.run(start_and_follow(config, resolve_state_dir(args.state), start, mode, bidi))
 
 
-async def _run(config: Any, state_dir: Any, workflow_id: str, params: dict[str, str],
-               mode: str, bidi: bool) -> int:  # fmt: skip
+async def start_and_follow(
+    config: Config,
+    state_dir: Path,
+    start: Callable[[Runtime], Awaitable[OpResult]],
+    mode: str,
+    bidi: bool,
+) -> int:
+    """Open a Runtime, start an execution with `start`, follow it to the end; the exit code.
+
+    The first Ctrl-C (or SIGTERM) cancels it: SIGTERM to every task's process group, SIGKILL
+    after the grace period. A second Ctrl-C kills what is left at once."""
     from l3tui.engine.runtime import Runtime
 
     loop = asyncio.get_running_loop()
@@ -63,8 +87,7 @@ async def _run(config: Any, state_dir: Any, workflow_id: str, params: dict[str, 
         if rt.recovery is not None and rt.recovery.needed:
             print(f"l3tui: {rt.recovery.message()}", file=sys.stderr)
         sub = rt.subscribe("cli", maxsize=100_000)
-        # Through the Runtime's command, so the run is an audited operator action.
-        started = await rt.run_workflow(workflow_id, params, trigger="cli")
+        started = await start(rt)
         if not started.applied or started.execution_id is None:
             raise UsageError(started.message)
         exec_id = started.execution_id
@@ -72,14 +95,12 @@ async def _run(config: Any, state_dir: Any, workflow_id: str, params: dict[str, 
 
         def on_signal(signum: int) -> None:
             nonlocal interrupted
-            if interrupted:  # second Ctrl-C: no more grace
-                for live in rt.engine.active():
-                    for run in live.tasks.values():
-                        if run.pgid:
+            if interrupted:  # the second one: no more grace
+                for execution in rt.engine.active():
+                    for task in execution.tasks.values():
+                        if task.pgid and not task.state.terminal:
                             try:
-                                import os
-
-                                os.killpg(run.pgid, signal.SIGKILL)
+                                os.killpg(task.pgid, signal.SIGKILL)
                             except OSError:
                                 pass
                 return
@@ -102,8 +123,8 @@ async def _run(config: Any, state_dir: Any, workflow_id: str, params: dict[str, 
                 loop.remove_signal_handler(signum)
         state = done.result().value
         view = rt.execution(exec_id)
-        assert view is not None
-        reporter.summary(view)
+        if view is not None:
+            reporter.summary(view)
     if interrupted:
         return 130
     return EXIT_FOR.get(state, 1)
@@ -159,7 +180,7 @@ class Reporter:
 def _tail(path: str | None, count: int) -> list[str]:
     if not path:
         return []
-    from l3tui.engine.executors.output import clean
+    from l3tui.sanitize import clean
 
     try:
         with open(path, "rb") as fh:

@@ -4,21 +4,9 @@ durations and sizes, and cell-exact fitting. Pure functions; it never touches th
 
 from __future__ import annotations
 
-import re
-
 from rich.cells import cell_len, set_cell_size
 
-from l3tui import textdir
-
-# The same rule as the engine's executors/output.clean (which the dashboard may not import):
-# task output and log files must never carry escape sequences to the terminal.
-_CONTROL = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves)
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (window title, hyperlinks)
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
-    r"|\x1b[@-Z\\-_]?"  # other escapes, or a lone ESC
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # C0 and C1 controls (tab kept)
-)
+from l3tui import sanitize, textdir
 
 STATE_ICONS = {
     "pending": "·", "waiting": "…", "queued": "◌", "running": "▶", "paused": "‖",
@@ -31,10 +19,7 @@ SEVERITY_ICONS = {"critical": "▲", "error": "▲", "warning": "△", "info": "
 def clean(text: str) -> str:
     """Text safe to draw: no escape or control sequences; tabs become spaces; a
     carriage-return progress line shows its last state."""
-    if "\r" in text:
-        text = text.rstrip("\r").rsplit("\r", 1)[-1]
-    if _CONTROL.search(text):
-        text = _CONTROL.sub("", text)
+    text = sanitize.clean(text)
     return text.expandtabs(4) if "\t" in text else text
 
 

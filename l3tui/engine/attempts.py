@@ -6,38 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from l3tui.config.schema import TaskDef
 from l3tui.engine import events as ev
-from l3tui.engine.actions import ActionError, ActionRegistry, CommandJob, InProcessJob
-from l3tui.engine.clock import Clock
-from l3tui.engine.executors.local import LocalExecutor, LocalProcess, SpawnError
-from l3tui.engine.live import Attempt, LiveExecution
+from l3tui.engine.actions import ActionError, CommandJob, InProcessJob
+from l3tui.engine.executors.local import LocalProcess, SpawnError
+from l3tui.engine.live import Attempt, EngineParts, LiveExecution
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.timers import PausableTimer
 
 
-class AttemptRunner:
+class AttemptRunner(EngineParts):
     """How an admitted task's attempt runs (mixed into WorkflowEngine)."""
-
-    if TYPE_CHECKING:
-        bus: ev.EventBus
-        clock: Clock
-        registry: ActionRegistry
-        executor: LocalExecutor
-
-        def _set_state(
-            self,
-            execution: Execution,
-            run: TaskRun,
-            state: TaskState,
-            reason: str = "",
-            *,
-            announce: bool = True,
-        ) -> None: ...
-
-        def _freeze(self, execution: Execution, run: TaskRun, attempt: Attempt) -> bool: ...
 
     async def _execute(
         self, live: LiveExecution, run: TaskRun, task: TaskDef, attempt: Attempt

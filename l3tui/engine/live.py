@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l3tui.config.schema import TaskDef, WorkflowDef
 from l3tui.engine.dag import ReadyTracker
@@ -15,6 +15,14 @@ from l3tui.engine.executors.local import LocalProcess
 from l3tui.engine.model import ExecState, Execution, TaskState
 from l3tui.engine.scheduler import QueueEntry
 from l3tui.engine.timers import PausableTimer
+
+if TYPE_CHECKING:
+    from l3tui.engine import events as ev
+    from l3tui.engine.actions import ActionRegistry
+    from l3tui.engine.clock import Clock
+    from l3tui.engine.executors.local import LocalExecutor
+    from l3tui.engine.model import TaskRun
+    from l3tui.engine.scheduler import TaskScheduler
 
 
 @dataclass(slots=True, eq=False)
@@ -52,3 +60,41 @@ class LiveExecution:
     """The `l3.*` placeholder values shared by all its tasks."""
     unfinished: int = 0
     """Tasks not yet in a terminal state; the execution ends when it reaches 0."""
+
+
+class EngineParts:
+    """What WorkflowEngine's parts (attempts.py, operations.py) use of each other: declared
+    here for the type checker only; WorkflowEngine provides them."""
+
+    if TYPE_CHECKING:
+        bus: ev.EventBus
+        clock: Clock
+        registry: ActionRegistry
+        executor: LocalExecutor
+        scheduler: TaskScheduler
+        actor: str
+        executions: dict[str, Execution]
+        _live: dict[str, LiveExecution]
+
+        def _set_state(
+            self,
+            execution: Execution,
+            run: TaskRun,
+            state: TaskState,
+            reason: str = "",
+            *,
+            announce: bool = True,
+        ) -> None: ...
+
+        def _finish_task(
+            self,
+            live: LiveExecution,
+            run: TaskRun,
+            state: TaskState,
+            reason: str,
+            settle: bool = True,
+        ) -> None: ...
+
+        def _maybe_finish(self, live: LiveExecution) -> None: ...
+
+        def _freeze(self, execution: Execution, run: TaskRun, attempt: Attempt) -> bool: ...

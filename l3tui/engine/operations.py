@@ -5,47 +5,14 @@ WorkflowEngine."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from l3tui.engine import events as ev
 from l3tui.engine.api import OpResult
-from l3tui.engine.clock import Clock
-from l3tui.engine.live import Attempt, LiveExecution
+from l3tui.engine.live import Attempt, EngineParts, LiveExecution
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
-from l3tui.engine.scheduler import TaskScheduler
 
 
-class OperatorCommands:
+class OperatorCommands(EngineParts):
     """pause / resume / cancel (mixed into WorkflowEngine)."""
-
-    if TYPE_CHECKING:
-        bus: ev.EventBus
-        clock: Clock
-        scheduler: TaskScheduler
-        actor: str
-        executions: dict[str, Execution]
-        _live: dict[str, LiveExecution]
-
-        def _set_state(
-            self,
-            execution: Execution,
-            run: TaskRun,
-            state: TaskState,
-            reason: str = "",
-            *,
-            announce: bool = True,
-        ) -> None: ...
-
-        def _finish_task(
-            self,
-            live: LiveExecution,
-            run: TaskRun,
-            state: TaskState,
-            reason: str,
-            settle: bool = True,
-        ) -> None: ...
-
-        def _maybe_finish(self, live: LiveExecution) -> None: ...
 
     def _record(self, action: str, exec_id: str | None, task_id: str | None, result: OpResult,
                 actor: str | None) -> OpResult:  # fmt: skip

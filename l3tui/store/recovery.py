@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from l3tui.engine import events as ev
-from l3tui.engine.executors.local import process_start_time
+from l3tui.engine.executors.local import process_start_time, scan_processes
 
 ACTIVE_EXEC_STATES = ("pending", "running", "paused")
 TERMINAL_TASK_STATES = frozenset(
@@ -169,20 +169,8 @@ def find_survivors(recorded: list[RecordedProcess], runs_dir: Path) -> dict[int,
 
 
 def _group_members(pgids: set[int]) -> list[int]:
-    """Live (non-zombie) processes in any of `pgids`, from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if fields[0] != b"Z" and int(fields[2]) in pgids:
-            found.append(int(entry))
-    return found
+    """Live (non-zombie) processes in any of `pgids`."""
+    return [pid for pid, state, _, pgrp in scan_processes() if state != b"Z" and pgrp in pgids]
 
 
 def _signal_all(groups: dict[int, list[int]], sig: int) -> None:

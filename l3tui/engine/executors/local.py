@@ -347,7 +347,7 @@ class LocalProcess:
         )
 
 
-def _scan_proc() -> list[tuple[int, bytes, int, int]]:
+def scan_processes() -> list[tuple[int, bytes, int, int]]:
     """(pid, state, ppid, pgrp) of every process, from /proc."""
     out: list[tuple[int, bytes, int, int]] = []
     try:
@@ -369,7 +369,7 @@ def _scan_proc() -> list[tuple[int, bytes, int, int]]:
 
 def _group_has_live_member(pgid: int) -> bool:
     """kill(0) succeeds on zombies too; look at the members' states."""
-    return any(pgrp == pgid and state != b"Z" for _, state, _, pgrp in _scan_proc())
+    return any(pgrp == pgid and state != b"Z" for _, state, _, pgrp in scan_processes())
 
 
 def reap_orphans(pgids: set[int], exclude: set[int] | None = None) -> int:
@@ -378,7 +378,7 @@ def reap_orphans(pgids: set[int], exclude: set[int] | None = None) -> int:
     reaped = 0
     exclude = exclude or set()
     me = os.getpid()
-    for pid, state, ppid, pgrp in _scan_proc():
+    for pid, state, ppid, pgrp in scan_processes():
         if ppid == me and state == b"Z" and pgrp in pgids and pid not in exclude:
             try:
                 if os.waitpid(pid, os.WNOHANG)[0] == pid:

@@ -13,27 +13,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
+from l3tui.sanitize import clean
+
 MAX_LINE = 64 * 1024
 TAIL_BYTES = 32 * 1024
 METRIC_PREFIX = b"L3METRIC "
-_CONTROL = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves)
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (window title, hyperlinks)
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
-    r"|\x1b[@-Z\\-_]?"  # other escapes, or a lone ESC
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # C0 and C1 controls (tab kept)
-)
 _METRIC = re.compile(
     r"^L3METRIC\s+([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(-?[0-9.]+(?:[eE][-+]?\d+)?)\s*$"
 )
-
-
-def clean(text: str) -> str:
-    """Text safe to draw: no escape or control sequences (a task cannot retitle the window
-    or move the cursor); a carriage-return progress line shows its last state."""
-    if "\r" in text:
-        text = text.rstrip("\r").rsplit("\r", 1)[-1]
-    return _CONTROL.sub("", text) if _CONTROL.search(text) else text
 
 
 def parse_metric(line: str) -> tuple[str, float] | None:
