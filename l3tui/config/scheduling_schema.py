@@ -1,0 +1,142 @@
+"""l3-scheduling.yml: priorities, admission limits, pools, recurring tasks, aging, sampler,
+execution settings and retention."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+)
+
+from l3tui.config.fields import (
+    CronExpr,
+    Identifier,
+    Model,
+    NonNegativeMs,
+    Percent,
+    PositiveMs,
+    PriorityRef,
+    Timezone,
+)
+
+DEFAULT_PRIORITIES = {"critical": 10, "high": 8, "medium": 5, "low": 3, "background": 1}
+
+
+class ResourceLimits(Model):
+    """Admission limits: a task starts only while all of these have room."""
+
+    max_concurrent_tasks: int = Field(default=20, ge=1)
+    """Tasks running at once, over all executions."""
+    max_cpu_usage: Percent = 80
+    """Measured CPU % of the machine above which non-critical tasks wait."""
+    max_memory_usage: Percent = 75
+    """Measured memory % above which non-critical tasks wait."""
+    hysteresis: float = Field(default=5, ge=0, lt=50)
+    """Once over a limit, tasks wait until usage is this many points under it."""
+    cpu_cores: float | None = Field(default=None, gt=0)
+    """Cores the ledger may allocate to declared task needs; defaults to the machine's."""
+    memory_mb: int | None = Field(default=None, gt=0)
+    """Memory (MB) the ledger may allocate; defaults to the machine's total."""
+
+
+class RecurringTask(Model):
+    """A workflow started on a cron schedule."""
+
+    id: Identifier
+    """Unique id; its last fire time is persisted under it."""
+    name: str | None = None
+    """Display name (often Arabic)."""
+    description: str = ""
+    """What it is for."""
+    cron: CronExpr
+    """Five-field cron expression, e.g. "0 2 * * *" (quote it: a leading * is YAML syntax)."""
+    workflow: Identifier
+    """Workflow (or template) to start."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Params when `workflow` is a template."""
+    enabled: bool = True
+    """Disabled schedules never fire (toggle at run time with `s` in the console)."""
+    timezone: Timezone | None = None
+    """IANA timezone of the cron fields; defaults to scheduling.timezone, then the machine's."""
+    catch_up: Literal["skip", "run_once"] = "run_once"
+    """After downtime: run_once fires once for all missed times; skip fires none."""
+    overlap: Literal["skip", "queue_one", "allow"] = "skip"
+    """If the previous run is still going: skip, queue one run after it, or allow both."""
+    priority: PriorityRef | None = None
+    """Overrides the workflow's priority."""
+
+
+class Aging(Model):
+    """Starvation guard: waiting raises a task's effective priority."""
+
+    interval: PositiveMs = 60_000
+    """Each this-long wait adds `step` to the effective priority."""
+    step: int = Field(default=1, ge=0)
+    """Priority points added per interval waited (0 disables aging)."""
+    max_boost: int = Field(default=9, ge=0)
+    """Aging never adds more than this."""
+
+
+class SamplerSettings(Model):
+    """The resource sampler (psutil)."""
+
+    interval: PositiveMs = 1000
+    """Time between samples."""
+    history: int = Field(default=3600, ge=10)
+    """Samples kept in memory for charts (3600 at 1 s is an hour)."""
+
+
+class ExecutionSettings(Model):
+    """How tasks are run."""
+
+    grace_period: NonNegativeMs = 10_000
+    """After SIGTERM (cancel, timeout), wait this long before SIGKILL."""
+    default_timeout: PositiveMs = 3_600_000
+    """Time limit for tasks that set none (and whose action sets none)."""
+    log_cap_mb: float = Field(default=10, gt=0)
+    """Per-task log file cap; output past it is counted, not kept."""
+    wait_alert_after: PositiveMs = 600_000
+    """A task waiting for resources longer than this is reported as a bottleneck."""
+    cleanup_roots: list[str] = Field(default_factory=list)
+    """Directories, besides the state dir, the temp dir and the working dir, under which
+    cleanup actions may delete files."""
+
+
+class Retention(Model):
+    """How long the store keeps history."""
+
+    metrics_days: float = Field(default=7, gt=0)
+    """Downsampled resource metrics older than this are deleted."""
+    events_days: float = Field(default=30, gt=0)
+    """Events of finished executions older than this are deleted."""
+
+
+class Scheduling(Model):
+    """The `scheduling:` section."""
+
+    priorities: dict[Identifier, int] = Field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
+    """Priority names and their levels (higher runs first)."""
+    resource_limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    """Admission limits."""
+    recurring_tasks: list[RecurringTask] = Field(default_factory=list)
+    """Workflows started on cron schedules."""
+    pools: dict[Identifier, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    """Named slot pools, e.g. {flutter_build: 1} so one build runs at a time."""
+    timezone: Timezone | None = None
+    """Default timezone of cron schedules; defaults to the machine's."""
+    aging: Aging = Field(default_factory=Aging)
+    """Starvation guard."""
+    sampler: SamplerSettings = Field(default_factory=SamplerSettings)
+    """Resource sampling."""
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    """Grace period, default timeout, log cap."""
+    retention: Retention = Field(default_factory=Retention)
+    """History kept in the store."""
+
+
+class SchedulingFile(Model):
+    """l3-scheduling.yml"""
+
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+    """Priorities, limits, pools and recurring tasks."""
