@@ -11,12 +11,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult
-from textual.containers import Horizontal
-from textual.markup import escape
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, Footer, Static
+from textual.widgets import ContentSwitcher, Footer
 
 from l3tui.config.schema import Dashboard, DashboardFile
 from l3tui.dashboard import keymap
@@ -28,12 +26,13 @@ from l3tui.dashboard.messages import (
     ScheduleSelected,
     SelectionChanged,
 )
-from l3tui.dashboard.screens.confirm import ConfirmScreen
-from l3tui.dashboard.text import STATE_ICONS, Bidi, clean, fit
+from l3tui.dashboard.screens.confirm import ConfirmScreen, cancel_text
+from l3tui.dashboard.text import STATE_ICONS, Bidi, clean
 from l3tui.dashboard.themes import load_themes, themes_dir
 from l3tui.dashboard.views import DashboardView
 from l3tui.dashboard.widgets.base import RefreshContext
 from l3tui.dashboard.widgets.log_view import LogView, pick_task
+from l3tui.dashboard.widgets.top_bar import TopBar
 from l3tui.engine.api import (
     TERMINAL_EXEC_STATES,
     TERMINAL_TASK_STATES,
@@ -102,7 +101,6 @@ class ConsoleApp(App[None]):
         self._state_timer: Timer | None = None
         self._last_state = 0.0
         self._binding_state: Any = None
-        self._status_text = ""
         self._view_list: list[DashboardView] = []
         if self.keymap_overrides:
             self.set_keymap(self.keymap_overrides)
@@ -119,9 +117,7 @@ class ConsoleApp(App[None]):
                 for i, (dash_id, dash) in enumerate(dashes)]  # fmt: skip
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="topbar"):
-            yield Static("", id="dash-tabs")
-            yield Static("", id="status", markup=False)
+        yield TopBar(id="topbar")
         views = self._views()
         with ContentSwitcher(id="dashboards", initial=views[0].id):
             yield from views
@@ -151,13 +147,13 @@ class ConsoleApp(App[None]):
             self._full_timer.stop()
         self._full_timer = self.set_interval(self.pace.full_s, self._full_tick)
         self.refresh_now(full=True)
-        self._update_tabs()
+        self._show_tabs()
         target = view.first_focusable()
         if target is not None:
             target.focus()
 
     def on_resize(self) -> None:
-        self._update_tabs()
+        self._show_tabs()
 
     # ------------------------------------------------------------------ refresh
 
@@ -199,7 +195,7 @@ class ConsoleApp(App[None]):
         ctx = RefreshContext(snap, self.api, self.bidi, full, self.executions, self.selection)
         view = self.current_view()
         view.refresh_panes(ctx, state_only=not full)
-        self._update_status(snap)
+        self.query_one(TopBar).show_status(snap, self.frozen)
         self._maybe_refresh_bindings()
         if full and self.pace.full_s > self.pace.state_s and view.awaiting_data():
             # A chart with nothing drawn yet: try again soon rather than a whole
@@ -220,42 +216,9 @@ class ConsoleApp(App[None]):
         if snap.executions:
             self.selection = (snap.executions[0].id, None)
 
-    def _update_status(self, snap: RuntimeSnapshot) -> None:
-        paused = sum(1 for e in snap.executions if e.state == "paused")
-        raised = sum(1 for a in snap.alerts if a.state == "raised")
-        narrow = self.size.width < 100
-        parts = [f"▶{len(snap.running)}", f"◌{snap.queue_length:,}"] if narrow else [
-            f"▶ {len(snap.running)} running", f"◌ {snap.queue_length:,} queued"]
-        if paused:
-            parts.append(f"‖{paused}" if narrow else f"‖ {paused} paused")
-        parts.append(f"⚠{raised}" if narrow else f"⚠ {raised} alert{'s' if raised != 1 else ''}")
-        for name, label in (("cpu_usage", "cpu"), ("memory_usage", "mem")):
-            value = snap.resources.get(name)
-            if isinstance(value, int | float):
-                parts.append(f"{label} {value:.0f}%")
-        text = (" " if narrow else " · ").join(parts)
-        if self.frozen:
-            text = ("❄ FROZEN " if narrow else "❄ FROZEN (f resumes) · ") + text
-        status = self.query_one("#status", Static)
-        if text != self._status_text:
-            # a layout pass (the whole screen) only when the status changes width
-            status.update(text, layout=len(text) != len(self._status_text))
-            self._status_text = text
-        status.set_class(self.frozen, "-frozen")
-
-    def _update_tabs(self) -> None:
-        dashes = list(self.dashboard_file.dashboards.values())
-        width = self.size.width - 2 - len(str(self.query_one("#status", Static).content))
-        budget = max(width // max(len(dashes), 1) - 4, 4)
-        parts = []
-        for i, dash in enumerate(dashes):
-            name = fit(self.bidi(dash.name), budget).rstrip()
-            label = escape(f" {i + 1} {name} ")
-            if i == self.current_dash:
-                parts.append(f"[reverse]{label}[/reverse]")
-            else:
-                parts.append(f"[@click=app.dashboard({i})]{label}[/]")
-        self.query_one("#dash-tabs", Static).update("".join(parts))
+    def _show_tabs(self) -> None:
+        names = [self.bidi(d.name) for d in self.dashboard_file.dashboards.values()]
+        self.query_one(TopBar).show_tabs(names, self.current_dash)
 
     def _maybe_refresh_bindings(self) -> None:
         view, task = self._target()
@@ -489,7 +452,7 @@ class ConsoleApp(App[None]):
             log.set_frozen(frozen)
         if frozen:
             if self.snapshot is not None:
-                self._update_status(self.snapshot)
+                self.query_one(TopBar).show_status(self.snapshot, self.frozen)
             self.notify("display frozen; the engine keeps running (f to resume)")
         else:
             self.refresh_now(full=True)
@@ -541,29 +504,3 @@ class ConsoleApp(App[None]):
             return
         self.notify(clean(message), severity=severity,  # type: ignore[arg-type]
                     markup=False, timeout=10 if severity == "error" else 5)  # fmt: skip
-
-
-def cancel_text(view: ExecutionView, task_id: str | None, bidi: Bidi) -> tuple[str, str, str]:
-    """(title, body, yes label) of the cancel dialog: it names every task and process that
-    the cancel ends."""
-    tasks = [t for t in view.tasks if t.state not in TERMINAL_TASK_STATES
-             and (task_id is None or t.task_id == task_id)]  # fmt: skip
-    what = f"task {task_id} of " if task_id else ""
-    title = f"Cancel {what}{bidi(view.workflow_name)} ({view.workflow_id} {view.id})?"
-    lines = []
-    for task in tasks:
-        icon = STATE_ICONS.get(task.state, "?")
-        name = f"{icon} {bidi(task.name)} ({task.task_id}, {task.state})"
-        if task.state in ("running", "paused") and task.pid:
-            fate = f"process {task.pid} and its process group: SIGTERM, then SIGKILL after grace"
-        elif task.state in ("running", "paused"):
-            fate = "stopped"
-        elif task.state == "queued":
-            fate = "taken out of the queue"
-        else:
-            fate = "will not run"
-        lines.append(f"  {name}\n      {fate}")
-    if not lines:
-        lines.append("  nothing is left to run; the execution ends as cancelled")
-    body = "These end:\n" + "\n".join(lines)
-    return title, body, "Cancel task" if task_id else "Cancel execution"

@@ -1,0 +1,71 @@
+"""The console's top line: the dashboards as tabs (click or 1-9) and a status summary
+(running, queued, paused, alerts, CPU and memory), narrower on small terminals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.markup import escape
+from textual.widgets import Static
+
+from l3tui.dashboard.text import fit
+from l3tui.engine.api import RuntimeSnapshot
+
+NARROW = 100
+"""Below this many columns the status uses symbols only."""
+
+
+def status_text(snap: RuntimeSnapshot, frozen: bool, narrow: bool) -> str:
+    paused = sum(1 for e in snap.executions if e.state == "paused")
+    raised = sum(1 for a in snap.alerts if a.state == "raised")
+    if narrow:
+        parts = [f"▶{len(snap.running)}", f"◌{snap.queue_length:,}"]
+    else:
+        parts = [f"▶ {len(snap.running)} running", f"◌ {snap.queue_length:,} queued"]
+    if paused:
+        parts.append(f"‖{paused}" if narrow else f"‖ {paused} paused")
+    parts.append(f"⚠{raised}" if narrow else f"⚠ {raised} alert{'s' if raised != 1 else ''}")
+    for name, label in (("cpu_usage", "cpu"), ("memory_usage", "mem")):
+        value = snap.resources.get(name)
+        if isinstance(value, int | float):
+            parts.append(f"{label} {value:.0f}%")
+    text = (" " if narrow else " · ").join(parts)
+    if frozen:
+        text = ("❄ FROZEN " if narrow else "❄ FROZEN (f resumes) · ") + text
+    return text
+
+
+class TopBar(Horizontal):
+    """Tabs on the left, status on the right."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._status_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="dash-tabs")
+        yield Static("", id="status", markup=False)
+
+    def show_status(self, snap: RuntimeSnapshot, frozen: bool) -> None:
+        text = status_text(snap, frozen, self.app.size.width < NARROW)
+        status = self.query_one("#status", Static)
+        if text != self._status_text:
+            # a layout pass (the whole screen) only when the status changes width
+            status.update(text, layout=len(text) != len(self._status_text))
+            self._status_text = text
+        status.set_class(frozen, "-frozen")
+
+    def show_tabs(self, names: Sequence[str], current: int) -> None:
+        """`names` are already shaped for display."""
+        width = self.app.size.width - 2 - len(self._status_text)
+        budget = max(width // max(len(names), 1) - 4, 4)
+        parts = []
+        for i, name in enumerate(names):
+            label = escape(f" {i + 1} {fit(name, budget).rstrip()} ")
+            if i == current:
+                parts.append(f"[reverse]{label}[/reverse]")
+            else:
+                parts.append(f"[@click=app.dashboard({i})]{label}[/]")
+        self.query_one("#dash-tabs", Static).update("".join(parts))
