@@ -2,8 +2,10 @@
 
 Everything here runs in the store's own writer thread: a whole batch (mapping, inserts,
 coalesced updates, audit chain, commit) is one call from the event loop, so a commit costs
-one thread hop rather than one per statement (what aiosqlite would cost), and the event loop
-never waits on SQLite or fsync.
+one thread hop rather than one per statement, and the event loop never waits on SQLite or
+fsync. bench/store.py measures the difference against aiosqlite on the same batches: equal
+throughput, but a one-execution commit takes 1.7 ms here against 2.7 ms, and that commit
+stands between a task's success and its dependants' start.
 """
 
 from __future__ import annotations
