@@ -26,7 +26,6 @@ from l3tui.config.schema import (
 from l3tui.config.suggest import did_you_mean
 from l3tui.config.yamlpos import Path_
 
-
 DASK_NOT_YET = (
     "executor 'dask' is not available in this version (tasks would run here instead); "
     "use executor: local"
