@@ -56,6 +56,7 @@ class MetricsChart(Container, PaneBody):
         self.config = config
         self._plot: Any = None
         self._signature: Any = None
+        self._ctx: RefreshContext | None = None
 
     def compose(self) -> ComposeResult:
         names = ", ".join(self.config.metrics)
@@ -63,6 +64,7 @@ class MetricsChart(Container, PaneBody):
         yield Static("", classes="chart--legend")
 
     def refresh_from(self, ctx: RefreshContext) -> None:
+        self._ctx = ctx
         window_s = self.config.window / 1000
         series = {name: list(ctx.api.metric_series(name, window_s))
                   for name in self.config.metrics}  # fmt: skip
@@ -95,7 +97,11 @@ class MetricsChart(Container, PaneBody):
         return max((self.size.width - 8) * 2, 20)
 
     def on_resize(self) -> None:
-        self._signature = None  # the next refresh plots at the new resolution
+        # Re-plot at the new resolution now, from the data last drawn, rather than show a
+        # plot sized for the old width until the next refresh (30 s on the seed's main).
+        self._signature = None
+        if self._ctx is not None:
+            self.call_after_refresh(self.refresh_from, self._ctx)
 
     def _colors(self) -> list[Any]:
         if self.app.current_theme.ansi:
