@@ -7,11 +7,13 @@ spawn path l3tui does not use: Python 3.11's child watcher starts a thread per c
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,22 +71,18 @@ async def time_engine(definition: WorkflowDef) -> float:
     return took
 
 
-async def time_asyncio(definition: WorkflowDef) -> float:
-    """graphlib + asyncio.create_subprocess_exec with its output captured (as l3tui must),
-    at most 2 at once, nothing else: no logs, events, store or process groups."""
+async def bare_loop(definition: WorkflowDef, spawn: Callable[[], Awaitable[None]]) -> float:
+    """graphlib readiness and at most 2 `spawn()` at once, nothing else (no logs, events,
+    store): the spawn mechanisms compared without the engine around them."""
     import graphlib
 
-    deps = {t.id: t.dependencies for t in definition.tasks}
-    sorter = graphlib.TopologicalSorter(deps)
+    sorter = graphlib.TopologicalSorter({t.id: t.dependencies for t in definition.tasks})
     sorter.prepare()
     limit = asyncio.Semaphore(2)
 
     async def one(node: str) -> str:
         async with limit:
-            proc = await asyncio.create_subprocess_exec(
-                "true", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-            )
-            await proc.communicate()
+            await spawn()
         return node
 
     started = time.perf_counter()
@@ -97,36 +95,30 @@ async def time_asyncio(definition: WorkflowDef) -> float:
     return time.perf_counter() - started
 
 
-async def time_local_executor(definition: WorkflowDef) -> float:
-    """The same bare loop driving l3tui's LocalExecutor (posix_spawn + pidfd, own session,
-    output captured): the spawn mechanisms compared without the engine around them."""
-    import graphlib
-    import os
+async def time_asyncio(definition: WorkflowDef) -> float:
+    """asyncio.create_subprocess_exec with its output captured, as l3tui must."""
 
+    async def spawn() -> None:
+        proc = await asyncio.create_subprocess_exec(
+            "true", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        await proc.communicate()
+
+    return await bare_loop(definition, spawn)
+
+
+async def time_local_executor(definition: WorkflowDef) -> float:
+    """l3tui's LocalExecutor: posix_spawn + pidfd, own session, output captured."""
     from l3tui.engine.actions import CommandJob
     from l3tui.engine.executors.local import LocalExecutor
 
     executor = LocalExecutor(10 << 20, 1.0)
-    job = CommandJob(("true",), "/usr/bin/true" if os.path.exists("/usr/bin/true") else "/bin/true",
-                     dict(os.environ), None, 60.0)  # fmt: skip
-    deps = {t.id: t.dependencies for t in definition.tasks}
-    sorter = graphlib.TopologicalSorter(deps)
-    sorter.prepare()
-    limit = asyncio.Semaphore(2)
+    job = CommandJob(("true",), shutil.which("true") or "/bin/true", dict(os.environ), None, 60.0)
 
-    async def one(node: str) -> str:
-        async with limit:
-            await executor.spawn(job, None, lambda lines: None, lambda n, v: None).wait()
-        return node
+    async def spawn() -> None:
+        await executor.spawn(job, None, lambda lines: None, lambda name, value: None).wait()
 
-    started = time.perf_counter()
-    running: set[asyncio.Task[str]] = set()
-    while sorter.is_active():
-        running |= {asyncio.ensure_future(one(n)) for n in sorter.get_ready()}
-        done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            sorter.done(task.result())
-    return time.perf_counter() - started
+    return await bare_loop(definition, spawn)
 
 
 def slope(times: dict[int, float]) -> float:
