@@ -32,3 +32,26 @@ def lanes_workflow(lanes: int, length: int, action: str) -> WorkflowDef:
         ends.extend(previous)
     tasks.append(TaskDef(id="sink", action=action, dependencies=ends))
     return WorkflowDef(name=f"{lanes}x{length}", tasks=tasks)
+
+
+async def time_in_runtime(definition: WorkflowDef, scheduling: str, actions: str = "actions: {}\n"
+                          ) -> float:  # fmt: skip
+    """Seconds to run `definition` to success through a whole Runtime (durable store,
+    sampler, alerts) on a fresh state dir; start-up and shutdown are not counted."""
+    import shutil
+    import time
+
+    from l3tui.config import load_config
+    from l3tui.engine.runtime import Runtime
+
+    config = load_config(temp_config(scheduling, actions))
+    state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))
+    async with Runtime(config, state, actor="bench") as rt:
+        execution = rt.engine.create("bench", definition=definition)
+        started = time.perf_counter()
+        rt.engine.start(execution)
+        result = await rt.wait(execution.id)
+        took = time.perf_counter() - started
+    shutil.rmtree(state, ignore_errors=True)
+    assert result == "succeeded", result
+    return took

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import lanes_workflow, temp_config
+from bench._common import lanes_workflow, temp_config, time_in_runtime
 from l3tui.config import load_config
 from l3tui.config.schema import WorkflowDef
 
@@ -77,18 +77,7 @@ async def engine_run(definition: WorkflowDef) -> tuple[float, int]:
 async def runtime_run(definition: WorkflowDef) -> float:
     """The same through the whole Runtime: durable SQLite store (each success committed
     before its dependants start), resource sampler, alerts."""
-    from l3tui.engine.runtime import Runtime
-
-    config = load_config(temp_config(SCHEDULING))
-    state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))
-    async with Runtime(config, state, actor="bench") as rt:
-        execution = rt.engine.create("bench", definition=definition)
-        started = time.perf_counter()
-        rt.engine.start(execution)
-        result = await rt.wait(execution.id)
-        took = time.perf_counter() - started
-    assert result == "succeeded", result
-    return took
+    return await time_in_runtime(definition, SCHEDULING)
 
 
 def main() -> None:

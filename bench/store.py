@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -108,6 +109,23 @@ def baseline_throughput(count: int) -> float:
     return count / took
 
 
+async def _aiosqlite_store() -> Any:
+    """A fresh database with the store's schema, opened through aiosqlite as the store's
+    writer opens its own (WAL, synchronous=NORMAL, foreign keys)."""
+    import aiosqlite
+
+    from l3tui.store.schema import LATEST, apply_migrations
+
+    path = Path(tempfile.mkdtemp(prefix="l3bench-aiosqlite-")) / "l3tui.db"
+    setup = sqlite3.connect(path, isolation_level=None)
+    apply_migrations(setup, 0, LATEST)
+    setup.close()
+    db = await aiosqlite.connect(path, isolation_level=None)
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+        await db.execute(f"PRAGMA {pragma}")
+    return db
+
+
 class _Recorder:
     """Stands in for a connection: records the statements the writer's `apply` issues."""
 
@@ -123,20 +141,12 @@ class _Recorder:
 
 async def aiosqlite_throughput(events: list[ev.Event], batch: int = 500) -> float:
     """The store's own mapping and statements, committed through aiosqlite."""
-    import aiosqlite
 
     from l3tui.store.audit import GENESIS
     from l3tui.store.rows import BatchBuilder
-    from l3tui.store.schema import LATEST, apply_migrations
     from l3tui.store.writer import apply
 
-    path = Path(tempfile.mkdtemp(prefix="l3bench-aiosqlite-")) / "l3tui.db"
-    setup = sqlite3.connect(path, isolation_level=None)
-    apply_migrations(setup, 0, LATEST)
-    setup.close()
-    db = await aiosqlite.connect(path, isolation_level=None)
-    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
-        await db.execute(f"PRAGMA {pragma}")
+    db = await _aiosqlite_store()
     builder, head = BatchBuilder("bench"), (0, GENESIS)
     started = time.perf_counter()
     for i in range(0, len(events), batch):
@@ -155,11 +165,9 @@ async def small_commit_latency(events: list[ev.Event], per: int, rounds: int = 2
                                ) -> tuple[float, float]:  # fmt: skip
     """Median ms to make `per` events durable, one small batch at a time (the dispatch path:
     a task succeeds, its dependants wait for the commit): the writer, then aiosqlite."""
-    import aiosqlite
 
     from l3tui.store.audit import GENESIS
     from l3tui.store.rows import BatchBuilder
-    from l3tui.store.schema import LATEST, apply_migrations
     from l3tui.store.sqlite import Store
     from l3tui.store.writer import apply
 
@@ -175,13 +183,7 @@ async def small_commit_latency(events: list[ev.Event], per: int, rounds: int = 2
         await bus.durable()
         writer_ms.append((time.perf_counter() - started) * 1000)
     await store.close()
-    path = Path(tempfile.mkdtemp(prefix="l3bench-small-aio-")) / "l3tui.db"
-    setup = sqlite3.connect(path, isolation_level=None)
-    apply_migrations(setup, 0, LATEST)
-    setup.close()
-    db = await aiosqlite.connect(path, isolation_level=None)
-    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
-        await db.execute(f"PRAGMA {pragma}")
+    db = await _aiosqlite_store()
     builder, head, aio_ms = BatchBuilder("bench"), (0, GENESIS), []
     for chunk in chunks:
         started = time.perf_counter()

@@ -18,12 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import lanes_workflow, temp_config
-from l3tui.config import load_config
+from bench._common import lanes_workflow, time_in_runtime
 from l3tui.config.schema import WorkflowDef
 
 SIZES = (300, 1200)  # tasks, roughly (lanes of 10 plus a sink)
 REPEAT = 5  # the fastest run of each: interference only ever adds time
+SCHEDULING = """
+scheduling:
+  resource_limits: {max_concurrent_tasks: 2}
+"""
 ACTIONS = """
 actions:
   true:
@@ -48,27 +51,7 @@ def time_make(definition: WorkflowDef) -> float:
 
 
 async def time_engine(definition: WorkflowDef) -> float:
-    from l3tui.engine.runtime import Runtime
-
-    config = load_config(
-        temp_config(
-            """
-        scheduling:
-          resource_limits: {max_concurrent_tasks: 2}
-    """,
-            ACTIONS,
-        )
-    )
-    state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))
-    async with Runtime(config, state, actor="bench") as rt:
-        execution = rt.engine.create("bench", definition=definition)
-        started = time.perf_counter()
-        rt.engine.start(execution)
-        result = await rt.wait(execution.id)
-        took = time.perf_counter() - started
-    assert result == "succeeded", result
-    shutil.rmtree(state, ignore_errors=True)
-    return took
+    return await time_in_runtime(definition, SCHEDULING, ACTIONS)
 
 
 async def bare_loop(definition: WorkflowDef, spawn: Callable[[], Awaitable[None]]) -> float:
