@@ -79,11 +79,6 @@ class Config:
         joined = "|".join(self.sources[k].digest for k in FILE_NAMES)
         return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
-    def source_line(self, kind: FileKind, *path: str | int) -> str:
-        """`l3-actions.yml:12`, for messages that point people at a definition."""
-        src = self.sources[kind]
-        return f"{src.path.name}:{src.line_of(*path)}"
-
 
 def resolve_config_dir(
     cli_value: str | None, env: Mapping[str, str] | None = None, cwd: Path | None = None

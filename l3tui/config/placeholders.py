@@ -7,7 +7,7 @@ template params. Filling is pure string substitution: no shell, no expressions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from l3tui.config.schema import PLACEHOLDER_RE
@@ -90,15 +90,3 @@ def fill_value(value: Any, lookup: Callable[[str], Any]) -> Any:
     if isinstance(value, list):
         return [fill_value(v, lookup) for v in value]
     return value
-
-
-def mapping_lookup(*layers: Mapping[str, Any]) -> Callable[[str], Any]:
-    """Look a name up in each mapping in turn."""
-
-    def lookup(name: str) -> Any:
-        for layer in layers:
-            if name in layer:
-                return layer[name]
-        raise KeyError(name)
-
-    return lookup

@@ -46,8 +46,3 @@ class LogLinesArrived(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, LogLinesArrived)
-
-
-@dataclass
-class FilterRequested(Message):
-    """The user pressed `/` over a pane that filters."""

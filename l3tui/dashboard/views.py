@@ -22,7 +22,7 @@ from l3tui.dashboard import keymap
 from l3tui.dashboard.messages import LogLinesArrived
 from l3tui.dashboard.text import Bidi, fit
 from l3tui.dashboard.widgets.alerts import AlertsPane
-from l3tui.dashboard.widgets.base import PaneBody, RefreshContext
+from l3tui.dashboard.widgets.base import RefreshContext
 from l3tui.dashboard.widgets.log_view import LogView
 from l3tui.dashboard.widgets.metrics_chart import MetricsChart
 from l3tui.dashboard.widgets.performance_metrics import PerformanceMetrics
@@ -283,7 +283,3 @@ class DashboardView(Vertical):
                 return pane.body  # type: ignore[no-any-return]
         panes = self.visible_panes()
         return panes[0] if panes else None
-
-
-def is_pane_body(widget: object) -> bool:
-    return isinstance(widget, PaneBody)

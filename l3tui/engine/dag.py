@@ -5,7 +5,7 @@ Pure functions and one small mutable tracker; nothing here runs tasks or knows a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 
 def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str] | None:
@@ -40,24 +40,6 @@ def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str] | None:
     return None
 
 
-def topological_order(deps: Mapping[str, Sequence[str]]) -> list[str]:
-    """Tasks in an order where each comes after its dependencies (stable by input order)."""
-    remaining = {node: len(set(d for d in ds if d in deps)) for node, ds in deps.items()}
-    dependants = reverse_edges(deps)
-    ready = [n for n, count in remaining.items() if count == 0]
-    order: list[str] = []
-    while ready:
-        node = ready.pop(0)
-        order.append(node)
-        for child in dependants.get(node, ()):
-            remaining[child] -= 1
-            if remaining[child] == 0:
-                ready.append(child)
-    if len(order) != len(deps):
-        raise ValueError(f"dependency cycle: {' -> '.join(find_cycle(deps) or [])}")
-    return order
-
-
 def reverse_edges(deps: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     """task -> the tasks that depend on it."""
     out: dict[str, list[str]] = {node: [] for node in deps}
@@ -66,19 +48,6 @@ def reverse_edges(deps: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
             if parent in out:
                 out[parent].append(node)
     return out
-
-
-def downstream(deps: Mapping[str, Sequence[str]], start: Iterable[str]) -> set[str]:
-    """Every task that depends, directly or not, on any of `start` (not including them)."""
-    dependants = reverse_edges(deps)
-    seen: set[str] = set()
-    todo = list(start)
-    while todo:
-        for child in dependants.get(todo.pop(), ()):
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
-    return seen
 
 
 class ReadyTracker:
@@ -101,6 +70,3 @@ class ReadyTracker:
             if self._waiting[child] == 0:
                 freed.append(child)
         return freed
-
-    def waiting_on(self, node: str) -> int:
-        return self._waiting[node]

@@ -316,11 +316,7 @@ class Subscription:
         return len(self._queue)
 
     async def get(self) -> Event:
-        while not self._queue:
-            if self.closed:
-                raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
+        await self.get_batch_wait()
         return self._queue.popleft()
 
     async def get_batch(self, limit: int = 1000) -> list[Event]:
@@ -332,6 +328,7 @@ class Subscription:
         return [queue.popleft() for _ in range(count)]
 
     async def get_batch_wait(self) -> None:
+        """Wait until at least one event is queued (StopAsyncIteration once closed)."""
         while not self._queue:
             if self.closed:
                 raise StopAsyncIteration
@@ -356,12 +353,6 @@ class Subscription:
                 else:
                     keep.append((target, future))
             self._waiters = keep
-
-    def fail_waiters(self, error: BaseException) -> None:
-        for _, future in self._waiters:
-            if not future.done():
-                future.set_exception(error)
-        self._waiters = []
 
     def caught_up(self) -> asyncio.Future[None] | None:
         """A future that completes when everything delivered so far is acknowledged."""

@@ -147,11 +147,6 @@ class TaskRun:
             self.active_s += max(now - self.running_since, 0.0)
             self.running_since = None
 
-    def active_at(self, now: float) -> float:
-        """Time run so far, the current stretch included."""
-        current = now - self.running_since if self.running_since is not None else 0.0
-        return self.active_s + max(current, 0.0)
-
     def to(self, state: TaskState) -> TaskState:
         """Move to `state`; returns the previous state."""
         previous = self.state

@@ -16,7 +16,7 @@ import itertools
 import logging
 import time as _time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -219,10 +219,6 @@ class TaskScheduler:
         """The queued entry of a task, if it is queued."""
         return self._entries.get((execution_id, task_id))
 
-    def queued_entries(self) -> Iterator[QueueEntry]:
-        """Every queued entry once, in no particular order."""
-        return iter(list(self._entries.values()))
-
     def queue(self, priority: int | None = None, limit: int | None = None) -> list[QueueEntry]:
         """Queued entries in dispatch order (optionally of one base priority level)."""
         keyed = [
@@ -272,10 +268,6 @@ class TaskScheduler:
         if timed:
             out.append((_TIME, timed))
         return out
-
-    def oldest_waiting(self) -> QueueEntry | None:
-        # `_entries` keeps submission order: the first is the one waiting longest.
-        return next(iter(self._entries.values()), None)
 
     def waiting_longer_than(self, seconds: float, cap: int = 1000) -> list[QueueEntry]:
         """Up to `cap` entries that have waited more than `seconds`, oldest first."""

@@ -11,13 +11,12 @@ from datetime import datetime, timedelta
 class PausableTimer:
     """Calls `callback` once `delay` seconds of un-paused time have passed."""
 
-    __slots__ = ("_callback", "_handle", "_loop", "_remaining", "_started", "_used", "fired")
+    __slots__ = ("_callback", "_handle", "_loop", "_remaining", "_started", "fired")
 
     def __init__(self, delay: float, callback: Callable[[], None]) -> None:
         self._loop = asyncio.get_running_loop()
         self._callback = callback
         self._remaining = max(delay, 0.0)
-        self._used = 0.0
         self.fired = False
         self._started: float | None = None
         self._handle: asyncio.TimerHandle | None = None
@@ -25,9 +24,7 @@ class PausableTimer:
 
     def _fire(self) -> None:
         self._handle = None
-        if self._started is not None:
-            self._used += time.monotonic() - self._started
-            self._started = None
+        self._started = None
         self._remaining = 0.0
         self.fired = True
         self._callback()
@@ -36,20 +33,12 @@ class PausableTimer:
     def running(self) -> bool:
         return self._handle is not None
 
-    @property
-    def elapsed(self) -> float:
-        """Un-paused time so far."""
-        extra = time.monotonic() - self._started if self._started is not None else 0.0
-        return self._used + extra
-
     def pause(self) -> None:
         if self._handle is None or self._started is None:
             return
         self._handle.cancel()
         self._handle = None
-        spent = time.monotonic() - self._started
-        self._used += spent
-        self._remaining = max(self._remaining - spent, 0.0)
+        self._remaining = max(self._remaining - (time.monotonic() - self._started), 0.0)
         self._started = None
 
     def resume(self) -> None:
@@ -62,9 +51,7 @@ class PausableTimer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if self._started is not None:
-            self._used += time.monotonic() - self._started
-            self._started = None
+        self._started = None
 
 
 def resolve_not_before(value: str | None, reference: float) -> float | None:

@@ -137,19 +137,6 @@ def execution_events(
     return out
 
 
-def events_since(conn: sqlite3.Connection, after_id: int = 0, limit: int = 1000) -> list[Row]:
-    """Every stored event with id > after_id, oldest first (any execution or none)."""
-    out = []
-    for event_id, at, kind, data in conn.execute(
-        "SELECT id, at, kind, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
-        (after_id, limit),
-    ):
-        row = json.loads(data)
-        row.update(id=event_id, at=at, kind=kind)
-        out.append(row)
-    return out
-
-
 def metric_series(
     conn: sqlite3.Connection, name: str, since: float, until: float | None = None
 ) -> list[Row]:
@@ -257,10 +244,6 @@ def all_audit_entries(conn: sqlite3.Connection) -> list[ChainedEntry]:
 def audit_head(conn: sqlite3.Connection) -> tuple[int, str]:
     row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     return (int(row[0]), str(row[1])) if row else (0, "0" * 64)
-
-
-def schedule_states(conn: sqlite3.Connection) -> list[Row]:
-    return _rows(conn, "SELECT id, last_fire, enabled, last_outcome FROM schedule_state")
 
 
 def alerts(conn: sqlite3.Connection, since: float | None = None) -> list[Row]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import errno
 import fcntl
 import os
 import signal
@@ -404,14 +403,3 @@ class LocalExecutor:
         on_metric: Callable[[str, float], None],
     ) -> LocalProcess:
         return LocalProcess(job, log_path, self.log_cap_bytes, on_lines, on_metric, self.grace_s)
-
-
-def signal_name(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return str(sig)
-
-
-def is_missing(error: OSError) -> bool:
-    return error.errno in (errno.ENOENT, errno.ESRCH)
