@@ -219,7 +219,8 @@ async def test_template_params_are_checked_before_anything_runs(console_config, 
             await pilot.press(*"greet", "enter")
             await until(lambda: isinstance(app.screen, ParamsScreen))
             await pilot.press(*"abc", "enter")
-            await pilot.pause()
+            # bounded wait for the redraw (one pause was not always enough under load)
+            await until(lambda: "expected a whole number" in screen_text(app))
             assert isinstance(app.screen, ParamsScreen)
             assert "expected a whole number" in screen_text(app)
             assert rt.engine.active() == []
