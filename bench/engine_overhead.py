@@ -52,8 +52,8 @@ async def engine_run(definition: WorkflowDef) -> tuple[float, int]:
     from l3tui.engine.clock import SystemClock
     from l3tui.engine.events import EventBus
     from l3tui.engine.executors.local import LocalExecutor
-    from l3tui.engine.scheduler import TaskScheduler
-    from l3tui.engine.workflows import WorkflowEngine
+    from l3tui.engine.scheduling.scheduler import TaskScheduler
+    from l3tui.engine.workflow.engine import WorkflowEngine
     from l3tui.monitor.metrics import MetricsCollector
 
     config = load_config(temp_config(SCHEDULING))

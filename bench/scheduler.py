@@ -33,8 +33,8 @@ from l3tui.config.schema import Scheduling
 from l3tui.engine.clock import SystemClock
 from l3tui.engine.events import EventBus
 from l3tui.engine.model import TaskRun, TaskState
-from l3tui.engine.resources import ResourceManager
-from l3tui.engine.scheduler import QueueEntry, TaskScheduler
+from l3tui.engine.resources.manager import ResourceManager
+from l3tui.engine.scheduling.scheduler import QueueEntry, TaskScheduler
 
 N = 100_000
 LIMIT = 16

@@ -92,7 +92,7 @@ async def time_asyncio(definition: WorkflowDef) -> float:
 
 async def time_local_executor(definition: WorkflowDef) -> float:
     """l3tui's LocalExecutor: posix_spawn + pidfd, own session, output captured."""
-    from l3tui.engine.actions import CommandJob
+    from l3tui.engine.actions.registry import CommandJob
     from l3tui.engine.executors.local import LocalExecutor
 
     executor = LocalExecutor(10 << 20, 1.0)

@@ -14,8 +14,8 @@ from typing import Any
 
 from l3tui import textdir
 from l3tui.config import load_config, resolve_config_dir, resolve_state_dir
-from l3tui.engine.cron import zone_name
-from l3tui.engine.recurring import RecurringJob, ScheduleState, jobs_from_config
+from l3tui.engine.scheduling.cron import zone_name
+from l3tui.engine.scheduling.recurring import RecurringJob, ScheduleState, jobs_from_config
 from l3tui.errors import UsageError
 from l3tui.store.schedules import read_schedule_states
 

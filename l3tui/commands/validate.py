@@ -53,7 +53,7 @@ def recurring(
     config: Config, count: int = 3, now: datetime | None = None
 ) -> list[dict[str, object]]:
     """Recurring tasks (and cron triggers) with their next `count` fire times."""
-    from l3tui.engine.cron import CronSchedule, zone_name
+    from l3tui.engine.scheduling.cron import CronSchedule, zone_name
 
     now = now or datetime.now(UTC)
     sched = config.scheduling

@@ -1,6 +1,6 @@
 """Parameter models of the built-in Python actions, so `validate` checks their options.
 
-The actions themselves live in `l3tui.engine.builtins`; this module only says what
+The actions themselves live in `l3tui.engine.actions.builtins`; this module only says what
 parameters each one takes. A task whose `action` is one of these needs no binding in
 l3-actions.yml.
 """

@@ -156,7 +156,7 @@ def _check_workflow(
                         f"needs {slots} slots of pool {pool!r}, which has only {pools[pool]}",
                     )
                 )
-    from l3tui.engine.dag import find_cycle
+    from l3tui.engine.workflow.dag import find_cycle
 
     self_free = {k: [d for d in v if d != k] for k, v in deps.items()}
     cycle = find_cycle(self_free)

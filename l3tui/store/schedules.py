@@ -1,12 +1,12 @@
 """Recurring-task state in the store's `schedule_state` table: the SQLite implementation of
-`l3tui.engine.recurring.ScheduleStateStore`, so a restart knows what already fired."""
+`l3tui.engine.scheduling.recurring.ScheduleStateStore`, so a restart knows what already fired."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from l3tui.engine.recurring import ScheduleState
+from l3tui.engine.scheduling.recurring import ScheduleState
 from l3tui.errors import StateError
 from l3tui.store.schema import DB_NAME
 from l3tui.store.sqlite import Store

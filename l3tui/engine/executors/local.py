@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from l3tui.config.schema import RLimits
-from l3tui.engine.actions import CommandJob
+from l3tui.engine.actions.registry import CommandJob
 from l3tui.engine.executors.output import OutputCapture
 
 F_SETPIPE_SZ = 1031

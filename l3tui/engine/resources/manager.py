@@ -1,0 +1,182 @@
+"""ResourceManager: samples the machine at `scheduling.sampler.interval` (in a worker
+thread, never on the loop), keeps a bounded history, feeds measured load to admission,
+attaches CPU % and RSS to each running task's record, holds the allocation ledger, and
+publishes samples and bottleneck findings on the bus.
+
+It decides nothing about which task runs; the scheduler does, from what this module tells it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from l3tui.config.schema import Scheduling
+from l3tui.engine import events as ev
+from l3tui.engine.clock import Clock
+from l3tui.engine.model import TaskRun, TaskState
+from l3tui.engine.resources.bottlenecks import BottleneckDetector, Finding, UpgradeAdvisor, Waiter
+from l3tui.engine.resources.ledger import Ledger
+from l3tui.engine.resources.sampler import Reading, Sampler
+
+if TYPE_CHECKING:
+    from l3tui.engine.scheduling.scheduler import TaskScheduler
+
+log = logging.getLogger(__name__)
+_MEASURED = (TaskState.RUNNING, TaskState.PAUSED)
+
+
+class ResourceManager:
+    """The machine as admission and people see it."""
+
+    def __init__(
+        self,
+        settings: Scheduling,
+        bus: ev.EventBus,
+        clock: Clock,
+        state_dir: Path,
+        *,
+        sampler: Sampler | None = None,
+        tasks: Callable[[], Iterable[TaskRun]] = tuple,
+    ) -> None:
+        self.bus = bus
+        self.clock = clock
+        if sampler is None:
+            from l3tui.engine.resources.sampler import PsutilSampler
+
+            sampler = PsutilSampler(state_dir)
+        self.sampler = sampler
+        self.tasks = tasks
+        """The task records currently running (the Runtime supplies them)."""
+        self.machine_cores, self.machine_memory_mb = sampler.capacity()
+        limits = settings.resource_limits
+        self.ledger = Ledger(limits.cpu_cores or self.machine_cores,
+                             limits.memory_mb or self.machine_memory_mb, clock.time)  # fmt: skip
+        self.history: deque[dict[str, Any]] = deque(maxlen=settings.sampler.history)
+        self.latest: dict[str, Any] = {}
+        self.detector = BottleneckDetector(settings)
+        self.advisor = UpgradeAdvisor(settings)
+        self.suggested: dict[str, Finding] = {}
+        self.scheduler: TaskScheduler | None = None
+        self.samples = 0
+        self._sampled = asyncio.Event()
+        self.configure(settings)
+
+    def configure(self, settings: Scheduling) -> None:
+        """Apply a (re)loaded `scheduling` section."""
+        self.settings = settings
+        self.interval_s = settings.sampler.interval / 1000
+        limits = settings.resource_limits
+        self.ledger.resize(limits.cpu_cores or self.machine_cores,
+                           limits.memory_mb or self.machine_memory_mb)  # fmt: skip
+        if self.history.maxlen != settings.sampler.history:
+            self.history = deque(self.history, maxlen=settings.sampler.history)
+        self.detector.configure(settings)
+        self.advisor.settings = settings
+
+    def attach(self, scheduler: TaskScheduler) -> None:
+        """Feed measured load to this scheduler and read its queue for findings."""
+        self.scheduler = scheduler
+
+    # ------------------------------------------------------------------ sampling
+
+    async def run(self) -> None:
+        """Owned by the Runtime: one sample per interval until cancelled."""
+        loop = asyncio.get_running_loop()
+        failing = ""
+        while True:
+            started = loop.time()
+            try:
+                await self.sample_once()
+                failing = ""
+            except Exception as exc:  # a reading failed; the next may not: keep sampling
+                log.warning("resource sample failed: %s", exc, exc_info=True)
+                if str(exc) != failing:  # tell people once per distinct failure
+                    failing = str(exc)
+                    self.bus.publish(ev.SystemNotice(
+                        at=self.clock.time(), topic="resources", severity="warning",
+                        message=f"resource sampling failed: {exc}; admission uses the last "
+                                "reading until it recovers",
+                    ))  # fmt: skip
+            await asyncio.sleep(max(self.interval_s - (loop.time() - started), 0.05))
+
+    async def sample_once(self) -> dict[str, Any]:
+        """Take one sample now: read (in a thread), record, publish, feed admission."""
+        runs = [run for run in self.tasks() if run.pgid and run.state in _MEASURED]
+        groups = {run.pgid for run in runs if run.pgid}
+        reading: Reading = await asyncio.to_thread(self.sampler.sample, groups)
+        at = self.clock.time()
+        for run in runs:
+            usage = reading.groups.get(run.pgid or 0)
+            # The attempt may have ended while the reading was taken: its numbers are final.
+            if usage is not None and run.state in _MEASURED:
+                run.record_usage(usage.cpu_pct, usage.rss)
+        sample = dict(reading.system)
+        sample["at"] = at
+        sample["tasks_measured"] = len(reading.groups)
+        sample["ledger_cpu_free"] = self.ledger.cpu_free
+        sample["ledger_memory_free_mb"] = self.ledger.memory_free_mb
+        self.history.append(sample)
+        self.latest = sample
+        self.samples += 1
+        self.bus.publish(ev.ResourceSampled(at=at, sample=sample))
+        scheduler = self.scheduler
+        if scheduler is not None:
+            scheduler.update_load(_number(sample.get("cpu_usage")),
+                                  _number(sample.get("memory_usage")))  # fmt: skip
+        self._judge(at, sample)
+        self._sampled.set()
+        self._sampled = asyncio.Event()
+        return sample
+
+    def _judge(self, at: float, sample: dict[str, Any]) -> None:
+        scheduler = self.scheduler
+        waiters: list[Waiter] = []
+        if scheduler is not None:
+            mono = self.clock.monotonic()
+            threshold = self.detector.wait_alert_s
+            waiters = [Waiter(f"{e.workflow_id}/{e.task_id}", mono - e.enqueued_mono, e.reason)
+                       for e in scheduler.waiting_longer_than(threshold)]  # fmt: skip
+            self.advisor.observe(at, sample, scheduler.wait_totals, scheduler.queued_memory_mb)
+        raised, cleared = self.detector.observe(at, sample, waiters)
+        for finding in raised:
+            self._publish(at, finding, True)
+        for finding in cleared:
+            self._publish(at, finding, False)
+        if self.samples % 60 == 1:  # suggestions rest on hours of history: once a minute
+            for finding in self.advisor.suggestions(at):
+                if finding.kind not in self.suggested:
+                    self._publish(at, finding, True)
+                self.suggested[finding.kind] = finding
+
+    def _publish(self, at: float, finding: Finding, active: bool) -> None:
+        self.bus.publish(ev.BottleneckChanged(
+            at=at, finding=finding.kind, active=active, severity=finding.severity,
+            summary=finding.summary, evidence=finding.evidence, suggestion=finding.suggestion,
+        ))  # fmt: skip
+
+    # ------------------------------------------------------------------ queries
+
+    async def monitor(self) -> AsyncIterator[dict[str, Any]]:
+        """Every new sample as it is taken (`monitorResources`)."""
+        while True:
+            await self._sampled.wait()
+            yield self.latest
+
+    def series(self, key: str, window_s: float) -> list[tuple[float, float]]:
+        cutoff = self.clock.time() - window_s
+        return [(s["at"], float(s[key])) for s in self.history
+                if s["at"] >= cutoff and isinstance(s.get(key), int | float)]  # fmt: skip
+
+    def findings(self) -> list[Finding]:
+        """Active bottlenecks, then upgrade suggestions (each with its evidence)."""
+        return [*self.detector.active.values(), *self.suggested.values()]
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+

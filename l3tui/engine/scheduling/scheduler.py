@@ -1,0 +1,525 @@
+"""TaskScheduler: the one queue of ready tasks and the admission decision.
+
+Order: effective priority (base + aging boost), then earliest deadline, then arrival. A task
+starts when concurrency, its execution's max_parallel, its pools, the ledger (declared
+cpu / memory) and measured load (critical tasks bypass only this) all have room. A blocked
+entry is parked under its cause (`admission.Blocker`) and comes back only when that cause
+changes, so 100,000 queued tasks cost O(log n) each. The engine submits and releases;
+`entry.on_admit(entry)` is called synchronously when a task may start. It never runs tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time as _time
+from collections import defaultdict
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from l3tui.config.schema import Scheduling
+from l3tui.engine.clock import Clock, SystemClock
+from l3tui.engine.resources.ledger import Ledger
+from l3tui.engine.scheduling.admission import (
+    Blocker,
+    Causes,
+    FitBlocker,
+    GroupBlocker,
+    HeldBlocker,
+    LoadBlocker,
+    LoadGate,
+    PoolBlocker,
+    TimeBlocker,
+)
+from l3tui.engine.scheduling.aging import AgingLadder
+from l3tui.engine.scheduling.queue_entry import INF, QueueEntry, key, live, peek, waiting
+
+log = logging.getLogger(__name__)
+__all__ = ["QueueEntry", "TaskScheduler"]
+_TIME = TimeBlocker()
+
+
+class TaskScheduler:
+    """Priority queue with concurrency, max_parallel, pool, ledger and load admission."""
+
+    def __init__(self, settings: Scheduling, clock: Clock, ledger: Ledger | None = None) -> None:
+        self.clock = clock
+        # The C functions themselves when the clock is the real one: this is per task.
+        real = isinstance(clock, SystemClock)
+        self._time: Callable[[], float] = _time.time if real else clock.time
+        self._monotonic: Callable[[], float] = _time.monotonic if real else clock.monotonic
+        self.ledger = ledger or Ledger(INF, 2**62, clock.time)
+        self.ledger.on_freed(self._ledger_freed)
+        self.running: set[QueueEntry] = set()
+        self.running_per_group: dict[str, int] = {}
+        self.pool_used: dict[str, int] = {}
+        self.held: set[str | tuple[str, str]] = set()
+        self.version = 0
+        """Bumped on every change of the queue, so views can cache."""
+        self.wait_totals: defaultdict[str, float] = defaultdict(float)
+        """Seconds tasks have waited, by cause (memory, cpu, pool:NAME, concurrency, ...)."""
+        self.queued_memory_mb = 0
+        self.admitted_total = 0
+        self.parked_total = 0
+        """Times an entry was set aside under a cause: stays O(entries), never O(n^2)."""
+        self._main = Blocker(("main",), "concurrency")
+        self.causes = Causes()
+        self._time_heap: list[tuple[float, int, QueueEntry]] = []
+        self._entries: dict[tuple[str, str], QueueEntry] = {}
+        self._queued = 0
+        self._seq = itertools.count()
+        self._pumping = False
+        self._again = False
+        self._changed = asyncio.Event()
+        self.configure(settings)
+        self._load = LoadBlocker(self.gate, self.running)
+
+    def configure(self, settings: Scheduling) -> None:
+        """Apply (new) limits; waiting entries are re-judged against them."""
+        self.settings = settings
+        limits = settings.resource_limits
+        self.max_concurrent = limits.max_concurrent_tasks
+        # In place: the pool blockers hold this very dict.
+        self.pool_sizes: dict[str, int] = getattr(self, "pool_sizes", {})
+        self.pool_sizes.clear()
+        self.pool_sizes.update(settings.pools)
+        old_gate = getattr(self, "gate", None)
+        if old_gate is None:
+            self.gate = LoadGate(limits.max_cpu_usage, limits.max_memory_usage, limits.hysteresis)
+        else:
+            old_gate.max_cpu, old_gate.max_memory = limits.max_cpu_usage, limits.max_memory_usage
+            old_gate.hysteresis = limits.hysteresis
+            old_gate.update(old_gate.cpu, old_gate.memory)
+        self._gate_closed = self.gate.closed
+        self._fast = not self.held and not self._gate_closed
+        """No holds and no load limit in force: plain entries need no checks."""
+        aging = settings.aging
+        previous = getattr(self, "aging", None)
+        self.aging = AgingLadder(aging.interval / 1000, aging.step, aging.max_boost, self._rekey)
+        if previous is not None:
+            self.aging.restart(previous.waiting())
+        if old_gate is not None:
+            self._wake_all()
+            self.version += 1
+            self.pump()
+
+    # ------------------------------------------------------------------ engine side
+
+    def submit(self, entry: QueueEntry) -> None:
+        entry.seq = next(self._seq)
+        entry.enqueued_at = self._time()
+        entry.enqueued_mono = mono = self._monotonic()
+        entry.admitted = entry.withdrawn = False
+        entry.boost = 0
+        entry._gen += 1
+        entry._sched = self
+        entry._deadline = INF if entry.deadline is None else entry.deadline
+        entry._plain = not (entry.pools or entry.cpu or entry.memory_mb
+                            or entry.group_limit is not None or entry.not_before is not None)
+        entry._cause, entry._cause_since = "concurrency", mono
+        entry._home = self._main
+        item = (-entry.priority, entry._deadline, entry.seq, entry._gen, entry)
+        heapq.heappush(self._main.heap, item)
+        entry._ekey = ekey = (entry.execution_id, entry.task_id)
+        self._entries[ekey] = entry
+        levels = self.aging.levels
+        if levels:  # AgingLadder.add, inlined
+            if not levels[0]:
+                self.aging.due = min(self.aging.due, mono + self.aging.interval)
+            levels[0].append(entry)
+        self.queued_memory_mb += entry.memory_mb
+        self._queued += 1
+        self.version += 1
+        if len(self.running) < self.max_concurrent:
+            self.pump()
+
+    def withdraw(self, entry: QueueEntry) -> bool:
+        """Take a queued entry out (cancel). False if it was not queued."""
+        if entry.admitted or entry.withdrawn or entry._sched is not self:
+            return False
+        entry.withdrawn = True
+        entry._gen += 1  # every heap item of it is stale from now on
+        self._leave_queue(entry, self.clock.monotonic())
+        self.version += 1
+        origin = entry._origin
+        if origin is not None:  # it stood for its cause: the next one must
+            entry._origin = None
+            origin.delegated = False
+            self._wake(origin)
+            self.pump()
+        return True
+
+    def release(self, entry: QueueEntry) -> None:
+        """The admitted entry's attempt ended: free what it held. Safe to call twice."""
+        running = self.running
+        try:
+            running.remove(entry)
+        except KeyError:
+            return  # not running: released already, or never admitted
+        if entry.group_limit is not None:
+            group = entry.execution_id
+            left = self.running_per_group[group] - 1
+            if left:
+                self.running_per_group[group] = left
+            else:
+                del self.running_per_group[group]
+            blocker = self.causes.get(("group", group, entry.group_limit))
+            if blocker is not None:
+                self._wake(blocker)
+        if entry.pools:
+            for pool, slots in entry.pools.items():
+                self.pool_used[pool] -= slots
+                for blocker in self.causes.pools_named(pool):
+                    self._wake(blocker)
+        if entry._alloc is not None:
+            alloc, entry._alloc = entry._alloc, None
+            self.ledger.release(alloc)  # wakes the fit blockers through `_ledger_freed`
+        if not running and self._gate_closed:
+            self._wake(self._load)  # CPU alone no longer holds one task back
+        self.version += 1
+        self.pump()
+
+    def hold(self, key: str | tuple[str, str]) -> None:
+        """Stop admitting an execution (`exec_id`) or one task (`(exec_id, task_id)`)."""
+        self.held.add(key)
+        self._fast = False
+        self.version += 1
+
+    def unhold(self, key: str | tuple[str, str]) -> None:
+        self.held.discard(key)
+        self._fast = not self.held and not self._gate_closed
+        blocker = self.causes.get(("held", key))
+        if blocker is not None:
+            self._wake(blocker)
+        self.version += 1
+        self.pump()
+
+    def is_held(self, entry: QueueEntry) -> bool:
+        return entry.execution_id in self.held or (entry.execution_id, entry.task_id) in self.held
+
+    def update_load(self, cpu: float | None, memory: float | None) -> None:
+        """New measured readings (percent of the machine) from the resource manager."""
+        if self.gate.update(cpu, memory):
+            self.version += 1
+        self._gate_closed = self.gate.closed
+        self._fast = not self.held and not self._gate_closed
+        if self._load.heap and self._load.clear():
+            self._wake(self._load)
+            self.pump()
+
+    # ------------------------------------------------------------------ views
+
+    def queue_length(self) -> int:
+        return self._queued
+
+    def entry_for(self, execution_id: str, task_id: str) -> QueueEntry | None:
+        """The queued entry of a task, if it is queued."""
+        return self._entries.get((execution_id, task_id))
+
+    def queue(self, priority: int | None = None, limit: int | None = None) -> list[QueueEntry]:
+        """Queued entries in dispatch order (optionally of one base priority level)."""
+        keyed = [
+            ((-e.effective_priority, e._deadline, e.seq), e)
+            for e in self._entries.values()
+            if priority is None or e.priority == priority
+        ]
+        if limit is not None and limit < len(keyed):
+            keyed = heapq.nsmallest(limit, keyed, key=lambda item: item[0])
+        else:
+            keyed.sort(key=lambda item: item[0])
+        return [e for _, e in keyed]
+
+    def reason_for(self, entry: QueueEntry) -> str:
+        now = self.clock.time()
+        if self.held and self.is_held(entry):
+            held_task = (entry.execution_id, entry.task_id) in self.held
+            text = "held by operator" if held_task else "held: execution paused"
+        else:
+            home = entry._home
+            found: str | None = None
+            if home is _TIME and entry.not_before is not None:
+                found = _TIME.describe_entry(entry.not_before, now)
+            elif home is not None and home is not self._main:
+                found = home.blocking()
+            text = found or self._global_reason(entry)
+        if entry.deadline is not None and now > entry.deadline:
+            text += " (deadline passed)"
+        return text
+
+    def _global_reason(self, entry: QueueEntry) -> str:
+        if len(self.running) >= self.max_concurrent:
+            return f"concurrency {len(self.running)}/{self.max_concurrent}"
+        if not entry.critical and self._load.holds():
+            return self.gate.reason
+        return entry.note or "queued"
+
+    def blockers(self) -> list[tuple[Blocker, list[QueueEntry]]]:
+        """Every cause with the entries parked under it (live ones, best first)."""
+        out: list[tuple[Blocker, list[QueueEntry]]] = []
+        for blocker in [self._main, *self.causes.all(), self._load]:
+            entries = sorted((item for item in blocker.heap if live(item)), key=key)
+            if entries:
+                out.append((blocker, [item[4] for item in entries]))
+        timed = sorted((e for _, _, e in self._time_heap if waiting(e) and e._home is _TIME),
+                       key=lambda e: (e.not_before, e.seq))  # fmt: skip
+        if timed:
+            out.append((_TIME, timed))
+        return out
+
+    def waiting_longer_than(self, seconds: float, cap: int = 1000) -> list[QueueEntry]:
+        """Up to `cap` entries that have waited more than `seconds`, oldest first."""
+        cutoff = self.clock.monotonic() - seconds
+        out: list[QueueEntry] = []
+        for entry in self._entries.values():
+            if entry.enqueued_mono > cutoff or len(out) >= cap:
+                break
+            out.append(entry)
+        return out
+
+    # ------------------------------------------------------------------ admission
+
+    def pump(self) -> int:
+        """Admit every queued entry that may start now, best first."""
+        running = self.running
+        limit = self.max_concurrent
+        if len(running) >= limit:
+            return 0  # timers are applied when a slot frees (and by `run` every second)
+        if self._pumping:  # re-entered from a callback: the running pump goes round again
+            self._again = True
+            return 0
+        self._pumping = True
+        self._again = False
+        try:
+            admitted = self._admit_from_heads(running, limit)
+            while self._again and len(running) < limit:
+                self._again = False
+                admitted += self._admit_from_heads(running, limit)
+        finally:
+            self._pumping = False
+        return admitted
+
+    def _admit_from_heads(self, running: set[QueueEntry], limit: int) -> int:
+        mono = self._monotonic()
+        if self.aging.due <= mono or self._time_heap or self.ledger.expiries:
+            self._timers(mono, self._time())
+        main = self._main.heap
+        heappop = heapq.heappop
+        admitted = 0
+        while len(running) < limit:
+            while main:  # drop stale items (re-keyed, admitted, withdrawn) at the head
+                item = main[0]
+                entry = item[4]
+                if item[3] == entry._gen:
+                    break
+                heappop(main)
+            else:
+                break
+            heappop(main)
+            origin = entry._origin
+            if origin is not None:
+                entry._origin = None
+                origin.delegated = False
+            if entry._plain and self._fast:
+                self._admit(entry, mono)
+                admitted += 1
+            else:
+                cause = self._check(entry)
+                if cause is None:
+                    self._admit(entry, mono)
+                    admitted += 1
+                else:
+                    self._park(entry, cause, mono)
+            if origin is not None:
+                self._wake(origin)  # its next-best entry takes the delegate's place
+        return admitted
+
+    def _wake(self, blocker: Blocker) -> None:
+        """The cause may be gone: move its best entry into the main heap as its delegate.
+        One delegate at a time keeps dispatch order exact without re-scanning anyone."""
+        if blocker.delegated or not blocker.clear():
+            return
+        item = peek(blocker.heap)
+        if item is None:
+            return  # nobody waits on it (any more); `_sweep` forgets it later
+        heapq.heappop(blocker.heap)
+        entry = item[4]
+        entry._home = self._main
+        entry._origin = blocker
+        blocker.delegated = True
+        heapq.heappush(self._main.heap, item)
+
+    def _timers(self, mono: float, now: float) -> None:
+        """Aging steps, not_before times and reservation expiries that are due."""
+        if self.aging.due <= mono and self.aging.apply(mono):
+            self.version += 1
+        if self._time_heap and self._time_heap[0][0] <= now:
+            self._release_due(now)
+        expiries = self.ledger.expiries
+        if expiries and expiries[0][0] <= now:
+            self.ledger.expire()
+
+    def _check(self, entry: QueueEntry) -> Blocker | None:
+        if self.held and self.is_held(entry):
+            key: str | tuple[str, str] = (
+                entry.execution_id if entry.execution_id in self.held
+                else (entry.execution_id, entry.task_id)
+            )  # fmt: skip
+            return self.causes.get_or_make(("held", key), lambda: HeldBlocker(key, self.held))
+        if not entry._plain:
+            if entry.not_before is not None and entry.not_before > self._time():
+                return _TIME
+            limit = entry.group_limit
+            if limit is not None and self.running_per_group.get(entry.execution_id, 0) >= limit:
+                group, per_group = entry.execution_id, self.running_per_group
+                return self.causes.get_or_make(("group", group, limit),
+                                               lambda: GroupBlocker(group, limit, per_group))
+            if entry.pools:
+                for pool, slots in entry.pools.items():
+                    if self.pool_used.get(pool, 0) + slots > self.pool_sizes.get(pool, 0):
+                        make = partial(PoolBlocker, pool, slots, self.pool_sizes,
+                                       self.pool_used)  # fmt: skip
+                        return self.causes.get_or_make(("pool", pool, slots), make)
+            cpu, memory = entry.cpu, entry.memory_mb
+            if (cpu or memory) and self.ledger.shortfall(cpu, memory):
+                return self.causes.get_or_make(("fit", cpu, memory),
+                                               lambda: FitBlocker(cpu, memory, self.ledger))
+        if self._gate_closed and not entry.critical and self._load.holds():
+            return self._load
+        return None
+
+    def _admit(self, entry: QueueEntry, mono: float) -> None:
+        entry.admitted = True
+        entry._gen += 1  # every heap item of it is stale from now on
+        # _leave_queue, inlined: this is the hot path of every task
+        self.wait_totals[entry._cause] += mono - entry._cause_since
+        entry._home = None
+        other = self._entries.pop(entry._ekey, None)
+        if other is not entry and other is not None:  # not ours to remove
+            self._entries[entry._ekey] = other
+        self._queued -= 1
+        self.running.add(entry)
+        if not entry._plain:
+            self._take(entry)
+        self.admitted_total += 1
+        self.version += 1
+        try:
+            entry.on_admit(entry)
+        except Exception:  # the caller's bug must not leak the slot it was given
+            log.exception("on_admit of %s/%s failed", entry.execution_id, entry.task_id)
+            self.release(entry)
+
+    def _take(self, entry: QueueEntry) -> None:
+        """Hand an admitted entry its pool slots, max_parallel count and ledger allocation."""
+        self.queued_memory_mb -= entry.memory_mb
+        if entry.pools:
+            used = self.pool_used
+            for pool, slots in entry.pools.items():
+                used[pool] = used.get(pool, 0) + slots
+        if entry.group_limit is not None:
+            group = entry.execution_id
+            self.running_per_group[group] = self.running_per_group.get(group, 0) + 1
+        if entry.cpu or entry.memory_mb:
+            alloc = f"{entry.execution_id}/{entry.task_id}#{entry.seq}"
+            self.ledger.allocate(alloc, entry.cpu, entry.memory_mb,
+                                 f"{entry.workflow_id}/{entry.task_id}")  # fmt: skip
+            entry._alloc = alloc
+
+    def _leave_queue(self, entry: QueueEntry, mono: float) -> None:
+        totals = self.wait_totals
+        totals[entry._cause] += mono - entry._cause_since
+        entry._home = None
+        other = self._entries.pop(entry._ekey, None)
+        if other is not entry and other is not None:  # not ours to remove
+            self._entries[entry._ekey] = other
+        self.queued_memory_mb -= entry.memory_mb
+        self._queued -= 1
+
+    def _park(self, entry: QueueEntry, blocker: Blocker, mono: float) -> None:
+        if blocker is _TIME:
+            assert entry.not_before is not None
+            if not self._time_heap or entry.not_before < self._time_heap[0][0]:
+                self._changed.set()  # the timer loop may be sleeping past this time
+            heapq.heappush(self._time_heap, (entry.not_before, entry.seq, entry))
+        else:
+            heapq.heappush(blocker.heap, (-entry.priority - entry.boost, entry._deadline,
+                                          entry.seq, entry._gen, entry))  # fmt: skip
+        entry._home = blocker
+        self.parked_total += 1
+        category = self.gate.category if blocker is self._load else blocker.category
+        if category != entry._cause:
+            totals = self.wait_totals
+            totals[entry._cause] += mono - entry._cause_since
+            entry._cause, entry._cause_since = category, mono
+        self.version += 1
+
+    def _sweep(self) -> None:
+        """Forget causes nobody waits on any more (cancelled while held, finished groups)."""
+        self.causes.sweep(lambda blocker: not blocker.delegated and peek(blocker.heap) is None)
+
+    def _ledger_freed(self) -> None:
+        for blocker in self.causes.fits():
+            self._wake(blocker)
+        if not self._pumping:
+            self.pump()
+
+    def _wake_all(self) -> None:
+        for blocker in [*self.causes.all(), self._load]:
+            self._wake(blocker)
+
+    def _release_due(self, now: float) -> None:
+        heap, main = self._time_heap, self._main
+        while heap and heap[0][0] <= now:
+            _, _, entry = heapq.heappop(heap)
+            if waiting(entry) and entry._home is _TIME:
+                entry._home = main
+                heapq.heappush(main.heap, (-entry.priority - entry.boost, entry._deadline,
+                                           entry.seq, entry._gen, entry))  # fmt: skip
+        self.version += 1
+
+    # ------------------------------------------------------------------ aging
+
+    def _rekey(self, entry: QueueEntry) -> None:
+        home = entry._home
+        if home is None or home is _TIME:
+            return
+        entry._gen += 1
+        heapq.heappush(home.heap, (-entry.priority - entry.boost, entry._deadline, entry.seq,
+                                   entry._gen, entry))  # fmt: skip
+
+    # ------------------------------------------------------------------ timers
+
+    def next_wake(self) -> float | None:
+        """Wall-clock time of the next not_before, aging step or reservation expiry."""
+        candidates = []
+        heap = self._time_heap
+        while heap and not (waiting(heap[0][2]) and heap[0][2]._home is _TIME):
+            heapq.heappop(heap)
+        if heap:
+            candidates.append(heap[0][0])
+        if self.aging.due < INF:
+            candidates.append(self.clock.time() + self.aging.due - self.clock.monotonic())
+        expiry = self.ledger.next_expiry()
+        if expiry is not None:
+            candidates.append(expiry)
+        return min(candidates) if candidates else None
+
+    async def run(self, poll_s: float = 1.0) -> None:
+        """Owned by the Runtime: pumps when a not_before time comes, an aging step is due
+        or a reservation lapses (submit and release pump on their own)."""
+        while True:
+            self._timers(self.clock.monotonic(), self.clock.time())
+            self.pump()
+            self._sweep()
+            wake = self.next_wake()
+            self._changed.clear()
+            waits: list[asyncio.Task[Any]] = [asyncio.ensure_future(self._changed.wait())]
+            if wake is not None:
+                waits.append(asyncio.ensure_future(self.clock.sleep_until(wake)))
+            try:
+                await asyncio.wait(waits, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waits:
+                    task.cancel()

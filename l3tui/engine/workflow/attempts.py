@@ -1,0 +1,157 @@
+"""Running one attempt of a task: resolve its action, then run it in-process or as a process
+in its own group, with its timeout, output and metrics. A mixin of WorkflowEngine, which
+owns the records; this module only runs what it is given and reports how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from l3tui.config.schema import TaskDef
+from l3tui.engine import events as ev
+from l3tui.engine.actions.registry import ActionError, CommandJob, InProcessJob
+from l3tui.engine.executors.local import LocalProcess, SpawnError
+from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
+from l3tui.engine.workflow.live import Attempt, EngineParts, LiveExecution
+from l3tui.engine.workflow.timers import PausableTimer
+
+
+class AttemptRunner(EngineParts):
+    """How an admitted task's attempt runs (mixed into WorkflowEngine)."""
+
+    async def _execute(
+        self, live: LiveExecution, run: TaskRun, task: TaskDef, attempt: Attempt
+    ) -> tuple[TaskState, str, int | None]:
+        execution = live.execution
+        run.attempt += 1
+        now = self.clock.time()
+        wait = now - (run.queued_at or now)
+        run.wait_s += wait
+        context = {**live.context, "l3.task_id": task.id, "l3.attempt": run.attempt}
+        run.started_at = now
+        self._set_state(execution, run, TaskState.RUNNING, announce=False)  # TaskStarted
+        try:
+            job = self.registry.resolve(task, context, execution.params)
+        except ActionError as exc:
+            attempt.permanent = True
+            self._publish_started(execution, run, None, (), wait)
+            return TaskState.FAILED, str(exc), None
+        if isinstance(job, InProcessJob):
+            self._publish_started(execution, run, None, (task.action,), wait)
+            return await self._execute_in_process(run, job, attempt)
+        return await self._execute_process(live, run, job, attempt, wait, live.directory)
+
+    async def _execute_in_process(
+        self, run: TaskRun, job: InProcessJob, attempt: Attempt
+    ) -> tuple[TaskState, str, int | None]:
+        # A bare call_later handle costs a third of asyncio.timeout(); this is the hot path
+        # of short in-process tasks.
+        current = asyncio.current_task()
+        assert current is not None
+
+        def expire() -> None:
+            attempt.timed_out = True
+            current.cancel()
+
+        handle = asyncio.get_running_loop().call_later(job.timeout_s, expire)
+        run.start_running(self.clock.time())
+        try:
+            code = await job.func(job.params)
+        except asyncio.CancelledError:
+            if not attempt.timed_out:
+                raise
+            current.uncancel()
+            return TaskState.TIMED_OUT, f"timed out after {job.timeout_s:g}s", None
+        finally:
+            handle.cancel()
+            run.stop_running(self.clock.time())
+        if code == 0:
+            return TaskState.SUCCEEDED, "", 0
+        return TaskState.FAILED, f"exit code {code}", code
+
+    def _publish_started(
+        self,
+        execution: Execution,
+        run: TaskRun,
+        proc: LocalProcess | None,
+        command: tuple[str, ...],
+        wait: float,
+    ) -> None:
+        self.bus.publish(ev.TaskStarted(
+            at=self.clock.time(), execution_id=execution.id, task_id=run.task_id,
+            attempt=run.attempt, pid=proc.pid if proc else None,
+            pgid=proc.pgid if proc else None, proc_start=proc.proc_start if proc else None,
+            log_path=run.log_path, command=command, wait_s=wait,
+        ))  # fmt: skip
+
+    async def _execute_process(
+        self,
+        live: LiveExecution,
+        run: TaskRun,
+        job: CommandJob,
+        attempt: Attempt,
+        wait: float,
+        execution_dir: Path,
+    ) -> tuple[TaskState, str, int | None]:
+        execution = live.execution
+        log_path = execution_dir / f"{run.task_id}.{run.attempt}.log"
+        run.log_path = str(log_path)
+        publish = self.bus.publish
+        clock = self.clock
+
+        def on_lines(lines: list[str]) -> None:
+            run.last_line = lines[-1] if lines[-1] else run.last_line
+            publish(
+                ev.TaskOutput(
+                    at=clock.time(),
+                    execution_id=execution.id,
+                    task_id=run.task_id,
+                    attempt=run.attempt,
+                    lines=tuple(lines),
+                )
+            )
+
+        def on_metric(name: str, value: float) -> None:
+            run.metrics[name] = value
+            publish(
+                ev.TaskMetric(
+                    at=clock.time(),
+                    execution_id=execution.id,
+                    workflow_id=execution.workflow_id,
+                    task_id=run.task_id,
+                    name=name,
+                    value=value,
+                )
+            )
+
+        try:
+            proc = self.executor.spawn(job, log_path, on_lines, on_metric)
+        except SpawnError as exc:
+            self._publish_started(execution, run, None, job.argv, wait)
+            return TaskState.FAILED, str(exc), None
+        attempt.process = proc
+        run.pid, run.pgid, run.proc_start = proc.pid, proc.pgid, proc.proc_start
+        self._publish_started(execution, run, proc, job.argv, wait)
+        run.start_running(clock.time())
+
+        def on_timeout() -> None:
+            attempt.timed_out = True
+            proc.terminate()
+
+        attempt.timer = PausableTimer(job.timeout_s, on_timeout)
+        if execution.state == ExecState.PAUSED:  # paused between admission and spawn
+            self._freeze(execution, run, attempt)
+        try:
+            result = await proc.wait()
+        except asyncio.CancelledError:
+            proc.terminate()
+            raise
+        run.stop_running(clock.time())
+        run.last_line = result.last_line or run.last_line
+        if attempt.cancelled or execution.cancel_requested:
+            return TaskState.CANCELLED, "cancelled", result.exit_code
+        if attempt.timed_out:
+            return TaskState.TIMED_OUT, f"timed out after {job.timeout_s:g}s", result.exit_code
+        if result.ok:
+            return TaskState.SUCCEEDED, "", 0
+        return TaskState.FAILED, result.describe(), result.exit_code

@@ -1,0 +1,475 @@
+"""WorkflowEngine: creates executions from workflow definitions and drives them.
+
+Event-driven, no loop per execution: a task becomes ready when its upstream tasks end,
+goes to the scheduler, runs when admitted, retries with backoff, and settles its
+dependants. A task's success is durable (the store has committed it) before any dependant
+is dispatched. Pause freezes running process groups and stops dispatch; a paused task's
+timeout does not tick. Every operator command returns whether it applied and is an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from l3tui.config.loader import Config
+from l3tui.config.schema import DEFAULT_PRIORITIES, TaskDef, TemplateDef, WorkflowDef
+from l3tui.config.suggest import did_you_mean
+from l3tui.engine import events as ev
+from l3tui.engine.actions.registry import ActionRegistry
+from l3tui.engine.clock import Clock
+from l3tui.engine.executors.local import LocalExecutor
+from l3tui.engine.model import (
+    TASK_FAILED,
+    ExecState,
+    Execution,
+    TaskRun,
+    TaskState,
+    new_execution_id,
+)
+from l3tui.engine.scheduling.scheduler import QueueEntry, TaskScheduler
+from l3tui.engine.workflow.attempts import AttemptRunner
+from l3tui.engine.workflow.conditions import judge
+from l3tui.engine.workflow.dag import ReadyTracker
+from l3tui.engine.workflow.live import Attempt, LiveExecution
+from l3tui.engine.workflow.operations import OperatorCommands
+from l3tui.engine.workflow.templates import instantiate, resolve_params
+from l3tui.engine.workflow.timers import PausableTimer, resolve_not_before
+from l3tui.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def definition_hash(definition: WorkflowDef) -> str:
+    canonical = json.dumps(definition.model_dump(mode="json", by_alias=True), sort_keys=True,
+                           ensure_ascii=False, separators=(",", ":"))  # fmt: skip
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class WorkflowEngine(AttemptRunner, OperatorCommands):
+    """Runs executions; the only writer of Execution and TaskRun records."""
+
+    def __init__(
+        self,
+        config: Config,
+        state_dir: Path,
+        bus: ev.EventBus,
+        scheduler: TaskScheduler,
+        executor: LocalExecutor,
+        clock: Clock,
+        actor: str = "engine",
+    ) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.bus = bus
+        self.scheduler = scheduler
+        self.executor = executor
+        self.clock = clock
+        self.actor = actor
+        self.registry = ActionRegistry(config, state_dir)
+        self.executions: dict[str, Execution] = {}
+        self._live: dict[str, LiveExecution] = {}
+        self.on_finished: list[Callable[[Execution], None]] = []
+        self.grace_s = config.scheduling.execution.grace_period / 1000
+        self._critical = self.critical_level()
+
+    # ------------------------------------------------------------------ config
+
+    def reconfigure(self, config: Config) -> None:
+        """New definitions for new executions; running ones keep what they started with."""
+        self.config = config
+        self.registry = ActionRegistry(config, self.state_dir)
+        self._critical = self.critical_level()
+
+    def priority_of(self, value: str | int | None, default: int | None = None) -> int:
+        levels = self.config.scheduling.priorities or DEFAULT_PRIORITIES
+        if isinstance(value, int):
+            return value
+        if value is None:
+            return default if default is not None else levels.get("medium", 5)
+        if value in levels:
+            return levels[value]
+        ordered = sorted(levels.values())
+        return ordered[len(ordered) // 2]  # 'medium' absent from a custom map: the middle
+
+    def critical_level(self) -> int:
+        levels = self.config.scheduling.priorities or DEFAULT_PRIORITIES
+        return levels.get("critical", max(levels.values()))
+
+    # ------------------------------------------------------------------ create
+
+    def definition_for(
+        self, workflow_id: str, params: Mapping[str, Any]
+    ) -> tuple[WorkflowDef, dict[str, Any]]:
+        wf = self.config.workflows
+        if workflow_id in wf.templates:
+            return instantiate(workflow_id, wf.templates[workflow_id], params)
+        if workflow_id in wf.workflows:
+            if params:
+                raise UsageError(
+                    f"{workflow_id!r} is a workflow, not a template; it takes no params (-p)"
+                )
+            return wf.workflows[workflow_id], {}
+        known = [*wf.workflows, *wf.templates]
+        raise UsageError(f"unknown workflow {workflow_id!r}{did_you_mean(workflow_id, known)}")
+
+    def create(
+        self,
+        workflow_id: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        trigger: str = "manual",
+        definition: WorkflowDef | None = None,
+        parent_id: str | None = None,
+        keep: Mapping[str, TaskState] | None = None,
+        priority: str | int | None = None,
+    ) -> Execution:
+        """A new pending execution. `definition` and `keep` are for resuming an interrupted
+        one: the same definition, with the tasks in `keep` carried over as they ended."""
+        params = dict(params or {})
+        if definition is None:
+            definition, params = self.definition_for(workflow_id, params)
+        elif workflow_id in self.config.workflows.templates and params:
+            template: TemplateDef = self.config.workflows.templates[workflow_id]
+            params = resolve_params(workflow_id, template, params)
+        now = self.clock.time()
+        exec_id = new_execution_id(now)
+        while exec_id in self.executions:
+            exec_id = new_execution_id(now)
+        base_priority = self.priority_of(priority if priority is not None else definition.priority)
+        execution = Execution(
+            id=exec_id,
+            workflow_id=workflow_id,
+            workflow_name=definition.name,
+            definition=definition,
+            definition_hash=definition_hash(definition),
+            params=params,
+            trigger=trigger,
+            parent_id=parent_id,
+            priority=base_priority,
+            created_at=now,
+        )
+        for task in definition.tasks:
+            execution.tasks[task.id] = TaskRun(
+                execution_id=exec_id,
+                task_id=task.id,
+                name=task.display_name,
+                max_attempts=task.retries + 1,
+                priority=self.priority_of(task.priority, base_priority),
+            )
+        self.executions[exec_id] = execution
+        deps = {t.id: list(t.dependencies) for t in definition.tasks}
+        live = LiveExecution(
+            execution,
+            definition,
+            ReadyTracker(deps),
+            keep_results=dict(keep or {}),
+            task_defs={t.id: t for t in definition.tasks},
+            unfinished=len(definition.tasks),
+        )
+        live.done = asyncio.get_running_loop().create_future()
+        live.directory = self.state_dir / "runs" / exec_id
+        live.context = {
+            "l3.state_dir": str(self.state_dir), "l3.execution_id": exec_id,
+            "l3.execution_dir": str(live.directory),
+            "l3.config_dir": str(self.config.directory), "l3.workflow_id": workflow_id,
+        }  # fmt: skip
+        self._live[exec_id] = live
+        self.bus.publish(ev.ExecutionCreated(
+            at=now, execution_id=exec_id, workflow_id=workflow_id,
+            workflow_name=definition.name, definition_hash=execution.definition_hash,
+            definition=definition.model_dump(mode="json", by_alias=True), params=params,
+            trigger=trigger, parent_id=parent_id, priority=base_priority,
+            tasks=tuple((t.id, t.display_name) for t in definition.tasks),
+        ))  # fmt: skip
+        return execution
+
+    # ------------------------------------------------------------------ run
+
+    def start(self, execution: Execution) -> None:
+        live = self._live[execution.id]
+        now = self.clock.time()
+        execution.to(ExecState.RUNNING)
+        execution.started_at = now
+        self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id))
+        self._arm_deadlines(live)
+        live.directory.mkdir(parents=True, exist_ok=True)
+        ready = live.tracker.initial()
+        ready_set = set(ready)
+        for task in live.definition.tasks:
+            if task.id not in ready_set:
+                deps = ", ".join(task.dependencies)
+                self._set_state(execution, execution.tasks[task.id], TaskState.WAITING,
+                                f"waiting on {deps}")  # fmt: skip
+        for task_id in ready:
+            self._judge_and_queue(live, task_id)
+        self._maybe_finish(live)
+
+    async def wait(self, execution_id: str) -> ExecState:
+        live = self._live.get(execution_id)
+        if live is None or live.done is None:
+            return self.executions[execution_id].state
+        return await asyncio.shield(live.done)
+
+    def _set_state(
+        self,
+        execution: Execution,
+        run: TaskRun,
+        state: TaskState,
+        reason: str = "",
+        *,
+        announce: bool = True,
+    ) -> None:
+        """Move `run` to `state`; `announce=False` where a richer event follows at once
+        (TaskStarted for running, TaskFinished for an ending)."""
+        previous = run.to(state)
+        run.reason = reason
+        if not announce:
+            return
+        self.bus.publish(ev.TaskStateChanged(
+            at=self.clock.time(), execution_id=execution.id, task_id=run.task_id,
+            state=state, previous=previous, attempt=run.attempt, reason=reason,
+        ))  # fmt: skip
+
+    def _judge_and_queue(self, live: LiveExecution, task_id: str) -> None:
+        """All upstream tasks have ended: skip the task or queue it."""
+        execution = live.execution
+        run = execution.tasks[task_id]
+        task = live.task_defs[task_id]
+        if execution.cancel_requested:
+            self._finish_task(live, run, TaskState.CANCELLED, "execution cancelled")
+            return
+        carried = live.keep_results.get(task_id)
+        if carried is not None:
+            # Resuming an interrupted execution: this task already succeeded there. Its
+            # state is carried over, not reached by a transition of this execution.
+            run.state = carried
+            self._finish_task(live, run, carried, "carried over from "
+                              f"{execution.parent_id}")  # fmt: skip
+            return
+        upstream = {dep: execution.tasks[dep].state for dep in task.dependencies}
+        ok, why = judge(task.conditions, upstream, execution.params, os.environ,
+                        self.registry.cwd)  # fmt: skip
+        if not ok:
+            self._finish_task(live, run, TaskState.SKIPPED, why)
+            return
+        self._enqueue(live, run, task)
+
+    def _enqueue(self, live: LiveExecution, run: TaskRun, task: TaskDef) -> None:
+        execution = live.execution
+        entry = QueueEntry(
+            execution_id=execution.id,
+            task_id=task.id,
+            workflow_id=execution.workflow_id,
+            name=run.name,
+            priority=run.priority,
+            on_admit=self._on_admit,
+            critical=run.priority >= self._critical,
+            cpu=task.resources.cpu,
+            memory_mb=task.resources.memory_mb,
+            pools=task.resources.pools,
+            deadline=(execution.started_at + task.deadline / 1000)
+            if task.deadline and execution.started_at
+            else execution.deadline_at,
+            not_before=resolve_not_before(task.not_before, execution.started_at or 0.0)
+            if task.not_before
+            else None,
+            group_limit=live.definition.max_parallel,
+        )
+        live.attempts[task.id] = Attempt(entry)
+        run.queued_at = self.clock.time()
+        self._set_state(execution, run, TaskState.QUEUED)
+        self.scheduler.submit(entry)
+
+    def _on_admit(self, entry: QueueEntry) -> None:
+        live = self._live[entry.execution_id]
+        attempt = live.attempts[entry.task_id]
+        attempt.job_task = asyncio.get_running_loop().create_task(
+            self._run_attempt(live, entry.task_id, attempt),
+            name=f"{entry.execution_id}/{entry.task_id}",
+        )
+
+    async def _run_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt) -> None:
+        execution = live.execution
+        run = execution.tasks[task_id]
+        task = live.task_defs[task_id]
+        attempt.started = True
+        try:
+            if attempt.cancelled:  # cancelled between admission and this first step
+                outcome, reason, exit_code = TaskState.CANCELLED, "cancelled", None
+            else:
+                outcome, reason, exit_code = await self._execute(live, run, task, attempt)
+        except asyncio.CancelledError:
+            if not attempt.cancelled:
+                raise  # the runtime is shutting down
+            outcome, reason, exit_code = TaskState.CANCELLED, "cancelled", None
+        except Exception as exc:  # a bug in our code must fail the task, not hang the run
+            log.exception("task %s/%s crashed the engine path", execution.id, task_id)
+            outcome, reason, exit_code = TaskState.FAILED, f"internal error: {exc}", None
+        finally:
+            self.scheduler.release(attempt.entry)
+            if attempt.timer is not None:
+                attempt.timer.cancel()
+        run.exit_code = exit_code
+        live.attempts.pop(task_id, None)
+        if run.state == TaskState.PAUSED:  # ended while frozen (killed from outside)
+            run.state = TaskState.RUNNING
+        if (
+            outcome in TASK_FAILED
+            and run.attempt < run.max_attempts
+            and not (attempt.cancelled or attempt.permanent or execution.cancel_requested)
+        ):
+            self._schedule_retry(live, run, task, reason, outcome)
+            return
+        await self._complete(live, run, outcome, reason)
+
+    def _schedule_retry(
+        self, live: LiveExecution, run: TaskRun, task: TaskDef, error: str, outcome: TaskState
+    ) -> None:
+        delay_ms = min(task.retry_delay * task.retry_backoff ** (run.attempt - 1),
+                       task.retry_max_delay)  # fmt: skip
+        delay = delay_ms / 1000
+        self._set_state(live.execution, run, TaskState.RETRYING,
+                        f"attempt {run.attempt} failed ({error}); retry in {delay:g}s")  # fmt: skip
+        self.bus.publish(ev.TaskRetrying(at=self.clock.time(), execution_id=live.execution.id,
+                                         task_id=run.task_id, attempt=run.attempt,
+                                         delay_s=delay, error=error, state=outcome,
+                                         exit_code=run.exit_code))  # fmt: skip
+
+        def requeue() -> None:
+            live.retry_timers.pop(run.task_id, None)
+            if run.state == TaskState.RETRYING:
+                self._enqueue(live, run, task)
+
+        timer = PausableTimer(delay, requeue)
+        live.retry_timers[run.task_id] = timer
+        if live.execution.state == ExecState.PAUSED:
+            timer.pause()
+
+    async def _complete(
+        self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str
+    ) -> None:
+        self._finish_task(live, run, state, reason, settle=False)
+        if state == TaskState.SUCCEEDED and self.bus.has_durable:
+            await self.bus.durable()  # success is on disk before a dependant starts
+        self._settle(live, run.task_id)
+
+    def _finish_task(
+        self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str, settle: bool = True
+    ) -> None:
+        execution = live.execution
+        now = self.clock.time()
+        if run.state != state:
+            self._set_state(execution, run, state, reason, announce=False)  # TaskFinished
+        live.unfinished -= 1
+        run.finished_at = now
+        self.bus.publish(ev.TaskFinished(
+            at=now, execution_id=execution.id, task_id=run.task_id, state=state,
+            attempt=run.attempt, exit_code=run.exit_code, duration_s=run.active_s,
+            wait_s=run.wait_s, reason=reason, peak_cpu_pct=run.peak_cpu_pct,
+            peak_rss=run.peak_rss, avg_cpu_pct=round(run.avg_cpu_pct, 1), avg_rss=run.avg_rss,
+        ))  # fmt: skip
+        if settle:
+            self._settle(live, run.task_id)
+
+    def _settle(self, live: LiveExecution, task_id: str) -> None:
+        for child in live.tracker.settle(task_id):
+            if not live.execution.tasks[child].state.terminal:
+                self._judge_and_queue(live, child)
+        self._maybe_finish(live)
+
+    def _maybe_finish(self, live: LiveExecution) -> None:
+        execution = live.execution
+        if execution.state.terminal or live.unfinished:
+            return
+        states = [t.state for t in execution.tasks.values()]
+        if execution.cancel_requested:
+            final, reason = ExecState.CANCELLED, "cancelled"
+        elif any(s in TASK_FAILED or s == TaskState.CANCELLED for s in states):
+            bad = [
+                t.task_id
+                for t in execution.tasks.values()
+                if t.state in TASK_FAILED or t.state == TaskState.CANCELLED
+            ]
+            final, reason = ExecState.FAILED, "not succeeded: " + ", ".join(bad)
+        else:
+            final, reason = ExecState.SUCCEEDED, ""
+        if execution.state == ExecState.PAUSED:
+            execution.state = ExecState.RUNNING  # the last task ended while paused
+        if execution.state == ExecState.PENDING:
+            execution.state = ExecState.RUNNING
+        execution.to(final)
+        execution.reason = reason
+        execution.finished_at = self.clock.time()
+        for handle in live.deadline_timers:
+            handle.cancel()
+        duration = execution.finished_at - (execution.started_at or execution.created_at)
+        self.bus.publish(ev.ExecutionFinished(
+            at=execution.finished_at, execution_id=execution.id,
+            workflow_id=execution.workflow_id, state=final, reason=reason,
+            duration_s=duration,
+        ))  # fmt: skip
+        if live.done is not None and not live.done.done():
+            live.done.set_result(final)
+        del self._live[execution.id]
+        for callback in self.on_finished:
+            try:
+                callback(execution)
+            except Exception:
+                log.exception("on_finished callback failed")
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _arm_deadlines(self, live: LiveExecution) -> None:
+        execution = live.execution
+        loop = asyncio.get_running_loop()
+        if live.definition.deadline and execution.started_at is not None:
+            execution.deadline_at = execution.started_at + live.definition.deadline / 1000
+            live.deadline_timers.append(
+                loop.call_later(live.definition.deadline / 1000, self._deadline_missed, live, None)
+            )
+        for task in live.definition.tasks:
+            if task.deadline:
+                live.deadline_timers.append(
+                    loop.call_later(task.deadline / 1000, self._deadline_missed, live, task.id)
+                )
+
+    def _deadline_missed(self, live: LiveExecution, task_id: str | None) -> None:
+        execution = live.execution
+        if task_id is not None and execution.tasks[task_id].state.terminal:
+            return
+        if execution.state.terminal:
+            return
+        started = execution.started_at or execution.created_at
+        seconds = (
+            live.definition.deadline if task_id is None else live.task_defs[task_id].deadline
+        ) or 0
+        self.bus.publish(
+            ev.DeadlineMissed(
+                at=self.clock.time(),
+                execution_id=execution.id,
+                task_id=task_id,
+                deadline=started + seconds / 1000,
+            )
+        )
+
+    # ------------------------------------------------------------------ shutdown
+
+    def active(self) -> list[Execution]:
+        return [live.execution for live in self._live.values()]
+
+    async def shutdown(self, actor: str = "shutdown") -> None:
+        """Cancel every active execution and wait (bounded) until their processes are gone."""
+        waits = []
+        for live in list(self._live.values()):
+            self.cancel(live.execution.id, actor=actor)
+            if live.done is not None:
+                waits.append(live.done)
+        if waits:
+            await asyncio.wait(waits, timeout=self.grace_s + 2)

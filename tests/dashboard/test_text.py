@@ -1,0 +1,150 @@
+"""The console's small rules: task output is stripped of control sequences exactly as the
+engine strips it, right-to-left names are cut from their end, keys remap by id, the refresh
+cadence has a floor and slows over SSH, the theme follows the terminal, and the headless
+modules this issue added never import Textual."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from rich.cells import cell_len
+
+from l3tui import textdir
+from l3tui.dashboard import keymap
+from l3tui.dashboard.cadence import cadence, over_ssh
+from l3tui.dashboard.text import clean, duration, fit, size
+from l3tui.dashboard.themes import load_themes, pick_theme
+from l3tui.dashboard.widgets.base import Column, allocate
+from l3tui.dashboard.widgets.log_view import LogBuffer, merge_overlap, read_tail
+from l3tui.dashboard.widgets.metrics_chart import downsample
+from l3tui.engine.executors.output import clean as engine_clean
+from l3tui.errors import UsageError
+
+NASTY = [
+    "\x1b]0;new window title\x07after",
+    "\x1b[2J\x1b[Hcleared screen",
+    "\x1b[31mred\x1b[0m and \x1b[1;32mbold green\x1b[0m",
+    "progress 10%\rprogress 55%\rprogress 100%",
+    "bell\x07 and backspace\x08 and nul\x00",
+    "\x1bP+q544e\x1b\\device control",
+    "\x1b]8;;https://example.com\x1b\\link\x1b]8;;\x1b\\",
+    "c1 \x9b31m controls",
+    "plain عربي text",
+]
+
+
+@pytest.mark.parametrize("line", NASTY)
+def test_clean_matches_the_engines_rule_and_leaves_no_escape(line: str) -> None:
+    shown = clean(line)
+    assert shown == engine_clean(line)
+    assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in shown)
+
+
+def test_names_from_config_lose_control_sequences_before_display() -> None:
+    from l3tui.dashboard.text import Bidi
+
+    assert Bidi(True)("\x1b]0;owned\x07build") == "build"
+    assert Bidi(False)("\x1b[2Jname") == "name"
+
+
+def test_clean_turns_tabs_into_spaces() -> None:
+    assert clean("a\tb") == "a   b"
+
+
+def test_fit_pads_and_cuts_to_exact_cells() -> None:
+    assert fit("abc", 5) == "abc  " and fit("abc", 5, "right") == "  abc"
+    assert fit("abcdef", 4) == "abc…"
+    wide = fit("日本語テキスト", 6)
+    assert cell_len(wide) == 6
+
+
+def test_fit_cuts_right_to_left_text_from_its_logical_end() -> None:
+    name = "اختبارات الوحدات"
+    shown = textdir.display(name)
+    cut = fit(f"  ├ ▶ {shown}", 14)
+    assert cell_len(cut) == 14
+    assert cut.startswith("  ├ ▶ …")  # icons stay; the ellipsis stands where the end was
+    assert cut.endswith(shown[-5:])  # the start of the name (drawn on the right) stays
+
+
+def test_durations_and_sizes_read_short() -> None:
+    assert [duration(s) for s in (5, 125, 3720, 90000)] == ["5s", "2m05s", "1h02m", "1d01h"]
+    assert [size(n) for n in (512, 2048, 5 * 2**20, 3 * 2**30)] == ["512B", "2.0K", "5.0M",
+                                                                   "3.0G"]  # fmt: skip
+
+
+def test_columns_drop_the_least_needed_first_when_narrow() -> None:
+    cols = [Column("a", 10), Column("b", 10, flex=1, drop=2), Column("c", 10, drop=1)]
+    assert allocate(cols, 40) == [10, 18, 10]
+    assert allocate(cols, 25) == [10, 0, 10]  # the flexible column went first
+
+
+def test_keymap_remaps_by_id_and_rejects_unknown_ids() -> None:
+    assert keymap.parse_keymap("pause=P, cancel=ctrl+k") == {"pause": "P", "cancel": "ctrl+k"}
+    with pytest.raises(UsageError, match="unknown key id 'pasue'"):
+        keymap.parse_keymap("pasue=P")
+    with pytest.raises(UsageError, match="expected ID=KEY"):
+        keymap.parse_keymap("pause")
+    ids = [b.id for b in keymap.bindings()]
+    assert len(ids) == len(set(ids)) and {"pause", "resume", "cancel", "run"} <= set(ids)
+
+
+def test_refresh_has_a_floor_and_slows_over_ssh() -> None:
+    local = cadence(30_000, ssh=False)
+    assert (local.full_s, local.state_s) == (30.0, 1.0)
+    assert cadence(50, ssh=False).full_s == 0.25
+    remote = cadence(1000, ssh=True)
+    assert remote.full_s == 2.0 and remote.state_s == 2.0 and remote.log_s > local.log_s
+    assert over_ssh({"SSH_CONNECTION": "10.0.0.7 5000 10.0.0.1 22"})
+    assert not over_ssh({"TERM": "xterm"})
+
+
+def test_auto_theme_is_ansi_without_truecolor() -> None:
+    assert pick_theme("auto", {"COLORTERM": "truecolor", "TERM": "xterm-256color"}) == "l3-dark"
+    assert pick_theme("auto", {"TERM": "xterm-256color"}) == "l3-ansi"  # SSH drops COLORTERM
+    assert pick_theme("auto", {"COLORTERM": "24bit", "TERM": "linux"}) == "l3-ansi"
+    assert pick_theme("light", {}) == "l3-light"
+
+
+def test_bundled_themes_load_and_the_ansi_one_uses_only_ansi_colours() -> None:
+    themes = {t.name: t for t in load_themes()}
+    assert set(themes) == {"l3-dark", "l3-light", "l3-ansi"}
+    ansi = themes["l3-ansi"]
+    assert ansi.ansi
+    colours = [ansi.primary, ansi.secondary, ansi.error, ansi.warning, ansi.success,
+               ansi.background, *ansi.variables.values()]  # fmt: skip
+    assert all(c.startswith("ansi_") or c in ("none", "reverse") for c in colours)
+
+
+def test_log_buffer_is_bounded_and_counts_what_it_dropped() -> None:
+    buffer = LogBuffer(100)
+    buffer.extend(f"line {n}" for n in range(250))
+    assert len(buffer.lines) == 100 and buffer.dropped == 150
+    assert buffer.at(buffer.first) == "line 150" and buffer.end == 250
+
+
+def test_history_and_live_output_merge_without_repeats(tmp_path) -> None:
+    log = tmp_path / "task.log"
+    log.write_bytes(b"\x1b[1mone\x1b[0m\ntwo\nthree\n")
+    history, skipped = read_tail(str(log), 100)
+    assert history == ["one", "two", "three"] and skipped == 0
+    assert merge_overlap(history, ["two", "three", "four"]) == ["one", "two", "three", "four"]
+    assert merge_overlap(history, ["five"]) == ["one", "two", "three", "five"]
+
+
+def test_charts_average_down_to_their_resolution() -> None:
+    points = [(float(t), float(t % 10)) for t in range(1000)]
+    squeezed = downsample(points, now=1000.0, window_s=1000.0, columns=100)
+    assert len(squeezed) == 100
+    assert all(abs(v - 4.5) < 1e-9 for _, v in squeezed)
+
+
+@pytest.mark.parametrize("module", ["l3tui.monitor.alerts", "l3tui.runtime.reload",
+                                    "l3tui.runtime.root"])  # fmt: skip
+def test_headless_modules_never_import_textual(module: str) -> None:
+    code = f"import sys, {module}; print('textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)  # fmt: skip
+    assert out.stdout.strip() == "False"

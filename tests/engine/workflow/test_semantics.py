@@ -1,0 +1,340 @@
+"""Engine semantics: retries and backoff, trigger conditions, skipped dependants, the event
+bus, state transitions and templates, through the real engine and real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from l3tui.engine import events as ev
+from l3tui.engine.model import IllegalTransition, TaskRun, TaskState
+from l3tui.errors import UsageError
+
+ACTIONS = """
+actions:
+  ok:
+    command: [sh, -c, 'echo "ok $1"', sh, "${label:-}"]
+  fail:
+    command: [sh, -c, 'echo "failing" >&2; exit 3']
+  fail_times:
+    description: "fails until its counter file has $2 lines"
+    command: [sh, -c, 'echo x >> "$1"; n=$(wc -l < "$1"); [ "$n" -gt "$2" ] || { echo "attempt $n fails"; exit 1; }; echo "attempt $n ok"', sh, "${counter}", "${failures}"]
+"""
+
+
+async def run_to_end(rt, workflow: str, params=None, timeout: float = 20.0):
+    result = await rt.run_workflow(workflow, params)
+    assert result.applied, result.message
+    state = await asyncio.wait_for(rt.wait(result.execution_id), timeout)
+    view = rt.execution(result.execution_id)
+    return state, {t.task_id: t for t in view.tasks}, view
+
+
+async def test_retries_count_attempts_and_back_off(make_config, runtime_for, tmp_path):
+    config = make_config(
+        f"""
+        workflows:
+          flaky:
+            name: flaky
+            tasks:
+              - id: t
+                action: fail_times
+                parameters: {{counter: "{tmp_path}/count", failures: 2}}
+                retries: 3
+                retry_delay: 200
+                retry_backoff: 2
+        """,
+        actions=ACTIONS,
+    )
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test")
+        state, tasks, _ = await run_to_end(rt, "flaky")
+        events = sub.drain()
+    assert state == "succeeded"
+    assert tasks["t"].attempt == 3
+    retries = [e for e in events if isinstance(e, ev.TaskRetrying)]
+    assert [(r.attempt, r.delay_s) for r in retries] == [(1, 0.2), (2, 0.4)]
+    starts = [e.at for e in events if isinstance(e, ev.TaskStarted)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.4  # the backoff really waited
+    assert gaps[1] > gaps[0]
+
+
+async def test_retries_stop_at_the_cap_and_the_task_fails(make_config, runtime_for, tmp_path):
+    config = make_config(
+        f"""
+        workflows:
+          hopeless:
+            name: hopeless
+            tasks:
+              - id: t
+                action: fail_times
+                parameters: {{counter: "{tmp_path}/count", failures: 99}}
+                retries: 2
+                retry_delay: 50
+                retry_backoff: 10
+                retry_max_delay: 120
+              - {{id: after, action: ok, dependencies: [t]}}
+        """,
+        actions=ACTIONS,
+    )
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test")
+        state, tasks, view = await run_to_end(rt, "hopeless")
+        events = sub.drain()
+    assert state == "failed"
+    assert tasks["t"].state == "failed" and tasks["t"].attempt == 3
+    assert tasks["t"].exit_code == 1
+    assert tasks["after"].state == "skipped"
+    assert "upstream did not succeed" in tasks["after"].reason
+    retrying = [e for e in events if isinstance(e, ev.TaskRetrying)]
+    assert [e.delay_s for e in retrying] == [0.05, 0.12]  # 50 ms, then 500 ms capped at 120
+    assert [(e.state, e.exit_code) for e in retrying] == [("failed", 1), ("failed", 1)]
+    assert view.reason == "not succeeded: t"
+
+
+async def test_trigger_rules_on_upstream_outcomes(make_config, runtime_for):
+    config = make_config(
+        """
+        workflows:
+          rules:
+            name: rules
+            tasks:
+              - {id: good, action: ok}
+              - {id: bad, action: fail}
+              - {id: needs_all, action: ok, dependencies: [good, bad]}
+              - {id: on_failure, action: ok, dependencies: [good, bad],
+                 conditions: [{upstream: one_failed}]}
+              - {id: cleanup, action: ok, dependencies: [good, bad],
+                 conditions: [{upstream: all_done}]}
+              - {id: always, action: ok, dependencies: [needs_all],
+                 conditions: [{upstream: always}]}
+              - {id: only_on_failure_of_good, action: ok, dependencies: [good],
+                 conditions: [{upstream: one_failed}]}
+              - {id: downstream_of_skipped, action: ok, dependencies: [only_on_failure_of_good]}
+        """,
+        actions=ACTIONS,
+    )
+    async with runtime_for(config) as rt:
+        state, tasks, _ = await run_to_end(rt, "rules")
+    assert state == "failed"
+    assert {k: t.state for k, t in tasks.items()} == {
+        "good": "succeeded",
+        "bad": "failed",
+        "needs_all": "skipped",
+        "on_failure": "succeeded",
+        "cleanup": "succeeded",
+        "always": "succeeded",
+        "only_on_failure_of_good": "skipped",
+        "downstream_of_skipped": "skipped",
+    }
+
+
+async def test_predicates_path_env_and_param(make_config, runtime_for, tmp_path, monkeypatch):
+    marker = tmp_path / "present.txt"
+    marker.write_text("x")
+    monkeypatch.setenv("L3_TEST_FLAG", "on")
+    config = make_config(
+        f"""
+        workflows: {{}}
+        templates:
+          preds:
+            name: preds
+            params:
+              target: {{default: staging}}
+            tasks:
+              - {{id: exists, action: ok, conditions: [{{path_exists: "{marker}"}}]}}
+              - {{id: missing, action: ok, conditions: [{{path_exists: "{tmp_path}/nope"}}]}}
+              - {{id: absent, action: ok, conditions: [{{path_missing: "{tmp_path}/nope"}}]}}
+              - {{id: env_on, action: ok, conditions: [{{env_equals: {{L3_TEST_FLAG: "on"}}}}]}}
+              - {{id: env_off, action: ok, conditions: [{{env_equals: {{L3_TEST_FLAG: "off"}}}}]}}
+              - {{id: prod_only, action: ok, parameters: {{label: "${{target}}"}},
+                  conditions: [{{param_equals: {{target: prod}}}}]}}
+        """,
+        actions=ACTIONS,
+    )
+    async with runtime_for(config) as rt:
+        state, tasks, _ = await run_to_end(rt, "preds")
+        assert {k: t.state for k, t in tasks.items()} == {
+            "exists": "succeeded", "missing": "skipped", "absent": "succeeded",
+            "env_on": "succeeded", "env_off": "skipped", "prod_only": "skipped",
+        }  # fmt: skip
+        assert "does not exist" in tasks["missing"].reason
+        assert "param target is 'staging'" in tasks["prod_only"].reason
+        assert state == "succeeded"  # skipped by a condition is not a failure
+        state, tasks, _view = await run_to_end(rt, "preds", {"target": "prod"})
+        assert tasks["prod_only"].state == "succeeded"
+        assert tasks["prod_only"].last_line == "ok prod"
+
+
+async def test_metrics_printed_by_tasks_are_events(make_config, runtime_for):
+    actions = """
+    actions:
+      report:
+        command: [sh, -c, 'echo "L3METRIC analyzer_issues=12"; echo "L3METRIC tests_passed=118"; echo "L3METRIC bogus=abc"']
+    """
+    config = make_config(
+        "workflows:\n  m:\n    name: m\n    tasks: [{id: r, action: report}]\n", actions=actions
+    )
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test")
+        _state, tasks, _ = await run_to_end(rt, "m")
+        metrics = [(e.name, e.value) for e in sub.drain() if isinstance(e, ev.TaskMetric)]
+    assert metrics == [("analyzer_issues", 12.0), ("tests_passed", 118.0)]
+    assert dict(tasks["r"].metrics) == {"analyzer_issues": 12.0, "tests_passed": 118.0}
+    assert rt.metric_series("task.analyzer_issues", 60)[-1][1] == 12.0
+
+
+async def test_template_params_are_checked_and_filled(make_config, runtime_for, state_dir):
+    config = make_config(
+        """
+        workflows: {}
+        templates:
+          greet:
+            name: "تحية ${who}"
+            params:
+              who: {required: true}
+              times: {type: integer, default: 1}
+              mode: {choices: [fast, slow], default: fast}
+            tasks:
+              - {id: say, name: "قل ${who}", action: ok, parameters: {label: "${who}/${mode}"}}
+        """,
+        actions=ACTIONS,
+    )
+    async with runtime_for(config) as rt:
+        missing = await rt.run_workflow("greet")
+        assert not missing.applied and "needs param 'who'" in missing.message
+        unknown = await rt.run_workflow("greet", {"who": "x", "wh0": "y"})
+        assert not unknown.applied and "did you mean 'who'" in unknown.message
+        bad_int = await rt.run_workflow("greet", {"who": "x", "times": "many"})
+        assert "expected integer" in bad_int.message
+        bad_choice = await rt.run_workflow("greet", {"who": "x", "mode": "warp"})
+        assert "not one of: fast, slow" in bad_choice.message
+        state, tasks, view = await run_to_end(rt, "greet", {"who": "سارة", "times": "3"})
+    assert state == "succeeded"
+    assert view.workflow_name == "تحية سارة"
+    assert tasks["say"].name == "قل سارة"
+    assert tasks["say"].last_line == "ok سارة/fast"
+
+
+async def test_unknown_workflow_and_params_on_a_plain_workflow(make_config, runtime_for):
+    config = make_config(
+        "workflows:\n  build:\n    name: b\n    tasks: [{id: a, action: ok}]\n", actions=ACTIONS
+    )
+    async with runtime_for(config) as rt:
+        result = await rt.run_workflow("biuld")
+        assert not result.applied
+        assert result.message == "unknown workflow 'biuld' (did you mean 'build'?)"
+        result = await rt.run_workflow("build", {"x": "1"})
+        assert "not a template" in result.message
+
+
+async def test_fan_out_fan_in_respects_dependencies(make_config, runtime_for):
+    config = make_config(
+        """
+        workflows:
+          diamond:
+            name: diamond
+            tasks:
+              - {id: a, action: ok}
+              - {id: b1, action: ok, dependencies: [a]}
+              - {id: b2, action: ok, dependencies: [a]}
+              - {id: b3, action: ok, dependencies: [a]}
+              - {id: c, action: ok, dependencies: [b1, b2, b3]}
+        """,
+        actions=ACTIONS,
+    )
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test")
+        state, _tasks, _ = await run_to_end(rt, "diamond")
+        events = sub.drain()
+    assert state == "succeeded"
+    started = {e.task_id: e.at for e in events if isinstance(e, ev.TaskStarted)}
+    finished = {e.task_id: e.at for e in events if isinstance(e, ev.TaskFinished)}
+    for b in ("b1", "b2", "b3"):
+        assert started[b] >= finished["a"]
+        assert started["c"] >= finished[b]
+
+
+async def test_every_operator_command_is_an_event(make_config, runtime_for):
+    config = make_config(
+        "workflows:\n  w:\n    name: w\n    tasks: [{id: a, action: ok}]\n", actions=ACTIONS
+    )
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test")
+        _state, _, view = await run_to_end(rt, "w")
+        refused = await rt.pause(view.id)
+        nothing = await rt.cancel("no-such-execution")
+        actions = [e for e in sub.drain() if isinstance(e, ev.OperatorAction)]
+    assert not refused.applied and "already ended" in refused.message
+    assert not nothing.applied
+    assert [(a.action, a.applied) for a in actions] == [
+        ("run", True), ("pause", False), ("cancel", False),
+    ]  # fmt: skip
+    assert all(a.actor == "test" for a in actions)
+
+
+def test_illegal_transitions_raise():
+    run = TaskRun(execution_id="e", task_id="t", name="t")
+    run.to(TaskState.QUEUED)
+    run.to(TaskState.RUNNING)
+    run.to(TaskState.SUCCEEDED)
+    with pytest.raises(IllegalTransition, match="succeeded -> running"):
+        run.to(TaskState.RUNNING)
+    fresh = TaskRun(execution_id="e", task_id="u", name="u")
+    with pytest.raises(IllegalTransition):
+        fresh.to(TaskState.SUCCEEDED)  # never ran
+
+
+async def test_a_slow_lossy_subscriber_never_blocks_and_counts_drops():
+    bus = ev.EventBus()
+    slow = bus.subscribe("slow", maxsize=10)
+    for i in range(1000):
+        bus.publish(ev.SystemNotice(at=float(i), topic="t", message=str(i)))
+    assert slow.pending() == 10 and slow.dropped == 990
+    kept = [e.message for e in slow.drain()]
+    assert kept == [str(i) for i in range(990, 1000)]  # the newest survive
+
+
+async def test_durable_waits_until_the_durable_subscriber_acks():
+    bus = ev.EventBus()
+    store = bus.subscribe("store", durable=True)
+    for i in range(5):
+        bus.publish(ev.SystemNotice(at=float(i), topic="t", message=str(i)))
+    waiter = asyncio.ensure_future(bus.durable())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    batch = await store.get_batch(3)
+    store.ack(len(batch))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    rest = await store.get_batch()
+    store.ack(len(rest))
+    async with asyncio.timeout(1):
+        await waiter
+    assert store.dropped == 0
+
+
+async def test_a_failing_listener_does_not_stop_publishing():
+    bus = ev.EventBus()
+    seen = []
+
+    def broken(event: ev.Event) -> None:
+        raise RuntimeError("boom")
+
+    bus.add_listener(broken)
+    bus.add_listener(seen.append)
+    bus.publish(ev.SystemNotice(at=0.0, topic="t", message="m"))
+    assert len(seen) == 1
+
+
+def test_param_coercion_errors_are_usage_errors():
+    from l3tui.config.schema import ParamSpec
+    from l3tui.engine.workflow.templates import coerce
+
+    assert coerce("n", ParamSpec(type="integer"), "42") == 42
+    assert coerce("b", ParamSpec(type="boolean"), "yes") is True
+    with pytest.raises(UsageError, match="expected boolean"):
+        coerce("b", ParamSpec(type="boolean"), "maybe")
