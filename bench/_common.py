@@ -42,7 +42,7 @@ async def time_in_runtime(definition: WorkflowDef, scheduling: str, actions: str
     import time
 
     from l3tui.config import load_config
-    from l3tui.runtime.root import Runtime
+    from l3tui.runtime import Runtime
 
     config = load_config(temp_config(scheduling, actions))
     state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))

@@ -48,7 +48,7 @@ def main() -> None:
     print(f"python -c pass      {base * 1e3:7.1f} ms")
     print(f"l3tui --version     {version * 1e3:7.1f} ms")
     print(f"l3tui validate      {validate * 1e3:7.1f} ms")
-    for module in ("l3tui.commands.validate", "l3tui.commands.run", "l3tui.runtime.root"):
+    for module in ("l3tui.commands.validate", "l3tui.commands.run", "l3tui.runtime"):
         heavy = ", ".join(f"{name} {secs * 1e3:.0f}ms" for name, secs in heaviest_imports(module))
         print(f"import {module}: {heavy}")
     textual = subprocess.run(

@@ -88,7 +88,7 @@ async def _console_child(mode: str, queued: int, report_fd: int) -> None:
     from l3tui.config import load_config
     from l3tui.dashboard.app import ConsoleApp
     from l3tui.engine.scheduling.scheduler import QueueEntry
-    from l3tui.runtime.root import Runtime
+    from l3tui.runtime import Runtime
 
     config = load_config(bench_config())
     state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))
@@ -209,7 +209,7 @@ async def refresh_cost(executions: int = 1000, rounds: int = 30) -> float:
     `executions` running executions."""
     from l3tui.config import load_config
     from l3tui.dashboard.app import ConsoleApp
-    from l3tui.runtime.root import Runtime
+    from l3tui.runtime import Runtime
 
     config = load_config(bench_config())
     state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))

@@ -223,7 +223,7 @@ def _latency_listener(samples: list[float], steady: list[float]) -> object:
 
 
 async def dispatch_latency(durable: bool) -> tuple[list[float], list[float]]:
-    from l3tui.runtime.root import Runtime
+    from l3tui.runtime import Runtime
 
     config = load_config(temp_config("""
         scheduling:

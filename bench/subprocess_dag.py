@@ -92,14 +92,14 @@ async def time_asyncio(definition: WorkflowDef) -> float:
 
 async def time_local_executor(definition: WorkflowDef) -> float:
     """l3tui's LocalExecutor: posix_spawn + pidfd, own session, output captured."""
-    from l3tui.engine.actions.registry import CommandJob
+    from l3tui.engine.executors.base import CommandJob
     from l3tui.engine.executors.local import LocalExecutor
 
     executor = LocalExecutor(10 << 20, 1.0)
     job = CommandJob(("true",), shutil.which("true") or "/bin/true", dict(os.environ), None, 60.0)
 
     async def spawn() -> None:
-        await executor.spawn(job, None, lambda lines: None, lambda name, value: None).wait()
+        await executor.start(job, None, lambda lines: None, lambda name, value: None).wait()
 
     return await bare_loop(definition, spawn)
 

@@ -61,7 +61,7 @@ def runtime_for(state_dir: Path) -> Callable[..., object]:
     from contextlib import asynccontextmanager
 
     from l3tui.config import load_config
-    from l3tui.runtime.root import Runtime
+    from l3tui.runtime import Runtime
 
     @asynccontextmanager
     async def factory(config_dir: Path, **kwargs: object) -> AsyncIterator[Runtime]:

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _console(config: Any, state_dir: Path, options: dict[str, Any]) -> int:
     from l3tui.dashboard.app import ConsoleApp
-    from l3tui.runtime.root import Runtime
+    from l3tui.runtime import Runtime
 
     # The console is the long-lived process: it fires recurring tasks (`l3tui run` does not).
     async with Runtime(config, state_dir, watch_config=True, fire_schedules=True) as rt:

@@ -14,7 +14,7 @@ from l3tui.config import load_config, resolve_config_dir, resolve_state_dir
 from l3tui.engine.api import OpResult
 
 if TYPE_CHECKING:
-    from l3tui.runtime.root import Runtime
+    from l3tui.runtime import Runtime
 
 
 def run(args: argparse.Namespace) -> int:

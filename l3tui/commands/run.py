@@ -28,7 +28,7 @@ from l3tui.engine.api import ExecutionView, OpResult, TaskView
 from l3tui.errors import UsageError
 
 if TYPE_CHECKING:
-    from l3tui.runtime.root import Runtime
+    from l3tui.runtime import Runtime
 
 ICONS = {
     "pending": ("·", "dim"), "waiting": ("…", "dim"), "queued": ("◌", "cyan"),
@@ -80,7 +80,7 @@ async def start_and_follow(
 
     The first Ctrl-C (or SIGTERM) cancels it: SIGTERM to every task's process group, SIGKILL
     after the grace period. A second Ctrl-C kills what is left at once."""
-    from l3tui.runtime.root import Runtime
+    from l3tui.runtime import Runtime
 
     loop = asyncio.get_running_loop()
     async with Runtime(config, state_dir) as rt:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from l3tui.config import placeholders
 from l3tui.config.builtins import BUILTIN_ACTIONS
 from l3tui.config.errors import ConfigIssue, Severity, humanize, key_path
+from l3tui.config.graph import find_cycle
 from l3tui.config.schema import (
     ActionDef,
     AlertRule,
@@ -156,8 +157,6 @@ def _check_workflow(
                         f"needs {slots} slots of pool {pool!r}, which has only {pools[pool]}",
                     )
                 )
-    from l3tui.engine.workflow.dag import find_cycle
-
     self_free = {k: [d for d in v if d != k] for k, v in deps.items()}
     cycle = find_cycle(self_free)
     if cycle:

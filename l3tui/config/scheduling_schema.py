@@ -134,6 +134,23 @@ class Scheduling(Model):
     retention: Retention = Field(default_factory=Retention)
     """History kept in the store."""
 
+    def priority_level(self, value: str | int | None, default: int | None = None) -> int:
+        """The level of a priority name or number; `default` (else 'medium') when unset."""
+        levels = self.priorities or DEFAULT_PRIORITIES
+        if isinstance(value, int):
+            return value
+        if value is None:
+            return default if default is not None else levels.get("medium", 5)
+        if value in levels:
+            return levels[value]
+        ordered = sorted(levels.values())
+        return ordered[len(ordered) // 2]  # 'medium' absent from a custom map: the middle
+
+    def critical_level(self) -> int:
+        """At or above this level a task bypasses the measured-load gate."""
+        levels = self.priorities or DEFAULT_PRIORITIES
+        return levels.get("critical", max(levels.values()))
+
 
 class SchedulingFile(Model):
     """l3-scheduling.yml"""

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from l3tui.engine import events as ev
-from l3tui.engine.executors.local import process_start_time, scan_processes
+from l3tui.engine.executors.procs import process_start_time, scan_processes
 
 ACTIVE_EXEC_STATES = ("pending", "running", "paused")
 TERMINAL_TASK_STATES = frozenset(

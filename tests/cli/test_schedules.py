@@ -72,7 +72,7 @@ def test_a_task_disabled_at_run_time_is_marked(tmp_path):
     import asyncio
 
     from l3tui.config import load_config
-    from l3tui.runtime.root import Runtime
+    from l3tui.runtime import Runtime
 
     config = write_config(tmp_path / "config", WORKFLOWS, scheduling=SCHEDULING)
 

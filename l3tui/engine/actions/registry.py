@@ -21,25 +21,12 @@ from typing import Any
 from l3tui.config import placeholders
 from l3tui.config.builtins import BUILTIN_ACTIONS, IN_PROCESS_BUILTINS
 from l3tui.config.loader import Config
-from l3tui.config.schema import ActionDef, RLimits, TaskDef
+from l3tui.config.schema import ActionDef, TaskDef
+from l3tui.engine.executors.base import CommandJob
 
 
 class ActionError(Exception):
     """The task cannot be started as configured; the message says why, in one line."""
-
-
-@dataclass(frozen=True, slots=True)
-class CommandJob:
-    """A process to spawn."""
-
-    argv: tuple[str, ...]
-    executable: str
-    env: Mapping[str, str]
-    cwd: str | None
-    timeout_s: float
-    rlimits: RLimits | None = None
-    origin: str = ""
-    """Where it was defined, for messages: `l3-actions.yml: run_flutter_tests`."""
 
 
 InProcessFunc = Callable[[Mapping[str, Any]], Awaitable[int]]

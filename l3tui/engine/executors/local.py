@@ -13,72 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from l3tui.config.schema import RLimits
-from l3tui.engine.actions.registry import CommandJob
+from l3tui.engine.executors.base import CommandJob, OnLines, OnMetric, ProcessResult, SpawnError
 from l3tui.engine.executors.output import OutputCapture
+from l3tui.engine.executors.procs import become_subreaper, group_has_live_member, reap_orphans
 
 F_SETPIPE_SZ = 1031
-PR_SET_CHILD_SUBREAPER = 36
 EOF_WAIT_AFTER_EXIT = 2.0
 _RESET_SIGNALS = tuple(
     s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None), signal.SIGINT,
                 signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
     if s is not None
 )  # fmt: skip
-
-
-class SpawnError(Exception):
-    """The process could not be started."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessResult:
-    exit_code: int | None
-    """The exit status, or None when killed by a signal."""
-    signal: int | None
-    total_bytes: int
-    dropped_bytes: int
-    last_line: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    def describe(self) -> str:
-        if self.signal is not None:
-            try:
-                name = signal.Signals(self.signal).name
-            except ValueError:
-                name = str(self.signal)
-            return f"killed by {name}"
-        return f"exit code {self.exit_code}"
-
-
-_subreaper_done = False
-
-
-def become_subreaper() -> bool:
-    """Orphans of our tasks re-parent to us (and are reaped) instead of to PID 1."""
-    global _subreaper_done
-    if _subreaper_done:
-        return True
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        _subreaper_done = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        _subreaper_done = False
-    return _subreaper_done
 
 
 _nproc_flag: str | None = None
@@ -115,22 +69,6 @@ def _wrap(job: CommandJob) -> tuple[str, list[str]]:
     return "/bin/sh", argv
 
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_start_time(pid: int) -> float | None:
-    """When `pid` started, in seconds since boot (immune to wall-clock changes), or None if
-    it is gone. Recovery compares it with the boot-clock reading recorded at spawn (the
-    two agree within one 10 ms clock tick), so a reused pid is never mistaken for ours."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[19]) / _CLOCK_TICKS  # field 22 of stat(5), counted after "comm"
-
-
 class LocalProcess:
     """A running task process; owned by the engine until `wait()` returns."""
 
@@ -139,8 +77,8 @@ class LocalProcess:
         job: CommandJob,
         log_path: Path | None,
         log_cap: int,
-        on_lines: Callable[[list[str]], None],
-        on_metric: Callable[[str, float], None],
+        on_lines: OnLines,
+        on_metric: OnMetric,
         grace_s: float,
     ) -> None:
         self.job = job
@@ -297,7 +235,7 @@ class LocalProcess:
             os.killpg(self.pgid, 0)
         except ProcessLookupError:
             return False
-        return _group_has_live_member(self.pgid)
+        return group_has_live_member(self.pgid)
 
     async def _terminate_group(self) -> None:
         if not self.group_alive():
@@ -346,60 +284,15 @@ class LocalProcess:
         )
 
 
-def scan_processes() -> list[tuple[int, bytes, int, int]]:
-    """(pid, state, ppid, pgrp) of every process, from /proc."""
-    out: list[tuple[int, bytes, int, int]] = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return out
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        out.append((int(entry), fields[0], int(fields[1]), int(fields[2])))
-    return out
-
-
-def _group_has_live_member(pgid: int) -> bool:
-    """kill(0) succeeds on zombies too; look at the members' states."""
-    return any(pgrp == pgid and state != b"Z" for _, state, _, pgrp in scan_processes())
-
-
-def reap_orphans(pgids: set[int], exclude: set[int] | None = None) -> int:
-    """Reap zombie children of ours that belong to task groups (orphans re-parented to us as
-    subreaper). Never touches other children, whose owners wait for them."""
-    reaped = 0
-    exclude = exclude or set()
-    me = os.getpid()
-    for pid, state, ppid, pgrp in scan_processes():
-        if ppid == me and state == b"Z" and pgrp in pgids and pid not in exclude:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    reaped += 1
-            except ChildProcessError:
-                pass
-    return reaped
-
-
 class LocalExecutor:
-    """Starts `CommandJob`s as local processes."""
+    """Starts `CommandJob`s as local process groups (implements `base.Executor`)."""
 
     def __init__(self, log_cap_bytes: int, grace_s: float) -> None:
         self.log_cap_bytes = log_cap_bytes
         self.grace_s = grace_s
         self.subreaper = become_subreaper()
 
-    def spawn(
-        self,
-        job: CommandJob,
-        log_path: Path | None,
-        on_lines: Callable[[list[str]], None],
-        on_metric: Callable[[str, float], None],
+    def start(
+        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric
     ) -> LocalProcess:
         return LocalProcess(job, log_path, self.log_cap_bytes, on_lines, on_metric, self.grace_s)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from l3tui.config.schema import Scheduling
 from l3tui.engine import events as ev
@@ -23,11 +23,38 @@ from l3tui.engine.resources.bottlenecks import BottleneckDetector, Finding, Upgr
 from l3tui.engine.resources.ledger import Ledger
 from l3tui.engine.resources.sampler import Reading, Sampler
 
-if TYPE_CHECKING:
-    from l3tui.engine.scheduling.scheduler import TaskScheduler
-
 log = logging.getLogger(__name__)
 _MEASURED = (TaskState.RUNNING, TaskState.PAUSED)
+
+
+class WaitingTask(Protocol):
+    @property
+    def workflow_id(self) -> str: ...
+
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def enqueued_mono(self) -> float: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class Queue(Protocol):
+    """What the resource manager needs of the scheduler: somewhere to send measured load,
+    and the queue to read for findings. (The scheduler depends on this package for the
+    ledger; this package never imports the scheduler.)"""
+
+    @property
+    def wait_totals(self) -> Mapping[str, float]: ...
+
+    @property
+    def queued_memory_mb(self) -> int: ...
+
+    def update_load(self, cpu: float | None, memory: float | None) -> None: ...
+
+    def waiting_longer_than(self, seconds: float) -> Sequence[WaitingTask]: ...
 
 
 class ResourceManager:
@@ -61,7 +88,7 @@ class ResourceManager:
         self.detector = BottleneckDetector(settings)
         self.advisor = UpgradeAdvisor(settings)
         self.suggested: dict[str, Finding] = {}
-        self.scheduler: TaskScheduler | None = None
+        self.scheduler: Queue | None = None
         self.samples = 0
         self._sampled = asyncio.Event()
         self.configure(settings)
@@ -78,7 +105,7 @@ class ResourceManager:
         self.detector.configure(settings)
         self.advisor.settings = settings
 
-    def attach(self, scheduler: TaskScheduler) -> None:
+    def attach(self, scheduler: Queue) -> None:
         """Feed measured load to this scheduler and read its queue for findings."""
         self.scheduler = scheduler
 

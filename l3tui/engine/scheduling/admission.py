@@ -14,33 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sized
 from typing import Any
 
 from l3tui.engine.resources.ledger import Ledger
-from l3tui.engine.scheduling.queue_entry import HeapItem
-
-
-class Blocker:
-    """A cause of waiting shared by every entry parked under it."""
-
-    __slots__ = ("category", "delegated", "heap", "key")
-
-    def __init__(self, key: tuple[Any, ...], category: str) -> None:
-        self.key = key
-        self.category = category
-        """What the wait is attributed to in history: memory, cpu, pool:NAME, ..."""
-        self.heap: list[HeapItem] = []
-        self.delegated = False
-        """One of its entries stands in the main heap for it (see TaskScheduler._wake)."""
-
-    def blocking(self) -> str | None:
-        """Why entries parked here wait, or None once the cause is gone."""
-        raise NotImplementedError
-
-    def clear(self) -> bool:
-        """The cause is gone (cheap: called on the admission path)."""
-        return self.blocking() is None
-
-    def unblock_hint(self) -> str:
-        """What would let these entries start (for the queue report)."""
-        return ""
+from l3tui.engine.scheduling.queue_entry import Blocker
 
 
 class HeldBlocker(Blocker):

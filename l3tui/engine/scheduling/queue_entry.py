@@ -1,5 +1,5 @@
 """QueueEntry: one task's place in the scheduler's queue (and, once admitted, its hold on
-slots), plus the small helpers the scheduler's heaps share.
+slots); Blocker: a cause that entries wait under; and the small helpers the heaps share.
 
 Plain data: it decides nothing; its `reason` asks the scheduler, so it is never stale.
 """
@@ -11,11 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from l3tui.engine.scheduling.admission import Blocker
-    from l3tui.engine.scheduling.scheduler import TaskScheduler
+from typing import Any, Protocol
 
 INF = math.inf
 NO_POOLS: Mapping[str, int] = MappingProxyType({})
@@ -24,6 +20,38 @@ HeapItem = tuple[int, float, int, int, "QueueEntry"]
 """(-effective priority, deadline or inf, arrival seq, generation, entry): an item is
 current only while its generation equals the entry's (re-keying, admission and withdrawal
 bump it), so stale items are dropped lazily when they surface."""
+
+
+class Explainer(Protocol):
+    """Whoever queued an entry can say why it still waits (the scheduler)."""
+
+    def reason_for(self, entry: QueueEntry) -> str: ...
+
+
+class Blocker:
+    """A cause of waiting shared by every entry parked under it."""
+
+    __slots__ = ("category", "delegated", "heap", "key")
+
+    def __init__(self, key: tuple[Any, ...], category: str) -> None:
+        self.key = key
+        self.category = category
+        """What the wait is attributed to in history: memory, cpu, pool:NAME, ..."""
+        self.heap: list[HeapItem] = []
+        self.delegated = False
+        """One of its entries stands in the main heap for it (see TaskScheduler._wake)."""
+
+    def blocking(self) -> str | None:
+        """Why entries parked here wait, or None once the cause is gone."""
+        raise NotImplementedError
+
+    def clear(self) -> bool:
+        """The cause is gone (cheap: called on the admission path)."""
+        return self.blocking() is None
+
+    def unblock_hint(self) -> str:
+        """What would let these entries start (for the queue report)."""
+        return ""
 
 
 @dataclass(slots=True, eq=False)
@@ -55,7 +83,7 @@ class QueueEntry:
     """A caller's own remark, shown only when nothing else explains the wait."""
     _gen: int = field(default=0, init=False, repr=False)
     _home: Blocker | None = field(default=None, init=False, repr=False)
-    _sched: TaskScheduler | None = field(default=None, init=False, repr=False)
+    _sched: Explainer | None = field(default=None, init=False, repr=False)
     _deadline: float = field(default=INF, init=False, repr=False)
     _cause: str = field(default="concurrency", init=False, repr=False)
     _cause_since: float = field(default=0.0, init=False, repr=False)

@@ -3,7 +3,7 @@
 Order: effective priority (base + aging boost), then earliest deadline, then arrival. A task
 starts when concurrency, its execution's max_parallel, its pools, the ledger (declared
 cpu / memory) and measured load (critical tasks bypass only this) all have room. A blocked
-entry is parked under its cause (`admission.Blocker`) and comes back only when that cause
+entry is parked under its cause (a `Blocker`) and comes back only when that cause
 changes, so 100,000 queued tasks cost O(log n) each. The engine submits and releases;
 `entry.on_admit(entry)` is called synchronously when a task may start. It never runs tasks.
 """
@@ -24,7 +24,6 @@ from l3tui.config.schema import Scheduling
 from l3tui.engine.clock import Clock, SystemClock
 from l3tui.engine.resources.ledger import Ledger
 from l3tui.engine.scheduling.admission import (
-    Blocker,
     Causes,
     FitBlocker,
     GroupBlocker,
@@ -35,7 +34,7 @@ from l3tui.engine.scheduling.admission import (
     TimeBlocker,
 )
 from l3tui.engine.scheduling.aging import AgingLadder
-from l3tui.engine.scheduling.queue_entry import INF, QueueEntry, key, live, peek, waiting
+from l3tui.engine.scheduling.queue_entry import INF, Blocker, QueueEntry, key, live, peek, waiting
 
 log = logging.getLogger(__name__)
 __all__ = ["QueueEntry", "TaskScheduler"]

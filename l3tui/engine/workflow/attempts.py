@@ -1,6 +1,7 @@
-"""Running one attempt of a task: resolve its action, then run it in-process or as a process
-in its own group, with its timeout, output and metrics. A mixin of WorkflowEngine, which
-owns the records; this module only runs what it is given and reports how it ended."""
+"""Running one attempt of a task: resolve its action, then run it in-process or through the
+executor, with its timeout, output and metrics; freezing and thawing a running attempt.
+WorkflowEngine owns the records and decides what an ending means; this module only runs
+what it is given and reports how it ended."""
 
 from __future__ import annotations
 
@@ -9,19 +10,38 @@ from pathlib import Path
 
 from l3tui.config.schema import TaskDef
 from l3tui.engine import events as ev
-from l3tui.engine.actions.registry import ActionError, CommandJob, InProcessJob
-from l3tui.engine.executors.local import LocalProcess, SpawnError
+from l3tui.engine.actions.registry import ActionError, ActionRegistry, InProcessJob
+from l3tui.engine.clock import Clock
+from l3tui.engine.executors.base import CommandJob, Executor, SpawnError, TaskProcess
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
-from l3tui.engine.workflow.live import Attempt, EngineParts, LiveExecution
+from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.timers import PausableTimer
 
+Outcome = tuple[TaskState, str, int | None]
+"""How an attempt ended: its state, the reason for people, and the exit code if any."""
 
-class AttemptRunner(EngineParts):
-    """How an admitted task's attempt runs (mixed into WorkflowEngine)."""
 
-    async def _execute(
+class AttemptRunner:
+    """How an admitted task's attempt runs, and how a running one is frozen and thawed."""
+
+    def __init__(
+        self,
+        bus: ev.EventBus,
+        clock: Clock,
+        executor: Executor,
+        registry: ActionRegistry,
+        transitions: TaskTransitions,
+    ) -> None:
+        self.bus = bus
+        self.clock = clock
+        self.executor = executor
+        self.registry = registry
+        """Replaced by the engine when the config is reloaded."""
+        self.transitions = transitions
+
+    async def execute(
         self, live: LiveExecution, run: TaskRun, task: TaskDef, attempt: Attempt
-    ) -> tuple[TaskState, str, int | None]:
+    ) -> Outcome:
         execution = live.execution
         run.attempt += 1
         now = self.clock.time()
@@ -29,7 +49,7 @@ class AttemptRunner(EngineParts):
         run.wait_s += wait
         context = {**live.context, "l3.task_id": task.id, "l3.attempt": run.attempt}
         run.started_at = now
-        self._set_state(execution, run, TaskState.RUNNING, announce=False)  # TaskStarted
+        self.transitions.move(execution, run, TaskState.RUNNING, announce=False)  # TaskStarted
         try:
             job = self.registry.resolve(task, context, execution.params)
         except ActionError as exc:
@@ -43,7 +63,7 @@ class AttemptRunner(EngineParts):
 
     async def _execute_in_process(
         self, run: TaskRun, job: InProcessJob, attempt: Attempt
-    ) -> tuple[TaskState, str, int | None]:
+    ) -> Outcome:
         # A bare call_later handle costs a third of asyncio.timeout(); this is the hot path
         # of short in-process tasks.
         current = asyncio.current_task()
@@ -73,7 +93,7 @@ class AttemptRunner(EngineParts):
         self,
         execution: Execution,
         run: TaskRun,
-        proc: LocalProcess | None,
+        proc: TaskProcess | None,
         command: tuple[str, ...],
         wait: float,
     ) -> None:
@@ -92,7 +112,7 @@ class AttemptRunner(EngineParts):
         attempt: Attempt,
         wait: float,
         execution_dir: Path,
-    ) -> tuple[TaskState, str, int | None]:
+    ) -> Outcome:
         execution = live.execution
         log_path = execution_dir / f"{run.task_id}.{run.attempt}.log"
         run.log_path = str(log_path)
@@ -125,7 +145,7 @@ class AttemptRunner(EngineParts):
             )
 
         try:
-            proc = self.executor.spawn(job, log_path, on_lines, on_metric)
+            proc = self.executor.start(job, log_path, on_lines, on_metric)
         except SpawnError as exc:
             self._publish_started(execution, run, None, job.argv, wait)
             return TaskState.FAILED, str(exc), None
@@ -140,7 +160,7 @@ class AttemptRunner(EngineParts):
 
         attempt.timer = PausableTimer(job.timeout_s, on_timeout)
         if execution.state == ExecState.PAUSED:  # paused between admission and spawn
-            self._freeze(execution, run, attempt)
+            self.freeze(execution, run, attempt)
         try:
             result = await proc.wait()
         except asyncio.CancelledError:
@@ -155,3 +175,25 @@ class AttemptRunner(EngineParts):
         if result.ok:
             return TaskState.SUCCEEDED, "", 0
         return TaskState.FAILED, result.describe(), result.exit_code
+
+    # ------------------------------------------------------------------ pause
+
+    def freeze(self, execution: Execution, run: TaskRun, attempt: Attempt) -> bool:
+        """Stop a running attempt's processes and its timeout; False if it could not be."""
+        if attempt.process is None or not attempt.process.pause():
+            return False
+        if attempt.timer is not None:
+            attempt.timer.pause()
+        run.stop_running(self.clock.time())
+        self.transitions.move(execution, run, TaskState.PAUSED, "paused by operator")
+        return True
+
+    def thaw(self, execution: Execution, run: TaskRun, attempt: Attempt) -> bool:
+        if attempt.process is None or run.state != TaskState.PAUSED:
+            return False
+        attempt.process.resume()
+        if attempt.timer is not None:
+            attempt.timer.resume()
+        run.start_running(self.clock.time())
+        self.transitions.move(execution, run, TaskState.RUNNING, "resumed")
+        return True

@@ -10,8 +10,6 @@ timeout does not tick. Every operator command returns whether it applied and is 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -19,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from l3tui.config.loader import Config
-from l3tui.config.schema import DEFAULT_PRIORITIES, TaskDef, TemplateDef, WorkflowDef
-from l3tui.config.suggest import did_you_mean
+from l3tui.config.schema import TaskDef, TemplateDef, WorkflowDef
 from l3tui.engine import events as ev
 from l3tui.engine.actions.registry import ActionRegistry
+from l3tui.engine.api import OpResult
 from l3tui.engine.clock import Clock
-from l3tui.engine.executors.local import LocalExecutor
+from l3tui.engine.executors.base import Executor
 from l3tui.engine.model import (
     TASK_FAILED,
     ExecState,
@@ -37,23 +35,19 @@ from l3tui.engine.scheduling.scheduler import QueueEntry, TaskScheduler
 from l3tui.engine.workflow.attempts import AttemptRunner
 from l3tui.engine.workflow.conditions import judge
 from l3tui.engine.workflow.dag import ReadyTracker
-from l3tui.engine.workflow.live import Attempt, LiveExecution
+from l3tui.engine.workflow.deadlines import arm_deadlines
+from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.operations import OperatorCommands
-from l3tui.engine.workflow.templates import instantiate, resolve_params
+from l3tui.engine.workflow.templates import definition_for, definition_hash, resolve_params
 from l3tui.engine.workflow.timers import PausableTimer, resolve_not_before
-from l3tui.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 
-def definition_hash(definition: WorkflowDef) -> str:
-    canonical = json.dumps(definition.model_dump(mode="json", by_alias=True), sort_keys=True,
-                           ensure_ascii=False, separators=(",", ":"))  # fmt: skip
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-class WorkflowEngine(AttemptRunner, OperatorCommands):
-    """Runs executions; the only writer of Execution and TaskRun records."""
+class WorkflowEngine:
+    """Runs executions; the only writer of Execution and TaskRun records. Its parts: an
+    `AttemptRunner` (one attempt's run), `OperatorCommands` (pause, resume, cancel) and
+    `TaskTransitions` (a task's state change and its event), each handed what it uses."""
 
     def __init__(
         self,
@@ -61,7 +55,7 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
         state_dir: Path,
         bus: ev.EventBus,
         scheduler: TaskScheduler,
-        executor: LocalExecutor,
+        executor: Executor,
         clock: Clock,
         actor: str = "engine",
     ) -> None:
@@ -77,7 +71,12 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
         self._live: dict[str, LiveExecution] = {}
         self.on_finished: list[Callable[[Execution], None]] = []
         self.grace_s = config.scheduling.execution.grace_period / 1000
-        self._critical = self.critical_level()
+        self._critical = config.scheduling.critical_level()
+        self.transitions = TaskTransitions(bus, clock)
+        self.attempts = AttemptRunner(bus, clock, executor, self.registry, self.transitions)
+        self.commands = OperatorCommands(bus, clock, scheduler, self.attempts, self.executions,
+                                         self._live, self._finish_task, self._maybe_finish,
+                                         actor)  # fmt: skip
 
     # ------------------------------------------------------------------ config
 
@@ -85,39 +84,10 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
         """New definitions for new executions; running ones keep what they started with."""
         self.config = config
         self.registry = ActionRegistry(config, self.state_dir)
-        self._critical = self.critical_level()
-
-    def priority_of(self, value: str | int | None, default: int | None = None) -> int:
-        levels = self.config.scheduling.priorities or DEFAULT_PRIORITIES
-        if isinstance(value, int):
-            return value
-        if value is None:
-            return default if default is not None else levels.get("medium", 5)
-        if value in levels:
-            return levels[value]
-        ordered = sorted(levels.values())
-        return ordered[len(ordered) // 2]  # 'medium' absent from a custom map: the middle
-
-    def critical_level(self) -> int:
-        levels = self.config.scheduling.priorities or DEFAULT_PRIORITIES
-        return levels.get("critical", max(levels.values()))
+        self.attempts.registry = self.registry
+        self._critical = config.scheduling.critical_level()
 
     # ------------------------------------------------------------------ create
-
-    def definition_for(
-        self, workflow_id: str, params: Mapping[str, Any]
-    ) -> tuple[WorkflowDef, dict[str, Any]]:
-        wf = self.config.workflows
-        if workflow_id in wf.templates:
-            return instantiate(workflow_id, wf.templates[workflow_id], params)
-        if workflow_id in wf.workflows:
-            if params:
-                raise UsageError(
-                    f"{workflow_id!r} is a workflow, not a template; it takes no params (-p)"
-                )
-            return wf.workflows[workflow_id], {}
-        known = [*wf.workflows, *wf.templates]
-        raise UsageError(f"unknown workflow {workflow_id!r}{did_you_mean(workflow_id, known)}")
 
     def create(
         self,
@@ -134,7 +104,7 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
         one: the same definition, with the tasks in `keep` carried over as they ended."""
         params = dict(params or {})
         if definition is None:
-            definition, params = self.definition_for(workflow_id, params)
+            definition, params = definition_for(self.config, workflow_id, params)
         elif workflow_id in self.config.workflows.templates and params:
             template: TemplateDef = self.config.workflows.templates[workflow_id]
             params = resolve_params(workflow_id, template, params)
@@ -142,7 +112,9 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
         exec_id = new_execution_id(now)
         while exec_id in self.executions:
             exec_id = new_execution_id(now)
-        base_priority = self.priority_of(priority if priority is not None else definition.priority)
+        levels = self.config.scheduling
+        base_priority = levels.priority_level(priority if priority is not None
+                                              else definition.priority)  # fmt: skip
         execution = Execution(
             id=exec_id,
             workflow_id=workflow_id,
@@ -161,7 +133,7 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
                 task_id=task.id,
                 name=task.display_name,
                 max_attempts=task.retries + 1,
-                priority=self.priority_of(task.priority, base_priority),
+                priority=levels.priority_level(task.priority, base_priority),
             )
         self.executions[exec_id] = execution
         deps = {t.id: list(t.dependencies) for t in definition.tasks}
@@ -198,14 +170,14 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
         execution.to(ExecState.RUNNING)
         execution.started_at = now
         self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id))
-        self._arm_deadlines(live)
+        arm_deadlines(live, self.bus, self.clock)
         live.directory.mkdir(parents=True, exist_ok=True)
         ready = live.tracker.initial()
         ready_set = set(ready)
         for task in live.definition.tasks:
             if task.id not in ready_set:
                 deps = ", ".join(task.dependencies)
-                self._set_state(execution, execution.tasks[task.id], TaskState.WAITING,
+                self.transitions.move(execution, execution.tasks[task.id], TaskState.WAITING,
                                 f"waiting on {deps}")  # fmt: skip
         for task_id in ready:
             self._judge_and_queue(live, task_id)
@@ -217,25 +189,24 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
             return self.executions[execution_id].state
         return await asyncio.shield(live.done)
 
-    def _set_state(
-        self,
-        execution: Execution,
-        run: TaskRun,
-        state: TaskState,
-        reason: str = "",
-        *,
-        announce: bool = True,
-    ) -> None:
-        """Move `run` to `state`; `announce=False` where a richer event follows at once
-        (TaskStarted for running, TaskFinished for an ending)."""
-        previous = run.to(state)
-        run.reason = reason
-        if not announce:
-            return
-        self.bus.publish(ev.TaskStateChanged(
-            at=self.clock.time(), execution_id=execution.id, task_id=run.task_id,
-            state=state, previous=previous, attempt=run.attempt, reason=reason,
-        ))  # fmt: skip
+    # ------------------------------------------------------------------ operator commands
+
+    def pause(
+        self, exec_id: str, task_id: str | None = None, actor: str | None = None
+    ) -> OpResult:
+        return self.commands.pause(exec_id, task_id, actor)
+
+    def resume(
+        self, exec_id: str, task_id: str | None = None, actor: str | None = None
+    ) -> OpResult:
+        return self.commands.resume(exec_id, task_id, actor)
+
+    def cancel(
+        self, exec_id: str, task_id: str | None = None, actor: str | None = None
+    ) -> OpResult:
+        return self.commands.cancel(exec_id, task_id, actor)
+
+    # ------------------------------------------------------------------ progress
 
     def _judge_and_queue(self, live: LiveExecution, task_id: str) -> None:
         """All upstream tasks have ended: skip the task or queue it."""
@@ -284,7 +255,7 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
         )
         live.attempts[task.id] = Attempt(entry)
         run.queued_at = self.clock.time()
-        self._set_state(execution, run, TaskState.QUEUED)
+        self.transitions.move(execution, run, TaskState.QUEUED)
         self.scheduler.submit(entry)
 
     def _on_admit(self, entry: QueueEntry) -> None:
@@ -304,7 +275,7 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
             if attempt.cancelled:  # cancelled between admission and this first step
                 outcome, reason, exit_code = TaskState.CANCELLED, "cancelled", None
             else:
-                outcome, reason, exit_code = await self._execute(live, run, task, attempt)
+                outcome, reason, exit_code = await self.attempts.execute(live, run, task, attempt)
         except asyncio.CancelledError:
             if not attempt.cancelled:
                 raise  # the runtime is shutting down
@@ -335,7 +306,7 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
         delay_ms = min(task.retry_delay * task.retry_backoff ** (run.attempt - 1),
                        task.retry_max_delay)  # fmt: skip
         delay = delay_ms / 1000
-        self._set_state(live.execution, run, TaskState.RETRYING,
+        self.transitions.move(live.execution, run, TaskState.RETRYING,
                         f"attempt {run.attempt} failed ({error}); retry in {delay:g}s")  # fmt: skip
         self.bus.publish(ev.TaskRetrying(at=self.clock.time(), execution_id=live.execution.id,
                                          task_id=run.task_id, attempt=run.attempt,
@@ -366,7 +337,7 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
         execution = live.execution
         now = self.clock.time()
         if run.state != state:
-            self._set_state(execution, run, state, reason, announce=False)  # TaskFinished
+            self.transitions.move(execution, run, state, reason, announce=False)  # TaskFinished
         live.unfinished -= 1
         run.finished_at = now
         self.bus.publish(ev.TaskFinished(
@@ -423,41 +394,6 @@ class WorkflowEngine(AttemptRunner, OperatorCommands):
                 callback(execution)
             except Exception:
                 log.exception("on_finished callback failed")
-
-    # ------------------------------------------------------------------ deadlines
-
-    def _arm_deadlines(self, live: LiveExecution) -> None:
-        execution = live.execution
-        loop = asyncio.get_running_loop()
-        if live.definition.deadline and execution.started_at is not None:
-            execution.deadline_at = execution.started_at + live.definition.deadline / 1000
-            live.deadline_timers.append(
-                loop.call_later(live.definition.deadline / 1000, self._deadline_missed, live, None)
-            )
-        for task in live.definition.tasks:
-            if task.deadline:
-                live.deadline_timers.append(
-                    loop.call_later(task.deadline / 1000, self._deadline_missed, live, task.id)
-                )
-
-    def _deadline_missed(self, live: LiveExecution, task_id: str | None) -> None:
-        execution = live.execution
-        if task_id is not None and execution.tasks[task_id].state.terminal:
-            return
-        if execution.state.terminal:
-            return
-        started = execution.started_at or execution.created_at
-        seconds = (
-            live.definition.deadline if task_id is None else live.task_defs[task_id].deadline
-        ) or 0
-        self.bus.publish(
-            ev.DeadlineMissed(
-                at=self.clock.time(),
-                execution_id=execution.id,
-                task_id=task_id,
-                deadline=started + seconds / 1000,
-            )
-        )
 
     # ------------------------------------------------------------------ shutdown
 

@@ -7,22 +7,16 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from l3tui.config.schema import TaskDef, WorkflowDef
-from l3tui.engine.executors.local import LocalProcess
-from l3tui.engine.model import ExecState, Execution, TaskState
-from l3tui.engine.scheduling.scheduler import QueueEntry
+from l3tui.engine import events as ev
+from l3tui.engine.clock import Clock
+from l3tui.engine.executors.base import TaskProcess
+from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
+from l3tui.engine.scheduling.queue_entry import QueueEntry
 from l3tui.engine.workflow.dag import ReadyTracker
 from l3tui.engine.workflow.timers import PausableTimer
-
-if TYPE_CHECKING:
-    from l3tui.engine import events as ev
-    from l3tui.engine.actions.registry import ActionRegistry
-    from l3tui.engine.clock import Clock
-    from l3tui.engine.executors.local import LocalExecutor
-    from l3tui.engine.model import TaskRun
-    from l3tui.engine.scheduling.scheduler import TaskScheduler
 
 
 @dataclass(slots=True, eq=False)
@@ -30,7 +24,7 @@ class Attempt:
     """What the engine holds for a task while it is queued or running."""
 
     entry: QueueEntry
-    process: LocalProcess | None = None
+    process: TaskProcess | None = None
     job_task: asyncio.Task[None] | None = None
     timer: PausableTimer | None = None
     timed_out: bool = False
@@ -62,39 +56,32 @@ class LiveExecution:
     """Tasks not yet in a terminal state; the execution ends when it reaches 0."""
 
 
-class EngineParts:
-    """What WorkflowEngine's parts (attempts.py, operations.py) use of each other: declared
-    here for the type checker only; WorkflowEngine provides them."""
+class TaskTransitions:
+    """Moves a task's record to a new state and announces it: the one way the engine's
+    parts (attempts, operator commands, progress) change a task's state."""
 
-    if TYPE_CHECKING:
-        bus: ev.EventBus
-        clock: Clock
-        registry: ActionRegistry
-        executor: LocalExecutor
-        scheduler: TaskScheduler
-        actor: str
-        executions: dict[str, Execution]
-        _live: dict[str, LiveExecution]
+    __slots__ = ("bus", "clock")
 
-        def _set_state(
-            self,
-            execution: Execution,
-            run: TaskRun,
-            state: TaskState,
-            reason: str = "",
-            *,
-            announce: bool = True,
-        ) -> None: ...
+    def __init__(self, bus: ev.EventBus, clock: Clock) -> None:
+        self.bus = bus
+        self.clock = clock
 
-        def _finish_task(
-            self,
-            live: LiveExecution,
-            run: TaskRun,
-            state: TaskState,
-            reason: str,
-            settle: bool = True,
-        ) -> None: ...
-
-        def _maybe_finish(self, live: LiveExecution) -> None: ...
-
-        def _freeze(self, execution: Execution, run: TaskRun, attempt: Attempt) -> bool: ...
+    def move(
+        self,
+        execution: Execution,
+        run: TaskRun,
+        state: TaskState,
+        reason: str = "",
+        *,
+        announce: bool = True,
+    ) -> None:
+        """`announce=False` where a richer event follows at once (TaskStarted for running,
+        TaskFinished for an ending)."""
+        previous = run.to(state)
+        run.reason = reason
+        if not announce:
+            return
+        self.bus.publish(ev.TaskStateChanged(
+            at=self.clock.time(), execution_id=execution.id, task_id=run.task_id,
+            state=state, previous=previous, attempt=run.attempt, reason=reason,
+        ))  # fmt: skip

@@ -1,18 +1,49 @@
 """Operator commands on executions and single tasks: pause (SIGSTOP the group, hold
 dispatch, stop the timeout), resume, cancel (SIGTERM, grace, SIGKILL; dependants skipped).
-Each returns whether it applied and is published as an OperatorAction event. A mixin of
-WorkflowEngine."""
+Each returns whether it applied and is published as an OperatorAction event. Owned by
+WorkflowEngine, which hands it the live executions and how a task or execution ends."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from l3tui.engine import events as ev
 from l3tui.engine.api import OpResult
+from l3tui.engine.clock import Clock
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
-from l3tui.engine.workflow.live import Attempt, EngineParts, LiveExecution
+from l3tui.engine.scheduling.scheduler import TaskScheduler
+from l3tui.engine.workflow.attempts import AttemptRunner
+from l3tui.engine.workflow.live import LiveExecution
+
+FinishTask = Callable[[LiveExecution, TaskRun, TaskState, str], None]
 
 
-class OperatorCommands(EngineParts):
-    """pause / resume / cancel (mixed into WorkflowEngine)."""
+class OperatorCommands:
+    """pause / resume / cancel of executions and single tasks."""
+
+    def __init__(
+        self,
+        bus: ev.EventBus,
+        clock: Clock,
+        scheduler: TaskScheduler,
+        attempts: AttemptRunner,
+        executions: dict[str, Execution],
+        live: dict[str, LiveExecution],
+        finish_task: FinishTask,
+        maybe_finish: Callable[[LiveExecution], None],
+        actor: str,
+    ) -> None:
+        self.bus = bus
+        self.clock = clock
+        self.scheduler = scheduler
+        self.attempts = attempts
+        self.executions = executions
+        """Every execution this engine made (shared with it, never rebound)."""
+        self._live = live
+        """The executions still running (shared with the engine, never rebound)."""
+        self._finish_task = finish_task
+        self._maybe_finish = maybe_finish
+        self.actor = actor
 
     def _record(self, action: str, exec_id: str | None, task_id: str | None, result: OpResult,
                 actor: str | None) -> OpResult:  # fmt: skip
@@ -35,25 +66,6 @@ class OperatorCommands(EngineParts):
             return None, OpResult(False, f"execution {exec_id} has no task {task_id!r}")
         return live, None
 
-    def _freeze(self, execution: Execution, run: TaskRun, attempt: Attempt) -> bool:
-        if attempt.process is None or not attempt.process.pause():
-            return False
-        if attempt.timer is not None:
-            attempt.timer.pause()
-        run.stop_running(self.clock.time())
-        self._set_state(execution, run, TaskState.PAUSED, "paused by operator")
-        return True
-
-    def _thaw(self, execution: Execution, run: TaskRun, attempt: Attempt) -> bool:
-        if attempt.process is None or run.state != TaskState.PAUSED:
-            return False
-        attempt.process.resume()
-        if attempt.timer is not None:
-            attempt.timer.resume()
-        run.start_running(self.clock.time())
-        self._set_state(execution, run, TaskState.RUNNING, "resumed")
-        return True
-
     def pause(self, exec_id: str, task_id: str | None = None, actor: str | None = None) -> OpResult:
         live, error = self._lookup(exec_id, task_id)
         if live is None:
@@ -63,7 +75,7 @@ class OperatorCommands(EngineParts):
             run = execution.tasks[task_id]
             attempt = live.attempts.get(task_id)
             if run.state == TaskState.RUNNING and attempt is not None and attempt.process:
-                ok = self._freeze(execution, run, attempt)
+                ok = self.attempts.freeze(execution, run, attempt)
                 result = OpResult(
                     ok, f"task {task_id} paused" if ok else f"task {task_id} could not be stopped"
                 )
@@ -85,7 +97,7 @@ class OperatorCommands(EngineParts):
         frozen = 0
         for tid, attempt in live.attempts.items():
             run = execution.tasks[tid]
-            if run.state == TaskState.RUNNING and self._freeze(execution, run, attempt):
+            if run.state == TaskState.RUNNING and self.attempts.freeze(execution, run, attempt):
                 frozen += 1
         for timer in live.retry_timers.values():
             timer.pause()
@@ -109,7 +121,8 @@ class OperatorCommands(EngineParts):
             run = execution.tasks[task_id]
             attempt = live.attempts.get(task_id)
             if run.state == TaskState.PAUSED and attempt is not None:
-                result = OpResult(self._thaw(execution, run, attempt), f"task {task_id} resumed")
+                done = self.attempts.thaw(execution, run, attempt)
+                result = OpResult(done, f"task {task_id} resumed")
             elif run.state == TaskState.QUEUED and (exec_id, task_id) in self.scheduler.held:
                 self.scheduler.unhold((exec_id, task_id))
                 result = OpResult(True, f"task {task_id} released")
@@ -123,7 +136,7 @@ class OperatorCommands(EngineParts):
         execution.to(ExecState.RUNNING)
         thawed = 0
         for tid, attempt in live.attempts.items():
-            if self._thaw(execution, execution.tasks[tid], attempt):
+            if self.attempts.thaw(execution, execution.tasks[tid], attempt):
                 thawed += 1
         for timer in live.retry_timers.values():
             timer.resume()

@@ -1,9 +1,11 @@
-"""Templates: check the params a run gives, fill `${param}` placeholders, and return an
-ordinary workflow definition (context placeholders such as `${l3.state_dir}` stay for
-run time)."""
+"""Definitions: the one a workflow or template id names, and its hash. Templates: check the
+params a run gives, fill `${param}` placeholders, and return an ordinary workflow definition
+(context placeholders such as `${l3.state_dir}` stay for run time)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from l3tui.config import placeholders
+from l3tui.config.loader import Config
 from l3tui.config.schema import ParamSpec, TemplateDef, WorkflowDef
 from l3tui.config.suggest import did_you_mean
 from l3tui.errors import UsageError
@@ -96,3 +99,26 @@ def instantiate(
         raise UsageError(
             f"template {template_id!r} with these params is invalid: {where}: {first['msg']}"
         ) from None
+
+
+def definition_hash(definition: WorkflowDef) -> str:
+    canonical = json.dumps(definition.model_dump(mode="json", by_alias=True), sort_keys=True,
+                           ensure_ascii=False, separators=(",", ":"))  # fmt: skip
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def definition_for(
+    config: Config, workflow_id: str, params: Mapping[str, Any]
+) -> tuple[WorkflowDef, dict[str, Any]]:
+    """The definition a workflow or template id names (a template filled with `params`)."""
+    wf = config.workflows
+    if workflow_id in wf.templates:
+        return instantiate(workflow_id, wf.templates[workflow_id], params)
+    if workflow_id in wf.workflows:
+        if params:
+            raise UsageError(
+                f"{workflow_id!r} is a workflow, not a template; it takes no params (-p)"
+            )
+        return wf.workflows[workflow_id], {}
+    known = [*wf.workflows, *wf.templates]
+    raise UsageError(f"unknown workflow {workflow_id!r}{did_you_mean(workflow_id, known)}")

@@ -376,7 +376,7 @@ async def test_escape_sequences_never_reach_output_events(make_config, runtime_f
 def test_engine_modules_never_import_textual():
     code = (
         "import sys\n"
-        "import l3tui.commands.run, l3tui.commands.validate, l3tui.runtime.root\n"
+        "import l3tui.commands.run, l3tui.commands.validate, l3tui.runtime\n"
         "import l3tui.engine.actions.builtins\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext')]\n"
         "assert not bad, bad\n"

@@ -1,0 +1,103 @@
+"""What an executor is. The workflow engine hands an `Executor` a `CommandJob` and gets
+back a `TaskProcess` it can pause, resume, terminate and wait for; it knows nothing else
+about where or how the process runs. `local.py` runs each job as a process group on this
+machine; a remote executor (Dask) implements the same two protocols.
+
+Usage (CPU, RSS) of a local task is measured by the resource sampler through the task's
+process group (`pgid`); an executor whose processes run elsewhere reports `pgid=None`.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from l3tui.config.schema import RLimits
+
+OnLines = Callable[[list[str]], None]
+"""Called with complete output lines as they arrive (sanitised)."""
+OnMetric = Callable[[str, float], None]
+"""Called for each `L3METRIC name=value` line."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandJob:
+    """A process to spawn."""
+
+    argv: tuple[str, ...]
+    executable: str
+    env: Mapping[str, str]
+    cwd: str | None
+    timeout_s: float
+    rlimits: RLimits | None = None
+    origin: str = ""
+    """Where it was defined, for messages: `l3-actions.yml: run_flutter_tests`."""
+
+
+class SpawnError(Exception):
+    """The process could not be started."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    exit_code: int | None
+    """The exit status, or None when killed by a signal."""
+    signal: int | None
+    total_bytes: int
+    dropped_bytes: int
+    last_line: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = str(self.signal)
+            return f"killed by {name}"
+        return f"exit code {self.exit_code}"
+
+
+class TaskProcess(Protocol):
+    """A started task: owned by the engine until `wait()` returns."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def pgid(self) -> int | None:
+        """The local process group the sampler measures, None when it runs elsewhere."""
+        ...
+
+    @property
+    def proc_start(self) -> float | None:
+        """Boot-clock start time, so recovery never mistakes a reused pid for this one."""
+        ...
+
+    def pause(self) -> bool:
+        """Freeze the whole task (SIGSTOP its group); False if it could not be."""
+        ...
+
+    def resume(self) -> bool: ...
+
+    def terminate(self) -> Awaitable[None]:
+        """SIGTERM, a grace period, SIGKILL: idempotent; awaitable until it took."""
+        ...
+
+    async def wait(self) -> ProcessResult:
+        """Until the process ended and its output is drained."""
+        ...
+
+
+class Executor(Protocol):
+    """Starts jobs. `start` raises SpawnError when the job cannot be started at all."""
+
+    def start(
+        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric
+    ) -> TaskProcess: ...
