@@ -49,8 +49,8 @@ async def engine_run(definition: WorkflowDef) -> tuple[float, int]:
     """The engine with events on: WorkflowEngine, scheduler (with its resource ledger) and
     executor on an EventBus with a lossy subscriber (as the console has) and the metrics
     listener. Persistence is measured separately (runtime_run, and bench/store.py)."""
+    from l3tui.engine.bus import EventBus
     from l3tui.engine.clock import SystemClock
-    from l3tui.engine.events import EventBus
     from l3tui.engine.executors.local import LocalExecutor
     from l3tui.engine.scheduling.scheduler import TaskScheduler
     from l3tui.engine.workflow.engine import WorkflowEngine

@@ -30,8 +30,8 @@ from collections import deque
 from pathlib import Path
 
 from l3tui.config.schema import Scheduling
+from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import SystemClock
-from l3tui.engine.events import EventBus
 from l3tui.engine.model import TaskRun, TaskState
 from l3tui.engine.resources.manager import ResourceManager
 from l3tui.engine.scheduling.scheduler import QueueEntry, TaskScheduler

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import lanes_workflow, temp_config
 from l3tui.config import load_config
 from l3tui.engine import events as ev
+from l3tui.engine.bus import EventBus
 
 EXECUTIONS, TASKS = 2000, 10
 LANES, LENGTH = 20, 50
@@ -74,7 +75,7 @@ async def writer_throughput(events: list[ev.Event]) -> tuple[float, int]:
     from l3tui.store.sqlite import Store
 
     state = Path(tempfile.mkdtemp(prefix="l3bench-store-"))
-    bus = ev.EventBus()
+    bus = EventBus()
     store = Store(state, actor="bench")
     await store.open(bus)
     started = time.perf_counter()
@@ -172,7 +173,7 @@ async def small_commit_latency(events: list[ev.Event], per: int, rounds: int = 2
     from l3tui.store.writer import apply
 
     chunks = [events[i : i + per] for i in range(0, per * rounds, per)]
-    bus = ev.EventBus()
+    bus = EventBus()
     store = Store(Path(tempfile.mkdtemp(prefix="l3bench-small-")), actor="bench")
     await store.open(bus)
     writer_ms = []

@@ -25,6 +25,7 @@ from l3tui.config import Config, load_config, resolve_config_dir, resolve_state_
 from l3tui.config.durations import format_ms
 from l3tui.engine import events as ev
 from l3tui.engine.api import ExecutionView, OpResult, TaskView
+from l3tui.engine.bus import Subscription
 from l3tui.errors import UsageError
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ class Reporter:
     def show(self, text: str) -> str:
         return textdir.display(text, self.bidi)
 
-    async def follow(self, sub: ev.Subscription, done: asyncio.Future[Any]) -> None:
+    async def follow(self, sub: Subscription, done: asyncio.Future[Any]) -> None:
         while not done.done():
             waiter = asyncio.ensure_future(sub.get_batch_wait())
             await asyncio.wait([waiter, done], timeout=self.interval(),
@@ -256,7 +257,7 @@ class LiveReporter(Reporter):
     def interval(self) -> float:
         return 0.25
 
-    async def follow(self, sub: ev.Subscription, done: asyncio.Future[Any]) -> None:
+    async def follow(self, sub: Subscription, done: asyncio.Future[Any]) -> None:
         with self.live:
             await super().follow(sub, done)
             self.live.refresh()

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from l3tui.config.schema import DashboardFile
-from l3tui.engine.events import Event, Subscription
+from l3tui.engine.bus import Subscription
+from l3tui.engine.events import Event
 
 
 @dataclass(frozen=True, slots=True)

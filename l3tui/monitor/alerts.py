@@ -15,6 +15,7 @@ from typing import Protocol
 from l3tui.config.schema import AlertRule
 from l3tui.engine import events as ev
 from l3tui.engine.api import AlertView, OpResult
+from l3tui.engine.bus import EventBus
 
 SEVERITY_ORDER = {"critical": 0, "error": 0, "warning": 1, "info": 2}
 ACTIVE_STATES = frozenset({"raised", "acknowledged", "snoozed"})
@@ -70,7 +71,7 @@ class AlertManager:
 
     def __init__(
         self,
-        bus: ev.EventBus,
+        bus: EventBus,
         now: Callable[[], float],
         rules: Sequence[AlertRule],
         series: SeriesSource,

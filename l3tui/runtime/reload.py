@@ -17,6 +17,7 @@ from l3tui.config.errors import ConfigError
 from l3tui.config.loader import FILE_NAMES, Config, load_config
 from l3tui.engine import events as ev
 from l3tui.engine.api import OpResult
+from l3tui.engine.bus import EventBus
 
 Stamp = tuple[tuple[int, int, int] | None, ...]
 
@@ -56,7 +57,7 @@ class ConfigReloader:
         self,
         current: Config,
         apply: Callable[[Config], None],
-        bus: ev.EventBus,
+        bus: EventBus,
         now: Callable[[], float],
         *,
         interval_s: float = 1.0,

@@ -29,6 +29,7 @@ from l3tui.engine.api import (
     RuntimeSnapshot,
     WorkflowInfo,
 )
+from l3tui.engine.bus import EventBus, Subscription
 from l3tui.engine.clock import Clock, SystemClock
 from l3tui.engine.executors.local import LocalExecutor
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
@@ -37,6 +38,7 @@ from l3tui.engine.resources.sampler import Sampler
 from l3tui.engine.scheduling.queue_report import QueueReport, build_report
 from l3tui.engine.scheduling.recurring import RecurringScheduler, ScheduleStateStore
 from l3tui.engine.scheduling.scheduler import TaskScheduler
+from l3tui.engine.scheduling.timing import keep_time
 from l3tui.engine.workflow.engine import WorkflowEngine
 from l3tui.errors import UsageError
 from l3tui.monitor.alerts import AlertManager
@@ -73,7 +75,7 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.actor = actor or current_actor()
         self.tick_s = tick_s
-        self.bus = ev.EventBus()
+        self.bus = EventBus()
         sched = config.scheduling
         self.resources = ResourceManager(sched, self.bus, self.clock, self.state_dir,
                                          sampler=sampler, tasks=self._running_runs)  # fmt: skip
@@ -123,7 +125,7 @@ class Runtime:
         except BaseException:
             await self.store.close()
             raise
-        self.spawn(self.scheduler.run(), "scheduler-timers")
+        self.spawn(keep_time(self.scheduler), "scheduler-timers")
         self.spawn(self.resources.run(), "resource-sampler")
         if self.fire_schedules:
             self.spawn(self.recurring.run(), "recurring-tasks")
@@ -311,7 +313,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ views
 
-    def subscribe(self, name: str = "console", maxsize: int = 10_000) -> ev.Subscription:
+    def subscribe(self, name: str = "console", maxsize: int = 10_000) -> Subscription:
         return self.bus.subscribe(name, maxsize=maxsize)
 
     def execution(self, execution_id: str) -> ExecutionView | None:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from l3tui.config.schema import Retention
 from l3tui.engine import events as ev
+from l3tui.engine.bus import EventBus, Subscription
 from l3tui.store.database import connect_readonly, db_path, prepare
 from l3tui.store.lock import StateLock, read_holder
 from l3tui.store.recovery import (
@@ -84,8 +85,8 @@ class Store:
         self.dropped_events = 0
         self.committed_events = 0
         self.commits = 0
-        self._bus: ev.EventBus | None = None
-        self._sub: ev.Subscription | None = None
+        self._bus: EventBus | None = None
+        self._sub: Subscription | None = None
         self._writer = Writer(self.path, actor)
         self._pool: ThreadPoolExecutor | None = None
         self._reader: sqlite3.Connection | None = None
@@ -98,7 +99,7 @@ class Store:
     # ------------------------------------------------------------------ lifecycle
 
     async def open(
-        self, bus: ev.EventBus, *, grace_s: float = 10.0, recover: bool = True
+        self, bus: EventBus, *, grace_s: float = 10.0, recover: bool = True
     ) -> RecoveryReport:
         """Lock the state dir, prepare the database, recover from a crash, start writing.
         Raises LockedError or StateError (one line each) when the store cannot be used."""
@@ -215,7 +216,7 @@ class Store:
         if self._held:
             await self._flush_held()
 
-    async def _next_while_degraded(self, sub: ev.Subscription) -> list[ev.Event]:
+    async def _next_while_degraded(self, sub: Subscription) -> list[ev.Event]:
         """New events, or an empty list when it is time to retry the held ones."""
         try:
             await asyncio.wait_for(sub.get_batch_wait(), self._backoff)

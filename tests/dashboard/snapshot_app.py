@@ -28,7 +28,7 @@ from l3tui.engine.api import (
     TaskView,
     WorkflowInfo,
 )
-from l3tui.engine.events import EventBus, Subscription
+from l3tui.engine.bus import EventBus, Subscription
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "config"

@@ -8,6 +8,7 @@ import asyncio
 
 from l3tui.config.schema import AlertRule
 from l3tui.engine import events as ev
+from l3tui.engine.bus import EventBus, Subscription
 from l3tui.monitor.alerts import AlertManager
 from l3tui.monitor.metrics import MetricsCollector
 
@@ -20,10 +21,10 @@ class Clock:
         return self.at
 
 
-def manager(rules: list[AlertRule] | None = None) -> tuple[AlertManager, ev.EventBus, Clock,
-                                                          MetricsCollector, ev.Subscription]:
+def manager(rules: list[AlertRule] | None = None) -> tuple[AlertManager, EventBus, Clock,
+                                                          MetricsCollector, Subscription]:
     clock = Clock()
-    bus = ev.EventBus()
+    bus = EventBus()
     sub = bus.subscribe("test", maxsize=1000)
     metrics = MetricsCollector(history=1000, now=clock)
     alerts = AlertManager(bus, clock, rules or [], metrics)
@@ -31,7 +32,7 @@ def manager(rules: list[AlertRule] | None = None) -> tuple[AlertManager, ev.Even
     return alerts, bus, clock, metrics, sub
 
 
-def changes(sub: ev.Subscription) -> list[ev.AlertChanged]:
+def changes(sub: Subscription) -> list[ev.AlertChanged]:
     return [e for e in sub.drain() if isinstance(e, ev.AlertChanged)]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from l3tui.config import load_config
 from l3tui.engine import events as ev
+from l3tui.engine.bus import Subscription
 from l3tui.runtime.reload import describe_changes
 
 ACTIONS = "actions:\n  nap: {command: [sleep, '${seconds}']}\n"
@@ -47,7 +48,7 @@ def rewrite(path: Path, text: str) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
 
 
-async def next_notice(sub: ev.Subscription, timeout: float = 10.0) -> ev.SystemNotice:
+async def next_notice(sub: Subscription, timeout: float = 10.0) -> ev.SystemNotice:
     async with asyncio.timeout(timeout):
         while True:
             for event in await sub.get_batch():

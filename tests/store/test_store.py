@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from l3tui.engine import events as ev
+from l3tui.engine.bus import Subscription
 from l3tui.store import queries
 from l3tui.store.schema import LATEST, apply_migrations
 from tests.conftest import L3TUI
@@ -244,7 +245,7 @@ def _running(state: Path) -> str | None:
     return row[0] if row else None
 
 
-async def _notices(sub: ev.Subscription, want: str, timeout: float = 20) -> ev.SystemNotice:
+async def _notices(sub: Subscription, want: str, timeout: float = 20) -> ev.SystemNotice:
     async with asyncio.timeout(timeout):
         async for event in sub:
             if isinstance(event, ev.SystemNotice) and event.topic == "store" \

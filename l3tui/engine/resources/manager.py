@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from l3tui.config.schema import Scheduling
 from l3tui.engine import events as ev
+from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.model import TaskRun, TaskState
 from l3tui.engine.resources.bottlenecks import BottleneckDetector, Finding, UpgradeAdvisor, Waiter
@@ -63,7 +64,7 @@ class ResourceManager:
     def __init__(
         self,
         settings: Scheduling,
-        bus: ev.EventBus,
+        bus: EventBus,
         clock: Clock,
         state_dir: Path,
         *,

@@ -9,12 +9,13 @@ and never starts anything.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable, Mapping, Sized
 from typing import Any
 
 from l3tui.engine.resources.ledger import Ledger
-from l3tui.engine.scheduling.queue_entry import Blocker
+from l3tui.engine.scheduling.queue_entry import Blocker, QueueEntry, waiting
 
 
 class HeldBlocker(Blocker):
@@ -207,12 +208,14 @@ class LoadBlocker(Blocker):
 
 
 class TimeBlocker(Blocker):
-    """`not_before`: entries wait in the scheduler's time heap, not in `heap`."""
+    """`not_before`: entries wait in a heap ordered by that time (not by priority) until
+    it comes, then go back to the main heap in their priority order."""
 
-    __slots__ = ()
+    __slots__ = ("timed",)
 
     def __init__(self) -> None:
         super().__init__(("time",), "not_before")
+        self.timed: list[tuple[float, int, QueueEntry]] = []
 
     def blocking(self) -> str | None:
         return None  # per entry: see `describe_entry`
@@ -225,6 +228,38 @@ class TimeBlocker(Blocker):
 
     def unblock_hint(self) -> str:
         return "their time comes"
+
+    def park(self, entry: QueueEntry) -> bool:
+        """Hold `entry` until its not_before; True if it is now the earliest to come."""
+        assert entry.not_before is not None
+        earliest = not self.timed or entry.not_before < self.timed[0][0]
+        heapq.heappush(self.timed, (entry.not_before, entry.seq, entry))
+        return earliest
+
+    def _holds(self, entry: QueueEntry) -> bool:
+        return waiting(entry) and entry._home is self
+
+    def release_due(self, now: float, main: Blocker) -> None:
+        """Entries whose time has come go back to `main`, keyed by priority."""
+        heap = self.timed
+        while heap and heap[0][0] <= now:
+            _, _, entry = heapq.heappop(heap)
+            if self._holds(entry):
+                entry._home = main
+                heapq.heappush(main.heap, (-entry.priority - entry.boost, entry._deadline,
+                                           entry.seq, entry._gen, entry))  # fmt: skip
+
+    def next_time(self) -> float | None:
+        """When the earliest entry still held here may go (stale items are dropped)."""
+        heap = self.timed
+        while heap and not self._holds(heap[0][2]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def entries(self) -> list[QueueEntry]:
+        """Entries held here, earliest first."""
+        held = [e for _, _, e in self.timed if self._holds(e)]
+        return sorted(held, key=lambda e: (e.not_before, e.seq))
 
 
 class Causes:

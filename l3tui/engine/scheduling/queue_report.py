@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from l3tui.engine.resources.bottlenecks import Finding
 from l3tui.engine.scheduling.admission import PoolBlocker
-from l3tui.engine.scheduling.queue_entry import QueueEntry
+from l3tui.engine.scheduling.queue_entry import Blocker, QueueEntry, key, live
 from l3tui.engine.scheduling.scheduler import TaskScheduler
 
 
@@ -54,11 +54,24 @@ class QueueReport:
         return out
 
 
+def blockers(scheduler: TaskScheduler) -> list[tuple[Blocker, list[QueueEntry]]]:
+    """Every cause with the entries parked under it (live ones, best first)."""
+    out: list[tuple[Blocker, list[QueueEntry]]] = []
+    for blocker in [scheduler.main, *scheduler.causes.all(), scheduler.load]:
+        entries = sorted((item for item in blocker.heap if live(item)), key=key)
+        if entries:
+            out.append((blocker, [item[4] for item in entries]))
+    timed = scheduler.timed.entries()
+    if timed:
+        out.append((scheduler.timed, timed))
+    return out
+
+
 def build_report(scheduler: TaskScheduler, findings: Sequence[Finding] = ()) -> QueueReport:
     now_mono = scheduler.clock.monotonic()
     causes: list[CauseReport] = []
     running = sorted(scheduler.running, key=lambda e: e.seq)
-    for blocker, entries in scheduler.blockers():
+    for blocker, entries in blockers(scheduler):
         by_reason: dict[str, list[QueueEntry]] = {}
         for entry in entries:
             by_reason.setdefault(entry.reason, []).append(entry)

@@ -20,6 +20,7 @@ from l3tui.config.loader import Config
 from l3tui.config.suggest import did_you_mean
 from l3tui.engine import events as ev
 from l3tui.engine.api import OpResult, ScheduleView
+from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.scheduling.cron import CronSchedule, zone_name
 from l3tui.errors import StateError
@@ -103,7 +104,7 @@ class Starter(Protocol):
 class RecurringScheduler:
     """Fires recurring tasks on time; owned loop `run()`; state through a store."""
 
-    def __init__(self, config: Config, clock: Clock, bus: ev.EventBus,
+    def __init__(self, config: Config, clock: Clock, bus: EventBus,
                  store: ScheduleStateStore, start: Starter) -> None:  # fmt: skip
         self.clock = clock
         self.bus = bus

@@ -17,28 +17,23 @@ import logging
 import time as _time
 from collections import defaultdict
 from collections.abc import Callable
-from functools import partial
-from typing import Any
 
 from l3tui.config.schema import Scheduling
 from l3tui.engine.clock import Clock, SystemClock
 from l3tui.engine.resources.ledger import Ledger
 from l3tui.engine.scheduling.admission import (
     Causes,
-    FitBlocker,
-    GroupBlocker,
     HeldBlocker,
     LoadBlocker,
     LoadGate,
-    PoolBlocker,
     TimeBlocker,
 )
 from l3tui.engine.scheduling.aging import AgingLadder
-from l3tui.engine.scheduling.queue_entry import INF, Blocker, QueueEntry, key, live, peek, waiting
+from l3tui.engine.scheduling.queue_entry import INF, Blocker, QueueEntry, peek
+from l3tui.engine.scheduling.slots import Slots
 
 log = logging.getLogger(__name__)
 __all__ = ["QueueEntry", "TaskScheduler"]
-_TIME = TimeBlocker()
 
 
 class TaskScheduler:
@@ -53,8 +48,6 @@ class TaskScheduler:
         self.ledger = ledger or Ledger(INF, 2**62, clock.time)
         self.ledger.on_freed(self._ledger_freed)
         self.running: set[QueueEntry] = set()
-        self.running_per_group: dict[str, int] = {}
-        self.pool_used: dict[str, int] = {}
         self.held: set[str | tuple[str, str]] = set()
         self.version = 0
         """Bumped on every change of the queue, so views can cache."""
@@ -64,27 +57,28 @@ class TaskScheduler:
         self.admitted_total = 0
         self.parked_total = 0
         """Times an entry was set aside under a cause: stays O(entries), never O(n^2)."""
-        self._main = Blocker(("main",), "concurrency")
+        self.main = Blocker(("main",), "concurrency")
         self.causes = Causes()
-        self._time_heap: list[tuple[float, int, QueueEntry]] = []
+        self.slots = Slots(self.ledger, self.causes)
+        self.pool_used = self.slots.pool_used
+        self.running_per_group = self.slots.running_per_group
+        """Slots in use (the same dicts `slots` keeps)."""
+        self.timed = TimeBlocker()
         self._entries: dict[tuple[str, str], QueueEntry] = {}
         self._queued = 0
         self._seq = itertools.count()
         self._pumping = False
         self._again = False
-        self._changed = asyncio.Event()
+        self.timers_changed = asyncio.Event()
         self.configure(settings)
-        self._load = LoadBlocker(self.gate, self.running)
+        self.load = LoadBlocker(self.gate, self.running)
 
     def configure(self, settings: Scheduling) -> None:
         """Apply (new) limits; waiting entries are re-judged against them."""
         self.settings = settings
         limits = settings.resource_limits
         self.max_concurrent = limits.max_concurrent_tasks
-        # In place: the pool blockers hold this very dict.
-        self.pool_sizes: dict[str, int] = getattr(self, "pool_sizes", {})
-        self.pool_sizes.clear()
-        self.pool_sizes.update(settings.pools)
+        self.slots.resize_pools(settings.pools)
         old_gate = getattr(self, "gate", None)
         if old_gate is None:
             self.gate = LoadGate(limits.max_cpu_usage, limits.max_memory_usage, limits.hysteresis)
@@ -119,9 +113,9 @@ class TaskScheduler:
         entry._plain = not (entry.pools or entry.cpu or entry.memory_mb
                             or entry.group_limit is not None or entry.not_before is not None)
         entry._cause, entry._cause_since = "concurrency", mono
-        entry._home = self._main
+        entry._home = self.main
         item = (-entry.priority, entry._deadline, entry.seq, entry._gen, entry)
-        heapq.heappush(self._main.heap, item)
+        heapq.heappush(self.main.heap, item)
         entry._ekey = ekey = (entry.execution_id, entry.task_id)
         self._entries[ekey] = entry
         levels = self.aging.levels
@@ -158,26 +152,11 @@ class TaskScheduler:
             running.remove(entry)
         except KeyError:
             return  # not running: released already, or never admitted
-        if entry.group_limit is not None:
-            group = entry.execution_id
-            left = self.running_per_group[group] - 1
-            if left:
-                self.running_per_group[group] = left
-            else:
-                del self.running_per_group[group]
-            blocker = self.causes.get(("group", group, entry.group_limit))
-            if blocker is not None:
+        if not entry._plain:
+            for blocker in self.slots.give_back(entry):
                 self._wake(blocker)
-        if entry.pools:
-            for pool, slots in entry.pools.items():
-                self.pool_used[pool] -= slots
-                for blocker in self.causes.pools_named(pool):
-                    self._wake(blocker)
-        if entry._alloc is not None:
-            alloc, entry._alloc = entry._alloc, None
-            self.ledger.release(alloc)  # wakes the fit blockers through `_ledger_freed`
         if not running and self._gate_closed:
-            self._wake(self._load)  # CPU alone no longer holds one task back
+            self._wake(self.load)  # CPU alone no longer holds one task back
         self.version += 1
         self.pump()
 
@@ -205,8 +184,8 @@ class TaskScheduler:
             self.version += 1
         self._gate_closed = self.gate.closed
         self._fast = not self.held and not self._gate_closed
-        if self._load.heap and self._load.clear():
-            self._wake(self._load)
+        if self.load.heap and self.load.clear():
+            self._wake(self.load)
             self.pump()
 
     # ------------------------------------------------------------------ views
@@ -239,9 +218,9 @@ class TaskScheduler:
         else:
             home = entry._home
             found: str | None = None
-            if home is _TIME and entry.not_before is not None:
-                found = _TIME.describe_entry(entry.not_before, now)
-            elif home is not None and home is not self._main:
+            if home is self.timed and entry.not_before is not None:
+                found = TimeBlocker.describe_entry(entry.not_before, now)
+            elif home is not None and home is not self.main:
                 found = home.blocking()
             text = found or self._global_reason(entry)
         if entry.deadline is not None and now > entry.deadline:
@@ -251,22 +230,9 @@ class TaskScheduler:
     def _global_reason(self, entry: QueueEntry) -> str:
         if len(self.running) >= self.max_concurrent:
             return f"concurrency {len(self.running)}/{self.max_concurrent}"
-        if not entry.critical and self._load.holds():
+        if not entry.critical and self.load.holds():
             return self.gate.reason
         return entry.note or "queued"
-
-    def blockers(self) -> list[tuple[Blocker, list[QueueEntry]]]:
-        """Every cause with the entries parked under it (live ones, best first)."""
-        out: list[tuple[Blocker, list[QueueEntry]]] = []
-        for blocker in [self._main, *self.causes.all(), self._load]:
-            entries = sorted((item for item in blocker.heap if live(item)), key=key)
-            if entries:
-                out.append((blocker, [item[4] for item in entries]))
-        timed = sorted((e for _, _, e in self._time_heap if waiting(e) and e._home is _TIME),
-                       key=lambda e: (e.not_before, e.seq))  # fmt: skip
-        if timed:
-            out.append((_TIME, timed))
-        return out
 
     def waiting_longer_than(self, seconds: float, cap: int = 1000) -> list[QueueEntry]:
         """Up to `cap` entries that have waited more than `seconds`, oldest first."""
@@ -302,9 +268,9 @@ class TaskScheduler:
 
     def _admit_from_heads(self, running: set[QueueEntry], limit: int) -> int:
         mono = self._monotonic()
-        if self.aging.due <= mono or self._time_heap or self.ledger.expiries:
-            self._timers(mono, self._time())
-        main = self._main.heap
+        if self.aging.due <= mono or self.timed.timed or self.ledger.expiries:
+            self.apply_due(mono, self._time())
+        main = self.main.heap
         heappop = heapq.heappop
         admitted = 0
         while len(running) < limit:
@@ -345,17 +311,19 @@ class TaskScheduler:
             return  # nobody waits on it (any more); `_sweep` forgets it later
         heapq.heappop(blocker.heap)
         entry = item[4]
-        entry._home = self._main
+        entry._home = self.main
         entry._origin = blocker
         blocker.delegated = True
-        heapq.heappush(self._main.heap, item)
+        heapq.heappush(self.main.heap, item)
 
-    def _timers(self, mono: float, now: float) -> None:
+    def apply_due(self, mono: float, now: float) -> None:
         """Aging steps, not_before times and reservation expiries that are due."""
         if self.aging.due <= mono and self.aging.apply(mono):
             self.version += 1
-        if self._time_heap and self._time_heap[0][0] <= now:
-            self._release_due(now)
+        timed = self.timed.timed
+        if timed and timed[0][0] <= now:
+            self.timed.release_due(now, self.main)
+            self.version += 1
         expiries = self.ledger.expiries
         if expiries and expiries[0][0] <= now:
             self.ledger.expire()
@@ -369,24 +337,12 @@ class TaskScheduler:
             return self.causes.get_or_make(("held", key), lambda: HeldBlocker(key, self.held))
         if not entry._plain:
             if entry.not_before is not None and entry.not_before > self._time():
-                return _TIME
-            limit = entry.group_limit
-            if limit is not None and self.running_per_group.get(entry.execution_id, 0) >= limit:
-                group, per_group = entry.execution_id, self.running_per_group
-                return self.causes.get_or_make(("group", group, limit),
-                                               lambda: GroupBlocker(group, limit, per_group))
-            if entry.pools:
-                for pool, slots in entry.pools.items():
-                    if self.pool_used.get(pool, 0) + slots > self.pool_sizes.get(pool, 0):
-                        make = partial(PoolBlocker, pool, slots, self.pool_sizes,
-                                       self.pool_used)  # fmt: skip
-                        return self.causes.get_or_make(("pool", pool, slots), make)
-            cpu, memory = entry.cpu, entry.memory_mb
-            if (cpu or memory) and self.ledger.shortfall(cpu, memory):
-                return self.causes.get_or_make(("fit", cpu, memory),
-                                               lambda: FitBlocker(cpu, memory, self.ledger))
-        if self._gate_closed and not entry.critical and self._load.holds():
-            return self._load
+                return self.timed
+            cause = self.slots.shortfall(entry)
+            if cause is not None:
+                return cause
+        if self._gate_closed and not entry.critical and self.load.holds():
+            return self.load
         return None
 
     def _admit(self, entry: QueueEntry, mono: float) -> None:
@@ -401,7 +357,8 @@ class TaskScheduler:
         self._queued -= 1
         self.running.add(entry)
         if not entry._plain:
-            self._take(entry)
+            self.queued_memory_mb -= entry.memory_mb
+            self.slots.take(entry)
         self.admitted_total += 1
         self.version += 1
         try:
@@ -409,22 +366,6 @@ class TaskScheduler:
         except Exception:  # the caller's bug must not leak the slot it was given
             log.exception("on_admit of %s/%s failed", entry.execution_id, entry.task_id)
             self.release(entry)
-
-    def _take(self, entry: QueueEntry) -> None:
-        """Hand an admitted entry its pool slots, max_parallel count and ledger allocation."""
-        self.queued_memory_mb -= entry.memory_mb
-        if entry.pools:
-            used = self.pool_used
-            for pool, slots in entry.pools.items():
-                used[pool] = used.get(pool, 0) + slots
-        if entry.group_limit is not None:
-            group = entry.execution_id
-            self.running_per_group[group] = self.running_per_group.get(group, 0) + 1
-        if entry.cpu or entry.memory_mb:
-            alloc = f"{entry.execution_id}/{entry.task_id}#{entry.seq}"
-            self.ledger.allocate(alloc, entry.cpu, entry.memory_mb,
-                                 f"{entry.workflow_id}/{entry.task_id}")  # fmt: skip
-            entry._alloc = alloc
 
     def _leave_queue(self, entry: QueueEntry, mono: float) -> None:
         totals = self.wait_totals
@@ -437,24 +378,22 @@ class TaskScheduler:
         self._queued -= 1
 
     def _park(self, entry: QueueEntry, blocker: Blocker, mono: float) -> None:
-        if blocker is _TIME:
-            assert entry.not_before is not None
-            if not self._time_heap or entry.not_before < self._time_heap[0][0]:
-                self._changed.set()  # the timer loop may be sleeping past this time
-            heapq.heappush(self._time_heap, (entry.not_before, entry.seq, entry))
+        if blocker is self.timed:
+            if self.timed.park(entry):
+                self.timers_changed.set()  # the timer loop may be sleeping past this time
         else:
             heapq.heappush(blocker.heap, (-entry.priority - entry.boost, entry._deadline,
                                           entry.seq, entry._gen, entry))  # fmt: skip
         entry._home = blocker
         self.parked_total += 1
-        category = self.gate.category if blocker is self._load else blocker.category
+        category = self.gate.category if blocker is self.load else blocker.category
         if category != entry._cause:
             totals = self.wait_totals
             totals[entry._cause] += mono - entry._cause_since
             entry._cause, entry._cause_since = category, mono
         self.version += 1
 
-    def _sweep(self) -> None:
+    def sweep(self) -> None:
         """Forget causes nobody waits on any more (cancelled while held, finished groups)."""
         self.causes.sweep(lambda blocker: not blocker.delegated and peek(blocker.heap) is None)
 
@@ -465,60 +404,15 @@ class TaskScheduler:
             self.pump()
 
     def _wake_all(self) -> None:
-        for blocker in [*self.causes.all(), self._load]:
+        for blocker in [*self.causes.all(), self.load]:
             self._wake(blocker)
-
-    def _release_due(self, now: float) -> None:
-        heap, main = self._time_heap, self._main
-        while heap and heap[0][0] <= now:
-            _, _, entry = heapq.heappop(heap)
-            if waiting(entry) and entry._home is _TIME:
-                entry._home = main
-                heapq.heappush(main.heap, (-entry.priority - entry.boost, entry._deadline,
-                                           entry.seq, entry._gen, entry))  # fmt: skip
-        self.version += 1
 
     # ------------------------------------------------------------------ aging
 
     def _rekey(self, entry: QueueEntry) -> None:
         home = entry._home
-        if home is None or home is _TIME:
+        if home is None or home is self.timed:
             return
         entry._gen += 1
         heapq.heappush(home.heap, (-entry.priority - entry.boost, entry._deadline, entry.seq,
                                    entry._gen, entry))  # fmt: skip
-
-    # ------------------------------------------------------------------ timers
-
-    def next_wake(self) -> float | None:
-        """Wall-clock time of the next not_before, aging step or reservation expiry."""
-        candidates = []
-        heap = self._time_heap
-        while heap and not (waiting(heap[0][2]) and heap[0][2]._home is _TIME):
-            heapq.heappop(heap)
-        if heap:
-            candidates.append(heap[0][0])
-        if self.aging.due < INF:
-            candidates.append(self.clock.time() + self.aging.due - self.clock.monotonic())
-        expiry = self.ledger.next_expiry()
-        if expiry is not None:
-            candidates.append(expiry)
-        return min(candidates) if candidates else None
-
-    async def run(self, poll_s: float = 1.0) -> None:
-        """Owned by the Runtime: pumps when a not_before time comes, an aging step is due
-        or a reservation lapses (submit and release pump on their own)."""
-        while True:
-            self._timers(self.clock.monotonic(), self.clock.time())
-            self.pump()
-            self._sweep()
-            wake = self.next_wake()
-            self._changed.clear()
-            waits: list[asyncio.Task[Any]] = [asyncio.ensure_future(self._changed.wait())]
-            if wake is not None:
-                waits.append(asyncio.ensure_future(self.clock.sleep_until(wake)))
-            try:
-                await asyncio.wait(waits, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in waits:
-                    task.cancel()

@@ -11,6 +11,7 @@ from pathlib import Path
 from l3tui.config.schema import TaskDef
 from l3tui.engine import events as ev
 from l3tui.engine.actions.registry import ActionError, ActionRegistry, InProcessJob
+from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import CommandJob, Executor, SpawnError, TaskProcess
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
@@ -26,7 +27,7 @@ class AttemptRunner:
 
     def __init__(
         self,
-        bus: ev.EventBus,
+        bus: EventBus,
         clock: Clock,
         executor: Executor,
         registry: ActionRegistry,

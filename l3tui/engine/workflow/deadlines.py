@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 
 from l3tui.engine import events as ev
+from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.workflow.live import LiveExecution
 
 
-def arm_deadlines(live: LiveExecution, bus: ev.EventBus, clock: Clock) -> None:
+def arm_deadlines(live: LiveExecution, bus: EventBus, clock: Clock) -> None:
     """Start the timers of the execution's deadline and its tasks' (cancelled when it ends)."""
     execution = live.execution
     loop = asyncio.get_running_loop()
@@ -25,7 +26,7 @@ def arm_deadlines(live: LiveExecution, bus: ev.EventBus, clock: Clock) -> None:
                 task.deadline / 1000, _missed, live, task.id, bus, clock))  # fmt: skip
 
 
-def _missed(live: LiveExecution, task_id: str | None, bus: ev.EventBus, clock: Clock) -> None:
+def _missed(live: LiveExecution, task_id: str | None, bus: EventBus, clock: Clock) -> None:
     execution = live.execution
     if task_id is not None and execution.tasks[task_id].state.terminal:
         return

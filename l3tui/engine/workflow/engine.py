@@ -21,6 +21,7 @@ from l3tui.config.schema import TaskDef, TemplateDef, WorkflowDef
 from l3tui.engine import events as ev
 from l3tui.engine.actions.registry import ActionRegistry
 from l3tui.engine.api import OpResult
+from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import Executor
 from l3tui.engine.model import (
@@ -53,7 +54,7 @@ class WorkflowEngine:
         self,
         config: Config,
         state_dir: Path,
-        bus: ev.EventBus,
+        bus: EventBus,
         scheduler: TaskScheduler,
         executor: Executor,
         clock: Clock,

@@ -11,6 +11,7 @@ from typing import Any
 
 from l3tui.config.schema import TaskDef, WorkflowDef
 from l3tui.engine import events as ev
+from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import TaskProcess
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
@@ -62,7 +63,7 @@ class TaskTransitions:
 
     __slots__ = ("bus", "clock")
 
-    def __init__(self, bus: ev.EventBus, clock: Clock) -> None:
+    def __init__(self, bus: EventBus, clock: Clock) -> None:
         self.bus = bus
         self.clock = clock
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from l3tui.engine import events as ev
 from l3tui.engine.api import OpResult
+from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.scheduling.scheduler import TaskScheduler
@@ -23,7 +24,7 @@ class OperatorCommands:
 
     def __init__(
         self,
-        bus: ev.EventBus,
+        bus: EventBus,
         clock: Clock,
         scheduler: TaskScheduler,
         attempts: AttemptRunner,

@@ -15,6 +15,7 @@ from l3tui.config.schema import Scheduling
 from l3tui.engine.clock import FakeClock
 from l3tui.engine.resources.ledger import Ledger, LedgerError
 from l3tui.engine.scheduling.scheduler import QueueEntry, TaskScheduler
+from l3tui.engine.scheduling.timing import keep_time
 
 
 def settings(**overrides) -> Scheduling:
@@ -78,7 +79,7 @@ def test_aging_boost_is_capped_and_shown_as_effective_priority():
     late = entry("late", 3, rec)
     sched.submit(late)
     clock.advance(600)
-    sched._timers(clock.monotonic(), clock.time())
+    sched.apply_due(clock.monotonic(), clock.time())
     assert late.boost == 5 and late.effective_priority == 8
 
 
@@ -114,7 +115,7 @@ async def test_not_before_is_admitted_by_the_timer_loop_when_its_time_comes():
     clock = FakeClock(start=1_800_000_000.0)
     rec = Recorder()
     sched = TaskScheduler(settings(resource_limits={"max_concurrent_tasks": 4}), clock)
-    loop = asyncio.create_task(sched.run(poll_s=5.0))
+    loop = asyncio.create_task(keep_time(sched, poll_s=5.0))
     try:
         later = entry("later", 5, rec, not_before=clock.time() + 3600)
         sched.submit(later)
@@ -140,7 +141,7 @@ async def test_a_lapsed_reservation_admits_the_task_that_waited_for_it():
     rec = Recorder()
     ledger = Ledger(4.0, 8000, clock.time)
     sched = TaskScheduler(settings(resource_limits={"max_concurrent_tasks": 4}), clock, ledger)
-    loop = asyncio.create_task(sched.run(poll_s=5.0))
+    loop = asyncio.create_task(keep_time(sched, poll_s=5.0))
     try:
         ledger.reserve("maintenance", 3.0, 0, duration_s=600, owner="nightly window")
         big = entry("big", 5, rec, cpu=2.0)

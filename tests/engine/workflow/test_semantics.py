@@ -9,6 +9,7 @@ import itertools
 import pytest
 
 from l3tui.engine import events as ev
+from l3tui.engine.bus import EventBus
 from l3tui.engine.model import IllegalTransition, TaskRun, TaskState
 from l3tui.errors import UsageError
 
@@ -289,7 +290,7 @@ def test_illegal_transitions_raise():
 
 
 async def test_a_slow_lossy_subscriber_never_blocks_and_counts_drops():
-    bus = ev.EventBus()
+    bus = EventBus()
     slow = bus.subscribe("slow", maxsize=10)
     for i in range(1000):
         bus.publish(ev.SystemNotice(at=float(i), topic="t", message=str(i)))
@@ -299,7 +300,7 @@ async def test_a_slow_lossy_subscriber_never_blocks_and_counts_drops():
 
 
 async def test_durable_waits_until_the_durable_subscriber_acks():
-    bus = ev.EventBus()
+    bus = EventBus()
     store = bus.subscribe("store", durable=True)
     for i in range(5):
         bus.publish(ev.SystemNotice(at=float(i), topic="t", message=str(i)))
@@ -318,7 +319,7 @@ async def test_durable_waits_until_the_durable_subscriber_acks():
 
 
 async def test_a_failing_listener_does_not_stop_publishing():
-    bus = ev.EventBus()
+    bus = EventBus()
     seen = []
 
     def broken(event: ev.Event) -> None:
