@@ -1,11 +1,15 @@
 """Shared fixtures: config directories built from YAML snippets, a Runtime on a temp state
-dir, and helpers that look at real processes with psutil."""
+dir, helpers that look at real processes with psutil, and the sweep that kills every process
+a test started (its whole tree, escapees included), pass or fail."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import textwrap
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,6 +19,57 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "config"
 L3TUI = shutil.which("l3tui", path=str(Path(os.sys.executable).parent)) or "l3tui"
+
+SWEEP_VAR = "L3TUI_TEST_SWEEP"
+"""Set for the duration of each test: every process it starts (an `l3tui` subprocess, a task,
+a task's grandchildren, a `setsid` escapee) inherits it, so teardown can find them all."""
+
+
+def processes_with_env(marker: str) -> list[int]:
+    """Pids of live processes whose environment holds `marker` (e.g. `VAR=value`)."""
+    needle = marker.encode()
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def sweep(marker: str, timeout: float = 10.0) -> list[int]:
+    """SIGKILL every process carrying `marker` until none is left (bounded); the pids."""
+    killed: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [p for p in processes_with_env(marker) if live_processes([p])]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    return sorted(set(killed))
+
+
+@pytest.fixture(autouse=True)
+def sweep_processes(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Every test: mark the processes it starts, and kill whatever of them is left at the
+    end, pass or fail (a failed crash test once left `sleep`s running for 12 hours)."""
+    marker = f"{SWEEP_VAR}={uuid.uuid4().hex}"
+    monkeypatch.setenv(SWEEP_VAR, marker.partition("=")[2])
+    yield marker
+    sweep(marker)
+
 
 DEFAULT_SCHEDULING = """
 scheduling:
