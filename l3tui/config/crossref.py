@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from l3tui.config import placeholders
-from l3tui.config.builtins import BUILTIN_ACTIONS
+from l3tui.config.builtins import BUILTIN_ACTIONS, outside_roots
 from l3tui.config.errors import ConfigIssue, Severity, humanize, key_path
 from l3tui.config.graph import find_cycle
 from l3tui.config.schema import (
@@ -275,7 +275,11 @@ def _check_action(
                     )
                 )
             return out
-        return []
+        if data.scheduling is None:
+            return []  # the roots are unknown until l3-scheduling.yml validates
+        entries = data.scheduling.execution.cleanup_roots
+        return [Finding("workflows", (*tpath, "parameters", *loc), message)
+                for loc, message in outside_roots(name, parameters, entries)]  # fmt: skip
     known = [*data.action_names, *BUILTIN_ACTIONS]
     return [
         Finding(

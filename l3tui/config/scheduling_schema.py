@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
 )
 
+from l3tui.config import roots
 from l3tui.config.fields import (
     CronExpr,
     Identifier,
@@ -19,6 +21,18 @@ from l3tui.config.fields import (
     PriorityRef,
     Timezone,
 )
+
+
+def _cleanup_root(value: str) -> str:
+    why = roots.entry_refusal(value)
+    if why:
+        raise ValueError(why)
+    return value
+
+
+CleanupRoot = Annotated[str, AfterValidator(_cleanup_root)]
+"""A directory (absolute, `~/...`, or relative to the working dir); never /, a system
+directory, the home directory itself, or (once resolved) a symlink."""
 
 DEFAULT_PRIORITIES = {"critical": 10, "high": 8, "medium": 5, "low": 3, "background": 1}
 
@@ -98,9 +112,8 @@ class ExecutionSettings(Model):
     """Per-task log file cap; output past it is counted, not kept."""
     wait_alert_after: PositiveMs = 600_000
     """A task waiting for resources longer than this is reported as a bottleneck."""
-    cleanup_roots: list[str] = Field(default_factory=list)
-    """Directories, besides the state dir, the temp dir and the working dir, under which
-    cleanup actions may delete files."""
+    cleanup_roots: list[CleanupRoot] = Field(default_factory=list)
+    """Directories besides the state dir where cleanup_files and rotate_logs may act."""
 
 
 class Retention(Model):

@@ -1,20 +1,29 @@
-"""Built-in maintenance actions, run as `python -m l3tui.engine.actions.builtins NAME JSON-PARAMS`
-in the task's own process group, so pause, cancel, timeouts and logs work as for any
-command. Each prints what it does, reports figures as `L3METRIC name=value` lines and
-exits 0 on success, 1 on a failed check, 2 on bad parameters.
+"""Built-in maintenance actions, run as
+`python -m l3tui.engine.actions.builtins NAME JSON-PARAMS [JSON-ROOTS]` in the task's own
+process group, so pause, cancel, timeouts and logs work as for any command. Each prints what
+it does, reports figures as `L3METRIC name=value` lines and exits 0 on success, 1 on a
+failure (one line on stderr, never a traceback), 2 on bad parameters.
+
+The file actions (`cleanup_files`, `rotate_logs`) act only under the roots the registry
+hands over as JSON-ROOTS (never from the task's parameters), through directory descriptors
+(confined.py): no symlink is followed, nothing outside a root is deleted or truncated.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import glob
 import gzip
 import json
 import os
+import re
 import shutil
+import signal
 import sqlite3
+import stat
 import sys
+import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,9 +37,12 @@ from l3tui.config.builtins import (
     HealthCheckParams,
     RotateLogsParams,
 )
+from l3tui.config.roots import FILE_ACTIONS, Roots
+from l3tui.engine.actions import confined
+from l3tui.engine.actions.confined import Dir
 
-FORBIDDEN_ROOTS = {"/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root",
-                   "/sbin", "/sys", "/usr", "/var", "/home"}  # fmt: skip
+FILE_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def metric(name: str, value: float) -> None:
@@ -78,162 +90,312 @@ def health_check(p: HealthCheckParams) -> int:
     return 1 if failures else 0
 
 
-def rotate_logs(p: RotateLogsParams) -> int:
+def rotate_logs(p: RotateLogsParams, roots: Roots) -> int:
     limit = p.max_size_mb * 1024 * 1024
-    rotated = 0
+    rotated, failed = 0, 0
     for pattern in p.paths:
-        matches = sorted(glob.glob(os.path.expanduser(pattern))) or []
-        if not matches:
+        target = confined.target_path(pattern, roots)
+        found = roots.locate(target)
+        if found is None:
+            print(confined.outside(pattern, roots), file=sys.stderr)
+            failed += 1
+            continue
+        root, below = found
+        parts = [part for part in below.split("/") if part]
+        if not parts:
+            print(f"refusing {pattern}: names the root {root.alias} itself, not log files",
+                  file=sys.stderr)  # fmt: skip
+            failed += 1
+            continue
+        try:
+            top = Dir(confined.open_root(root.path), root.alias)
+        except FileNotFoundError:
             print(f"{pattern}: no files")
-        for name in matches:
-            path = Path(name)
-            if not path.is_file() or path.stat().st_size <= limit:
-                continue
-            suffix = ".gz" if p.compress else ""
-            oldest = path.with_name(f"{path.name}.{p.keep}{suffix}")
-            oldest.unlink(missing_ok=True)
-            for index in range(p.keep - 1, 0, -1):
-                src = path.with_name(f"{path.name}.{index}{suffix}")
-                if src.exists():
-                    src.rename(path.with_name(f"{path.name}.{index + 1}{suffix}"))
-            target = path.with_name(f"{path.name}.1{suffix}")
-            size = path.stat().st_size
-            # Copy then truncate, so a writer holding the file open keeps writing to it.
-            if p.compress:
-                with open(path, "rb") as src_fh, gzip.open(target, "wb") as dst:
-                    shutil.copyfileobj(src_fh, dst, 1024 * 1024)
-            else:
-                shutil.copyfile(path, target)
-            with open(path, "r+b") as fh:
-                fh.truncate(0)
-            rotated += 1
-            print(f"rotated {path} ({size / 2**20:.1f} MiB) -> {target.name}")
+            continue
+        except OSError as exc:
+            print(f"refusing {pattern}: its root {root.alias} cannot be opened without "
+                  f"following a symlink ({exc.strerror})", file=sys.stderr)  # fmt: skip
+            failed += 1
+            continue
+        notes: list[str] = []
+        seen = 0
+        with top:
+            for here, name, st in confined.glob(top, parts, notes):
+                seen += 1
+                try:
+                    rotated += _rotate_one(here, name, st, p, limit)
+                except OSError as exc:
+                    print(f"cannot rotate {os.path.join(here.shown, name)}: {exc.strerror}",
+                          file=sys.stderr)  # fmt: skip
+                    failed += 1
+        for note in notes:
+            print(f"skipped {note}")
+        if not seen:
+            print(f"{pattern}: no files")
     metric("files_rotated", rotated)
-    return 0
+    return 1 if failed else 0
 
 
-def _allowed(root: Path) -> str | None:
-    """Why `root` may not be cleaned, or None when it may."""
-    resolved = str(root.resolve())
-    if resolved in FORBIDDEN_ROOTS or resolved == str(Path.home().resolve()):
-        return f"refusing to clean {resolved}: a system or home directory"
-    allowed = [r for r in os.environ.get("L3TUI_CLEANUP_ROOTS", "").split(os.pathsep) if r]
-    for base in allowed:
-        if resolved == base or resolved.startswith(base.rstrip("/") + "/"):
-            return None
-    return (
-        f"refusing to clean {resolved}: not under an allowed root ("
-        f"{', '.join(allowed) or 'none'}; add it to scheduling.execution.cleanup_roots)"
-    )
+def _rotate_one(here: Dir, name: str, st: os.stat_result, p: RotateLogsParams,
+                limit: float) -> int:  # fmt: skip
+    """Copy `name` to name.1(.gz), shifting older copies, then truncate it; 1 if rotated.
+    Every name is relative to `here`; the log is opened with O_NOFOLLOW and must still be
+    the file that was looked at."""
+    path = os.path.join(here.shown, name)
+    if stat.S_ISLNK(st.st_mode):
+        print(f"skipped {path}: a symlink, not followed")
+        return 0
+    if not stat.S_ISREG(st.st_mode) or st.st_size <= limit:
+        return 0
+    fd = os.open(name, FILE_FLAGS, dir_fd=here.fd)
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+            print(f"skipped {path}: replaced while being opened")
+            return 0
+        suffix = ".gz" if p.compress else ""
+        copies = [f"{name}.{index}{suffix}" for index in range(1, p.keep + 1)]
+        _unlink_if_there(copies[-1], here.fd)
+        for index in range(p.keep - 1, 0, -1):
+            try:
+                os.rename(copies[index - 1], copies[index], src_dir_fd=here.fd,
+                          dst_dir_fd=here.fd)  # fmt: skip
+            except FileNotFoundError:
+                pass
+        partial = f".{copies[0]}.{os.getpid()}.partial"
+        out = os.open(partial, NEW_FILE_FLAGS, stat.S_IMODE(opened.st_mode), dir_fd=here.fd)
+        try:
+            # Copy then truncate, so a writer holding the log open keeps writing to it.
+            with open(fd, "rb", closefd=False) as src, open(out, "wb") as dst:
+                src.seek(0)
+                if p.compress:
+                    with gzip.GzipFile(filename=name, mode="wb", fileobj=dst) as packed:
+                        shutil.copyfileobj(src, packed, 1024 * 1024)
+                else:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+            os.rename(partial, copies[0], src_dir_fd=here.fd, dst_dir_fd=here.fd)
+        except BaseException:
+            _unlink_if_there(partial, here.fd)
+            raise
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+    print(f"rotated {path} ({opened.st_size / 2**20:.1f} MiB) -> {copies[0]}")
+    return 1
 
 
-def cleanup_files(p: CleanupFilesParams) -> int:
-    root = Path(os.path.expanduser(p.root))
-    if not root.exists():
-        print(f"{root}: does not exist, nothing to clean")
+def _unlink_if_there(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def cleanup_files(p: CleanupFilesParams, roots: Roots) -> int:
+    try:
+        top = confined.open_target(p.root, roots)
+    except confined.Refused as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if top is None:
+        print(f"{p.root}: does not exist, nothing to clean")
         metric("files_deleted", 0)
         return 0
-    refusal = _allowed(root)
-    if refusal:
-        print(refusal, file=sys.stderr)
-        return 1
     cutoff = time.time() - p.older_than_days * 86400
-    deleted, freed = 0, 0
-    walker = os.walk(root) if p.recursive else [(str(root), [], os.listdir(root))]
-    for folder, _dirs, files in walker:
-        for name in files:
-            if not fnmatch.fnmatch(name, p.pattern):
+    verb = "would delete" if p.dry_run else "deleted"
+    deleted, freed, failed = 0, 0, 0
+    notes: list[str] = []
+    moved: set[str] = set()
+    try:
+        for here, name, st in confined.walk(top, p.recursive, notes):
+            # Regular files and symlinks (removing a link never touches what it points to);
+            # never directories, pipes, sockets or devices.
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
                 continue
-            path = Path(folder) / name
-            try:
-                st = path.lstat()
-            except OSError:
+            if not fnmatch.fnmatchcase(name, p.pattern) or st.st_mtime > cutoff:
                 continue
-            if st.st_mtime > cutoff:
+            path = os.path.join(here.shown, name)
+            if not here.in_place():
+                if here.shown not in moved:
+                    moved.add(here.shown)
+                    notes.append(f"{here.shown}: moved during the walk, nothing deleted in it")
                 continue
-            verb = "would delete" if p.dry_run else "deleted"
             if not p.dry_run:
                 try:
-                    path.unlink()
+                    os.unlink(name, dir_fd=here.fd)
+                except FileNotFoundError:
+                    continue
                 except OSError as exc:
                     print(f"cannot delete {path}: {exc.strerror}", file=sys.stderr)
+                    failed += 1
                     continue
             deleted += 1
             freed += st.st_size
             print(f"{verb} {path}")
+    finally:
+        confined.close_all(top)
+    for note in notes:
+        print(f"skipped {note}")
     print(f"{deleted} file(s), {freed / 2**20:.1f} MiB"
           f"{' (dry run)' if p.dry_run else ' freed'}")  # fmt: skip
     metric("files_deleted", deleted)
     metric("bytes_freed", freed)
-    return 0
+    return 1 if failed else 0
 
 
 def backup_sqlite(p: BackupSqliteParams) -> int:
-    source = Path(os.path.expanduser(p.source))
-    if not source.is_file():
+    source = os.path.abspath(os.path.expanduser(p.source))
+    if not os.path.isfile(source):
         print(f"source database not found: {source}", file=sys.stderr)
         return 1
-    target = Path(os.path.expanduser(p.target))
-    if target.is_dir() or p.target.endswith("/"):
-        target.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        target = target / f"{source.stem}-{stamp}{source.suffix or '.db'}"
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    dst = sqlite3.connect(partial)
+    given = os.path.expanduser(p.target)
+    stem, suffix = Path(source).stem, Path(source).suffix or ".db"
+    into_dir = given.endswith("/") or os.path.isdir(given)
+    folder = (given.rstrip("/") or "/") if into_dir else (os.path.dirname(given) or ".")
     try:
-
-        def progress(status: int, remaining: int, total: int) -> None:
-            print(f"copied {total - remaining}/{total} pages", flush=True)
-
-        src.backup(dst, pages=1024, progress=progress)
-        if p.verify:
-            result = dst.execute("PRAGMA integrity_check").fetchone()[0]
-            if result != "ok":
-                print(f"integrity check of the copy failed: {result}", file=sys.stderr)
-                return 1
-            print("integrity check: ok")
+        os.makedirs(folder, exist_ok=True)
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        print(f"backup_sqlite: cannot write to {folder}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        name = _free_name(dir_fd, stem, suffix) if into_dir else os.path.basename(given)
+        shown = os.path.join(folder, name)
+        try:
+            _write_backup(source, folder, dir_fd, name, p.verify)
+        except (OSError, sqlite3.Error, _CopyInvalid) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(f"backup_sqlite: cannot write {shown}: {reason}", file=sys.stderr)
+            return 1
+        size = os.stat(name, dir_fd=dir_fd).st_size
+        print(f"backup written: {shown} ({size / 2**20:.2f} MiB)")
+        metric("backup_bytes", size)
+        if p.keep and into_dir:
+            for old in _own_backups(dir_fd, stem, suffix)[p.keep :]:
+                os.unlink(old, dir_fd=dir_fd)
+                print(f"pruned old backup {old}")
     finally:
-        dst.close()
-        src.close()
-    partial.replace(target)
-    size = target.stat().st_size
-    print(f"backup written: {target} ({size / 2**20:.2f} MiB)")
-    metric("backup_bytes", size)
-    if p.keep and target.parent.is_dir():
-        siblings = sorted(target.parent.glob(f"{source.stem}-*{source.suffix or '.db'}"),
-                          key=lambda f: f.stat().st_mtime, reverse=True)  # fmt: skip
-        for old in siblings[p.keep :]:
-            old.unlink()
-            print(f"pruned old backup {old.name}")
+        os.close(dir_fd)
     return 0
+
+
+class _CopyInvalid(Exception):
+    """The copy failed its integrity check."""
+
+
+def _write_backup(source: str, folder: str, dir_fd: int, name: str, verify: bool) -> None:
+    """Back `source` up into `name` in the directory `dir_fd`: written inside a private
+    0700 directory there (no one else can plant a symlink or a file in it), renamed into
+    place only when complete; on any failure nothing is left behind."""
+    private = os.path.basename(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial",
+                                                dir=folder))  # fmt: skip
+    try:
+        st = os.stat(private, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            raise OSError(1, f"{private} was replaced by another user; is {folder} shared?")
+        src = sqlite3.connect(f"file:{urllib.parse.quote(source)}?mode=ro", uri=True)
+        try:
+            dst = sqlite3.connect(os.path.join(folder, private, "backup"))
+            try:
+
+                def progress(status: int, remaining: int, total: int) -> None:
+                    print(f"copied {total - remaining}/{total} pages", flush=True)
+
+                src.backup(dst, pages=1024, progress=progress)
+                if verify:
+                    result = dst.execute("PRAGMA integrity_check").fetchone()[0]
+                    if result != "ok":
+                        raise _CopyInvalid(f"integrity check of the copy failed: {result}")
+                    print("integrity check: ok")
+            finally:
+                dst.close()
+        finally:
+            src.close()
+        private_fd = os.open(private, confined.DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            os.rename("backup", name, src_dir_fd=private_fd, dst_dir_fd=dir_fd)
+        finally:
+            os.close(private_fd)
+    finally:
+        shutil.rmtree(private, dir_fd=dir_fd, ignore_errors=True)
+
+
+def _backup_re(stem: str, suffix: str) -> re.Pattern[str]:
+    return re.compile(rf"{re.escape(stem)}-backup-(\d{{8}}-\d{{6}})(?:-(\d+))?{re.escape(suffix)}")
+
+
+def _free_name(dir_fd: int, stem: str, suffix: str) -> str:
+    """STEM-backup-YYYYmmdd-HHMMSS.db, with -2, -3... when a backup of that second exists."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        name = f"{stem}-backup-{stamp}{'' if n == 1 else f'-{n}'}{suffix}"
+        try:
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return name
+    raise OSError(17, f"no free backup name for {stamp}")
+
+
+def _own_backups(dir_fd: int, stem: str, suffix: str) -> list[str]:
+    """Regular files named like this action's backups of `stem`, newest first: the only
+    files `keep` ever prunes (a `l3tui-production.db` beside them is never touched)."""
+    pattern = _backup_re(stem, suffix)
+    found = []
+    for name in os.listdir(dir_fd):
+        match = pattern.fullmatch(name)
+        if match is None:
+            continue
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode):
+            found.append(((match.group(1), int(match.group(2) or 1)), name))
+    return [name for _key, name in sorted(found, reverse=True)]
 
 
 RUNNERS: dict[str, Callable[[Any], int]] = {
     "health_check": health_check,
-    "rotate_logs": rotate_logs,
-    "cleanup_files": cleanup_files,
     "backup_sqlite": backup_sqlite,
 }
+FILE_RUNNERS: dict[str, Callable[[Any, Roots], int]] = {
+    "rotate_logs": rotate_logs,
+    "cleanup_files": cleanup_files,
+}
+assert set(FILE_RUNNERS) == FILE_ACTIONS
+
+
+def _terminated(signum: int, frame: object) -> None:
+    # SIGTERM (cancel, timeout) unwinds like an error, so partial files are removed.
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in RUNNERS:
-        print(f"usage: python -m l3tui.engine.actions.builtins {{{','.join(RUNNERS)}}} JSON",
-              file=sys.stderr)  # fmt: skip
+    names = [*RUNNERS, *FILE_RUNNERS]
+    if len(argv) not in (2, 3) or argv[0] not in names:
+        print(f"usage: python -m l3tui.engine.actions.builtins {{{','.join(names)}}} JSON "
+              "[ROOTS-JSON]", file=sys.stderr)  # fmt: skip
         return 2
-    name, raw = argv
+    name, raw = argv[:2]
     try:
         params = BUILTIN_ACTIONS[name].model_validate(json.loads(raw))
     except (ValueError, ValidationError) as exc:
-        print(f"{name}: invalid parameters: {exc}", file=sys.stderr)
+        print(f"{name}: invalid parameters: {str(exc).splitlines()[-1].strip()}",
+              file=sys.stderr)  # fmt: skip
         return 2
+    roots = None
+    if name in FILE_RUNNERS:
+        try:
+            roots = Roots.from_json(argv[2])
+        except (IndexError, ValueError, KeyError, TypeError):
+            print(f"{name}: no valid cleanup roots given (l3tui passes them; run it in a "
+                  "workflow)", file=sys.stderr)  # fmt: skip
+            return 2
+    signal.signal(signal.SIGTERM, _terminated)
     try:
+        if roots is not None:
+            return FILE_RUNNERS[name](params, roots)
         return RUNNERS[name](params)
     except OSError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{name}: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
 
 

@@ -12,13 +12,12 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from l3tui.config import placeholders
+from l3tui.config import placeholders, roots
 from l3tui.config.builtins import BUILTIN_ACTIONS, IN_PROCESS_BUILTINS
 from l3tui.config.loader import Config
 from l3tui.config.schema import ActionDef, TaskDef
@@ -61,6 +60,7 @@ class ActionRegistry:
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
     _found: dict[tuple[str, str], str] = field(default_factory=dict)
+    _roots: roots.Roots | None = None
 
     def _which(self, name: str, path: str) -> str | None:
         # Found programs are remembered (a PATH search is ~0.1 ms per task); a missing one
@@ -73,10 +73,14 @@ class ActionRegistry:
                 self._found[key] = found
         return found
 
-    def cleanup_roots(self) -> list[str]:
-        roots = [self.state_dir, Path(tempfile.gettempdir()), self.cwd]
-        roots += [Path(r).expanduser() for r in self.config.scheduling.execution.cleanup_roots]
-        return [str(r.resolve()) for r in roots]
+    def cleanup_roots(self) -> roots.Roots:
+        """Where file built-ins may act: the state dir and scheduling.execution.cleanup_roots,
+        resolved to real paths once per config (symlinked, system and home roots refused)."""
+        if self._roots is None:
+            self._roots = roots.resolve(str(self.state_dir),
+                                        self.config.scheduling.execution.cleanup_roots,
+                                        str(self.cwd))  # fmt: skip
+        return self._roots
 
     def default_timeout_s(self, task: TaskDef) -> float:
         action = self.config.actions.actions.get(task.action)
@@ -190,10 +194,13 @@ class ActionRegistry:
             "PYTHONPATH": os.pathsep.join(
                 p for p in (package_root, self.base_env.get("PYTHONPATH", "")) if p
             ),
-            "L3TUI_CLEANUP_ROOTS": os.pathsep.join(self.cleanup_roots()),
             "PYTHONUNBUFFERED": "1",
         }
-        argv = (sys.executable, "-m", "l3tui.engine.actions.builtins", task.action,
-                json.dumps(filled, ensure_ascii=False))  # fmt: skip
+        argv: tuple[str, ...] = (sys.executable, "-m", "l3tui.engine.actions.builtins",
+                                 task.action, json.dumps(filled, ensure_ascii=False))  # fmt: skip
+        if task.action in roots.FILE_ACTIONS:
+            # The roots travel as their own argument, set here only: nothing a task sets
+            # (parameters, env) can widen them.
+            argv += (self.cleanup_roots().to_json(),)
         return CommandJob(argv, sys.executable, self._env(task, extra, context), None,
                           timeout_s, task.rlimits, f"built-in action {task.action}")  # fmt: skip

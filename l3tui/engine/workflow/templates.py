@@ -40,7 +40,10 @@ def coerce(name: str, spec: ParamSpec, value: Any) -> Any:
             else:
                 raise ValueError
         elif kind == "path":
-            result = str(Path(str(value)).expanduser()) if "${" not in str(value) else str(value)
+            text = str(value)
+            result = str(Path(text).expanduser()) if "${" not in text else text
+            if text.endswith("/") and not result.endswith("/"):
+                result += "/"  # `target=/tmp/x/` names a directory; Path() would drop that
         else:
             result = str(value)
     except (TypeError, ValueError):

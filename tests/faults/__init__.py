@@ -1,0 +1,1 @@
+"""Hostile cases: attackers sharing a directory, failing disks, racing file systems."""
