@@ -35,13 +35,14 @@ def registry_job(
     cwd: Path,
     cleanup_roots: list[str] | None = None,
     env: dict[str, str] | None = None,
+    task_env: dict[str, str] | None = None,
 ) -> Any:
     """The CommandJob the engine would spawn for one task calling built-in `action`."""
     from l3tui.config import load_config
     from l3tui.engine.actions.registry import ActionRegistry
 
     workflows = {"workflows": {"w": {"name": "w", "tasks": [
-        {"id": "t", "action": action, "parameters": parameters}]}}}  # fmt: skip
+        {"id": "t", "action": action, "parameters": parameters, "env": task_env or {}}]}}}  # fmt: skip
     config_dir = write_config(
         tmp_path / "config", json.dumps(workflows),
         scheduling=SCHEDULING.format(roots=json.dumps(cleanup_roots or [])),
@@ -52,7 +53,10 @@ def registry_job(
     context = {"l3.state_dir": str(state), "l3.execution_id": "x1", "l3.task_id": "t",
                "l3.attempt": 1, "l3.execution_dir": str(state / "runs" / "x1"),
                "l3.workflow_id": "w", "l3.config_dir": str(config_dir)}  # fmt: skip
-    return registry.resolve(task, context, {})
+    job = registry.resolve(task, context, {})
+    # The built-in runs this checkout's code, whatever is installed.
+    assert Path(job.env["PYTHONPATH"].split(os.pathsep)[0], "l3tui", "engine").is_dir()
+    return job
 
 
 def run_job(job: Any, cwd: Path, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
@@ -179,6 +183,30 @@ def test_cleanup_roots_are_explicit_and_refuse_a_symlinked_root(tmp_path: Path) 
     [line] = error_lines(result)
     assert "symlink" in line
     assert os.listdir(victim) == ["keep.db"]
+
+
+def test_a_task_cannot_widen_its_roots(tmp_path: Path) -> None:
+    """The roots reach the built-in as an argument only the registry sets: neither the
+    task's env (the old L3TUI_CLEANUP_ROOTS variable) nor a parameter can add one."""
+    from l3tui.config import ConfigError
+
+    state = tmp_path / "state"
+    state.mkdir()
+    victim = tmp_path / "victim"
+    old_files(victim, ["keep.db"])
+    job = registry_job(tmp_path, "cleanup_files", {"root": "${env.L3_TEST_TARGET}",
+                       "older_than_days": 0}, state=state, cwd=tmp_path,
+                       env={"L3_TEST_TARGET": str(victim)},
+                       task_env={"L3TUI_CLEANUP_ROOTS": f"/:{victim}"})  # fmt: skip
+    assert job.env["L3TUI_CLEANUP_ROOTS"] == f"/:{victim}"  # the task did set it
+    result = run_job(job, tmp_path)
+    assert result.returncode == 1
+    [line] = error_lines(result)
+    assert "not under a cleanup root" in line
+    assert os.listdir(victim) == ["keep.db"]
+    with pytest.raises(ConfigError, match="unknown key 'roots'"):
+        registry_job(tmp_path, "cleanup_files", {"root": "${l3.state_dir}", "roots": ["/"]},
+                     state=state, cwd=tmp_path)  # fmt: skip
 
 
 def test_cleanup_dry_run_lists_exactly_what_the_real_run_deletes(tmp_path: Path) -> None:

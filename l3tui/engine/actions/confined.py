@@ -9,6 +9,7 @@ always by name relative to a `Dir` it got from here). Linux and other POSIX syst
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import stat
@@ -102,7 +103,7 @@ class Dir:
 
 
 def _why(exc: OSError) -> str:
-    if exc.errno == 40:  # ELOOP: O_NOFOLLOW met a symlink
+    if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
         return "a symlink, not followed"
     return exc.strerror or str(exc)
 
@@ -180,7 +181,7 @@ def open_root(path: str) -> int:
 
 
 def _root_why(path: str, exc: OSError) -> str:
-    if exc.errno in (20, 40):  # ENOTDIR, ELOOP: a component is no directory any more
+    if exc.errno in (errno.ENOTDIR, errno.ELOOP):  # a component is no directory any more
         return "a symlink or a file now stands on its path"
     return exc.strerror or str(exc)
 

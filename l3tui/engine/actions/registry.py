@@ -189,7 +189,7 @@ class ActionRegistry:
         except ValueError as exc:
             first = str(exc).splitlines()
             raise ActionError(f"built-in {task.action}: invalid parameters: {first[-1]}") from None
-        package_root = str(Path(__file__).resolve().parents[2])
+        package_root = str(Path(__file__).resolve().parents[3])  # holds l3tui/
         extra = {
             "PYTHONPATH": os.pathsep.join(
                 p for p in (package_root, self.base_env.get("PYTHONPATH", "")) if p
