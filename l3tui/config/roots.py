@@ -21,6 +21,13 @@ SYSTEM_DIRS = frozenset({
 })  # fmt: skip
 """Never a root as a whole (a directory below one may be, when listed)."""
 
+STORE_FILES = ("l3tui.db", "l3tui.db-wal", "l3tui.db-shm", "l3tui.db-journal", "l3tui.lock")
+"""The store's files in the state dir (store/schema.py, store/lock.py): the file actions
+never delete or truncate them, whatever pattern they are given."""
+
+STATE_DIR = "the state dir"
+"""The origin of the state dir's root."""
+
 FILE_ACTIONS = frozenset({"cleanup_files", "rotate_logs"})
 """Built-ins that delete, rename or truncate, and so act only under the roots."""
 
@@ -135,10 +142,10 @@ def resolve(state_dir: str, entries: Sequence[str], cwd: str) -> Roots:
     its real path; `/`, system dirs, the home dir and a root that is a symlink are refused."""
     roots: list[Root] = []
     refused: list[tuple[str, str]] = []
-    named = [("the state dir", state_dir)]
+    named = [(STATE_DIR, state_dir)]
     named += [(f"cleanup_roots[{i}]", entry) for i, entry in enumerate(entries)]
     for origin, raw in named:
-        why = entry_refusal(raw) if origin != "the state dir" else None
+        why = entry_refusal(raw) if origin != STATE_DIR else None
         alias = lexical(raw, cwd)
         real = os.path.realpath(alias)
         why = why or _why(alias, real)

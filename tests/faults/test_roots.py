@@ -276,6 +276,34 @@ def test_validate_flags_bad_roots_and_literal_paths_outside_them(tmp_path: Path)
     assert not any("cleanup_roots[3]" in line for line in lines), lines
 
 
+def test_file_actions_never_touch_the_live_store(tmp_path: Path) -> None:
+    """The state dir is a root, but a rotate of `${l3.state_dir}/*` and a cleanup of
+    everything in it, run by the l3tui that holds the store open, leave the store whole."""
+    workflows = """
+    workflows:
+      sweep:
+        name: sweep
+        tasks:
+          - {id: rotate, action: rotate_logs,
+             parameters: {paths: ["${l3.state_dir}/*"], max_size_mb: 0.001, keep: 1}}
+          - {id: clean, action: cleanup_files, dependencies: [rotate],
+             parameters: {root: "${l3.state_dir}", older_than_days: 0}}
+    """
+    config = write_config(tmp_path / "config", workflows)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "old.tmp").write_text("x")
+    result = l3tui("run", "sweep", "--config", str(config), "--state", str(state),
+                   cwd=tmp_path)  # fmt: skip
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "l3tui's own store" in result.stdout
+    assert not (state / "old.tmp").exists()  # the cleanup did run
+    history = l3tui("--state", str(state), "history", "--json", cwd=tmp_path)
+    assert history.returncode == 0, history.stderr
+    assert '"sweep"' in history.stdout and '"succeeded"' in history.stdout, history.stdout
+
+
 # ------------------------------------------------------------------- item 2: rotate_logs
 
 

@@ -88,6 +88,7 @@ def health_check(p: HealthCheckParams) -> int:
 def rotate_logs(p: RotateLogsParams, roots: Roots) -> int:
     limit = p.max_size_mb * 1024 * 1024
     rotated, failed = 0, 0
+    store = confined.store_files(roots)
     for pattern in p.paths:
         target = confined.target_path(pattern, roots)
         found = roots.locate(target)
@@ -117,6 +118,9 @@ def rotate_logs(p: RotateLogsParams, roots: Roots) -> int:
         with top:
             for here, name, st in confined.glob(top, parts, notes):
                 seen += 1
+                if (st.st_dev, st.st_ino) in store:
+                    print(f"skipped {os.path.join(here.shown, name)}: l3tui's own store")
+                    continue
                 try:
                     rotated += _rotate_one(here, name, st, p, limit)
                 except OSError as exc:
@@ -201,6 +205,7 @@ def cleanup_files(p: CleanupFilesParams, roots: Roots) -> int:
         return 0
     cutoff = time.time() - p.older_than_days * 86400
     verb = "would delete" if p.dry_run else "deleted"
+    store = confined.store_files(roots)
     deleted, freed, failed = 0, 0, 0
     notes: list[str] = []
     moved: set[str] = set()
@@ -213,6 +218,9 @@ def cleanup_files(p: CleanupFilesParams, roots: Roots) -> int:
             if not fnmatch.fnmatchcase(name, p.pattern) or st.st_mtime > cutoff:
                 continue
             path = os.path.join(here.shown, name)
+            if (st.st_dev, st.st_ino) in store:
+                notes.append(f"{path}: l3tui's own store")
+                continue
             if not here.in_place():
                 if here.shown not in moved:
                     moved.add(here.shown)

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from l3tui.config.roots import Roots, lexical
+from l3tui.config.roots import STATE_DIR, STORE_FILES, Roots, lexical
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_DEPTH = 200
@@ -184,6 +184,25 @@ def _root_why(path: str, exc: OSError) -> str:
     if exc.errno in (errno.ENOTDIR, errno.ELOOP):  # a component is no directory any more
         return "a symlink or a file now stands on its path"
     return exc.strerror or str(exc)
+
+
+def store_files(roots: Roots) -> set[tuple[int, int]]:
+    """(st_dev, st_ino) of l3tui's own store files in the state dir, hard links included:
+    the file actions skip them whatever their pattern."""
+    found = set()
+    for root in roots.roots:
+        if root.origin != STATE_DIR:
+            continue
+        try:
+            fd = open_root(root.path)
+        except OSError:
+            continue
+        with Dir(fd, root.alias) as state:
+            for name in STORE_FILES:
+                st = state.lstat(name)
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    found.add((st.st_dev, st.st_ino))
+    return found
 
 
 def entries(here: Dir) -> Iterator[tuple[str, os.stat_result]]:
