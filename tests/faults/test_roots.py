@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import subprocess
 import threading
 import time
@@ -355,6 +356,7 @@ def make_db(path: Path, mib: float = 0.1) -> None:
         db.executemany("insert into t values (randomblob(4096))",
                        [()] * int(mib * 256))  # fmt: skip
     db.close()
+    path.chmod(0o600)
 
 
 def test_backup_keep_prunes_only_its_own_backups(tmp_path: Path) -> None:
@@ -374,6 +376,8 @@ def test_backup_keep_prunes_only_its_own_backups(tmp_path: Path) -> None:
     assert len(ours) == 1, names  # keep: 1 still prunes what it wrote
     with sqlite3.connect(shared / ours[0]) as db:
         assert db.execute("select count(*) from t").fetchone()[0] == 25
+    db.close()
+    assert stat.S_IMODE((shared / ours[0]).stat().st_mode) == 0o600  # as private as its source
 
 
 def in_mount_namespace(tmp_path: Path, mount: str, target: Path, job: Any) -> tuple[Any, str]:

@@ -73,9 +73,20 @@ def _write_backup(source: str, folder: str, dir_fd: int, name: str, verify: bool
     private = os.path.basename(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial",
                                                 dir=folder))  # fmt: skip
     try:
-        st = os.stat(private, dir_fd=dir_fd, follow_symlinks=False)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-            raise OSError(errno.EPERM, f"{private} was replaced; is {folder} shared?")
+        private_fd = os.open(private, confined.DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            st = os.fstat(private_fd)
+            if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                raise OSError(errno.EPERM, f"{private} was replaced; is {folder} shared?")
+            # The copy is no more open than its source (l3tui's store is 0600), whatever
+            # the umask: created here with that mode before SQLite opens it.
+            mode = stat.S_IMODE(os.stat(source).st_mode) & 0o666
+            fd = os.open("backup", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, mode, dir_fd=private_fd)  # fmt: skip
+            os.fchmod(fd, mode)
+            os.close(fd)
+        finally:
+            os.close(private_fd)
         src = sqlite3.connect(f"file:{urllib.parse.quote(source)}?mode=ro", uri=True)
         try:
             dst = sqlite3.connect(os.path.join(folder, private, "backup"))
