@@ -129,7 +129,7 @@ def open_target(given: str, roots: Roots) -> Dir | None:
     except OSError as exc:
         raise Refused(f"refusing {given}: its root {root.alias} ({root.origin}) cannot be "
                       f"opened: {_root_why(root.path, exc)}") from None  # fmt: skip
-    here, real = Dir(top, shown), root.path
+    here, real = Dir(top, root.alias), root.path
     for name in [p for p in below.split("/") if p]:
         real = os.path.join(real, name)
         try:
