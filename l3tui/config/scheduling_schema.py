@@ -101,6 +101,9 @@ class ExecutionSettings(Model):
     cleanup_roots: list[str] = Field(default_factory=list)
     """Directories, besides the state dir, the temp dir and the working dir, under which
     cleanup actions may delete files."""
+    secrets_file: str | None = None
+    """File of `NAME=value` lines for `${secret:NAME}` not found in l3tui's environment
+    (relative to the config directory); it must be yours and mode 0600."""
 
 
 class Retention(Model):

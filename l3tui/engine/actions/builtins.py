@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -181,6 +182,11 @@ def backup_sqlite(p: BackupSqliteParams) -> int:
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
+    # The copy is no more open than its source (l3tui's store is 0600), whatever the umask.
+    mode = stat.S_IMODE(source.stat().st_mode) & 0o666
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    os.fchmod(fd, mode)
+    os.close(fd)
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     dst = sqlite3.connect(partial)
     try:
