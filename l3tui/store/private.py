@@ -7,6 +7,7 @@ Only creates and tightens permissions; never reads or moves what is there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -26,22 +27,30 @@ def private_state_dir(path: Path) -> str | None:
     others. Returns a warning for the operator when it found one open, else None."""
     try:
         path.mkdir(mode=DIR_MODE, parents=True)
-        os.chmod(path, DIR_MODE)  # mkdir's mode goes through the umask
-        return None
     except FileExistsError:
         pass
-    st = path.stat()
-    if not stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o077:
+    else:
+        # mkdir's mode went through the umask: never looser than 0700, but it may lack
+        # owner bits. A file system without modes keeps what it has.
+        with contextlib.suppress(OSError):
+            os.chmod(path, DIR_MODE)
         return None
-    if st.st_uid != os.geteuid():
-        return (f"state directory {path} is mode {_mode(st)} (open to other users) and "
-                f"belongs to uid {st.st_uid}; left as it is")  # fmt: skip
-    # Never tighten a directory that is not only l3tui's (--state ~, --state /tmp).
-    names = set(os.listdir(path))
-    if st.st_mode & stat.S_ISVTX or (names and not names & set(_OURS)):
-        return (f"state directory {path} is mode {_mode(st)} (open to other users) and holds "
-                f"more than l3tui's files; left as it is: use a directory of its own")  # fmt: skip
-    os.chmod(path, DIR_MODE)
+    try:
+        st = path.stat()
+        if not stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o077:
+            return None  # not a directory: opening the store will say so
+        if st.st_uid != os.geteuid():
+            return (f"state directory {path} is mode {_mode(st)} (open to other users) and "
+                    f"belongs to uid {st.st_uid}; left as it is")  # fmt: skip
+        # Never tighten a directory that is not only l3tui's (--state ~, --state /tmp).
+        names = set(os.listdir(path))
+        if st.st_mode & stat.S_ISVTX or (names and not names & set(_OURS)):
+            return (f"state directory {path} is mode {_mode(st)} (open to other users) and "
+                    "holds more than l3tui's files; left as it is: give l3tui a directory "
+                    "of its own")  # fmt: skip
+        os.chmod(path, DIR_MODE)
+    except OSError as exc:
+        return f"state directory {path} could not be made private: {exc.strerror}"
     return f"state directory {path} was mode {_mode(st)} (open to other users); made it 0700"
 
 
@@ -56,7 +65,8 @@ def private_file(path: Path) -> None:
         return  # cannot create here: opening the database will say why
     else:
         try:
-            os.fchmod(fd, FILE_MODE)
+            with contextlib.suppress(OSError):  # created <= 0600 already; this adds owner bits
+                os.fchmod(fd, FILE_MODE)
         finally:
             os.close(fd)
         return

@@ -14,7 +14,6 @@ import subprocess
 import time
 from pathlib import Path
 
-
 from l3tui.engine import events as ev
 from l3tui.engine.executors.output import MAX_LINE, OutputCapture, SecretMask
 from tests.conftest import BUNDLED, L3TUI, write_config
@@ -33,7 +32,7 @@ def l3tui(config: Path, state: Path, *args: str, env: dict[str, str] | None = No
         [L3TUI, "--config", str(config), "--state", str(state), *args],
         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
-        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,  # noqa: PLW1509
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
     )  # fmt: skip
 
 
