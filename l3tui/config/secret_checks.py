@@ -28,6 +28,15 @@ NOT_HERE = (
     "of a task whose action is bound in l3-actions.yml)"
 )
 
+BUILT_IN = (
+    "${{secret:{name}}}: a built-in action's parameters are printed and recorded, so they "
+    "take no secrets (give the secret to a command action, in its env)"
+)
+IN_SCRIPT = (
+    "${{secret:{name}}}: placeholders in a shell: true script are not filled; put the "
+    "secret in the action's env ({{TOKEN: \"${{secret:{name}}}\"}}) and use \"$TOKEN\""
+)
+
 
 def _secrets_in(text: str) -> Iterator[tuple[str, str | None]]:
     for name, default in placeholders.find(text):
@@ -56,13 +65,13 @@ def check(
     used: dict[str, tuple[str, Path_]] = {}
     """Each secret asked for where it is allowed, and where it is first asked for."""
 
-    def visit(kind: str, path: Path_, text: str, allowed: bool) -> None:
+    def visit(kind: str, path: Path_, text: str, allowed: bool, why: str = NOT_HERE) -> None:
         for name, default in _secrets_in(text):
             problem = _shape(name, default)
             if problem:
                 out.append((kind, path, problem, "error"))
             elif not allowed:
-                out.append((kind, path, NOT_HERE.format(name=name), "error"))
+                out.append((kind, path, why.format(name=name), "error"))
             else:
                 used.setdefault(name, (kind, path))
 
@@ -83,11 +92,12 @@ def check(
                     allowed = sub[0] == "env" or (
                         sub[0] == "parameters" and bound is not None and sub[1] not in in_cwd
                     )
-                    visit("workflows", (*base, "tasks", index, *sub), text, allowed)
+                    why = BUILT_IN if sub[0] == "parameters" and bound is None else NOT_HERE
+                    visit("workflows", (*base, "tasks", index, *sub), text, allowed, why)
     for name, action in (actions or {}).items():
         base = ("actions", name)
         for index, arg in enumerate(action.command):
-            visit("actions", (*base, "command", index), arg, not action.shell)
+            visit("actions", (*base, "command", index), arg, not action.shell, IN_SCRIPT)
             if action.shell:
                 continue
             for secret, _ in _secrets_in(arg):
