@@ -57,14 +57,21 @@ Job = CommandJob | InProcessJob
 Lookup = Callable[[str], Any]
 
 
-@dataclass(slots=True)
 class _Secrets:
     """The secrets one job's build resolved: to hand to its process and to mask."""
 
-    source: SecretSource
-    used: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("env", "file", "source", "used")
+
+    def __init__(self, env: Mapping[str, str], file: Path | None) -> None:
+        self.env = env
+        self.file = file
+        self.source: SecretSource | None = None
+        """Made on the first secret asked for: most jobs have none."""
+        self.used: dict[str, str] = {}
 
     def get(self, name: str) -> str:
+        if self.source is None:
+            self.source = SecretSource(self.env, self.file)
         try:
             value = self.source.get(name)
         except SecretError as exc:
@@ -92,6 +99,11 @@ class ActionRegistry:
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
     _found: dict[tuple[str, str], str] = field(default_factory=dict)
+    _secrets_file: Path | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        value = self.config.scheduling.execution.secrets_file
+        self._secrets_file = secrets_path(value, self.config.directory) if value else None
 
     def _which(self, name: str, path: str) -> str | None:
         # Found programs are remembered (a PATH search is ~0.1 ms per task); a missing one
@@ -114,16 +126,12 @@ class ActionRegistry:
         ms = task.timeout or (action.timeout if action else None)
         return (ms or self.config.scheduling.execution.default_timeout) / 1000
 
-    def secrets_file(self) -> Path | None:
-        value = self.config.scheduling.execution.secrets_file
-        return secrets_path(value, self.config.directory) if value else None
-
     def resolve(self, task: TaskDef, context: Mapping[str, Any], params: Mapping[str, Any]) -> Job:
         """A runnable job for `task`; `context` holds the `l3.*` values for this attempt and
         `params` the execution's (a template's params, as given)."""
         timeout_s = self.default_timeout_s(task)
         action = self.config.actions.actions.get(task.action)
-        secrets = _Secrets(SecretSource(self.base_env, self.secrets_file()))
+        secrets = _Secrets(self.base_env, self._secrets_file)
         parameters: dict[str, Any] = {}
         if task.parameters:
             # Parameters reach a process only through an action bound in l3-actions.yml;
