@@ -184,15 +184,19 @@ def test_secret_split_across_reads_and_long_lines_is_masked(tmp_path: Path) -> N
     long_line = b"x" * (MAX_LINE + 5) + b"s3cret-" + b"value" + b"y" * 10
     capture.feed(long_line[: MAX_LINE + 9])  # cut inside the secret, past MAX_LINE
     capture.feed(long_line[MAX_LINE + 9 :] + b"\n")
+    capture.feed(b"z" * MAX_LINE + b"s3cret-value" + b"zz")  # whole, across the forced cut
+    capture.feed(b"\n")
     capture.feed(b"end s3cret-val")
     capture.feed(b"ue")  # no newline: flushed on close
     capture.close()
     data = log.read_bytes()
     assert secret.encode() not in data and b"ret-val" not in data and b"s3cret-v" not in data
     assert data.startswith(b"a *** b\nnext ***\n") and data.endswith(b"end ***")
-    assert data.count(b"***") == 4
+    assert data.count(b"***") == 5
     assert lines[:2] == ["a *** b", "next ***"] and lines[-1] == "end ***"
     assert lines[2] == "x" * (MAX_LINE + 5) + "***" + "y" * 10
+    assert "z" * MAX_LINE + "***" in lines  # shown in pieces, as any over-long line
+    assert b"z" * MAX_LINE + b"***zz\n" in data
     assert not any(secret in line for line in lines)
 
 
