@@ -262,9 +262,11 @@ def _internal_error(exc: BaseException) -> int:
     if os.environ.get("L3TUI_DEBUG"):
         traceback.print_exc()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(tempfile.gettempdir(), f"l3tui-crash-{stamp}.txt")
     try:
-        with open(path, "w", encoding="utf-8") as fh:
+        # mkstemp: a new 0600 file in the shared temp dir (a traceback may quote what it was
+        # handling), never one someone else put there.
+        fd, path = tempfile.mkstemp(prefix=f"l3tui-crash-{stamp}-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             traceback.print_exception(exc, file=fh)
         where = f"details in {path}"
     except OSError:

@@ -85,6 +85,8 @@ async def start_and_follow(
 
     loop = asyncio.get_running_loop()
     async with Runtime(config, state_dir) as rt:
+        for note in rt.store.notes:
+            print(f"l3tui: warning: {note}", file=sys.stderr)
         if rt.recovery is not None and rt.recovery.needed:
             print(f"l3tui: {rt.recovery.message()}", file=sys.stderr)
         sub = rt.subscribe("cli", maxsize=100_000)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from l3tui.config import placeholders
+from l3tui.config import placeholders, secret_checks
 from l3tui.config.builtins import BUILTIN_ACTIONS, outside_roots
 from l3tui.config.errors import ConfigIssue, Severity, humanize, key_path
 from l3tui.config.graph import find_cycle
@@ -74,6 +74,12 @@ def cross_check(data: CheckInput, sources: Mapping[str, Any]) -> list[ConfigIssu
     findings += _check_recurring(data, everything, sources)
     if data.alerts is not None:
         findings += _check_alerts(data.alerts)
+    config_dir = sources["workflows"].path.parent
+    for kind, path, message, severity in secret_checks.check(
+        {"workflows": data.workflows, "templates": data.templates}, data.salvaged,
+        data.actions, data.recurring, sched, config_dir,
+    ):  # fmt: skip
+        findings.append(Finding(kind, path, message, severity))
     return [_locate(f, sources) for f in findings]
 
 

@@ -19,8 +19,9 @@ from pydantic import (
 from l3tui.config.durations import DurationMs
 
 IDENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-PLACEHOLDER_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)(?::-([^}]*))?\}")
-"""`${name}` or `${name:-default}`; dotted names (`l3.state_dir`, `env.HOME`) are context."""
+PLACEHOLDER_RE = re.compile(r"\$\{((?:secret:)?[A-Za-z_][A-Za-z0-9_.]*)(?::-([^}]*))?\}")
+"""`${name}` or `${name:-default}`; dotted names (`l3.state_dir`, `env.HOME`) are context,
+`${secret:NAME}` a secret resolved when a task's process is built."""
 
 
 def _identifier(value: str) -> str:

@@ -1,14 +1,21 @@
 """`${name}` and `${name:-default}` placeholders: find them, fill them, never evaluate them.
 
 Names with a dot are context the engine supplies (`l3.state_dir`, `l3.execution_id`,
-`l3.execution_dir`, `l3.config_dir`, `env.NAME`); plain names are task parameters or
-template params. Filling is pure string substitution: no shell, no expressions.
+`l3.execution_dir`, `l3.config_dir`, `env.NAME`); `secret:NAME` is a secret the action
+registry resolves for a task's process only; plain names are task parameters or template
+params. Filling is pure string substitution: no shell, no expressions.
+
+Expansion is one pass: `fill` scans a string of the definition once, and a value put in
+place of a placeholder is never scanned again, so `${...}` inside a `-p` value, an
+environment variable or a secret is literal text. A lookup may answer `KEEP` to leave a
+placeholder exactly as written, for a later pass that fills what this one cannot know yet.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Final
 
 from l3tui.config.schema import PLACEHOLDER_RE
 
@@ -23,6 +30,18 @@ CONTEXT_NAMES = frozenset(
         "l3.attempt",
     }
 )
+SECRET_PREFIX = "secret:"
+SECRET_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What may follow `secret:`: an environment-variable-like name."""
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = _Keep()
+"""A lookup's answer meaning "leave this placeholder as written" (default included)."""
 
 
 class MissingPlaceholder(KeyError):
@@ -33,8 +52,13 @@ class MissingPlaceholder(KeyError):
         self.name = name
 
 
+def is_secret(name: str) -> bool:
+    return name.startswith(SECRET_PREFIX)
+
+
 def is_context(name: str) -> bool:
-    return name in CONTEXT_NAMES or name.startswith("env.")
+    """Filled by l3tui (context, environment, secrets), never by a parameter."""
+    return name in CONTEXT_NAMES or name.startswith("env.") or is_secret(name)
 
 
 def find(text: str) -> Iterator[tuple[str, str | None]]:
@@ -57,19 +81,21 @@ def strings_in(
             yield from strings_in(item, (*path, index))
 
 
+def _value(match: re.Match[str], lookup: Callable[[str], Any]) -> Any:
+    name, default = match.group(1), match.group(2)
+    try:
+        value = lookup(name)
+    except KeyError:
+        if default is not None:
+            return default
+        raise MissingPlaceholder(name) from None
+    return match.group(0) if value is KEEP else value
+
+
 def fill(text: str, lookup: Callable[[str], Any]) -> str:
-    """Replace each placeholder with `lookup(name)` (or its default when lookup raises KeyError)."""
-
-    def replace(match: Any) -> str:
-        name, default = match.group(1), match.group(2)
-        try:
-            return str(lookup(name))
-        except KeyError:
-            if default is not None:
-                return str(default)
-            raise MissingPlaceholder(name) from None
-
-    return PLACEHOLDER_RE.sub(replace, text)
+    """Replace each placeholder with `lookup(name)` (or its default when lookup raises
+    KeyError), in one pass: what is put in place is not scanned again."""
+    return PLACEHOLDER_RE.sub(lambda match: str(_value(match, lookup)), text)
 
 
 def fill_value(value: Any, lookup: Callable[[str], Any]) -> Any:
@@ -78,12 +104,7 @@ def fill_value(value: Any, lookup: Callable[[str], Any]) -> Any:
     if isinstance(value, str):
         match = PLACEHOLDER_RE.fullmatch(value)
         if match:
-            try:
-                return lookup(match.group(1))
-            except KeyError:
-                if match.group(2) is not None:
-                    return match.group(2)
-                raise MissingPlaceholder(match.group(1)) from None
+            return _value(match, lookup)
         return fill(value, lookup)
     if isinstance(value, dict):
         return {k: fill_value(v, lookup) for k, v in value.items()}

@@ -114,6 +114,9 @@ class ExecutionSettings(Model):
     """A task waiting for resources longer than this is reported as a bottleneck."""
     cleanup_roots: list[CleanupRoot] = Field(default_factory=list)
     """Directories besides the state dir where cleanup_files and rotate_logs may act."""
+    secrets_file: str | None = None
+    """File of `NAME=value` lines for `${secret:NAME}` not found in l3tui's environment
+    (relative to the config directory); it must be yours and mode 0600."""
 
 
 class Retention(Model):

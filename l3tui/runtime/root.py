@@ -114,12 +114,13 @@ class Runtime:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Runtime:
-        (self.state_dir / "runs").mkdir(parents=True, exist_ok=True)
-        # Before anything runs: lock the state dir, open (or refuse) the database, mark what
-        # a previous instance left running as interrupted and kill its leftover processes.
+        # Before anything runs: make the state dir private, lock it, open (or refuse) the
+        # database, mark what a previous instance left running as interrupted and kill its
+        # leftover processes.
         grace_s = self.config.scheduling.execution.grace_period / 1000
         self.recovery = await self.store.open(self.bus, grace_s=grace_s)
         try:
+            (self.state_dir / "runs").mkdir(exist_ok=True)
             self.views.stored_recent = await self.store.read(recent_views, 50)
             await self.recurring.load()
         except BaseException:

@@ -32,6 +32,7 @@ from l3tui.engine import events as ev
 from l3tui.engine.bus import EventBus, Subscription
 from l3tui.store.database import connect_readonly, db_path, prepare
 from l3tui.store.lock import StateLock, read_holder
+from l3tui.store.private import private_database, private_state_dir
 from l3tui.store.recovery import (
     RecoveryReport,
     find_interrupted,
@@ -82,6 +83,8 @@ class Store:
         self.degraded: str | None = None
         """Why writes fail right now, or None."""
         self.held_events = 0
+        self.notes: list[str] = []
+        """Warnings found on opening (a state directory that was open to other users)."""
         self.dropped_events = 0
         self.committed_events = 0
         self.commits = 0
@@ -103,10 +106,13 @@ class Store:
     ) -> RecoveryReport:
         """Lock the state dir, prepare the database, recover from a crash, start writing.
         Raises LockedError or StateError (one line each) when the store cannot be used."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Private before anything is written in it: created 0700, the database 0600.
+        note = private_state_dir(self.state_dir)
+        self.notes = [note] if note else []
         previous = read_holder(self.lock.path)
         self.lock.acquire()
         try:
+            await asyncio.to_thread(private_database, self.path)
             self.writable = await asyncio.to_thread(prepare, self.path)
             self._reader = await asyncio.to_thread(connect_readonly, self.path)
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="l3tui-store")
@@ -122,6 +128,10 @@ class Store:
         self._sub = bus.subscribe("store", durable=True, accepts=_accepts)
         self._task = asyncio.get_running_loop().create_task(self._write_loop(),
                                                             name="store-writer")  # fmt: skip
+        for note in self.notes:
+            log.warning("store: %s", note)
+            bus.publish(ev.SystemNotice(at=self.now(), topic="state", message=note,
+                                        severity="warning"))  # fmt: skip
         if report.needed:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.now()))
             why = f"l3tui stopped while this ran; recovered at {stamp}"

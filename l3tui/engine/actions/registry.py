@@ -4,6 +4,13 @@ Command actions come from l3-actions.yml: parameters fill `${name}` placeholders
 single argument-list elements, never a shell string, so `a; rm -rf ~` stays one literal
 argument. Built-in actions are Python: `noop` runs in-process, the maintenance ones run as
 `python -m l3tui.engine.actions.builtins NAME PARAMS` in their own process group like any command.
+
+Each string of the definition is filled once, here: a task's `parameters` and `env`, then
+the action's `command`, `env` and `cwd` with those parameters. A value put in place (a run's
+param, an environment variable, a secret, a filled parameter) is never scanned again.
+`${secret:NAME}` is resolved only where a process receives it (argv elements and env
+values); the job carries a mask of the secrets it holds, so what is shown of it (argv,
+messages, output) says `***` instead.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from l3tui.config import placeholders, roots
 from l3tui.config.builtins import BUILTIN_ACTIONS, IN_PROCESS_BUILTINS
 from l3tui.config.loader import Config
 from l3tui.config.schema import ActionDef, TaskDef
+from l3tui.config.secrets import SecretError, SecretSource, secrets_path
 from l3tui.engine.executors.base import CommandJob
+from l3tui.engine.executors.output import SecretMask
 
 
 class ActionError(Exception):
@@ -44,6 +53,35 @@ class InProcessJob:
 Job = CommandJob | InProcessJob
 
 
+Lookup = Callable[[str], Any]
+
+
+class _Secrets:
+    """The secrets one job's build resolved: to hand to its process and to mask."""
+
+    __slots__ = ("env", "file", "source", "used")
+
+    def __init__(self, env: Mapping[str, str], file: Path | None) -> None:
+        self.env = env
+        self.file = file
+        self.source: SecretSource | None = None
+        """Made on the first secret asked for: most jobs have none."""
+        self.used: dict[str, str] = {}
+
+    def get(self, name: str) -> str:
+        if self.source is None:
+            self.source = SecretSource(self.env, self.file)
+        try:
+            value = self.source.get(name)
+        except SecretError as exc:
+            raise ActionError(str(exc)) from None
+        self.used[name] = value
+        return value
+
+    def mask(self) -> SecretMask | None:
+        return SecretMask(self.used.values()) if self.used else None
+
+
 async def _noop(params: Mapping[str, Any]) -> int:
     return 0
 
@@ -61,6 +99,11 @@ class ActionRegistry:
     cwd: Path = field(default_factory=Path.cwd)
     _found: dict[tuple[str, str], str] = field(default_factory=dict)
     _roots: roots.Roots | None = None
+    _secrets_file: Path | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        value = self.config.scheduling.execution.secrets_file
+        self._secrets_file = secrets_path(value, self.config.directory) if value else None
 
     def _which(self, name: str, path: str) -> str | None:
         # Found programs are remembered (a PATH search is ~0.1 ms per task); a missing one
@@ -88,32 +131,48 @@ class ActionRegistry:
         return (ms or self.config.scheduling.execution.default_timeout) / 1000
 
     def resolve(self, task: TaskDef, context: Mapping[str, Any], params: Mapping[str, Any]) -> Job:
-        """A runnable job for `task`; `context` holds the `l3.*` values for this attempt."""
+        """A runnable job for `task`; `context` holds the `l3.*` values for this attempt and
+        `params` the execution's (a template's params, as given)."""
         timeout_s = self.default_timeout_s(task)
+        action = self.config.actions.actions.get(task.action)
+        secrets = _Secrets(self.base_env, self._secrets_file)
         parameters: dict[str, Any] = {}
         if task.parameters:
+            # Parameters reach a process only through an action bound in l3-actions.yml;
+            # built-in actions get theirs as JSON that they print and report.
+            where = "parameters" if action is not None else f"parameters of built-in {task.action}"
+            lookup = self._lookup(context, params, secrets if action else None, where)
             try:
-                parameters = placeholders.fill_value(
-                    dict(task.parameters), self._lookup(context, params)
-                )
+                parameters = placeholders.fill_value(dict(task.parameters), lookup)
             except placeholders.MissingPlaceholder as exc:
                 raise ActionError(f"parameter placeholder ${{{exc.name}}} has no value") from None
-        action = self.config.actions.actions.get(task.action)
         if action is not None:
-            return self._command(task, action, parameters, context, timeout_s)
+            return self._command(task, action, parameters, context, params, timeout_s, secrets)
         if task.action in IN_PROCESS and task.action in IN_PROCESS_BUILTINS:
             return InProcessJob(IN_PROCESS[task.action], parameters, timeout_s,
                                 f"built-in action {task.action}")  # fmt: skip
         if task.action in BUILTIN_ACTIONS:
-            return self._builtin(task, parameters, context, timeout_s)
+            return self._builtin(task, parameters, context, params, timeout_s, secrets)
         raise ActionError(
             f"action {task.action!r} has no binding in l3-actions.yml and is not built in"
         )
 
     def _lookup(
-        self, context: Mapping[str, Any], params: Mapping[str, Any]
-    ) -> Callable[[str], Any]:
+        self,
+        context: Mapping[str, Any],
+        params: Mapping[str, Any],
+        secrets: _Secrets | None,
+        where: str,
+    ) -> Lookup:
+        """Values for one pass over definition strings: `secrets` None where no process
+        receives the text (a working directory, a built-in's parameters)."""
+
         def lookup(name: str) -> Any:
+            if placeholders.is_secret(name):
+                if secrets is None:
+                    raise ActionError(f"${{{name}}} in {where}: a secret is passed only in a "
+                                      "command's arguments or environment")  # fmt: skip
+                return secrets.get(name.removeprefix(placeholders.SECRET_PREFIX))
             if name.startswith("env."):
                 return self.base_env[name[4:]]
             if name in context:
@@ -123,11 +182,22 @@ class ActionRegistry:
         return lookup
 
     def _env(
-        self, task: TaskDef, extra: Mapping[str, str], context: Mapping[str, Any]
+        self,
+        task: TaskDef,
+        extra: Mapping[str, str],
+        context: Mapping[str, Any],
+        params: Mapping[str, Any],
+        secrets: _Secrets,
     ) -> dict[str, str]:
         env = dict(self.base_env)
         env.update(extra)
-        env.update(task.env)
+        lookup = self._lookup(context, params, secrets, f"env of task {task.id}")
+        for name, value in task.env.items():
+            try:
+                env[name] = placeholders.fill(value, lookup)
+            except placeholders.MissingPlaceholder as exc:
+                raise ActionError(f"env {name} of task {task.id!r}: no value for "
+                                  f"${{{exc.name}}}") from None  # fmt: skip
         env["L3_EXECUTION_ID"] = str(context.get("l3.execution_id", ""))
         env["L3_TASK_ID"] = task.id
         env["L3_ATTEMPT"] = str(context.get("l3.attempt", 1))
@@ -140,10 +210,13 @@ class ActionRegistry:
         action: ActionDef,
         parameters: Mapping[str, Any],
         context: Mapping[str, Any],
+        params: Mapping[str, Any],
         timeout_s: float,
+        secrets: _Secrets,
     ) -> CommandJob:
         origin = f"{self.config.sources['actions'].path.name}: {task.action}"
-        lookup = self._lookup(context, parameters)
+        lookup = self._lookup(context, parameters, secrets, f"action {task.action}")
+        cwd_lookup = self._lookup(context, parameters, None, f"cwd of action {task.action}")
         try:
             if action.shell:
                 argv = ["/bin/sh", "-c", action.command[0]]
@@ -152,37 +225,45 @@ class ActionRegistry:
                 argv = [placeholders.fill(arg, lookup) for arg in action.command]
                 extra = {}
             extra.update({k: placeholders.fill(v, lookup) for k, v in action.env.items()})
-            cwd = placeholders.fill(action.cwd, lookup) if action.cwd else None
+            cwd = placeholders.fill(action.cwd, cwd_lookup) if action.cwd else None
         except placeholders.MissingPlaceholder as exc:
             raise ActionError(
                 f"action {task.action!r} needs parameter {exc.name!r} (bound in {origin})"
             ) from None
-        env = self._env(task, extra, context)
+        env = self._env(task, extra, context, params, secrets)
+        mask = secrets.mask()
+        shown = mask.text if mask is not None else str
+        if cwd is not None and shown(cwd) != cwd:
+            raise ActionError(f"the working directory of action {task.action!r} would hold a "
+                              f"secret (bound in {origin})")  # fmt: skip
         executable = self._which(argv[0], env.get("PATH", os.defpath))
         if executable is None:
-            raise ActionError(f"command not found: {argv[0]} (bound in {origin})")
+            raise ActionError(shown(f"command not found: {argv[0]} (bound in {origin})"))
         if cwd is not None:
             resolved = (self.cwd / cwd).resolve()
             if not resolved.is_dir():
                 raise ActionError(f"working directory not found: {resolved} (bound in {origin})")
             cwd = None if resolved == self.cwd.resolve() else str(resolved)
-        return CommandJob(tuple(argv), executable, env, cwd, timeout_s, task.rlimits, origin)
+        return CommandJob(tuple(argv), executable, env, cwd, timeout_s, task.rlimits, origin,
+                          mask)  # fmt: skip
 
     def _builtin(
         self,
         task: TaskDef,
         parameters: Mapping[str, Any],
         context: Mapping[str, Any],
+        params: Mapping[str, Any],
         timeout_s: float,
+        secrets: _Secrets,
     ) -> CommandJob:
         model = BUILTIN_ACTIONS[task.action]
         # Defaults may hold placeholders (`${l3.state_dir}`): fill them here, in the engine.
-        lookup = self._lookup(context, parameters)
-        merged = {name: f.default for name, f in model.model_fields.items()
-                  if f.default is not None and isinstance(f.default, str)}  # fmt: skip
-        merged.update(parameters)
+        # The task's parameters were filled already and are not scanned again.
+        lookup = self._lookup(context, {}, None, f"built-in {task.action}")
+        defaults = {name: f.default for name, f in model.model_fields.items()
+                    if f.default is not None and isinstance(f.default, str)}  # fmt: skip
         try:
-            filled = placeholders.fill_value(merged, lookup)
+            filled = {**placeholders.fill_value(defaults, lookup), **parameters}
             model.model_validate(filled)
         except placeholders.MissingPlaceholder as exc:
             raise ActionError(f"built-in {task.action}: no value for ${{{exc.name}}}") from None
@@ -202,5 +283,6 @@ class ActionRegistry:
             # The roots travel as their own argument, set here only: nothing a task sets
             # (parameters, env) can widen them.
             argv += (self.cleanup_roots().to_json(),)
-        return CommandJob(argv, sys.executable, self._env(task, extra, context), None,
-                          timeout_s, task.rlimits, f"built-in action {task.action}")  # fmt: skip
+        env = self._env(task, extra, context, params, secrets)
+        return CommandJob(argv, sys.executable, env, None, timeout_s, task.rlimits,
+                          f"built-in action {task.action}", secrets.mask())  # fmt: skip

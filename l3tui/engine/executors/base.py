@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from l3tui.config.schema import RLimits
+from l3tui.engine.executors.output import SecretMask
 
 OnLines = Callable[[list[str]], None]
 """Called with complete output lines as they arrive (sanitised)."""
@@ -35,6 +36,17 @@ class CommandJob:
     rlimits: RLimits | None = None
     origin: str = ""
     """Where it was defined, for messages: `l3-actions.yml: run_flutter_tests`."""
+    mask: SecretMask | None = None
+    """The secrets in its argv or env: masked wherever the job is shown or its output goes."""
+
+    @property
+    def shown_argv(self) -> tuple[str, ...]:
+        """The argv as it may be shown and recorded (secrets as `***`)."""
+        return self.mask.argv(self.argv) if self.mask is not None else self.argv
+
+    def shown(self, text: str) -> str:
+        """`text` (a message about the job) as it may be shown."""
+        return self.mask.text(text) if self.mask is not None else text
 
 
 class SpawnError(Exception):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from l3tui.config.schema import RLimits
 from l3tui.engine.executors.base import CommandJob, OnLines, OnMetric, ProcessResult, SpawnError
-from l3tui.engine.executors.output import OutputCapture
+from l3tui.engine.executors.output import OutputCapture, open_private_log
 from l3tui.engine.executors.procs import become_subreaper, group_has_live_member, reap_orphans
 
 F_SETPIPE_SZ = 1031
@@ -84,8 +84,8 @@ class LocalProcess:
         self.job = job
         self.grace_s = grace_s
         self._loop = asyncio.get_running_loop()
-        opener = (lambda: open(log_path, "ab")) if log_path is not None else None  # noqa: SIM115
-        self.capture = OutputCapture(opener, log_cap, on_lines, on_metric)
+        opener = (lambda: open_private_log(log_path)) if log_path is not None else None
+        self.capture = OutputCapture(opener, log_cap, on_lines, on_metric, job.mask)
         self._exited: asyncio.Future[int] = self._loop.create_future()
         self._eof: asyncio.Future[None] = self._loop.create_future()
         self.paused = False
@@ -117,7 +117,7 @@ class LocalProcess:
         except OSError as exc:
             os.close(read_fd)
             os.close(write_fd)
-            raise SpawnError(f"cannot start {job.argv[0]}: {exc.strerror}") from None
+            raise SpawnError(job.shown(f"cannot start {job.argv[0]}: {exc.strerror}")) from None
         os.close(write_fd)
         self.pgid = self.pid
         self.started_mono = time.monotonic()

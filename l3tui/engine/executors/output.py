@@ -3,16 +3,26 @@
 The log keeps the raw bytes up to the cap (minus a reserve for the tail); past it, bytes are
 only counted, and the last few KiB are kept so the end of a flood (usually the error) is in
 the log after a one-line notice. Memory stays flat whatever a task prints. The file is
-created with the first byte of output: a task that prints nothing leaves no log file.
+created with the first byte of output (mode 0600, whatever the umask): a task that prints
+nothing leaves no log file.
+
+When secrets are in force for the attempt, every occurrence is replaced by `***` before the
+output goes anywhere (log file, lines, metrics, last line). Masking works on whole lines, so
+a secret split across two reads is still found: output is held back until its line ends (or
+grows past `MAX_LINE`, and then a secret that straddles the cut is kept whole).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import BinaryIO
 
+from l3tui.config.secrets import MIN_SECRET_CHARS
 from l3tui.sanitize import clean
 
 MAX_LINE = 64 * 1024
@@ -34,6 +44,61 @@ def parse_metric(line: str) -> tuple[str, float] | None:
         return None
 
 
+MASK = "***"
+
+
+class SecretMask:
+    """Replaces every occurrence of the secrets in force for one attempt with `***`, in text
+    (argv, messages) and in raw output bytes. A multi-line secret is also masked line by
+    line (output is masked on lines); lines of it shorter than `MIN_SECRET_CHARS` are not."""
+
+    __slots__ = ("_bytes", "_text", "longest")
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        pieces: set[str] = set()
+        for secret in secrets:
+            pieces.add(secret)
+            pieces.update(p for p in secret.splitlines() if len(p) >= MIN_SECRET_CHARS)
+        pieces.discard("")
+        if not pieces:
+            raise ValueError("a SecretMask needs at least one non-empty secret")
+        # Longest first: at one position the regex takes the first alternative that matches,
+        # so a secret that contains another is masked whole.
+        texts = sorted(pieces, key=len, reverse=True)
+        raw = sorted((p.encode("utf-8", "surrogateescape") for p in pieces), key=len,
+                     reverse=True)  # fmt: skip
+        self._text = re.compile("|".join(map(re.escape, texts)))
+        self._bytes = re.compile(b"|".join(map(re.escape, raw)))
+        self.longest = len(raw[0])
+
+    def text(self, value: str) -> str:
+        return self._text.sub(MASK, value)
+
+    def argv(self, argv: Iterable[str]) -> tuple[str, ...]:
+        return tuple(self._text.sub(MASK, arg) for arg in argv)
+
+    def data(self, value: bytes) -> bytes:
+        return self._bytes.sub(MASK.encode(), value)
+
+    def safe_cut(self, data: bytes, cut: int) -> int:
+        """`cut`, or the end of a secret that straddles it."""
+        for match in self._bytes.finditer(data, max(0, cut - self.longest + 1)):
+            if match.start() >= cut:
+                break
+            if match.end() > cut:
+                return match.end()
+        return cut
+
+
+def open_private_log(path: Path) -> BinaryIO:
+    """The log file for appending, created 0600 whatever the umask (task output may hold
+    what only its owner should read)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with contextlib.suppress(OSError):  # a file system without modes keeps what it has
+        os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
+
+
 class OutputCapture:
     """Feed it chunks of bytes; it writes the log and hands clean lines to `on_lines`."""
 
@@ -43,8 +108,12 @@ class OutputCapture:
         cap_bytes: int,
         on_lines: Callable[[list[str]], None],
         on_metric: Callable[[str, float], None],
+        mask: SecretMask | None = None,
     ) -> None:
         self._open_log = open_log
+        self.mask = mask
+        self._held = b""
+        """Masked output only: the unfinished line, until it ends."""
         self.log: BinaryIO | None = None
         self.head_cap = max(cap_bytes - min(TAIL_BYTES, cap_bytes // 4), 0)
         self.cap_bytes = cap_bytes
@@ -61,6 +130,25 @@ class OutputCapture:
 
     def feed(self, chunk: bytes) -> None:
         self.total_bytes += len(chunk)
+        if self.mask is not None:
+            chunk = self._masked(chunk)
+            if not chunk:
+                return
+        self._take(chunk)
+
+    def _masked(self, chunk: bytes) -> bytes:
+        """What can go out now, masked: up to the last line end; the rest is held."""
+        assert self.mask is not None
+        data = self._held + chunk
+        cut = data.rfind(b"\n") + 1
+        if len(data) - cut > MAX_LINE:
+            # A line without end: let most of it out, keeping back what may be the start
+            # of a secret, and never cutting through one.
+            cut = self.mask.safe_cut(data, len(data) - self.mask.longest + 1)
+        self._held = data[cut:]
+        return self.mask.data(data[:cut]) if cut else b""
+
+    def _take(self, chunk: bytes) -> None:
         if self.written < self.head_cap:
             room = self.head_cap - self.written
             head, rest = chunk[:room], chunk[room:]
@@ -115,6 +203,9 @@ class OutputCapture:
 
     def close(self) -> None:
         """Flush the last partial line and, if anything was dropped, the notice and tail."""
+        if self.mask is not None and self._held:
+            held, self._held = self._held, b""
+            self._take(self.mask.data(held))
         if self._partial and not self.dropped_bytes:
             self._split(b"\n")
         if self.log is None:

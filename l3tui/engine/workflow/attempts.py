@@ -148,11 +148,11 @@ class AttemptRunner:
         try:
             proc = self.executor.start(job, log_path, on_lines, on_metric)
         except SpawnError as exc:
-            self._publish_started(execution, run, None, job.argv, wait)
-            return TaskState.FAILED, str(exc), None
+            self._publish_started(execution, run, None, job.shown_argv, wait)
+            return TaskState.FAILED, job.shown(str(exc)), None
         attempt.process = proc
         run.pid, run.pgid, run.proc_start = proc.pid, proc.pgid, proc.proc_start
-        self._publish_started(execution, run, proc, job.argv, wait)
+        self._publish_started(execution, run, proc, job.shown_argv, wait)
         run.start_running(clock.time())
 
         def on_timeout() -> None:

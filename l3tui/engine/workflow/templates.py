@@ -1,13 +1,20 @@
 """Definitions: the one a workflow or template id names, and its hash. Templates: check the
 params a run gives, fill `${param}` placeholders, and return an ordinary workflow definition
-(context placeholders such as `${l3.state_dir}` stay for run time)."""
+(context placeholders such as `${l3.state_dir}` stay for run time).
+
+Values given for a run (`-p`, a schedule's params, the console's picker) are data: they are
+put in place once and never scanned again. Where a later pass fills the rest at run time (a
+task's `parameters` and `env`, which the action registry fills when it builds the process),
+a given param's placeholder is left as written and the registry puts the value in, in that
+same single pass; a param's default is definition text and is put in here, so its own
+placeholders (`${l3.state_dir}/l3tui.db`) are filled there."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,6 +25,8 @@ from l3tui.config.schema import ParamSpec, TemplateDef, WorkflowDef
 from l3tui.config.suggest import did_you_mean
 from l3tui.errors import UsageError
 
+RUN_TIME_FIELDS = ("parameters", "env")
+"""Task fields the action registry fills when it builds the task's process."""
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n"}
 
@@ -40,10 +49,9 @@ def coerce(name: str, spec: ParamSpec, value: Any) -> Any:
             else:
                 raise ValueError
         elif kind == "path":
-            text = str(value)
-            result = str(Path(text).expanduser()) if "${" not in text else text
-            if text.endswith("/") and not result.endswith("/"):
-                result += "/"  # `target=/tmp/x/` names a directory; Path() would drop that
+            # `~` is expanded and nothing else: no normalising (a trailing `/` means a
+            # directory to backup_sqlite), no placeholders.
+            result = os.path.expanduser(str(value))
         else:
             result = str(value)
     except (TypeError, ValueError):
@@ -87,12 +95,24 @@ def instantiate(
 
     def lookup(name: str) -> Any:
         if placeholders.is_context(name):
-            return "${" + name + "}"  # filled at run time
+            return placeholders.KEEP  # filled at run time
+        return values[name]
+
+    def run_time_lookup(name: str) -> Any:
+        if placeholders.is_context(name) or name in given:
+            return placeholders.KEEP  # filled by the registry, given values as they are
         return values[name]
 
     raw = template.model_dump(mode="json", by_alias=True, exclude={"params"}, exclude_none=True)
     try:
-        filled = placeholders.fill_value(raw, lookup)
+        tasks = []
+        for task in raw.pop("tasks", []):
+            held = {key: task.pop(key) for key in RUN_TIME_FIELDS if key in task}
+            filled_task = placeholders.fill_value(task, lookup)
+            for key, value in held.items():
+                filled_task[key] = placeholders.fill_value(value, run_time_lookup)
+            tasks.append(filled_task)
+        filled = {**placeholders.fill_value(raw, lookup), "tasks": tasks}
         return WorkflowDef.model_validate(filled), values
     except placeholders.MissingPlaceholder as exc:
         raise UsageError(f"template {template_id!r}: no value for ${{{exc.name}}}") from None
