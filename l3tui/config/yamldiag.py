@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
@@ -156,7 +157,7 @@ def _track(frames: list[_Frame], event: yaml.Event) -> None:
 # ------------------------------------------------------------------------ too many values
 
 
-def too_many_values(mark: yaml.Mark | None, path: Path_) -> YamlFileError:
+def too_many_values(mark: Any, path: Path_) -> YamlFileError:
     """The error for the value that passes MAX_EXPANDED_NODES, where it stands."""
     return YamlFileError(
         f"file has more than {MAX_EXPANDED_NODES:,} values, the most a config file may hold; "

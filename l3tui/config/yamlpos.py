@@ -146,13 +146,14 @@ class _CountingLoader(yaml.SafeLoader):
         super().__init__(stream)
         self.values = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         is_key = isinstance(parent, yaml.MappingNode) and index is None
         if not is_key and not self.check_event(yaml.AliasEvent):
             self.values += 1
             if self.values > MAX_EXPANDED_NODES:
-                raise too_many_values(self.peek_event().start_mark, self._where(parent, index))
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise too_many_values(event.start_mark, self._where(parent, index))
+        return super().compose_node(parent, index)
 
     @staticmethod
     def _where(parent: yaml.Node | None, index: Any) -> Path_:
