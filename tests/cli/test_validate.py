@@ -119,6 +119,43 @@ def test_json_summary_has_counts_params_and_fire_times() -> None:
     )
 
 
+def test_json_on_an_invalid_config_prints_every_error_as_json(tmp_path: Path) -> None:
+    """Issue 11: `validate --json` printed nothing on stdout for an invalid config. Now the
+    errors come as JSON on stdout (the usual lines still go to stderr), exit 1."""
+    case = TESTS / "data" / "config" / "errors_in_several_files"
+    config = tmp_path / "config"
+    shutil.copytree(BASE, config)
+    for path in case.glob("*.yml"):
+        shutil.copyfile(path, config / path.name)
+    (config / "l3-workflows.yml").chmod(0o666)  # a warning as well
+    proc = validate("--config", str(config), "--json")
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert data["valid"] is False and data["config"] == str(config)
+    expected = (case / "expected.txt").read_text(encoding="utf-8").splitlines()
+    shown = [
+        f"{Path(e['file']).name}:{e['line']}:{e['col']}: {e['key']}: {e['message']}"
+        for e in data["errors"]
+    ]
+    assert shown == expected
+    assert {e["severity"] for e in data["errors"]} == {"error"}
+    [warning] = data["warnings"]
+    assert warning["file"] == str(config / "l3-workflows.yml")
+    assert "writable by other users" in warning["message"]
+    assert [line for line in proc.stderr.splitlines() if ": warning: " not in line][:-1] == [
+        f"{config}/{line}" for line in expected
+    ]
+
+
+def test_json_when_the_config_directory_is_missing(tmp_path: Path) -> None:
+    proc = validate("--config", str(tmp_path / "nowhere"), "--json")
+    assert proc.returncode == 1
+    [error] = json.loads(proc.stdout)["errors"]
+    assert error["file"] == str(tmp_path / "nowhere")
+    assert "config directory" in error["message"] and "not found" in error["message"]
+    assert "Traceback" not in proc.stderr
+
+
 def test_explain_prints_the_key_docstring() -> None:
     proc = validate("--explain", "retry_backoff")
     assert proc.returncode == 0, proc.stderr
