@@ -1,14 +1,23 @@
-"""Cron fire times that are right across DST, as Vixie cron decides them.
+"""Cron fire times that are right across DST, as cronie (Vixie cron) decides them.
 
 croniter walks wall-clock time; alone it fires `0 2 * * *` twice on a fall-back night and
-moves both `0 2` and `30 2` to 03:00 on a spring-forward night. Here:
+moves both `0 2` and `30 2` to 03:00 on a spring-forward night. cronie's daemon (cron.c,
+`find_jobs` and its wake-up cases) decides by how the job is written
+(`config/cronexpr.py`):
 
-- a job with a fixed hour (no `*` or `/` in the hour field) follows the wall clock: when
-  its time occurs twice it fires once (the first time); when its time is skipped it fires
-  once at the first valid instant after the gap;
-- a job with a wildcard or step in the hour field follows real elapsed time: every real
-  instant whose local time matches fires, so an hourly job fires 25 times on a fall-back
-  day and 23 times on a spring-forward day.
+- a fixed-time job (neither the minute nor the hour field starts with `*`: `0 2`, `30 1-5/2`,
+  `0 0-23`) follows the wall clock: when its time occurs twice it fires once (the first
+  time); when its time is skipped it fires once, at the instant the gap ends;
+- a wildcard job (`0 *`, `*/15 *`, `* 2`) follows real elapsed time: every real instant
+  whose local time matches fires, so an hourly job fires 25 times on a fall-back day and 23
+  times on a spring-forward day, and nothing fires for times the clock skipped;
+- a shift of 3 hours or more (a zone changing its offset, not DST) is a clock jump: every
+  job fires by elapsed time, and what a gap skipped is not run.
+
+One difference, deliberate: cronie runs a fixed-time job once per skipped time that
+matches (`0,30 2` twice, 10 s apart, at the end of the gap); here a schedule has one fire
+per instant, so it fires once (a second run at the same instant would meet the first one
+still running anyway: see `overlap`).
 
 All instants are aware datetimes; the scheduler and `l3tui schedules` share this code.
 """
@@ -20,6 +29,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 _MARGIN = timedelta(hours=4)  # wider than any DST shift, so ambiguous windows are seen whole
+_CLOCK_JUMP = timedelta(hours=3)
+"""cronie treats a change of 3 h or more as the clock jumping (its `large` wake-up case)."""
 
 
 def local_zone(name: str | None) -> tzinfo:
@@ -51,12 +62,14 @@ class CronSchedule:
     def __init__(self, expr: str, zone: tzinfo | str | None = None) -> None:
         from croniter import croniter
 
+        from l3tui.config.cronexpr import read_cron
+
         self.expr = expr
         self.zone = zone if isinstance(zone, tzinfo) else local_zone(zone)
-        if not croniter.is_valid(expr):
+        self.cron = read_cron(expr)  # ValueError for @reboot and unknown shortcuts
+        if not croniter.is_valid(self.cron.fields):
             raise ValueError(f"invalid cron expression {expr!r}")
-        hour_field = expr.split()[1]
-        self.elapsed_time = "*" in hour_field or "/" in hour_field
+        self.elapsed_time = not self.cron.wall_clock
         """True: fires by real elapsed time; False: follows the wall clock."""
 
     def __repr__(self) -> str:
@@ -90,7 +103,7 @@ class CronSchedule:
         from croniter import croniter
 
         wall = start.astimezone(self.zone).replace(tzinfo=None, fold=0)
-        it = croniter(self.expr, wall - timedelta(minutes=1))
+        it = croniter(self.cron.fields, wall - timedelta(minutes=1), day_or=self.cron.day_or)
         while True:
             yield it.get_next(datetime)
 
@@ -99,10 +112,11 @@ class CronSchedule:
         wall = next(walls)
         while True:
             kind, first, second = self._resolve(wall)
+            jump = kind != "normal" and self._shift(wall) >= _CLOCK_JUMP  # not DST: see above
             if kind == "normal":
                 yield first
             elif kind == "gap":
-                if not self.elapsed_time:
+                if not self.elapsed_time and not jump:
                     yield first  # the instant the gap ends; repeats are dropped by the caller
             else:
                 # Wall times that occur twice come in one window (a fall-back hour): the
@@ -116,14 +130,15 @@ class CronSchedule:
                     window.append((f2, s2))
                     following = next(walls)
                 yield from (early for early, _ in window)
-                if self.elapsed_time:
+                if self.elapsed_time or jump:
                     yield from (late for _, late in window)
                 wall = following
                 continue
             wall = next(walls)
 
     def _resolve(self, wall: datetime) -> tuple[str, datetime, datetime]:
-        """('normal'|'ambiguous'|'gap', first instant, second instant) in UTC."""
+        """('normal'|'ambiguous'|'gap', first instant, second instant) in UTC; for a gap,
+        the instant it ends and the instant the wall time would have been before it."""
         early = wall.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
         late = wall.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
         if early == late:
@@ -131,6 +146,12 @@ class CronSchedule:
         if early.astimezone(self.zone).replace(tzinfo=None) == wall:
             return "ambiguous", min(early, late), max(early, late)
         return "gap", self._gap_end(min(early, late), max(early, late)), early
+
+    def _shift(self, wall: datetime) -> timedelta:
+        """How far the clock moves at the change that makes `wall` skipped or repeated."""
+        before = wall.replace(tzinfo=self.zone, fold=0).utcoffset() or timedelta()
+        after = wall.replace(tzinfo=self.zone, fold=1).utcoffset() or timedelta()
+        return abs(after - before)
 
     def _gap_end(self, low: datetime, high: datetime) -> datetime:
         """The instant the clock jumped: the first instant with the post-gap offset."""
