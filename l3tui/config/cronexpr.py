@@ -132,8 +132,8 @@ def explain_cron() -> list[str]:
         "      elapsed time. Every real instant whose local time matches fires (an hourly",
         "      job fires 25 times on a fall-back day, 23 on a spring-forward day); skipped",
         "      times do not fire.",
-        "    - a change of 3 hours or more (a zone changing its offset, not DST) is a clock",
-        "      jump: every job follows elapsed time and skipped times do not fire.",
+        "    - a jump of 3 hours forward or more than 3 back (a zone changing its offset, not",
+        "      DST) is a clock jump: every job follows elapsed time; skipped times do not fire.",
         "    Examples (fire times from 00:00 to 04:59 local; `l3tui schedules --from TIME`",
         "    previews any schedule):",
     ]

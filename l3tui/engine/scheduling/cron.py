@@ -12,7 +12,9 @@ moves both `0 2` and `30 2` to 03:00 on a spring-forward night. cronie's daemon 
   whose local time matches fires, so an hourly job fires 25 times on a fall-back day and 23
   times on a spring-forward day, and nothing fires for times the clock skipped;
 - a shift of 3 hours or more (a zone changing its offset, not DST) is a clock jump: every
-  job fires by elapsed time, and what a gap skipped is not run.
+  job fires by elapsed time, and what a gap skipped is not run (cronie's thresholds: a
+  jump forward of 180 minutes, back of 182); a jump forward of under 5 minutes runs every
+  job's skipped times when it ends.
 
 One difference, deliberate: cronie runs a fixed-time job once per skipped time that
 matches (`0,30 2` twice, 10 s apart, at the end of the gap); here a schedule has one fire
@@ -24,13 +26,12 @@ All instants are aware datetimes; the scheduler and `l3tui schedules` share this
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 _MARGIN = timedelta(hours=4)  # wider than any DST shift, so ambiguous windows are seen whole
-_CLOCK_JUMP = timedelta(hours=3)
-"""cronie treats a change of 3 h or more as the clock jumping (its `large` wake-up case)."""
 
 
 def local_zone(name: str | None) -> tzinfo:
@@ -108,33 +109,35 @@ class CronSchedule:
             yield it.get_next(datetime)
 
     def _all_from(self, start: datetime) -> Iterator[datetime]:
-        walls = self._walls(start)
-        wall = next(walls)
-        while True:
+        """Fire instants from about `start` on, in order (the caller drops repeats). A wall
+        time that occurs twice fires at its first instant, and also at its second when
+        the job follows elapsed time; second passes wait in a heap until every earlier
+        instant has been given."""
+        later: list[datetime] = []
+        for wall in self._walls(start):
             kind, first, second = self._resolve(wall)
-            jump = kind != "normal" and self._shift(wall) >= _CLOCK_JUMP  # not DST: see above
-            if kind == "normal":
-                yield first
-            elif kind == "gap":
-                if not self.elapsed_time and not jump:
-                    yield first  # the instant the gap ends; repeats are dropped by the caller
-            else:
-                # Wall times that occur twice come in one window (a fall-back hour): the
-                # first pass of the window fires, then, by elapsed time only, the second.
-                window = [(first, second)]
-                following = next(walls)
-                while following - wall < _MARGIN:
-                    k2, f2, s2 = self._resolve(following)
-                    if k2 != "ambiguous":
-                        break
-                    window.append((f2, s2))
-                    following = next(walls)
-                yield from (early for early, _ in window)
-                if self.elapsed_time or jump:
-                    yield from (late for _, late in window)
-                wall = following
-                continue
-            wall = next(walls)
+            by_elapsed_time = self.elapsed_time
+            if kind != "normal":
+                by_elapsed_time = self._follows_elapsed_time(kind, self._shift(wall))
+            if kind == "gap" and by_elapsed_time:
+                continue  # a skipped time: nothing was there to fire
+            while later and later[0] < first:
+                yield heapq.heappop(later)
+            yield first  # for a gap: the instant it ends (fixed-time jobs)
+            if kind == "ambiguous" and by_elapsed_time:
+                heapq.heappush(later, second)
+
+    def _follows_elapsed_time(self, kind: str, shift: timedelta) -> bool:
+        """cronie's wake-up cases, by the minutes its clock moved (shift + 1 forward,
+        1 - shift back): under 6 it runs every job for each minute (`small`); past 180 or
+        below -180 the clock jumped and it runs every job once, at the new time (`large`);
+        in between (DST) it tells fixed-time jobs from wildcard ones."""
+        minutes = shift // timedelta(minutes=1)
+        if kind == "gap":
+            if minutes + 1 <= 5:
+                return False  # small: the skipped minutes are run at the gap's end, by all
+            return self.elapsed_time or minutes + 1 > 180
+        return self.elapsed_time or 1 - minutes < -180
 
     def _resolve(self, wall: datetime) -> tuple[str, datetime, datetime]:
         """('normal'|'ambiguous'|'gap', first instant, second instant) in UTC; for a gap,
