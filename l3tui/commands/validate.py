@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from l3tui import textdir
 from l3tui.config import load_config, resolve_config_dir
+from l3tui.config.errors import ConfigError, ConfigIssue
 from l3tui.config.loader import FILE_NAMES, Config
 from l3tui.errors import L3Error, UsageError
 
@@ -25,19 +26,43 @@ def run(args: argparse.Namespace) -> int:
         return 0
     directory = resolve_config_dir(args.config)
     if not directory.is_dir():
-        raise L3Error(
+        message = (
             f"config directory {directory} not found ({_config_source(args.config)}); "
             "give one with --config DIR"
         )
-    config = load_config(directory)
+        if args.json:
+            issue = _issue(ConfigIssue(directory, 1, 1, "", message))
+            print(_dumps({"valid": False, "config": str(directory), "errors": [issue],
+                          "warnings": []}))  # fmt: skip
+        raise L3Error(message)
+    try:
+        config = load_config(directory)
+    except ConfigError as exc:
+        if args.json:  # the same issues as the lines on stderr, for programs
+            print(_dumps({
+                "valid": False,
+                "config": str(directory),
+                "errors": [_issue(i) for i in exc.issues if i.severity == "error"],
+                "warnings": [_issue(i) for i in exc.issues if i.severity == "warning"],
+            }))  # fmt: skip
+        raise
     for warning in config.warnings:
         print(warning, file=sys.stderr)
     if args.json:
-        print(json.dumps(summary(config), ensure_ascii=False, indent=2, default=str))
+        print(_dumps(summary(config)))
     else:
         bidi = textdir.resolve(args.bidi) and sys.stdout.isatty()
         print(render(config, bidi))
     return 0
+
+
+def _dumps(data: object) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2, default=str)
+
+
+def _issue(issue: ConfigIssue) -> dict[str, object]:
+    return {"file": str(issue.file), "line": issue.line, "col": issue.col, "key": issue.key,
+            "message": issue.message, "severity": issue.severity}  # fmt: skip
 
 
 def _config_source(cli_value: str | None) -> str:
@@ -90,6 +115,7 @@ def recurring(
 def summary(config: Config) -> dict[str, object]:
     wf = config.workflows
     return {
+        "valid": True,
         "config": str(config.directory),
         "files": {FILE_NAMES[k]: s.present for k, s in config.sources.items()},
         "workflows": {

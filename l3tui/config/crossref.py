@@ -69,6 +69,7 @@ def cross_check(data: CheckInput, sources: Mapping[str, Any]) -> list[ConfigIssu
     for section, defs in (("workflows", data.workflows), ("templates", data.templates)):
         for wf_id, wf in defs.items():
             findings += _check_workflow(section, wf_id, wf, data, priorities, pools)
+    findings += _check_trigger_loop(data, everything)
     if data.actions is not None:
         findings += _check_actions(data.actions)
     findings += _check_recurring(data, everything, sources)
@@ -185,6 +186,31 @@ def _check_workflow(
             )
     out += _check_placeholders(section, wf_id, wf, data.salvaged)
     return out
+
+
+def _check_trigger_loop(data: CheckInput, everything: Mapping[str, WorkflowDef]) -> list[Finding]:
+    """`after:` triggers that lead back to where they started would run forever (one such
+    loop made 6,822 executions in 11 s): name the loop at the trigger that closes it.
+    Every outcome (`on:`) counts: a loop that needs a failure to turn still turns."""
+    runs_after = {
+        wf_id: [t.after for t in wf.triggers if t.after is not None]
+        for wf_id, wf in everything.items()
+    }
+    cycle = find_cycle(runs_after)
+    if cycle is None:
+        return []
+    first, second = cycle[0], cycle[1]
+    section = "workflows" if first in data.workflows else "templates"
+    index = next(i for i, t in enumerate(everything[first].triggers) if t.after == second)
+    order = " -> ".join(reversed(cycle))
+    return [
+        Finding(
+            "workflows",
+            (section, first, "triggers", index, "after"),
+            f"`after:` triggers form a loop: {order} (each one's end starts the next), which "
+            "would run forever; remove one of these triggers",
+        )
+    ]
 
 
 def _edge_path(base: Path_, wf: WorkflowDef, task_id: str, dependency: str) -> Path_:

@@ -77,4 +77,8 @@ def explain(key: str) -> list[str]:
             default = " (required)"
         lines.append(f"{file}: {path}{default}")
         lines.append(f"    {field.description or '(no description)'}")
+    if wanted.rpartition(".")[2] == "cron":
+        from l3tui.config.cronexpr import explain_cron
+
+        lines += explain_cron()
     return lines

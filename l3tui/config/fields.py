@@ -60,13 +60,11 @@ def _cron(value: str) -> str:
     # imported lazily: ~0.1 s, and only schedules need it
     from croniter import CroniterBadDateError, croniter
 
-    fields = value.split()
-    if len(fields) != 5:
-        raise ValueError(
-            f"cron {value!r} must have 5 fields (minute hour day month weekday), "
-            f"found {len(fields)}"
-        )
-    if not croniter.is_valid(value):
+    from l3tui.config.cronexpr import read_cron
+
+    cron = read_cron(value)  # the @ shortcuts; five fields
+    fields = cron.fields.split()
+    if not croniter.is_valid(cron.fields):
         for index, (name, allowed) in enumerate(CRON_FIELDS):
             probe = ["*"] * 5
             probe[index] = fields[index]
@@ -77,7 +75,7 @@ def _cron(value: str) -> str:
                 )
         raise ValueError(f"invalid cron expression {value!r}")
     try:
-        croniter(value, datetime(2000, 1, 1)).get_next(datetime)
+        croniter(cron.fields, datetime(2000, 1, 1), day_or=cron.day_or).get_next(datetime)
     except CroniterBadDateError:
         raise ValueError(f"cron {value!r} never fires (no such date)") from None
     return value

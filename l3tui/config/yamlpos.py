@@ -4,6 +4,8 @@ PyYAML's composer keeps aliases as shared nodes, so composing is cheap; the dang
 "billion laughs" file is in expanding them. Expansion is counted on the node graph before
 any data is built (`yamldiag.check_expansion`), and we build Python data ourselves with a
 budget as well, so such a file fails fast with a clear message instead of eating memory.
+Values written out are counted before that, as they are read (`check_value_count`, and the
+composer here), so a large file stops at the limit instead of being read whole first.
 Keys are read as plain strings (YAML 1.1 would turn a key `on:` into True).
 """
 
@@ -20,10 +22,12 @@ from l3tui.config.yamldiag import (
     Pos,
     YamlFileError,
     check_expansion,
+    check_value_count,
     dotted,
     mark_pos,
     reader_error,
     syntax_error,
+    too_many_values,
 )
 
 __all__ = ["MAX_FILE_BYTES", "Located", "Path_", "Pos", "YamlFileError", "decode", "load_located"]
@@ -99,10 +103,11 @@ def _byte_pos(raw: bytes, offset: int) -> Pos:
 def load_located(text: str) -> Located:
     """Parse one YAML document into plain data with positions."""
     try:
-        loader = yaml.SafeLoader(text)  # checks every character of a str up front
+        loader = _CountingLoader(text)  # checks every character of a str up front
     except yaml.reader.ReaderError as exc:
         raise reader_error(text, exc) from None
     try:
+        check_value_count(text)
         try:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
@@ -131,6 +136,33 @@ def load_located(text: str) -> Located:
     except RecursionError:
         raise YamlFileError("YAML nesting is too deep (or an alias refers to itself)") from None
     return located
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, counting values as it composes them and stopping at the limit
+    (keys and aliases are not counted: an alias adds no node)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.values = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        is_key = isinstance(parent, yaml.MappingNode) and index is None
+        if not is_key and not self.check_event(yaml.AliasEvent):
+            self.values += 1
+            if self.values > MAX_EXPANDED_NODES:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise too_many_values(event.start_mark, self._where(parent, index))
+        return super().compose_node(parent, index)
+
+    @staticmethod
+    def _where(parent: yaml.Node | None, index: Any) -> Path_:
+        """The value's own key or list position (the composer keeps no path above it)."""
+        if isinstance(index, yaml.ScalarNode):
+            return (str(index.value),)
+        if isinstance(parent, yaml.SequenceNode):
+            return (len(parent.value),)
+        return ()
 
 
 class _Builder:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.binding import Binding
+from textual.keys import _character_to_key
 
 from l3tui.errors import UsageError
 
@@ -61,6 +62,10 @@ LIST_KEYS: tuple[Key, ...] = (
     Key("expand", "space", "toggle_expand", "Expand/collapse", "Lists", show=False),
 )
 KEY_IDS = frozenset(k.id for k in (*KEYS, *VIEW_KEYS, *LIST_KEYS))
+RESERVED: dict[str, str] = {
+    "ctrl+p": "the command palette", "ctrl+q": "quit (Textual)", "ctrl+c": "quit (Textual)",
+}  # fmt: skip
+"""Keys Textual itself binds in every app; a binding of ours on them would hide them."""
 
 
 def bindings(keys: tuple[Key, ...] = KEYS) -> list[Binding]:
@@ -79,4 +84,29 @@ def parse_keymap(text: str) -> dict[str, str]:
             known = ", ".join(sorted(KEY_IDS - {f"dashboard_{n}" for n in range(2, 10)}))
             raise UsageError(f"L3TUI_KEYMAP: unknown key id {binding_id!r} (known: {known})")
         keymap[binding_id] = keys
+    _refuse_conflicts(keymap)
     return keymap
+
+
+def _key_name(key: str) -> str:
+    """`?` and `question_mark` are one key to Textual; so are `/` and `slash`."""
+    key = key.strip()
+    return _character_to_key(key) if len(key) == 1 else key
+
+
+def _refuse_conflicts(keymap: dict[str, str]) -> None:
+    """Every key must do one thing: a remap onto a key already in use (by default or by
+    another remap) would silently take it from its binding, so it is refused, naming both.
+    All three groups count: list and pane keys are live on the main view with the rest."""
+    owner: dict[str, str] = dict(RESERVED)
+    for key in (*KEYS, *VIEW_KEYS, *LIST_KEYS):
+        for name in keymap.get(key.id, key.keys).split(","):
+            name = _key_name(name)
+            if name in owner:
+                taken = owner[name]
+                remapped = [i for i in (key.id, taken) if i in keymap]
+                fix = f"; give {remapped[0]} another key" if remapped else ""
+                raise UsageError(
+                    f"L3TUI_KEYMAP: key {name!r} would do two things: {taken} and {key.id}{fix}"
+                )
+            owner[name] = key.id

@@ -186,11 +186,30 @@ class Runtime:
     def _on_execution_finished(self, execution: Execution) -> None:
         self.views.finished(execution)
         outcome = "success" if execution.state == ExecState.SUCCEEDED else "failure"
+        chain = self._after_chain(execution)
         for wf_id, wf in self.config.workflows.workflows.items():
             for trigger in wf.triggers:
                 if trigger.after == execution.workflow_id and trigger.on in (outcome, "any"):
+                    if wf_id in chain:  # validate refuses loops; a reload must not sneak one in
+                        self.alerts.raise_alert(
+                            "trigger_loop", wf_id, name="Trigger loop refused", severity="error",
+                            message=f"not starting {wf_id}: `after:` triggers loop "
+                            f"({' -> '.join([*reversed(chain), wf_id])})",
+                            source=f"execution {execution.id}",
+                        )  # fmt: skip
+                        continue
                     self.spawn(self.run_workflow(wf_id, trigger=f"after:{execution.id}"),
                                f"trigger-{wf_id}")  # fmt: skip
+
+    def _after_chain(self, execution: Execution) -> list[str]:
+        """Workflows of the `after:` chain that ended in `execution`, newest first."""
+        chain: list[str] = []
+        current: Execution | None = execution
+        while current is not None and len(chain) < 1000:
+            chain.append(current.workflow_id)
+            parent = current.trigger.removeprefix("after:")
+            current = self.engine.executions.get(parent) if parent != current.trigger else None
+        return chain
 
     # ------------------------------------------------------------------ commands
 

@@ -119,6 +119,88 @@ def test_json_summary_has_counts_params_and_fire_times() -> None:
     )
 
 
+def test_json_on_an_invalid_config_prints_every_error_as_json(tmp_path: Path) -> None:
+    """Issue 11: `validate --json` printed nothing on stdout for an invalid config. Now the
+    errors come as JSON on stdout (the usual lines still go to stderr), exit 1."""
+    case = TESTS / "data" / "config" / "errors_in_several_files"
+    config = tmp_path / "config"
+    shutil.copytree(BASE, config)
+    for path in case.glob("*.yml"):
+        shutil.copyfile(path, config / path.name)
+    (config / "l3-workflows.yml").chmod(0o666)  # a warning as well
+    proc = validate("--config", str(config), "--json")
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert data["valid"] is False and data["config"] == str(config)
+    expected = (case / "expected.txt").read_text(encoding="utf-8").splitlines()
+    shown = [
+        f"{Path(e['file']).name}:{e['line']}:{e['col']}: {e['key']}: {e['message']}"
+        for e in data["errors"]
+    ]
+    assert shown == expected
+    assert {e["severity"] for e in data["errors"]} == {"error"}
+    [warning] = data["warnings"]
+    assert warning["file"] == str(config / "l3-workflows.yml")
+    assert "writable by other users" in warning["message"]
+    assert [line for line in proc.stderr.splitlines() if ": warning: " not in line][:-1] == [
+        f"{config}/{line}" for line in expected
+    ]
+
+
+def test_json_when_the_config_directory_is_missing(tmp_path: Path) -> None:
+    proc = validate("--config", str(tmp_path / "nowhere"), "--json")
+    assert proc.returncode == 1
+    [error] = json.loads(proc.stdout)["errors"]
+    assert error["file"] == str(tmp_path / "nowhere")
+    assert "config directory" in error["message"] and "not found" in error["message"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_explain_cron_gives_the_rules_and_examples_the_scheduler_keeps() -> None:
+    """Issue 11: the DST rule, one example per case; each example is checked here against
+    the fire times the scheduler itself computes."""
+    from datetime import date, timedelta
+    from zoneinfo import ZoneInfo
+
+    from l3tui.config.cronexpr import CRON_EXAMPLES
+
+    proc = validate("--explain", "cron")
+    assert proc.returncode == 0, proc.stderr
+    out = " ".join(proc.stdout.split())
+    for phrase in (
+        "@hourly (0 * * * *)", "@reboot is not supported",
+        "when either field starts with *, a day must match both",
+        "fixed-time job, neither field starts with * (30 2, 0 1-5/2, 0 0-23): follows the "
+        "wall clock", "wildcard job, either field starts with *",
+    ):  # fmt: skip
+        assert phrase in out, phrase
+    assert len(CRON_EXAMPLES) >= 6
+    for example in CRON_EXAMPLES:
+        zone, day = ZoneInfo(example.zone), date.fromisoformat(example.day)
+        start = datetime(day.year, day.month, day.day, tzinfo=zone) - timedelta(days=1)
+        fires = CronSchedule(example.expr, zone).fires_between(start, start + timedelta(days=3))
+        that_day = [f for f in fires if f.date() == day]
+        early = tuple(f"{f:%H:%M %z}" for f in that_day if f.hour < 5)
+        assert (early, len(that_day)) == (example.early_fires, example.fires_that_day), example
+        assert f"{example.expr} {example.zone} {example.day}: {example.early_fires[0]}" in out
+
+
+def test_cron_shortcuts_validate_and_reboot_is_refused_with_why(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(BASE, config)
+    path = config / "l3-scheduling.yml"
+    text = path.read_text(encoding="utf-8")
+    assert 'cron: "0 2 * * *"' in text
+    path.write_text(text.replace('cron: "0 2 * * *"', "cron: '@daily'"), encoding="utf-8")
+    proc = validate("--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"@daily\s+Europe/Berlin\s+\w{3} \d{4}-\d\d-\d\d 00:00 \+0[12]00", proc.stdout)
+    path.write_text(text.replace('cron: "0 2 * * *"', "cron: '@reboot'"), encoding="utf-8")
+    proc = validate("--config", str(config))
+    assert proc.returncode == 1
+    assert "cron: @reboot is not supported: l3tui fires schedules only while" in proc.stderr
+
+
 def test_explain_prints_the_key_docstring() -> None:
     proc = validate("--explain", "retry_backoff")
     assert proc.returncode == 0, proc.stderr

@@ -5,8 +5,10 @@ modules this issue added never import Textual."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from rich.cells import cell_len
@@ -89,6 +91,31 @@ def test_keymap_remaps_by_id_and_rejects_unknown_ids() -> None:
         keymap.parse_keymap("pause")
     ids = [b.id for b in keymap.bindings()]
     assert len(ids) == len(set(ids)) and {"pause", "resume", "cancel", "run"} <= set(ids)
+
+
+def test_keymap_that_binds_one_key_twice_is_refused_naming_both() -> None:
+    """The README's old example took ctrl+r from reload without a word (issue 11)."""
+    with pytest.raises(UsageError, match=r"key 'ctrl\+r' would do two things: resume and "
+                       r"reload; give resume another key"):  # fmt: skip
+        keymap.parse_keymap("pause=P,resume=ctrl+r")
+    with pytest.raises(UsageError, match="key 'x' would do two things: pause and cancel"):
+        keymap.parse_keymap("pause=x,cancel=x")
+    with pytest.raises(UsageError, match="'k' would do two things: pause and cursor_up"):
+        keymap.parse_keymap("pause=k")  # a list key: the focused list would take it
+    with pytest.raises(UsageError, match="'ctrl\\+p' would do two things: the command palette"):
+        keymap.parse_keymap("pause=ctrl+p")
+    with pytest.raises(UsageError, match="'slash' would do two things: filter and help"):
+        keymap.parse_keymap("help=/")  # `/` is Textual's `slash`
+    assert keymap.parse_keymap("pause=r,resume=p") == {"pause": "r", "resume": "p"}
+    assert keymap.parse_keymap("pause=P,resume=U") == {"pause": "P", "resume": "U"}
+
+
+def test_readme_keymap_example_is_accepted() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    examples = re.findall(r'L3TUI_KEYMAP="([^"]+)"', readme)
+    assert examples
+    for example in examples:
+        keymap.parse_keymap(example)
 
 
 def test_refresh_has_a_floor_and_slows_over_ssh() -> None:

@@ -1,20 +1,32 @@
-"""Cron fire times that are right across DST, as Vixie cron decides them.
+"""Cron fire times that are right across DST, as cronie (Vixie cron) decides them.
 
 croniter walks wall-clock time; alone it fires `0 2 * * *` twice on a fall-back night and
-moves both `0 2` and `30 2` to 03:00 on a spring-forward night. Here:
+moves both `0 2` and `30 2` to 03:00 on a spring-forward night. cronie's daemon (cron.c,
+`find_jobs` and its wake-up cases) decides by how the job is written
+(`config/cronexpr.py`):
 
-- a job with a fixed hour (no `*` or `/` in the hour field) follows the wall clock: when
-  its time occurs twice it fires once (the first time); when its time is skipped it fires
-  once at the first valid instant after the gap;
-- a job with a wildcard or step in the hour field follows real elapsed time: every real
-  instant whose local time matches fires, so an hourly job fires 25 times on a fall-back
-  day and 23 times on a spring-forward day.
+- a fixed-time job (neither the minute nor the hour field starts with `*`: `0 2`, `30 1-5/2`,
+  `0 0-23`) follows the wall clock: when its time occurs twice it fires once (the first
+  time); when its time is skipped it fires once, at the instant the gap ends;
+- a wildcard job (`0 *`, `*/15 *`, `* 2`) follows real elapsed time: every real instant
+  whose local time matches fires, so an hourly job fires 25 times on a fall-back day and 23
+  times on a spring-forward day, and nothing fires for times the clock skipped;
+- a shift of 3 hours or more (a zone changing its offset, not DST) is a clock jump: every
+  job fires by elapsed time, and what a gap skipped is not run (cronie's thresholds: a
+  jump forward of 180 minutes, back of 182); a jump forward of under 5 minutes runs every
+  job's skipped times when it ends.
+
+One difference, deliberate: cronie runs a fixed-time job once per skipped time that
+matches (`0,30 2` twice, 10 s apart, at the end of the gap); here a schedule has one fire
+per instant, so it fires once (a second run at the same instant would meet the first one
+still running anyway: see `overlap`).
 
 All instants are aware datetimes; the scheduler and `l3tui schedules` share this code.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
@@ -51,12 +63,14 @@ class CronSchedule:
     def __init__(self, expr: str, zone: tzinfo | str | None = None) -> None:
         from croniter import croniter
 
+        from l3tui.config.cronexpr import read_cron
+
         self.expr = expr
         self.zone = zone if isinstance(zone, tzinfo) else local_zone(zone)
-        if not croniter.is_valid(expr):
+        self.cron = read_cron(expr)  # ValueError for @reboot and unknown shortcuts
+        if not croniter.is_valid(self.cron.fields):
             raise ValueError(f"invalid cron expression {expr!r}")
-        hour_field = expr.split()[1]
-        self.elapsed_time = "*" in hour_field or "/" in hour_field
+        self.elapsed_time = not self.cron.wall_clock
         """True: fires by real elapsed time; False: follows the wall clock."""
 
     def __repr__(self) -> str:
@@ -90,40 +104,44 @@ class CronSchedule:
         from croniter import croniter
 
         wall = start.astimezone(self.zone).replace(tzinfo=None, fold=0)
-        it = croniter(self.expr, wall - timedelta(minutes=1))
+        it = croniter(self.cron.fields, wall - timedelta(minutes=1), day_or=self.cron.day_or)
         while True:
             yield it.get_next(datetime)
 
     def _all_from(self, start: datetime) -> Iterator[datetime]:
-        walls = self._walls(start)
-        wall = next(walls)
-        while True:
+        """Fire instants from about `start` on, in order (the caller drops repeats). A wall
+        time that occurs twice fires at its first instant, and also at its second when
+        the job follows elapsed time; second passes wait in a heap until every earlier
+        instant has been given."""
+        later: list[datetime] = []
+        for wall in self._walls(start):
             kind, first, second = self._resolve(wall)
-            if kind == "normal":
-                yield first
-            elif kind == "gap":
-                if not self.elapsed_time:
-                    yield first  # the instant the gap ends; repeats are dropped by the caller
-            else:
-                # Wall times that occur twice come in one window (a fall-back hour): the
-                # first pass of the window fires, then, by elapsed time only, the second.
-                window = [(first, second)]
-                following = next(walls)
-                while following - wall < _MARGIN:
-                    k2, f2, s2 = self._resolve(following)
-                    if k2 != "ambiguous":
-                        break
-                    window.append((f2, s2))
-                    following = next(walls)
-                yield from (early for early, _ in window)
-                if self.elapsed_time:
-                    yield from (late for _, late in window)
-                wall = following
-                continue
-            wall = next(walls)
+            by_elapsed_time = self.elapsed_time
+            if kind != "normal":
+                by_elapsed_time = self._follows_elapsed_time(kind, self._shift(wall))
+            if kind == "gap" and by_elapsed_time:
+                continue  # a skipped time: nothing was there to fire
+            while later and later[0] < first:
+                yield heapq.heappop(later)
+            yield first  # for a gap: the instant it ends (fixed-time jobs)
+            if kind == "ambiguous" and by_elapsed_time:
+                heapq.heappush(later, second)
+
+    def _follows_elapsed_time(self, kind: str, shift: timedelta) -> bool:
+        """cronie's wake-up cases, by the minutes its clock moved (shift + 1 forward,
+        1 - shift back): under 6 it runs every job for each minute (`small`); past 180 or
+        below -180 the clock jumped and it runs every job once, at the new time (`large`);
+        in between (DST) it tells fixed-time jobs from wildcard ones."""
+        minutes = shift // timedelta(minutes=1)
+        if kind == "gap":
+            if minutes + 1 <= 5:
+                return False  # small: the skipped minutes are run at the gap's end, by all
+            return self.elapsed_time or minutes + 1 > 180
+        return self.elapsed_time or 1 - minutes < -180
 
     def _resolve(self, wall: datetime) -> tuple[str, datetime, datetime]:
-        """('normal'|'ambiguous'|'gap', first instant, second instant) in UTC."""
+        """('normal'|'ambiguous'|'gap', first instant, second instant) in UTC; for a gap,
+        the instant it ends and the instant the wall time would have been before it."""
         early = wall.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
         late = wall.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
         if early == late:
@@ -131,6 +149,12 @@ class CronSchedule:
         if early.astimezone(self.zone).replace(tzinfo=None) == wall:
             return "ambiguous", min(early, late), max(early, late)
         return "gap", self._gap_end(min(early, late), max(early, late)), early
+
+    def _shift(self, wall: datetime) -> timedelta:
+        """How far the clock moves at the change that makes `wall` skipped or repeated."""
+        before = wall.replace(tzinfo=self.zone, fold=0).utcoffset() or timedelta()
+        after = wall.replace(tzinfo=self.zone, fold=1).utcoffset() or timedelta()
+        return abs(after - before)
 
     def _gap_end(self, low: datetime, high: datetime) -> datetime:
         """The instant the clock jumped: the first instant with the post-gap offset."""
