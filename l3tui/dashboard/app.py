@@ -496,6 +496,11 @@ class ConsoleApp(App[None]):
         self.push_screen(ConfirmScreen("Quit l3tui?", "\n".join(lines),
                                        yes="Cancel them and quit", no="Stay"), decided)  # fmt: skip
 
+    def hang_up(self) -> None:
+        """The terminal went away (SIGHUP): leave without asking; whoever runs the console
+        has cancelled what runs (there is no one to ask)."""
+        self.exit(return_code=130)
+
     # ------------------------------------------------------------------ notifications
 
     def _notify_from_feed(self, message: str, severity: str) -> None:
