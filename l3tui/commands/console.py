@@ -1,8 +1,9 @@
 """`l3tui` (or `l3tui console`): load the config, start the Runtime in this process with the
 config watcher on, and run the console on top of it until the user quits. Quitting cancels
 what still runs (the console asks first) and waits, bounded, for its processes to end.
-SIGHUP (the terminal went away: SSH dropped, tmux session killed) does the same without
-asking: executions are cancelled as `terminal lost (SIGHUP)` and l3tui exits (130).
+SIGHUP (the terminal went away: SSH dropped, tmux session killed) and SIGTERM do the same
+without asking: executions are cancelled (as `terminal lost (SIGHUP)`, `SIGHUP` or
+`SIGTERM`) and l3tui exits 130.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import gc
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,13 +51,15 @@ async def _console(config: Any, state_dir: Path, options: dict[str, Any]) -> int
                        adopt_orphans=True) as rt:  # fmt: skip
         app = ConsoleApp(rt, **options)
 
-        def hung_up(reason: str) -> None:
-            # No terminal to ask on: cancel everything here, then leave.
+        def stop(reason: str) -> None:
+            # SIGHUP: no terminal left to ask on; SIGTERM: asked to stop. Cancel here.
             for execution in rt.engine.active():
-                rt.engine.cancel(execution.id, actor=f"{rt.actor} (SIGHUP)", reason=reason)
-            app.hang_up()
+                rt.engine.cancel(execution.id, actor=f"{rt.actor} ({reason})", reason=reason)
+            app.quit_now()
 
-        hangup = Hangup(hung_up).install()
+        loop = asyncio.get_running_loop()
+        hangup = Hangup(stop).install()
+        loop.add_signal_handler(signal.SIGTERM, stop, "SIGTERM")
         # What exists now (modules, config models, the Runtime, a queue found on start)
         # lives as long as the console: keep the cyclic GC from rescanning it on every
         # full collection (0.3 s of pauses during the first paint with 100,000 queued).
@@ -64,6 +68,7 @@ async def _console(config: Any, state_dir: Path, options: dict[str, Any]) -> int
             await app.run_async()
         finally:
             hangup.remove()
+            loop.remove_signal_handler(signal.SIGTERM)
         active = rt.engine.active()
         if active:
             print(f"l3tui: cancelling {len(active)} execution(s) before exit…", file=sys.stderr)

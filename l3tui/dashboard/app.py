@@ -496,9 +496,9 @@ class ConsoleApp(App[None]):
         self.push_screen(ConfirmScreen("Quit l3tui?", "\n".join(lines),
                                        yes="Cancel them and quit", no="Stay"), decided)  # fmt: skip
 
-    def hang_up(self) -> None:
-        """The terminal went away (SIGHUP): leave without asking; whoever runs the console
-        has cancelled what runs (there is no one to ask)."""
+    def quit_now(self) -> None:
+        """Leave without asking (SIGHUP: the terminal went away, no one to ask; SIGTERM);
+        whoever runs the console has cancelled what runs."""
         self.exit(return_code=130)
 
     # ------------------------------------------------------------------ notifications

@@ -354,6 +354,7 @@ class Tmux:
 
     WRAPPER = ("import os, signal, subprocess, sys\n"
                "child = subprocess.Popen(sys.argv[2:])\n"
+               "open(sys.argv[1] + '.pid', 'w').write(str(child.pid))\n"
                "signal.signal(signal.SIGHUP, lambda *a: os.kill(child.pid, signal.SIGHUP))\n"
                "open(sys.argv[1], 'w').write(str(child.wait()))\n")  # fmt: skip
 
@@ -430,10 +431,12 @@ def test_tmux_session_killed_under_l3tui_run(tmux, tmp_path):
 
 
 @pytest.mark.slow
-def test_tmux_session_killed_under_the_console(tmux, tmp_path):
+@pytest.mark.parametrize("how", ["kill-session", "SIGTERM"])
+def test_tmux_session_killed_under_the_console(how, tmux, tmp_path):
     """The console running a workflow in tmux; the session is killed (an SSH session drops
     the same way): executions are cancelled as `terminal lost (SIGHUP)`, the task tree is
-    dead within the grace period and a few seconds, the console exits 130, no traceback."""
+    dead within the grace period and a few seconds, the console exits 130, no traceback.
+    SIGTERM (the terminal still there) stops it the same way, as `SIGTERM`."""
     config = escape_config(tmp_path, LONG % (tmp_path, tmp_path))
     state = tmp_path / "state"
     tmux.start(L3TUI, "--config", str(config), "--state", str(state), "--bidi", "off")
@@ -444,12 +447,16 @@ def test_tmux_session_killed_under_the_console(tmux, tmp_path):
     tmux.tmux("send-keys", "-t", "l3", "Enter")
     tree = [read_pid(tmp_path / "long.pid"), read_pid(tmp_path / "long.pid.main")]
     tmux.wait_screen(lambda s: "running" in s)
-    tmux.tmux("kill-session", "-t", "l3")
-    hung_up = time.monotonic()
+    if how == "kill-session":
+        tmux.tmux("kill-session", "-t", "l3")
+    else:
+        os.kill(read_pid(Path(f"{tmux.rc}.pid")), signal.SIGTERM)
+    stopped = time.monotonic()
     took = wait_gone(tree, GRACE_S + 10)
-    print(f"task tree dead {took:.2f}s after the hangup")
+    print(f"{how}: task tree dead {took:.2f}s after it")
     assert tmux.exit_code(GRACE_S + 30) == 130
-    print(f"console exited {time.monotonic() - hung_up:.2f}s after the hangup")
+    print(f"{how}: console exited {time.monotonic() - stopped:.2f}s after it")
     assert tmux.crash_files() == []
     [row] = history(config, state)
-    assert (row["state"], row["reason"]) == ("cancelled", "cancelled: terminal lost (SIGHUP)")
+    why = "terminal lost (SIGHUP)" if how == "kill-session" else "SIGTERM"
+    assert (row["state"], row["reason"]) == ("cancelled", f"cancelled: {why}")
