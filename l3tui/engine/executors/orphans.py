@@ -159,7 +159,7 @@ class OrphanTracker:
         roots = [p for p in kids.get(me, ()) if p.pid not in self.leaders]
         batch: list[Proc] = []
         busy: set[str] = {tag for tags in self._condemned.values() for tag in tags}
-        live_starts: list[float] = []
+        needed: set[str] = set()
         for root in roots:
             key = (root.pid, root.start)
             if root.zombie:
@@ -167,20 +167,20 @@ class OrphanTracker:
                     reap_same(root.pid, root.start)
                     self._killed.discard(key)
                 continue
-            live_starts.append(root.started_s)
-            if key in self._condemned or not self.kill:
+            if key in self._condemned:
                 continue
             owners = self._owners(root)
-            if not owners or not all(w.exited or self.closing for w in owners):
-                continue
             tags = frozenset(w.tag for w in owners)
+            needed |= tags
+            if not self.kill or not owners or not all(w.exited or self.closing for w in owners):
+                continue
             busy |= tags
             for proc in _subtree(root, kids):
                 pkey = (proc.pid, proc.start)
                 if pkey not in self._condemned and not proc.zombie:
                     self._condemned[pkey] = tags
                     batch.append(proc)
-        self._close_windows(busy, live_starts)
+        self._close_windows(busy, needed)
         self._killed = {k for k in self._killed if _exists(*k)}
         if batch:
             task = asyncio.get_running_loop().create_task(self._end(batch), name="escapees")
@@ -193,14 +193,16 @@ class OrphanTracker:
             return True
         return self.adopt and any(w.covers(zombie.started_s) for w in self.windows.values())
 
-    def _close_windows(self, busy: set[str], live_starts: list[float]) -> None:
+    def _close_windows(self, busy: set[str], needed: set[str]) -> None:
+        """Close the windows of ended tasks with nothing left being ended; forget closed
+        ones no live root falls in (all of a task's processes are in roots once it ended:
+        a root that appears later descends from another task)."""
         now = time.clock_gettime(time.CLOCK_BOOTTIME)
         for window in self.windows.values():
             if window.exited and window.end is None and window.tag not in busy:
                 window.end = now
-        oldest = min(live_starts, default=float("inf"))
         for tag in [t for t, w in self.windows.items()
-                    if w.end is not None and w.end + TOLERANCE_S < oldest]:  # fmt: skip
+                    if w.end is not None and t not in busy | needed]:  # fmt: skip
             del self.windows[tag]
 
     async def _end(self, batch: list[Proc]) -> None:
