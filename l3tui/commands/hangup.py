@@ -43,14 +43,25 @@ class Hangup:
             self.installed = False
 
     def _handle(self) -> None:
-        self.lost = self.detach() or self.lost
+        self.detach()
         self.on_hangup(LOST if self.lost else "SIGHUP")
+
+    def write_failed(self) -> bool:
+        """A write raised OSError: if our terminal hung up (the write came before the
+        signal), detach, act as on SIGHUP (unless it is ignored: nohup) and return True;
+        else False (not ours to handle)."""
+        if not self.detach():
+            return False
+        if self.installed:
+            self.on_hangup(LOST)
+        return True
 
     def detach(self) -> bool:
         """Point every descriptor whose terminal hung up at /dev/null; True if one had."""
         gone = [fd for fd in self.ttys if not _isatty(fd)]
         if not gone:
             return False
+        self.lost = True
         null = os.open(os.devnull, os.O_RDWR)
         try:
             for fd in gone:

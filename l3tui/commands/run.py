@@ -127,7 +127,12 @@ async def start_and_follow(
         )
         done = asyncio.ensure_future(rt.wait(exec_id))
         try:
-            await reporter.follow(sub, done)
+            try:
+                await reporter.follow(sub, done)
+            except OSError:
+                if not hangup.write_failed():  # not a terminal that hung up
+                    raise
+                await asyncio.wait([done])  # being cancelled: nothing more to show
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)

@@ -353,7 +353,9 @@ class Tmux:
     exit code."""
 
     WRAPPER = ("import os, signal, subprocess, sys\n"
-               "child = subprocess.Popen(sys.argv[2:])\n"
+               "block = {signal.SIGHUP} if os.environ.get('BLOCK_HUP') else set()\n"
+               "child = subprocess.Popen(sys.argv[2:], preexec_fn=lambda: "
+               "signal.pthread_sigmask(signal.SIG_BLOCK, block))\n"
                "open(sys.argv[1] + '.pid', 'w').write(str(child.pid))\n"
                "signal.signal(signal.SIGHUP, lambda *a: os.kill(child.pid, signal.SIGHUP))\n"
                "open(sys.argv[1], 'w').write(str(child.wait()))\n")  # fmt: skip
@@ -363,12 +365,15 @@ class Tmux:
         self.root = root
         self.rc = root / "rc"
 
-    def start(self, *argv: str) -> None:
+    def start(self, *argv: str, block_hup: bool = False) -> None:
+        """Run `argv` in the session (with SIGHUP blocked: it never arrives)."""
         wrapper = self.root / "wrapper.py"
         wrapper.write_text(self.WRAPPER)
         command = " ".join([sys.executable, str(wrapper), str(self.rc), *argv])
         env = {k: v for k, v in os.environ.items() if k not in ("COLORTERM", "TMUX")}
         env |= {"TERM": "xterm-256color", "TMPDIR": str(self.root)}
+        if block_hup:
+            env["BLOCK_HUP"] = "1"
         self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "l3", "-x", "100", "-y", "30",
                   command, env=env)  # fmt: skip
 
@@ -424,6 +429,28 @@ def test_tmux_session_killed_under_l3tui_run(tmux, tmp_path):
     hung_up = time.monotonic()
     assert tmux.exit_code(GRACE_S + 30) == 130
     print(f"l3tui run exited {time.monotonic() - hung_up:.2f}s after the hangup")
+    assert live_processes(tree) == []
+    assert tmux.crash_files() == []
+    [row] = history(config, state)
+    assert (row["state"], row["reason"]) == ("cancelled", "cancelled: terminal lost (SIGHUP)")
+
+
+@pytest.mark.slow
+def test_a_write_to_the_lost_terminal_before_the_signal(tmux, tmp_path):
+    """The hangup can beat its signal: l3tui writes to the terminal (here every JSON event of
+    a ticking task) before the SIGHUP handler runs. Here SIGHUP is blocked, so the failed
+    write is all l3tui sees: it is taken for the hangup it is, not a crash."""
+    config = escape_config(tmp_path, LONG % (tmp_path, tmp_path))
+    ticking = 'while [ ! -e "$3" ]; do echo tick; sleep 0.1; done'
+    (tmp_path / "escape.sh").write_text(
+        ESCAPE_SH.replace('while [ ! -e "$3" ]; do sleep 0.05; done', ticking))
+    state = tmp_path / "state"
+    tmux.start(L3TUI, "run", "w", "--json", "--config", str(config), "--state", str(state),
+               block_hup=True)  # fmt: skip
+    tree = [read_pid(tmp_path / "long.pid"), read_pid(tmp_path / "long.pid.main")]
+    tmux.wait_screen(lambda s: "tick" in s)
+    tmux.tmux("kill-session", "-t", "l3")
+    assert tmux.exit_code(GRACE_S + 30) == 130
     assert live_processes(tree) == []
     assert tmux.crash_files() == []
     [row] = history(config, state)
