@@ -278,6 +278,29 @@ async def test_a_reused_pid_is_never_signalled(mode, tmp_path, state_dir, monkey
             await executor.close()
 
 
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_task_cancelled_as_it_starts_still_dies(mode, monkeypatch):
+    """Cancelled right after the spawn, before the task's wrapper has joined its cgroup
+    (cgroup mode): the task is still ended, not left running outside any cgroup."""
+    from l3tui.engine.executors.base import CommandJob
+    from l3tui.engine.executors.local import LocalExecutor
+
+    monkeypatch.setenv("L3TUI_CONTAINMENT", mode)
+    executor = LocalExecutor(1 << 20, GRACE_S)
+    try:
+        job = CommandJob(argv=("sleep", "300"), executable="/bin/sleep", env=dict(os.environ),
+                         cwd=None, timeout_s=10)  # fmt: skip
+        for _ in range(5):
+            proc = executor.start(job, None, lambda lines: None, lambda n, v: None)
+            proc.terminate()
+            async with asyncio.timeout(GRACE_S + 10):
+                result = await proc.wait()
+            assert result.signal == signal.SIGTERM, result
+        print(f"containment: {executor.containment.describe()}")
+    finally:
+        await executor.close()
+
+
 def reuse_pid(pid: int) -> subprocess.Popen[bytes] | None:
     """Start a session leader that gets exactly `pid` (the kernel hands out the number after
     ns_last_pid), or None if another process took it first."""

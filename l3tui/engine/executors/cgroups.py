@@ -87,14 +87,14 @@ class TaskCgroup:
         except OSError:
             return False
 
-    def signal(self, sig: int) -> bool:
+    def signal(self, sig: int) -> set[int]:
         """`sig` to every process in the cgroup, each checked to be still in it (by pidfd,
-        so a pid reused in between is never signalled). True if any was signalled."""
-        sent = False
+        so a pid reused in between is never signalled). The pids signalled."""
+        sent = set()
         for proc in self.members():
             if self._inside(proc.pid) and signal_same(proc.pid, proc.start, sig):
                 self._signalled[proc.pid] = proc.start
-                sent = True
+                sent.add(proc.pid)
         return sent
 
     def _inside(self, pid: int) -> bool:

@@ -119,8 +119,12 @@ class Containment:
         return any(line.startswith(f"0::{self.home.rel}/") for line in text.splitlines())
 
     async def close(self) -> None:
-        """Every task has ended: end what they left, remove our cgroups."""
-        if self._orphans is not None:
-            await self._orphans.close()
-        if self.home is not None:
-            self.home.close()
+        """Every task has ended: end what they left, remove our cgroups. Never raises: the
+        store still has to be closed after this."""
+        try:
+            if self._orphans is not None:
+                await self._orphans.close()
+            if self.home is not None:
+                self.home.close()
+        except Exception:
+            log.exception("closing the process containment failed")

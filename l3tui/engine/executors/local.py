@@ -213,7 +213,12 @@ class LocalProcess:
     def _signal_group(self, sig: int) -> bool:
         """`sig` to the whole task: its cgroup, or its process group."""
         if self.cgroup is not None:
-            return self.cgroup.signal(sig)
+            sent = self.cgroup.signal(sig)
+            if self.pid not in sent and self.running and self._signal_leader(sig):
+                # Not in its cgroup yet (the wrapper joins it first thing): the leader is
+                # then the whole task, and its pidfd reaches exactly it.
+                sent.add(self.pid)
+            return bool(sent)
         if not self._group_is_ours():
             return False
         try:
@@ -222,6 +227,15 @@ class LocalProcess:
         except ProcessLookupError:
             return False
         except PermissionError:
+            return False
+
+    def _signal_leader(self, sig: int) -> bool:
+        if self._pidfd is None:
+            return False
+        try:
+            signal.pidfd_send_signal(self._pidfd, sig)
+            return True
+        except OSError:
             return False
 
     def pause(self) -> bool:
@@ -251,7 +265,7 @@ class LocalProcess:
     def group_alive(self) -> bool:
         """True while any live (non-zombie) process is in the task (cgroup or group)."""
         if self.cgroup is not None:
-            return self.cgroup.populated()
+            return self.running or self.cgroup.populated()
         if not self._group_is_ours():
             return False
         try:
@@ -280,6 +294,7 @@ class LocalProcess:
             if time.monotonic() >= deadline:
                 if self.cgroup is not None:
                     self.cgroup.kill()
+                    self._signal_leader(signal.SIGKILL)  # in case it never joined
                 else:
                     self._signal_group(signal.SIGKILL)
                 break
