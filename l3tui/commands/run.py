@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 import time
@@ -100,15 +99,8 @@ async def start_and_follow(
         def on_signal(signum: int, reason: str = "") -> None:
             nonlocal interrupted
             if interrupted:  # the second one: no more grace (a hangup never escalates)
-                if signum == signal.SIGHUP:
-                    return
-                for execution in rt.engine.active():
-                    for task in execution.tasks.values():
-                        if task.pgid and not task.state.terminal:
-                            try:
-                                os.killpg(task.pgid, signal.SIGKILL)
-                            except OSError:
-                                pass
+                if signum != signal.SIGHUP:
+                    rt.executor.kill_all()
                 return
             interrupted = True
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name

@@ -37,6 +37,8 @@ echo $$ > "$1.main"
 case "$2" in
   setsid) setsid sh -c 'echo $$ > "$1"; exec sleep 300' sh "$1" & ;;
   envi) setsid env -i sh -c 'echo $$ > "$1"; exec sleep 300' sh "$1" & ;;
+  stubborn) trap "" TERM
+    setsid sh -c 'echo $$ > "$1"; while :; do sleep 0.2; done' sh "$1" & ;;
 esac
 while [ ! -s "$1" ]; do sleep 0.01; done
 if [ "$3" != "-" ]; then
@@ -46,7 +48,7 @@ echo "left $(cat "$1")"
 """
 
 
-def escape_config(root: Path, tasks: str) -> Path:
+def escape_config(root: Path, tasks: str, grace_s: float = GRACE_S) -> Path:
     """A config whose `escape` action leaves a process behind (see ESCAPE_SH)."""
     script = root / "escape.sh"
     root.mkdir(parents=True, exist_ok=True)
@@ -64,7 +66,7 @@ def escape_config(root: Path, tasks: str) -> Path:
     scheduling = f"""
     scheduling:
       resource_limits: {{max_concurrent_tasks: 4}}
-      execution: {{grace_period: {int(GRACE_S * 1000)}ms, default_timeout: 120s}}
+      execution: {{grace_period: {int(grace_s * 1000)}ms, default_timeout: 120s}}
     """
     return write_config(root / "config", workflows, actions=actions, scheduling=scheduling)
 
@@ -343,6 +345,33 @@ def test_sighup_to_l3tui_run_cancels_and_exits(tmp_path):
         assert live_processes(tree) == []
         [row] = history(config, state)
         assert (row["state"], row["reason"]) == ("cancelled", "cancelled: SIGHUP")
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_a_second_ctrl_c_kills_escapees_at_once_too(mode, tmp_path):
+    """A task and its `setsid` escapee both ignore SIGTERM; the grace period is 60 s. The
+    first Ctrl-C cancels (SIGTERM, ignored), the second kills at once: the escapee too."""
+    config = escape_config(tmp_path, f"""
+    - {{id: t, action: escape, parameters: {{pidfile: "{tmp_path}/t.pid", how: stubborn,
+                                             wait_for: "{tmp_path}/never"}}}}
+    """, grace_s=60)  # fmt: skip
+    env = {**os.environ, "L3TUI_CONTAINMENT": mode}
+    proc = subprocess.Popen([L3TUI, "run", "w", "--config", str(config), "--state",
+                             str(tmp_path / "state")], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    try:
+        tree = [read_pid(tmp_path / "t.pid"), read_pid(tmp_path / "t.pid.main")]
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert live_processes(tree), "SIGTERM is ignored: still there within the grace"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130, err
+        assert live_processes(tree) == []
     finally:
         proc.kill()
 

@@ -118,6 +118,11 @@ class Containment:
             return False
         return any(line.startswith(f"0::{self.home.rel}/") for line in text.splitlines())
 
+    def kill_now(self) -> None:
+        """Escapees being ended get SIGKILL now rather than after the grace period."""
+        if self._orphans is not None:
+            self._orphans.kill_now()
+
     async def close(self) -> None:
         """Every task has ended: end what they left, remove our cgroups. Never raises: the
         store still has to be closed after this."""

@@ -305,6 +305,14 @@ class LocalProcess:
                 break
             await asyncio.sleep(0.01)
 
+    def kill_now(self) -> None:
+        """SIGKILL the whole task at once (no grace): an operator's second Ctrl-C."""
+        if self.cgroup is not None:
+            self.cgroup.kill()
+            self._signal_leader(signal.SIGKILL)
+        else:
+            self._signal_group(signal.SIGKILL)
+
     async def wait(self) -> ProcessResult:
         """Wait for the process, clean up its group, drain its output."""
         status = await self._exited
@@ -366,11 +374,21 @@ class LocalExecutor:
             enclosure = self.containment.enclose(spawned_at)
         except OSError as exc:
             raise SpawnError(f"cannot create the task's cgroup: {exc.strerror}") from None
-        proc = LocalProcess(job, log_path, self.log_cap_bytes, on_lines, on_metric,
-                            self.grace_s, enclosure)  # fmt: skip
+        try:
+            proc = LocalProcess(job, log_path, self.log_cap_bytes, on_lines, on_metric,
+                                self.grace_s, enclosure)  # fmt: skip
+        except BaseException:
+            enclosure.ended()  # no task: its cgroup and time window go too
+            raise
         self._live.add(proc)
         proc.done_callbacks.append(self._live.discard)
         return proc
+
+    def kill_all(self) -> None:
+        """SIGKILL every task still running, and every escapee being ended, at once."""
+        for proc in self._live:
+            proc.kill_now()
+        self.containment.kill_now()
 
     async def close(self) -> None:
         """End every task still running and whatever tasks left; remove our cgroups."""

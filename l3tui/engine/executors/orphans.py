@@ -100,6 +100,8 @@ class OrphanTracker:
         self._runner: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
         self.closing = False
+        self.hurry = False
+        """An operator asked to kill at once: escapees get SIGKILL without a grace period."""
         self.swept = 0
         """Sweeps run (for tests and benchmarks)."""
 
@@ -217,7 +219,7 @@ class OrphanTracker:
         delay = 0.005
         try:
             while alive := [p for p in batch if alive_same(p.pid, p.start)]:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or self.hurry:
                     for proc in alive:
                         signal_same(proc.pid, proc.start, signal.SIGKILL)
                     break
@@ -233,6 +235,12 @@ class OrphanTracker:
             for proc in batch:
                 self._condemned.pop((proc.pid, proc.start), None)
             self.request()  # what they started while dying, and closing their windows
+
+    def kill_now(self) -> None:
+        """No more grace: SIGKILL what is being ended, and what is condemned from now on."""
+        self.hurry = True
+        for pid, start in list(self._condemned):
+            signal_same(pid, start, signal.SIGKILL)
 
     # ------------------------------------------------------------------ close
 
