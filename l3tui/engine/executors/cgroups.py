@@ -173,7 +173,7 @@ class CgroupHome:
                 raise CgroupUnavailable("this kernel has no cgroup.kill (Linux 5.14+)")
             done = subprocess.run(["/bin/sh", "-c", JOIN + "exit 0", "l3tui-probe",
                                    str(probe / "cgroup.procs")], capture_output=True,
-                                  check=False, timeout=10)  # fmt: skip
+                                  stdin=subprocess.DEVNULL, check=False, timeout=10)  # fmt: skip
             if done.returncode != 0:
                 why = done.stderr.decode("utf-8", "replace").strip().splitlines()
                 raise CgroupUnavailable(f"a process cannot join {probe}: "
@@ -228,8 +228,12 @@ def _remove_stale(base: Path) -> None:
                 entry.rmdir()
 
 
-def choice() -> str:
-    """`L3TUI_CONTAINMENT` (auto, cgroup or subreaper); unknown values mean auto."""
-    value = os.environ.get(CHOICE_VAR, "auto").strip().lower()
-    return value if value in CHOICES else "auto"
+def choice() -> tuple[str, str]:
+    """`L3TUI_CONTAINMENT` (auto, cgroup or subreaper), and a note when its value was none
+    of those (then auto)."""
+    raw = os.environ.get(CHOICE_VAR, "auto")
+    value = raw.strip().lower()
+    if value in CHOICES:
+        return value, ""
+    return "auto", f"{CHOICE_VAR}={raw!r} is not one of {', '.join(CHOICES)}: using auto"
 

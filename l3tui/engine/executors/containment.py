@@ -79,12 +79,16 @@ class Containment:
 
     def _setup(self) -> OrphanTracker:
         subreaper = become_subreaper()
+        wanted, note = choice()
         try:
-            self.home = CgroupHome.open(choice())
+            self.home = CgroupHome.open(wanted)
             self.mode, self.detail = "cgroup", str(self.home.path)
         except (CgroupUnavailable, OSError) as exc:  # OSError: an unexpected /proc, /sys
             self.mode = "subreaper" if subreaper else "process group"
             self.detail = f"no task cgroups: {exc}"
+        if note:
+            self.detail += f"; {note}"
+            log.warning("%s", note)
         log.info("process containment: %s (%s)", self.mode, self.detail)
         return OrphanTracker(
             self.grace_s,
