@@ -1,6 +1,9 @@
 """`l3tui` (or `l3tui console`): load the config, start the Runtime in this process with the
 config watcher on, and run the console on top of it until the user quits. Quitting cancels
 what still runs (the console asks first) and waits, bounded, for its processes to end.
+SIGHUP (the terminal went away: SSH dropped, tmux session killed) and SIGTERM do the same
+without asking: executions are cancelled (as `terminal lost (SIGHUP)`, `SIGHUP` or
+`SIGTERM`) and l3tui exits 130.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ import argparse
 import asyncio
 import gc
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from l3tui import textdir
+from l3tui.commands.hangup import Hangup
 from l3tui.config import load_config, resolve_config_dir, resolve_state_dir
 from l3tui.errors import UsageError
 
@@ -41,13 +46,29 @@ async def _console(config: Any, state_dir: Path, options: dict[str, Any]) -> int
     from l3tui.runtime import Runtime
 
     # The console is the long-lived process: it fires recurring tasks (`l3tui run` does not).
-    async with Runtime(config, state_dir, watch_config=True, fire_schedules=True) as rt:
+    # adopt_orphans: this process is l3tui alone, whatever re-parents to it is a task's.
+    async with Runtime(config, state_dir, watch_config=True, fire_schedules=True,
+                       adopt_orphans=True) as rt:  # fmt: skip
         app = ConsoleApp(rt, **options)
+
+        def stop(reason: str) -> None:
+            # SIGHUP: no terminal left to ask on; SIGTERM: asked to stop. Cancel here.
+            for execution in rt.engine.active():
+                rt.engine.cancel(execution.id, actor=f"{rt.actor} ({reason})", reason=reason)
+            app.quit_now()
+
+        loop = asyncio.get_running_loop()
+        hangup = Hangup(stop).install()
+        loop.add_signal_handler(signal.SIGTERM, stop, "SIGTERM")
         # What exists now (modules, config models, the Runtime, a queue found on start)
         # lives as long as the console: keep the cyclic GC from rescanning it on every
         # full collection (0.3 s of pauses during the first paint with 100,000 queued).
         gc.freeze()
-        await app.run_async()
+        try:
+            await app.run_async()
+        finally:
+            hangup.remove()
+            loop.remove_signal_handler(signal.SIGTERM)
         active = rt.engine.active()
         if active:
             print(f"l3tui: cancelling {len(active)} execution(s) before exit…", file=sys.stderr)

@@ -3,16 +3,16 @@
 On a terminal a live tree (one line per task: state, name, attempt, duration, last output
 line); otherwise plain timestamped lines (task output prefixed with the task id), or JSON
 lines with `--json`. Exit 0 succeeded, 1 failed or cancelled, 130 interrupted. The first
-Ctrl-C (or SIGTERM) cancels: every task's process group gets SIGTERM, then SIGKILL after
-the grace period; a second Ctrl-C kills at once.
+Ctrl-C (or SIGTERM, or SIGHUP: the terminal went away) cancels: every task gets SIGTERM,
+then SIGKILL after the grace period; a second Ctrl-C kills at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import os
 import signal
 import sys
 import time
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from l3tui import textdir
+from l3tui.commands.hangup import Hangup
 from l3tui.config import Config, load_config, resolve_config_dir, resolve_state_dir
 from l3tui.config.durations import format_ms
 from l3tui.engine import events as ev
@@ -84,7 +85,8 @@ async def start_and_follow(
     from l3tui.runtime import Runtime
 
     loop = asyncio.get_running_loop()
-    async with Runtime(config, state_dir) as rt:
+    # adopt_orphans: this process is l3tui alone, whatever re-parents to it is a task's.
+    async with Runtime(config, state_dir, adopt_orphans=True) as rt:
         for note in rt.store.notes:
             print(f"l3tui: warning: {note}", file=sys.stderr)
         if rt.recovery is not None and rt.recovery.needed:
@@ -96,34 +98,39 @@ async def start_and_follow(
         exec_id = started.execution_id
         interrupted = False
 
-        def on_signal(signum: int) -> None:
+        def on_signal(signum: int, reason: str = "") -> None:
             nonlocal interrupted
-            if interrupted:  # the second one: no more grace
-                for execution in rt.engine.active():
-                    for task in execution.tasks.values():
-                        if task.pgid and not task.state.terminal:
-                            try:
-                                os.killpg(task.pgid, signal.SIGKILL)
-                            except OSError:
-                                pass
+            if interrupted:  # the second one: no more grace (a hangup never escalates)
+                if signum != signal.SIGHUP:
+                    rt.executor.kill_all()
                 return
             interrupted = True
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            print(f"\n{name}: cancelling {exec_id} (Ctrl-C again to kill at once)",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            rt.engine.cancel(exec_id, actor=f"{rt.actor} ({name})")
+            with contextlib.suppress(OSError):  # stderr may be a terminal that is gone
+                print(f"\n{reason or name}: cancelling {exec_id} (Ctrl-C again to kill at once)",
+                      file=sys.stderr, flush=True)  # fmt: skip
+            rt.engine.cancel(exec_id, actor=f"{rt.actor} ({name})", reason=reason)
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
+        # SIGHUP (the terminal went away) is SIGTERM, after pointing a dead terminal at
+        # /dev/null so nothing below fails writing to it.
+        hangup = Hangup(lambda reason: on_signal(signal.SIGHUP, reason)).install()
         reporter = {"live": LiveReporter, "plain": PlainReporter, "json": JsonReporter}[mode](
             rt, exec_id, bidi
         )
         done = asyncio.ensure_future(rt.wait(exec_id))
         try:
-            await reporter.follow(sub, done)
+            try:
+                await reporter.follow(sub, done)
+            except OSError:
+                if not hangup.write_failed():  # not a terminal that hung up
+                    raise
+                await asyncio.wait([done])  # being cancelled: nothing more to show
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+            hangup.remove()
         state = done.result().value
         view = rt.execution(exec_id)
         if view is not None:

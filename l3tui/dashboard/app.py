@@ -496,6 +496,11 @@ class ConsoleApp(App[None]):
         self.push_screen(ConfirmScreen("Quit l3tui?", "\n".join(lines),
                                        yes="Cancel them and quit", no="Stay"), decided)  # fmt: skip
 
+    def quit_now(self) -> None:
+        """Leave without asking (SIGHUP: the terminal went away, no one to ask; SIGTERM);
+        whoever runs the console has cancelled what runs."""
+        self.exit(return_code=130)
+
     # ------------------------------------------------------------------ notifications
 
     def _notify_from_feed(self, message: str, severity: str) -> None:

@@ -180,6 +180,8 @@ class Execution:
     reason: str = ""
     tasks: dict[str, TaskRun] = field(default_factory=dict)
     cancel_requested: bool = False
+    cancel_reason: str = ""
+    """Why it was cancelled, when that is more than an operator's command (a signal)."""
 
     def to(self, state: ExecState) -> ExecState:
         previous = self.state

@@ -69,6 +69,7 @@ class Runtime:
         sampler: Sampler | None = None,
         schedule_store: ScheduleStateStore | None = None,
         fire_schedules: bool = False,
+        adopt_orphans: bool = False,
     ) -> None:
         self.config = config
         self.state_dir = state_dir.expanduser().resolve()
@@ -84,6 +85,7 @@ class Runtime:
         self.executor = LocalExecutor(
             log_cap_bytes=int(sched.execution.log_cap_mb * 1024 * 1024),
             grace_s=sched.execution.grace_period / 1000,
+            adopt_orphans=adopt_orphans,
         )
         self.engine = WorkflowEngine(config, self.state_dir, self.bus, self.scheduler,
                                      self.executor, self.clock, self.actor)  # fmt: skip
@@ -149,6 +151,7 @@ class Runtime:
             return
         self.started = False
         await self.engine.shutdown(actor=f"{self.actor} (shutdown)")
+        await self.executor.close()  # what outlived the grace, and what tasks left behind
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -73,7 +73,9 @@ class RecoveryReport:
             text = (f"{who} stopped without closing: {len(self.interrupted)} execution(s) "
                     f"marked interrupted ({ids}{more})")  # fmt: skip
         else:
-            text = f"{who} stopped without closing"
+            # Nothing was left running in the database: that l3tui may well have closed,
+            # and these processes escaped it (or it died before recording anything).
+            text = f"found task processes {who} left behind"
         if self.killed_pids:
             text += f"; terminated {len(self.killed_pids)} leftover task process(es)"
         if self.survivors:

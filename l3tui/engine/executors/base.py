@@ -113,3 +113,7 @@ class Executor(Protocol):
     def start(
         self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric
     ) -> TaskProcess: ...
+
+    async def close(self) -> None:
+        """The engine is done: end every task still running and whatever tasks left."""
+        ...

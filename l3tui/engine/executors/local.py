@@ -2,11 +2,11 @@
 
 Spawned with `os.posix_spawn` (setsid) and watched with a pidfd on the event loop: no
 thread per child (Python 3.11's default child watcher starts one). stdout and stderr share
-one pipe so the log keeps their order. Pause is SIGSTOP to the group, resume SIGCONT;
-terminate is SIGTERM to the group, a grace period, then SIGKILL. When the main process
-exits, whatever it left behind in its group is terminated the same way, so no grandchild
-outlives its task. l3tui makes itself a child subreaper so those orphans are reaped here
-even where PID 1 does not reap.
+one pipe so the log keeps their order. Pause is SIGSTOP to the task, resume SIGCONT;
+terminate is SIGTERM to the task, a grace period, then SIGKILL. When the main process
+exits, whatever it left behind is terminated the same way, so nothing outlives its task.
+"The task" is its cgroup where l3tui can have one per task, else its process group plus
+the escapees containment.py finds (see there for what each mode guarantees).
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from l3tui.config.schema import RLimits
 from l3tui.engine.executors.base import CommandJob, OnLines, OnMetric, ProcessResult, SpawnError
+from l3tui.engine.executors.cgroups import JOIN
+from l3tui.engine.executors.containment import Containment, Enclosure
 from l3tui.engine.executors.output import OutputCapture, open_private_log
-from l3tui.engine.executors.procs import become_subreaper, group_has_live_member, reap_orphans
+from l3tui.engine.executors.procs import group_has_live_member, read_proc, reap_orphans
 
 F_SETPIPE_SZ = 1031
 EOF_WAIT_AFTER_EXIT = 2.0
@@ -48,9 +51,10 @@ def _ulimit_nproc_flag() -> str:
     return _nproc_flag
 
 
-def _wrap(job: CommandJob) -> tuple[str, list[str]]:
-    """The executable and argv to spawn: direct, or via /bin/sh to chdir and set rlimits."""
-    if job.cwd is None and job.rlimits is None:
+def _wrap(job: CommandJob, join: str | None = None) -> tuple[str, list[str]]:
+    """The executable and argv to spawn: direct, or via /bin/sh to join the task's cgroup
+    (`join`: its cgroup.procs file), chdir and set rlimits before the command runs."""
+    if job.cwd is None and job.rlimits is None and join is None:
         return job.executable, list(job.argv)
     limits: list[str] = []
     r: RLimits | None = job.rlimits
@@ -63,9 +67,11 @@ def _wrap(job: CommandJob) -> tuple[str, list[str]]:
             limits.append(f"ulimit -n {r.open_files}")
         if r.processes:
             limits.append(f"ulimit {_ulimit_nproc_flag()} {r.processes}")
-    script = 'cd -- "$1" || exit 126; shift; ' + "".join(f"{cmd} || exit 126; " for cmd in limits)
+    script = JOIN if join is not None else ""
+    script += 'cd -- "$1" || exit 126; shift; ' + "".join(f"{cmd} || exit 126; " for cmd in limits)
     script += 'exec "$@"'
-    argv = ["/bin/sh", "-c", script, "l3tui-task", job.cwd or ".", job.executable, *job.argv[1:]]
+    argv = ["/bin/sh", "-c", script, "l3tui-task", *([join] if join is not None else []),
+            job.cwd or ".", job.executable, *job.argv[1:]]  # fmt: skip
     return "/bin/sh", argv
 
 
@@ -80,9 +86,15 @@ class LocalProcess:
         on_lines: OnLines,
         on_metric: OnMetric,
         grace_s: float,
+        enclosure: Enclosure,
     ) -> None:
         self.job = job
         self.grace_s = grace_s
+        self.enclosure = enclosure
+        self.cgroup = enclosure.cgroup
+        self._reaped = False
+        self.done_callbacks: list[Callable[[LocalProcess], None]] = []
+        """Called once `wait()` has finished."""
         self._loop = asyncio.get_running_loop()
         opener = (lambda: open_private_log(log_path)) if log_path is not None else None
         self.capture = OutputCapture(opener, log_cap, on_lines, on_metric, job.mask)
@@ -92,7 +104,7 @@ class LocalProcess:
         self._terminating: asyncio.Task[None] | None = None
         self._pidfd: int | None = None
         self._read_fd: int | None = None
-        executable, argv = _wrap(job)
+        executable, argv = _wrap(job, enclosure.join)
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         # The kernel stamps the child with the boot clock at clone, in 10 ms ticks: this
         # reading is within one tick of it (reading /proc/PID/stat instead would wait for
@@ -104,7 +116,7 @@ class LocalProcess:
             self.pid = os.posix_spawn(
                 executable,
                 argv,
-                job.env,
+                enclosure.env(dict(job.env)),
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, write_fd, 1),
@@ -117,8 +129,10 @@ class LocalProcess:
         except OSError as exc:
             os.close(read_fd)
             os.close(write_fd)
+            enclosure.ended()
             raise SpawnError(job.shown(f"cannot start {job.argv[0]}: {exc.strerror}")) from None
         os.close(write_fd)
+        enclosure.spawned(self.pid)
         self.pgid = self.pid
         self.started_mono = time.monotonic()
         self.proc_start = spawned_at
@@ -160,6 +174,8 @@ class LocalProcess:
         self._loop.call_soon_threadsafe(self._set_exited, status)
 
     def _set_exited(self, status: int) -> None:
+        self._reaped = True
+        self.enclosure.reaped(self.pid)
         if not self._exited.done():
             self._exited.set_result(status)
 
@@ -195,12 +211,31 @@ class LocalProcess:
         return not self._exited.done()
 
     def _signal_group(self, sig: int) -> bool:
+        """`sig` to the whole task: its cgroup, or its process group."""
+        if self.cgroup is not None:
+            sent = self.cgroup.signal(sig)
+            if self.pid not in sent and self.running and self._signal_leader(sig):
+                # Not in its cgroup yet (the wrapper joins it first thing): the leader is
+                # then the whole task, and its pidfd reaches exactly it.
+                sent.add(self.pid)
+            return bool(sent)
+        if not self._group_is_ours():
+            return False
         try:
             os.killpg(self.pgid, sig)
             return True
         except ProcessLookupError:
             return False
         except PermissionError:
+            return False
+
+    def _signal_leader(self, sig: int) -> bool:
+        if self._pidfd is None:
+            return False
+        try:
+            signal.pidfd_send_signal(self._pidfd, sig)
+            return True
+        except OSError:
             return False
 
     def pause(self) -> bool:
@@ -221,8 +256,18 @@ class LocalProcess:
             self._terminating = self._loop.create_task(self._terminate_group())
         return self._terminating
 
+    def _group_is_ours(self) -> bool:
+        """Once our leader is reaped, a process holding its pid proves the pid was reused,
+        so the group by that id is not ours (while our group had members, the kernel could
+        not have handed the pid out)."""
+        return not self._reaped or read_proc(self.pgid) is None
+
     def group_alive(self) -> bool:
-        """True while any live (non-zombie) process is in the task's group."""
+        """True while any live (non-zombie) process is in the task (cgroup or group)."""
+        if self.cgroup is not None:
+            return self.running or self.cgroup.populated()
+        if not self._group_is_ours():
+            return False
         try:
             os.killpg(self.pgid, 0)  # cheap: the usual answer is "no such group"
         except ProcessLookupError:
@@ -247,7 +292,11 @@ class LocalProcess:
         delay = 0.005
         while self.group_alive():
             if time.monotonic() >= deadline:
-                self._signal_group(signal.SIGKILL)
+                if self.cgroup is not None:
+                    self.cgroup.kill()
+                    self._signal_leader(signal.SIGKILL)  # in case it never joined
+                else:
+                    self._signal_group(signal.SIGKILL)
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
@@ -256,10 +305,21 @@ class LocalProcess:
                 break
             await asyncio.sleep(0.01)
 
+    def kill_now(self) -> None:
+        """SIGKILL the whole task at once (no grace): an operator's second Ctrl-C."""
+        if self.cgroup is not None:
+            self.cgroup.kill()
+            self._signal_leader(signal.SIGKILL)
+        else:
+            self._signal_group(signal.SIGKILL)
+
     async def wait(self) -> ProcessResult:
         """Wait for the process, clean up its group, drain its output."""
         status = await self._exited
-        await self.terminate()  # leftovers in the group: systemd's KillMode=control-group
+        try:
+            await self.terminate()  # leftovers: systemd's KillMode=control-group
+        finally:
+            self.enclosure.ended()
         if not self._eof.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._eof), EOF_WAIT_AFTER_EXIT)
@@ -267,6 +327,8 @@ class LocalProcess:
                 pass  # an escaped process (setsid) still holds the pipe: stop reading
             self._close_reader()
         self.capture.close()
+        for callback in self.done_callbacks:
+            callback(self)
         if os.WIFSIGNALED(status):
             return ProcessResult(
                 None,
@@ -285,14 +347,54 @@ class LocalProcess:
 
 
 class LocalExecutor:
-    """Starts `CommandJob`s as local process groups (implements `base.Executor`)."""
+    """Starts `CommandJob`s as local process groups (implements `base.Executor`).
 
-    def __init__(self, log_cap_bytes: int, grace_s: float) -> None:
+    `adopt_orphans`: this process is l3tui alone (the CLI), so every process re-parented to
+    it descends from a task; without cgroups, a task's escapee that cleared its environment
+    is then found by when it started. Leave it off when embedding the engine in a program
+    that starts processes of its own."""
+
+    def __init__(self, log_cap_bytes: int, grace_s: float, *, adopt_orphans: bool = False) -> None:
         self.log_cap_bytes = log_cap_bytes
         self.grace_s = grace_s
-        self.subreaper = become_subreaper()
+        self.containment = Containment(grace_s, adopt_orphans=adopt_orphans)
+        self._live: set[LocalProcess] = set()
+
+    @property
+    def mode(self) -> str:
+        """`cgroup`, `subreaper` or `process group` (see containment.py)."""
+        self.containment.describe()
+        return self.containment.mode
 
     def start(
         self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric
     ) -> LocalProcess:
-        return LocalProcess(job, log_path, self.log_cap_bytes, on_lines, on_metric, self.grace_s)
+        spawned_at = time.clock_gettime(time.CLOCK_BOOTTIME)
+        try:
+            enclosure = self.containment.enclose(spawned_at)
+        except OSError as exc:
+            raise SpawnError(f"cannot create the task's cgroup: {exc.strerror}") from None
+        try:
+            proc = LocalProcess(job, log_path, self.log_cap_bytes, on_lines, on_metric,
+                                self.grace_s, enclosure)  # fmt: skip
+        except BaseException:
+            enclosure.ended()  # no task: its cgroup and time window go too
+            raise
+        self._live.add(proc)
+        proc.done_callbacks.append(self._live.discard)
+        return proc
+
+    def kill_all(self) -> None:
+        """SIGKILL every task still running, and every escapee being ended, at once."""
+        for proc in self._live:
+            proc.kill_now()
+        self.containment.kill_now()
+
+    async def close(self) -> None:
+        """End every task still running and whatever tasks left; remove our cgroups."""
+        running = [proc.terminate() for proc in self._live]
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        for proc in list(self._live):
+            proc.enclosure.ended()
+        await self.containment.close()

@@ -203,9 +203,11 @@ class WorkflowEngine:
         return self.commands.resume(exec_id, task_id, actor)
 
     def cancel(
-        self, exec_id: str, task_id: str | None = None, actor: str | None = None
+        self, exec_id: str, task_id: str | None = None, actor: str | None = None,
+        reason: str = "",
     ) -> OpResult:
-        return self.commands.cancel(exec_id, task_id, actor)
+        """`reason` (e.g. `terminal lost (SIGHUP)`) is recorded as the execution's."""
+        return self.commands.cancel(exec_id, task_id, actor, reason)
 
     # ------------------------------------------------------------------ progress
 
@@ -362,7 +364,8 @@ class WorkflowEngine:
             return
         states = [t.state for t in execution.tasks.values()]
         if execution.cancel_requested:
-            final, reason = ExecState.CANCELLED, "cancelled"
+            final, why = ExecState.CANCELLED, execution.cancel_reason
+            reason = f"cancelled: {why}" if why else "cancelled"
         elif any(s in TASK_FAILED or s == TaskState.CANCELLED for s in states):
             bad = [
                 t.task_id

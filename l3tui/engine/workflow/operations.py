@@ -152,7 +152,8 @@ class OperatorCommands:
         )
 
     def cancel(
-        self, exec_id: str, task_id: str | None = None, actor: str | None = None
+        self, exec_id: str, task_id: str | None = None, actor: str | None = None,
+        reason: str = "",
     ) -> OpResult:
         live, error = self._lookup(exec_id, task_id)
         if live is None:
@@ -167,6 +168,7 @@ class OperatorCommands:
                 result = OpResult(True, f"task {task_id} cancelled")
             return self._record("cancel", exec_id, task_id, result, actor)
         execution.cancel_requested = True
+        execution.cancel_reason = execution.cancel_reason or reason
         killed = 0
         for run in list(execution.tasks.values()):
             if not run.state.terminal and self._cancel_task(live, run):
