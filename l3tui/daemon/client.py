@@ -226,7 +226,9 @@ class RemoteRuntime:
             if future is not None and not future.done():
                 future.set_result(message)
         elif kind == "snapshot":
-            self._snapshot = from_wire(RuntimeSnapshot, message["snapshot"])
+            data = message["snapshot"]
+            data["executions"] = message.get("executions", [])
+            self._snapshot = from_wire(RuntimeSnapshot, data)
             self.snapshot_received.set()
         elif kind == "event":
             try:

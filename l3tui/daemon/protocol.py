@@ -13,7 +13,8 @@ then requests and replies, matched by `id`, and what the daemon pushes after `su
                "params": {"execution_id": "...", "task_id": null}}
     daemon -> {"type": "reply", "id": "c1-7", "ok": true, "result": {...}}
     daemon -> {"type": "reply", "id": "c1-8", "ok": false, "error": "one line"}
-    daemon -> {"type": "snapshot", "seq": 1240, "snapshot": {...}}
+    daemon -> {"type": "snapshot", "seq": 1240, "snapshot": {...}, "executions": [...]}
+                                                    (the snapshot's executions beside it)
     daemon -> {"type": "event", "seq": 1241, "event": {"kind": "task_started", ...}}
     daemon -> {"type": "resync", "reason": "..."}   (the client fell behind: events were
                                                      dropped; a fresh snapshot follows)

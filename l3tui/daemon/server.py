@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 import pwd
@@ -25,6 +26,7 @@ import struct
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ from l3tui.daemon.protocol import (
 )
 from l3tui.daemon.wire import to_wire
 from l3tui.engine import events as ev
-from l3tui.engine.api import OpResult
+from l3tui.engine.api import ExecutionView, OpResult
 from l3tui.errors import StateError
 from l3tui.runtime import Runtime
 from l3tui.sanitize import clean
@@ -138,6 +140,8 @@ class DaemonServer:
         self._remembered: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
         self._unlisten: Callable[[], None] | None = None
         self.snapshot_cost_s = 0.0
+        self._encoded: dict[str, tuple[ExecutionView, bytes]] = {}
+        """Each shown execution's JSON, kept while its view is the same object."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -236,9 +240,23 @@ class DaemonServer:
             await asyncio.sleep(interval)
 
     def _snapshot_line(self) -> bytes:
+        """One snapshot message. Executions travel beside the rest, each encoded once for
+        as long as its view does not change (finished ones never do)."""
         started = time.perf_counter()
-        line = encode({"type": "snapshot", "seq": self.seq,
-                       "snapshot": to_wire(self.runtime.snapshot())})  # fmt: skip
+        snapshot = self.runtime.snapshot()
+        fragments = []
+        encoded: dict[str, tuple[ExecutionView, bytes]] = {}
+        for view in snapshot.executions:
+            cached = self._encoded.get(view.id)
+            if cached is None or cached[0] is not view:
+                cached = (view, json.dumps(to_wire(view), ensure_ascii=False,
+                                           separators=(",", ":")).encode())  # fmt: skip
+            encoded[view.id] = cached
+            fragments.append(cached[1])
+        self._encoded = encoded
+        head = encode({"type": "snapshot", "seq": self.seq,
+                       "snapshot": to_wire(replace(snapshot, executions=()))})  # fmt: skip
+        line = head[:-2] + b',"executions":[' + b",".join(fragments) + b"]}\n"
         self.snapshot_cost_s = time.perf_counter() - started
         return line
 
