@@ -30,6 +30,8 @@ COMMANDS = {
     "report": "Success rates, durations, failures and business metrics over a period",
     "audit": "The audit trail (list), or check its hash chain (verify)",
     "resume": "Run an interrupted (or failed) execution again, keeping succeeded tasks",
+    "daemon": "Run the scheduler and executions with no UI; consoles attach to it",
+    "doctor": "Ask the daemon how it is (loop lag, store, queue, sampler, clients)",
 }
 
 
@@ -144,6 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=5, metavar="N", help="fire times per task")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _store_commands(sub)
+
+    p = sub.add_parser("daemon", help=COMMANDS["daemon"], description="The Runtime with no "
+                       "UI: fires recurring tasks, runs what consoles and `l3tui run` submit, "
+                       "serves them over a local socket. SIGTERM stops (see --on-stop), "
+                       "SIGHUP reloads the config. Logs to STATE/daemon.log and stderr.")
+    _common(p, top=False)
+    p.add_argument("--on-stop", choices=["cancel", "wait"], default="cancel",
+                   help="on SIGTERM: cancel running tasks (after the grace period), or let "
+                   "them finish first (a second SIGTERM cancels)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    p = sub.add_parser("doctor", help=COMMANDS["doctor"], description="The health of the "
+                       "daemon serving the state directory, check by check, with what to do. "
+                       "Exit 1 when unhealthy or when no daemon answers.")
+    _common(p, top=False)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 

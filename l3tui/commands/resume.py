@@ -5,15 +5,15 @@ end like `l3tui run`. EXEC may be a unique prefix. Exit codes as for `l3tui run`
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from l3tui.commands.run import output_mode, start_and_follow
+from l3tui.commands.run import follow, output_mode
 from l3tui.config import load_config, resolve_config_dir, resolve_state_dir
 from l3tui.engine.api import OpResult
 
 if TYPE_CHECKING:
+    from l3tui.daemon.client import RemoteRuntime
     from l3tui.runtime import Runtime
 
 
@@ -23,10 +23,10 @@ def run(args: argparse.Namespace) -> int:
         print(warning, file=sys.stderr)
     mode, bidi = output_mode(args)
 
-    async def start(rt: Runtime) -> OpResult:
+    async def start(rt: Runtime | RemoteRuntime) -> OpResult:
         result = await rt.resume_interrupted(args.execution)
         if result.applied:
             print(result.message, file=sys.stderr, flush=True)
         return result
 
-    return asyncio.run(start_and_follow(config, resolve_state_dir(args.state), start, mode, bidi))
+    return follow(config, resolve_state_dir(args.state), start, mode, bidi)

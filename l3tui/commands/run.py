@@ -12,32 +12,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from l3tui import textdir
+from l3tui.commands._reporters import REPORTERS
 from l3tui.commands.hangup import Hangup
 from l3tui.config import Config, load_config, resolve_config_dir, resolve_state_dir
-from l3tui.config.durations import format_ms
-from l3tui.engine import events as ev
-from l3tui.engine.api import ExecutionView, OpResult, TaskView
-from l3tui.engine.bus import Subscription
+from l3tui.engine.api import OpResult
 from l3tui.errors import UsageError
 
 if TYPE_CHECKING:
+    from l3tui.daemon.client import RemoteRuntime
     from l3tui.runtime import Runtime
 
-ICONS = {
-    "pending": ("·", "dim"), "waiting": ("…", "dim"), "queued": ("◌", "cyan"),
-    "running": ("▶", "bold blue"), "paused": ("‖", "yellow"), "retrying": ("↻", "yellow"),
-    "succeeded": ("✓", "green"), "failed": ("✗", "bold red"), "timed_out": ("⏱", "red"),
-    "cancelled": ("⊘", "magenta"), "skipped": ("↷", "dim"), "interrupted": ("!", "red"),
-}  # fmt: skip
 EXIT_FOR = {"succeeded": 0, "failed": 1, "cancelled": 1, "interrupted": 130}
 
 
@@ -64,11 +55,23 @@ def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     mode, bidi = output_mode(args)
 
-    async def start(rt: Runtime) -> OpResult:
+    async def start(rt: Runtime | RemoteRuntime) -> OpResult:
         # Through the Runtime's command, so the run is an audited operator action.
         return await rt.run_workflow(args.workflow, params, trigger="cli")
 
-    return asyncio.run(start_and_follow(config, resolve_state_dir(args.state), start, mode, bidi))
+    return follow(config, resolve_state_dir(args.state), start, mode, bidi)
+
+
+def follow(config: Config, state_dir: Path, start: Callable[[Any], Awaitable[OpResult]],
+           mode: str, bidi: bool) -> int:  # fmt: skip
+    """Run in the daemon serving `state_dir` if one does, else in this process."""
+    from l3tui.daemon.client import daemon_answers
+
+    if daemon_answers(state_dir):
+        from l3tui.commands._attached import follow_attached
+
+        return asyncio.run(follow_attached(state_dir, start, mode, bidi))
+    return asyncio.run(start_and_follow(config, state_dir, start, mode, bidi))
 
 
 async def start_and_follow(
@@ -116,9 +119,7 @@ async def start_and_follow(
         # SIGHUP (the terminal went away) is SIGTERM, after pointing a dead terminal at
         # /dev/null so nothing below fails writing to it.
         hangup = Hangup(lambda reason: on_signal(signal.SIGHUP, reason)).install()
-        reporter = {"live": LiveReporter, "plain": PlainReporter, "json": JsonReporter}[mode](
-            rt, exec_id, bidi
-        )
+        reporter = REPORTERS[mode](rt, exec_id, bidi)
         done = asyncio.ensure_future(rt.wait(exec_id))
         try:
             try:
@@ -138,174 +139,3 @@ async def start_and_follow(
     if interrupted:
         return 130
     return EXIT_FOR.get(state, 1)
-
-
-def _duration(task: TaskView, now: float) -> str:
-    if task.started_at is None:
-        return ""
-    return format_ms(task.elapsed(now) * 1000)
-
-
-class Reporter:
-    def __init__(self, rt: Any, exec_id: str, bidi: bool) -> None:
-        self.rt = rt
-        self.exec_id = exec_id
-        self.bidi = bidi
-
-    def show(self, text: str) -> str:
-        return textdir.display(text, self.bidi)
-
-    async def follow(self, sub: Subscription, done: asyncio.Future[Any]) -> None:
-        while not done.done():
-            waiter = asyncio.ensure_future(sub.get_batch_wait())
-            await asyncio.wait([waiter, done], timeout=self.interval(),
-                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-            if not waiter.done():
-                waiter.cancel()
-            self.handle(sub.drain())
-        self.handle(sub.drain())
-
-    def interval(self) -> float:
-        return 1.0
-
-    def handle(self, events: list[ev.Event]) -> None:
-        pass
-
-    def summary(self, view: ExecutionView) -> None:
-        failed = [t for t in view.tasks if t.state in ("failed", "timed_out")]
-        for task in failed:
-            print(f"\n--- {task.task_id} ({task.state}: {task.reason}) "
-                  f"log: {task.log_path or '-'}", file=sys.stderr)  # fmt: skip
-            for line in _tail(task.log_path, 12):
-                print(f"  {line}", file=sys.stderr)
-        took = format_ms(
-            ((view.finished_at or time.time()) - (view.started_at or view.created_at)) * 1000
-        )
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(view.counts().items()))
-        print(f"{view.workflow_id} {view.id}: {view.state} in {took} ({counts})"
-              + (f"; {view.reason}" if view.reason and view.state != "succeeded" else ""),
-              file=sys.stderr)  # fmt: skip
-
-
-def _tail(path: str | None, count: int) -> list[str]:
-    if not path:
-        return []
-    from l3tui.sanitize import clean
-
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(size - 16384, 0))
-            data = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return [clean(line) for line in data.splitlines()[-count:]]
-
-
-class PlainReporter(Reporter):
-    """Timestamped lines for logs and CI."""
-
-    def handle(self, events: list[ev.Event]) -> None:
-        out = []
-        for event in events:
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-            if isinstance(event, ev.TaskOutput):
-                out.extend(f"{stamp} [{event.task_id}] {line}" for line in event.lines)
-            elif isinstance(event, ev.TaskStarted):
-                out.append(
-                    f"{stamp} {event.task_id}: started attempt {event.attempt}"
-                    + (f" (pid {event.pid})" if event.pid else "")
-                )
-            elif isinstance(event, ev.TaskRetrying):
-                out.append(
-                    f"{stamp} {event.task_id}: attempt {event.attempt} failed "
-                    f"({event.error}); retrying in {event.delay_s:g}s"
-                )
-            elif isinstance(event, ev.TaskFinished):
-                extra = f" ({event.reason})" if event.reason else ""
-                out.append(
-                    f"{stamp} {event.task_id}: {event.state} after "
-                    f"{format_ms(event.duration_s * 1000)}{extra}"
-                )
-            elif isinstance(event, ev.TaskMetric):
-                out.append(f"{stamp} {event.task_id}: metric {event.name}={event.value:g}")
-            elif isinstance(event, ev.ExecutionStarted):
-                out.append(f"{stamp} execution {event.execution_id} started")
-            elif isinstance(event, ev.DeadlineMissed):
-                out.append(f"{stamp} deadline missed: {event.task_id or 'execution'}")
-        if out:
-            print("\n".join(out), flush=True)
-
-
-class JsonReporter(Reporter):
-    """One JSON object per event (resource samples left out)."""
-
-    def handle(self, events: list[ev.Event]) -> None:
-        out = [json.dumps(e.to_dict(), ensure_ascii=False, default=str) for e in events
-               if not isinstance(e, ev.ResourceSampled)]  # fmt: skip
-        if out:
-            print("\n".join(out), flush=True)
-
-    def summary(self, view: ExecutionView) -> None:
-        pass
-
-
-class LiveReporter(Reporter):
-    """A live tree of the execution's tasks, redrawn a few times a second."""
-
-    def __init__(self, rt: Any, exec_id: str, bidi: bool) -> None:
-        super().__init__(rt, exec_id, bidi)
-        from rich.console import Console
-        from rich.live import Live
-
-        self.console = Console(stderr=False, highlight=False)
-        self.live = Live(console=self.console, refresh_per_second=8, transient=False,
-                         get_renderable=self.render)  # fmt: skip
-
-    def interval(self) -> float:
-        return 0.25
-
-    async def follow(self, sub: Subscription, done: asyncio.Future[Any]) -> None:
-        with self.live:
-            await super().follow(sub, done)
-            self.live.refresh()
-
-    def render(self) -> Any:
-        from rich.table import Table
-        from rich.text import Text
-
-        view = self.rt.execution(self.exec_id)
-        now = time.time()
-        table = Table.grid(padding=(0, 1))
-        table.add_column(width=1)
-        table.add_column(no_wrap=True, max_width=34)
-        table.add_column(no_wrap=True, justify="right", width=6)
-        table.add_column(no_wrap=True, justify="right", width=7)
-        table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
-        if view is None:
-            return table
-        done = view.done_tasks
-        header = Text.assemble(
-            (f"{view.workflow_id} ", "bold"), (self.show(view.workflow_name), "bold"),
-            f"  {view.id}  ", (view.state, _style(view.state)),
-            f"  {done}/{len(view.tasks)} tasks  ",
-            format_ms((now - (view.started_at or now)) * 1000),
-        )  # fmt: skip
-        for task in view.tasks:
-            icon, style = ICONS.get(task.state, ("?", ""))
-            attempt = f"#{task.attempt}" if task.max_attempts > 1 and task.attempt else ""
-            detail = (
-                task.last_line
-                if task.state in ("running", "paused")
-                else (task.reason or task.last_line)
-            )
-            table.add_row(Text(icon, style=style), Text(self.show(task.name), style=style),
-                          attempt, _duration(task, now), Text(detail, style="dim"))  # fmt: skip
-        from rich.console import Group
-
-        return Group(header, table)
-
-
-def _style(state: str) -> str:
-    return ICONS.get(state, ("", ""))[1]

@@ -127,6 +127,9 @@ class EngineFeed:
             self.dirty.config = True
             self.dirty.state = True
             self.notify(event.message, "error" if event.severity == "error" else "information")
+        elif event.topic == "daemon":  # the link to the daemon changed: the top bar says so
+            self.dirty.state = True
+            self.notify(event.message, "error" if event.severity == "error" else "information")
         elif event.severity in ("warning", "error", "critical"):
             self.notify(f"{event.topic}: {event.message}",
                         "warning" if event.severity == "warning" else "error")  # fmt: skip

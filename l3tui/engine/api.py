@@ -190,6 +190,35 @@ class RuntimeSnapshot:
     schedules: tuple[ScheduleView, ...] = ()
     queue_version: int = 0
     notices: tuple[str, ...] = field(default_factory=tuple)
+    health: str = ""
+    """One word for the top bar: ok, degraded or unhealthy (empty: not assessed)."""
+    connection: str = ""
+    """Empty in the process that runs the work; an attached console's link to the daemon
+    ("attached to daemon pid 4242 on build-01 since 08:00", or why it is not)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One measured aspect of a running l3tui and what to do when it is off."""
+
+    name: str
+    value: str
+    state: str
+    """ok, warn or bad."""
+    advice: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthView:
+    """The seed's `maintainSystemHealth`: every check, and the verdict they add up to."""
+
+    at: float
+    verdict: str
+    """healthy (all ok), degraded (a warning) or unhealthy (something bad)."""
+    checks: tuple[HealthCheck, ...]
+    pid: int = 0
+    host: str = ""
+    since: float = 0.0
 
 
 class RuntimeAPI(Protocol):
@@ -243,7 +272,7 @@ class RuntimeAPI(Protocol):
 
 
 __all__ = [
-    "AlertView", "Event", "ExecutionView", "OpResult", "ParamInfo", "PerformanceView",
-    "QueueItemView", "RuntimeAPI", "RuntimeSnapshot", "ScheduleView", "Subscription",
-    "TaskView", "WorkflowInfo",
+    "AlertView", "Event", "ExecutionView", "HealthCheck", "HealthView", "OpResult",
+    "ParamInfo", "PerformanceView", "QueueItemView", "RuntimeAPI", "RuntimeSnapshot",
+    "ScheduleView", "Subscription", "TaskView", "WorkflowInfo",
 ]  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,6 +24,7 @@ from l3tui.config.schema import DashboardFile, WorkflowDef
 from l3tui.engine import events as ev
 from l3tui.engine.api import (
     ExecutionView,
+    HealthView,
     OpResult,
     PerformanceView,
     QueueItemView,
@@ -44,6 +46,7 @@ from l3tui.errors import UsageError
 from l3tui.monitor.alerts import AlertManager
 from l3tui.monitor.metrics import MetricsCollector
 from l3tui.runtime.actor import current_actor
+from l3tui.runtime.health import WORDS, Parts, assess
 from l3tui.runtime.reload import ConfigReloader
 from l3tui.runtime.views import RuntimeViews, workflow_infos
 from l3tui.store.recovery import RecoveryReport
@@ -112,6 +115,9 @@ class Runtime:
                                   self.alerts, self.recurring, self.clock)  # fmt: skip
         self.bus.add_listener(self.views.note_change)
         self.started = False
+        self.started_at = 0.0
+        self.loop_lag_s = 0.0
+        """How late the event loop woke up last time (health)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -133,10 +139,21 @@ class Runtime:
         if self.fire_schedules:
             self.spawn(self.recurring.run(), "recurring-tasks")
         self.spawn(self._ticker(), "metrics-ticker")
+        self.spawn(self._watch_loop_lag(), "loop-lag")
         if self.watch_config:
             self.spawn(self.reloader.watch(), "config-watch")
         self.started = True
+        self.started_at = self.clock.time()
         return self
+
+    def drain(self, reason: str) -> None:
+        """Start nothing more (stopping): no task is admitted, no schedule fires, no new
+        execution is accepted; what runs goes on until it ends or is cancelled."""
+        self.scheduler.draining = reason
+        self.scheduler.version += 1
+        for task in list(self._tasks):
+            if task.get_name() == "recurring-tasks":
+                task.cancel()
 
     async def __aexit__(
         self,
@@ -186,6 +203,18 @@ class Runtime:
             self.alerts.evaluate(self.clock.time())
             await asyncio.sleep(self.tick_s)
 
+    async def _watch_loop_lag(self, period_s: float = 0.5) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(period_s)
+            self.loop_lag_s = max(loop.time() - before - period_s, 0.0)
+
+    def health(self, clients: list[str] | None = None) -> HealthView:
+        """Every health check and the verdict (`l3tui doctor`, the top bar's one word)."""
+        parts = Parts(self.store, self.scheduler, self.resources, self.clock)
+        return assess(parts, loop_lag_s=self.loop_lag_s, clients=clients, since=self.started_at)
+
     def _on_execution_finished(self, execution: Execution) -> None:
         self.views.finished(execution)
         outcome = "success" if execution.state == ExecState.SUCCEEDED else "failure"
@@ -228,6 +257,8 @@ class Runtime:
         """Create and start an execution; the result names it (or says why not)."""
         who = actor or self.actor
         try:
+            if self.scheduler.draining:
+                raise UsageError(f"not started: {self.scheduler.draining}")
             execution = self.engine.create(workflow_id, params, trigger=trigger,
                                            priority=priority)  # fmt: skip
         except UsageError as exc:
@@ -343,7 +374,8 @@ class Runtime:
         return self.views.execution(execution_id)
 
     def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
-        return self.views.snapshot(recent)
+        snapshot = self.views.snapshot(recent)
+        return replace(snapshot, health=WORDS[self.health().verdict])
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:
         return self.views.queue_slice(offset, limit)

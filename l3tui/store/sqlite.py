@@ -88,6 +88,8 @@ class Store:
         self.dropped_events = 0
         self.committed_events = 0
         self.commits = 0
+        self.last_commit_s = 0.0
+        """How long the newest commit took (health: store write latency)."""
         self._bus: EventBus | None = None
         self._sub: Subscription | None = None
         self._writer = Writer(self.path, actor)
@@ -242,8 +244,14 @@ class Store:
             self.dropped_events += overflow
         self.held_events = len(self._held)
 
+    def backlog(self) -> int:
+        """Events published but not yet written (queued, or held while degraded)."""
+        return (self._sub.pending() if self._sub is not None else 0) + self.held_events
+
     async def _commit(self, events: list[ev.Event]) -> None:
+        started = time.perf_counter()
         await self._in_writer(self._writer.commit, events)
+        self.last_commit_s = time.perf_counter() - started
         self.committed_events += len(events)
         self.commits += 1
 

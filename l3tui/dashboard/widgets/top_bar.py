@@ -31,10 +31,28 @@ def status_text(snap: RuntimeSnapshot, frozen: bool, narrow: bool) -> str:
         value = snap.resources.get(name)
         if isinstance(value, int | float):
             parts.append(f"{label} {value:.0f}%")
+    if snap.health:
+        parts.append(snap.health if narrow else f"health {snap.health}")
     text = (" " if narrow else " · ").join(parts)
+    if snap.connection:
+        lost = not snap.connection.startswith("attached")
+        if narrow:
+            text = ("✗ DAEMON LOST " if lost else "⇄ ") + text
+        else:
+            text = (f"✗ {snap.connection} · " if lost
+                    else f"⇄ {_short(snap.connection)} · ") + text  # fmt: skip
     if frozen:
         text = ("❄ FROZEN " if narrow else "❄ FROZEN (f resumes) · ") + text
     return text
+
+
+def _short(connection: str) -> str:
+    """`attached to daemon pid 4242 on build-01 since 08:00` -> `daemon 4242@build-01`."""
+    words = connection.split()
+    try:
+        return f"daemon {words[words.index('pid') + 1]}@{words[words.index('on') + 1]}"
+    except (ValueError, IndexError):
+        return connection
 
 
 class TopBar(Horizontal):

@@ -51,6 +51,8 @@ class TaskScheduler:
         self.held: set[str | tuple[str, str]] = set()
         self.version = 0
         """Bumped on every change of the queue, so views can cache."""
+        self.draining = ""
+        """Set (to the reason) when nothing more may start: the daemon is stopping."""
         self.wait_totals: defaultdict[str, float] = defaultdict(float)
         """Seconds tasks have waited, by cause (memory, cpu, pool:NAME, concurrency, ...)."""
         self.queued_memory_mb = 0
@@ -228,6 +230,8 @@ class TaskScheduler:
         return text
 
     def _global_reason(self, entry: QueueEntry) -> str:
+        if self.draining:
+            return self.draining
         if len(self.running) >= self.max_concurrent:
             return f"concurrency {len(self.running)}/{self.max_concurrent}"
         if not entry.critical and self.load.holds():
@@ -250,7 +254,7 @@ class TaskScheduler:
         """Admit every queued entry that may start now, best first."""
         running = self.running
         limit = self.max_concurrent
-        if len(running) >= limit:
+        if len(running) >= limit or self.draining:
             return 0  # timers are applied when a slot frees (and by `run` every second)
         if self._pumping:  # re-entered from a callback: the running pump goes round again
             self._again = True
