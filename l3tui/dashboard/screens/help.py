@@ -1,5 +1,6 @@
 """The `?` screen: every key (as currently mapped, so remaps show), grouped, plus how the
 panes refresh and how to remap. Built from the keymap data, so it cannot drift from it.
+On a small terminal (80x24) its body scrolls (arrows, PgUp/PgDn, Home/End): nothing is cut.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -16,14 +18,22 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from l3tui.dashboard import keymap
+from l3tui.dashboard.widgets.footer import KeyFooter
 
 NOTES = (
     "Keys act on the selected execution or task (task queue and workflow tree cursors); "
-    "on a task row, p/r/c act on that task only. Results show as notifications.\n"
-    "Panes redraw from snapshots: charts at the dashboard's refresh_interval, state panes "
-    "within a second of a change. f freezes the display; the engine keeps running.\n"
+    "on a task row, p/r/c act on that task only; a/z on the highlighted alert. Results show "
+    "as notifications; a dimmed key does not apply now, and pressing it says why.\n"
+    "Live figures (top bar, lists, sparklines, ages, dialogs) follow the machine every "
+    "second (two over SSH); history charts redraw at the dashboard's refresh_interval. "
+    "f freezes the display; the engine keeps running.\n"
     "Remap keys with L3TUI_KEYMAP, e.g. L3TUI_KEYMAP='pause=P,cancel=ctrl+k'."
 )
+
+BODY_MAX = 32
+CHROME = 8
+"""Rows of the screen the help body cannot use: the dialog's border, padding and title,
+and the footer."""
 
 KEY_NAMES = {"question_mark": "?", "slash": "/", "space": "space", "pageup": "PgUp",
              "pagedown": "PgDn"}  # fmt: skip
@@ -45,11 +55,27 @@ class HelpScreen(ModalScreen[None]):
         self.overrides = keymap_overrides
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with Vertical(classes="dialog") as dialog:
+            dialog.border_subtitle = "↑↓ PgUp PgDn scroll · esc closes"
             yield Static("l3tui keys", classes="dialog-title")
             with VerticalScroll(classes="help-body"):
                 yield Static(self._table())
                 yield Static(Text(NOTES, style="italic"), classes="field-label")
+        yield KeyFooter()
+
+    def on_mount(self) -> None:
+        # focused, the body takes the scrolling keys (it is taller than an 80x24 screen)
+        self.query_one(".help-body", VerticalScroll).focus()
+        self._fit(self.app.size.height)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.height)
+
+    def _fit(self, height: int) -> None:
+        """The body no taller than the screen leaves it (border, padding, title, footer),
+        so it scrolls rather than being cut off below the dialog."""
+        body = self.query_one(".help-body", VerticalScroll)
+        body.styles.max_height = max(min(height - CHROME, BODY_MAX), 3)
 
     def _table(self) -> Table:
         table = Table.grid(padding=(0, 2))
