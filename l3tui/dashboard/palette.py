@@ -69,24 +69,24 @@ def console_commands(host: PaletteHost) -> list[PaletteCommand]:
     for action, name, what in SELECTION_COMMANDS:
         if host.command_state(action) is True:
             out.append(PaletteCommand(name, f"{target}: {what}", action))
-    if host.command_state("start_workflow", ("",)) is True:
+    for index, (dash_id, dash) in enumerate(host.dashboard_file.dashboards.items()):
+        if index != host.current_dash:
+            out.append(PaletteCommand(f"Dashboard {index + 1}: {dash_id}",
+                                      host.bidi(dash.name), f"dashboard({index})"))  # fmt: skip
+    out.append(PaletteCommand("Reload config", "re-read the four YAML files now", "reload"))
+    out.append(PaletteCommand("Unfreeze display" if host.frozen else "Freeze display",
+                              "the engine keeps running either way", "freeze"))  # fmt: skip
+    out.append(PaletteCommand("Show l3tui keys", "every key, as currently bound", "help"))
+    for theme in host.theme_names():
+        out.append(PaletteCommand(f"Theme: {theme}", "l3tui colour theme",
+                                  f"set_theme({theme!r})"))  # fmt: skip
+    if host.command_state("start_workflow", ("",)) is True:  # many: listed last
         for wf in host.workflow_infos():
             kind = "template (asks for its params)" if wf.is_template else "workflow"
             tasks = f"{wf.tasks} task" + ("s" if wf.tasks != 1 else "")
             out.append(PaletteCommand(f"Run workflow {wf.id}",
                                       f"{host.bidi(wf.name)} · {kind}, {tasks}",
                                       f"start_workflow({wf.id!r})"))  # fmt: skip
-    for index, (dash_id, dash) in enumerate(host.dashboard_file.dashboards.items()):
-        if index != host.current_dash:
-            out.append(PaletteCommand(f"Dashboard {index + 1}: {dash_id}",
-                                      host.bidi(dash.name), f"dashboard({index})"))  # fmt: skip
-    for theme in host.theme_names():
-        out.append(PaletteCommand(f"Theme: {theme}", "l3tui colour theme",
-                                  f"set_theme({theme!r})"))  # fmt: skip
-    out.append(PaletteCommand("Reload config", "re-read the four YAML files now", "reload"))
-    out.append(PaletteCommand("Unfreeze display" if host.frozen else "Freeze display",
-                              "the engine keeps running either way", "freeze"))  # fmt: skip
-    out.append(PaletteCommand("Show l3tui keys", "every key, as currently bound", "help"))
     return out
 
 
