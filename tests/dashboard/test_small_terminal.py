@@ -81,3 +81,41 @@ async def test_help_screen_at_80x24_scrolls_to_its_last_line(console_config, run
             await until(lambda: "Pause" in screen_text(app), timeout=5)
             await pilot.press("escape")
             await until(lambda: not isinstance(app.screen, HelpScreen))
+
+
+MANY_PARAMS = WORKFLOWS + """
+  wide_form:
+    name: wide form
+    params:
+      target: {type: string, required: true, description: where the copy goes}
+      source: {type: string, default: /var/lib/db, description: what is copied}
+      keep: {type: integer, default: 7, description: how many copies are kept}
+      verify: {type: boolean, default: true, description: check the copy afterwards}
+    tasks:
+      - {id: copy, action: nap, parameters: {seconds: 0}}
+"""
+
+
+async def test_a_template_form_at_80x24_keeps_its_run_button_on_screen(make_config, runtime_for):
+    """Four params at 80x24: the form scrolls; Back and Run stay on screen (they used to
+    fall below the bottom edge, so the form could only be sent with enter)."""
+    from textual.widgets import Button
+
+    from l3tui.dashboard.screens.run_picker import ParamsScreen
+
+    config = make_config(MANY_PARAMS, actions=ACTIONS, scheduling=SCHEDULING)
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("n", *"wide_form", "enter")
+            form = await until(lambda: isinstance(app.screen, ParamsScreen) and app.screen)
+            await pilot.pause()
+            run = form.query_one("#run", Button)
+            await until(lambda: run.region.height > 0)
+            screen = app.screen.region
+            assert screen.contains_region(run.region), (run.region, screen)
+            assert "Run" in screen_text(app)
+            await pilot.press(*"/tmp/x")
+            await pilot.click(run)
+            created = await until(lambda: list(rt.engine.executions.values()))
+            assert created[0].workflow_id == "wide_form"

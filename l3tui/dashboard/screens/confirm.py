@@ -11,10 +11,10 @@ from typing import Any, ClassVar, NamedTuple
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Static
 
+from l3tui.dashboard.screens.fitted import FittedModal
 from l3tui.dashboard.text import STATE_ICONS, Bidi
 from l3tui.dashboard.widgets.footer import KeyFooter
 from l3tui.engine.api import TERMINAL_EXEC_STATES, TERMINAL_TASK_STATES, ExecutionView
@@ -30,8 +30,8 @@ class Wording(NamedTuple):
     yes: str
 
 
-class ConfirmScreen(ModalScreen[bool]):
-    """Dismisses with True (yes) or False (no, escape)."""
+class ConfirmScreen(FittedModal[bool]):
+    """Dismisses with True (yes) or False (no, escape). A long body scrolls."""
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("y", "answer(True)", "Yes", id="confirm_yes"),
@@ -53,7 +53,8 @@ class ConfirmScreen(ModalScreen[bool]):
         title, body, yes = self.wording
         with Vertical(classes="dialog" + (" -danger" if self.danger else "")):
             yield Static(title, classes="dialog-title", markup=False)
-            yield Static(body, classes="dialog-body", markup=False)
+            with VerticalScroll(classes="dialog-body"):
+                yield Static(body, classes="dialog-text", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.no} (n)", id="no")
                 yield Button(f"{yes} (y)", id="yes",
@@ -74,7 +75,7 @@ class ConfirmScreen(ModalScreen[bool]):
             return
         self.wording = wording
         self.query_one(".dialog-title", Static).update(wording.title)
-        self.query_one(".dialog-body", Static).update(wording.body)
+        self.query_one(".dialog-text", Static).update(wording.body)
         self.query_one("#yes", Button).label = f"{wording.yes} (y)"
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

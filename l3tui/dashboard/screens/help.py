@@ -10,14 +10,13 @@ from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
-from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from l3tui.dashboard import keymap
+from l3tui.dashboard.screens.fitted import FittedModal
 from l3tui.dashboard.widgets.footer import KeyFooter
 
 NOTES = (
@@ -30,11 +29,6 @@ NOTES = (
     "Remap keys with L3TUI_KEYMAP, e.g. L3TUI_KEYMAP='pause=P,cancel=ctrl+k'."
 )
 
-BODY_MAX = 32
-CHROME = 8
-"""Rows of the screen the help body cannot use: the dialog's border, padding and title,
-and the footer."""
-
 KEY_NAMES = {"question_mark": "?", "slash": "/", "space": "space", "pageup": "PgUp",
              "pagedown": "PgDn"}  # fmt: skip
 
@@ -43,12 +37,15 @@ def key_label(keys: str) -> str:
     return " ".join(KEY_NAMES.get(k.strip(), k.strip()) for k in keys.split(","))
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(FittedModal[None]):
     """Keys and notes; any of escape, ? or q closes it."""
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("escape,question_mark,q", "dismiss", "Close", id="help_close"),
     ]
+    BODY = ".help-body"
+    CHROME = 8
+    BODY_MAX = 32
 
     def __init__(self, keymap_overrides: Mapping[str, str]) -> None:
         super().__init__()
@@ -66,16 +63,6 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         # focused, the body takes the scrolling keys (it is taller than an 80x24 screen)
         self.query_one(".help-body", VerticalScroll).focus()
-        self._fit(self.app.size.height)
-
-    def on_resize(self, event: events.Resize) -> None:
-        self._fit(event.size.height)
-
-    def _fit(self, height: int) -> None:
-        """The body no taller than the screen leaves it (border, padding, title, footer),
-        so it scrolls rather than being cut off below the dialog."""
-        body = self.query_one(".help-body", VerticalScroll)
-        body.styles.max_height = max(min(height - CHROME, BODY_MAX), 3)
 
     def _table(self) -> Table:
         table = Table.grid(padding=(0, 2))

@@ -16,10 +16,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from l3tui.dashboard.screens.fitted import FittedModal
 from l3tui.dashboard.text import Bidi
 from l3tui.dashboard.widgets.footer import KeyFooter
 from l3tui.engine.api import ParamInfo, WorkflowInfo
@@ -87,8 +87,10 @@ def check_param(info: ParamInfo, text: str) -> tuple[Any, str]:
     return value, ""
 
 
-class ParamsScreen(ModalScreen[dict[str, Any] | None]):
+class ParamsScreen(FittedModal[dict[str, Any] | None]):
     """One field per template param; Run stays refused while any field is wrong."""
+
+    CHROME = 15
 
     BINDINGS: ClassVar[list[Any]] = [Binding("escape", "dismiss(None)", "Back", id="params_back")]
 
@@ -161,8 +163,12 @@ class ParamsScreen(ModalScreen[dict[str, Any] | None]):
         self.dismiss(values)
 
 
-class RunPickerScreen(ModalScreen[RunRequest | None]):
+class RunPickerScreen(FittedModal[RunRequest | None]):
     """Workflows and templates; type to narrow the list, arrows to move, enter to run."""
+
+    BODY = "#picker-list"
+    CHROME = 13
+    BODY_MAX = 18
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("escape", "dismiss(None)", "Close", id="picker_close"),
