@@ -98,8 +98,10 @@ class ConsoleApp(App[None]):
         self.clock = clock
         self.actor = actor
         self.keymap_overrides = dict(keymap_overrides or {})
-        self.l3_themes = [colours.name for colours in load_themes()]
-        for colours in load_themes():
+        themes = load_themes()
+        self.l3_themes = [colours.name for colours in themes]
+        """What the palette's Theme commands offer."""
+        for colours in themes:
             self.register_theme(colours)
         self.theme = theme
         self.dashboard_file = self._dashboards()
@@ -236,7 +238,8 @@ class ConsoleApp(App[None]):
 
     def _maybe_refresh_bindings(self) -> None:
         """Refresh the footer when a key's state (shown, dimmed, hidden) changed."""
-        state = (self.frozen, *(self.command_state(a) for a in sorted(CONSOLE_ACTIONS)
+        now = self._situation()
+        state = (self.frozen, *(verdict(a, (), now)[0] for a in sorted(CONSOLE_ACTIONS)
                                 if a not in ("dashboard", "start_workflow", "set_theme")))
         if state != self._binding_state:
             self._binding_state = state
