@@ -169,7 +169,7 @@ class Permissions(Model):
     """What the dashboard lets its user do."""
 
     read_only: bool = False
-    """Hide pause, resume, cancel and run on this dashboard."""
+    """Refuse pause, resume, cancel, run, ack, snooze and schedule on/off here (keys dimmed)."""
 
 
 class Dashboard(Model):
@@ -184,7 +184,7 @@ class Dashboard(Model):
     columns: int = Field(default=2, ge=1, le=6)
     """Grid columns."""
     refresh_interval: PositiveMs = 1000
-    """How often panes redraw (ms); the console applies a floor and slows down over SSH."""
+    """How often history charts redraw (ms; floor, slower over SSH); live figures: every 1 s."""
     permissions: Permissions = Field(default_factory=Permissions)
     """What its user may do."""
     widgets: list[Widget] = Field(min_length=1)

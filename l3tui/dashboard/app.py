@@ -1,23 +1,30 @@
 """ConsoleApp: composition and key routing. One view per dashboard in l3-dashboard.yml
-(number keys and the tab bar switch), the refresh cadence, and the keys that turn into
-Runtime commands. It talks to the Runtime only through `RuntimeAPI` (snapshots, one event
-subscription, commands); pane behaviour lives in widgets/, dialogs in screens/.
+(number keys and the tab bar switch), the refresh timers (live figures every second,
+history charts at `refresh_interval`: cadence.py), and the keys and palette commands that
+turn into Runtime commands. It talks to the Runtime only through `RuntimeAPI` (snapshots,
+one event subscription, commands); which command applies and why not is applies.py's,
+pane behaviour lives in widgets/, dialogs in screens/.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from textual.actions import ActionParseResult
+from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
+from textual.dom import DOMNode
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, Footer
+from textual.widgets import ContentSwitcher
 
 from l3tui.config.schema import Dashboard, DashboardFile
 from l3tui.dashboard import keymap
+from l3tui.dashboard.applies import Situation, act_on, alert_choice, target_label, verdict
 from l3tui.dashboard.cadence import Cadence, cadence, over_ssh
 from l3tui.dashboard.feed import EngineFeed
 from l3tui.dashboard.messages import (
@@ -26,27 +33,33 @@ from l3tui.dashboard.messages import (
     ScheduleSelected,
     SelectionChanged,
 )
-from l3tui.dashboard.screens.confirm import ConfirmScreen, cancel_text
-from l3tui.dashboard.text import STATE_ICONS, Bidi, clean
+from l3tui.dashboard.palette import ConsoleCommands
+from l3tui.dashboard.screens.confirm import ConfirmScreen, Wording, cancel_text, quit_text
+from l3tui.dashboard.text import Bidi, clean
 from l3tui.dashboard.themes import load_themes, themes_dir
 from l3tui.dashboard.views import DashboardView
+from l3tui.dashboard.widgets.alerts import AlertsPane
 from l3tui.dashboard.widgets.base import RefreshContext
+from l3tui.dashboard.widgets.footer import KeyFooter
 from l3tui.dashboard.widgets.log_view import LogView, pick_task
 from l3tui.dashboard.widgets.top_bar import TopBar
 from l3tui.engine.api import (
     TERMINAL_EXEC_STATES,
-    TERMINAL_TASK_STATES,
     AlertView,
     ExecutionView,
     OpResult,
     RuntimeAPI,
     RuntimeSnapshot,
     TaskView,
+    WorkflowInfo,
 )
 
-EXEC_ACTIONS = frozenset({"pause", "resume", "cancel", "resume_interrupted", "details", "logs"})
-WRITE_ACTIONS = frozenset({"pause", "resume", "cancel", "resume_interrupted", "run_workflow"})
 SNOOZE_S = 1800.0
+CONSOLE_ACTIONS = frozenset(
+    {parse_action(k.action)[1] for k in keymap.KEYS} | {"start_workflow", "set_theme"}
+)
+"""The app's own actions; anything else (Textual's focus_next, command_palette) is not
+gated here."""
 DEFAULT_DASHBOARDS = DashboardFile.model_validate({"dashboards": {"main": {
     "name": "l3tui", "widgets": [
         {"type": "resource_sparklines", "title": "resources"},
@@ -62,6 +75,7 @@ class ConsoleApp(App[None]):
 
     TITLE = "l3tui"
     BINDINGS: ClassVar[list[Any]] = keymap.bindings()
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
     frozen: reactive[bool] = reactive(False, bindings=True)
 
     def __init__(
@@ -84,22 +98,24 @@ class ConsoleApp(App[None]):
         self.clock = clock
         self.actor = actor
         self.keymap_overrides = dict(keymap_overrides or {})
-        for colours in load_themes():
+        themes = load_themes()
+        self.l3_themes = [colours.name for colours in themes]
+        """What the palette's Theme commands offer."""
+        for colours in themes:
             self.register_theme(colours)
         self.theme = theme
         self.dashboard_file = self._dashboards()
         self.current_dash = 0
         self.selection: tuple[str, str | None] | None = None
-        self.selected_alert: str | None = None
         self.selected_schedule: tuple[str, bool] | None = None
         self.snapshot: RuntimeSnapshot | None = None
         self.executions: dict[str, ExecutionView] = {}
         self.feed = EngineFeed(api, self._notify_from_feed, self._poke)
         self.log_hub = self.feed
         self.pace: Cadence = cadence(1000, self.ssh)
-        self._full_timer: Timer | None = None
-        self._state_timer: Timer | None = None
-        self._last_state = 0.0
+        self._chart_timer: Timer | None = None
+        self._live_timer: Timer | None = None
+        self._last_refresh = 0.0
         self._binding_state: Any = None
         self._view_list: list[DashboardView] = []
         if self.keymap_overrides:
@@ -121,7 +137,7 @@ class ConsoleApp(App[None]):
         views = self._views()
         with ContentSwitcher(id="dashboards", initial=views[0].id):
             yield from views
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.run_worker(self.feed.run(), name="engine-feed", group="feed", exit_on_error=False)
@@ -143,9 +159,7 @@ class ConsoleApp(App[None]):
         view = views[index]
         self.query_one("#dashboards", ContentSwitcher).current = view.id
         self.pace = cadence(self.dashboard.refresh_interval, self.ssh)
-        if self._full_timer is not None:
-            self._full_timer.stop()
-        self._full_timer = self.set_interval(self.pace.full_s, self._full_tick)
+        self._start_timers()
         self.refresh_now(full=True)
         self._show_tabs()
         target = view.first_focusable()
@@ -157,8 +171,22 @@ class ConsoleApp(App[None]):
 
     # ------------------------------------------------------------------ refresh
 
-    def _full_tick(self) -> None:
+    def _start_timers(self) -> None:
+        """Charts every `full_s`; live figures every `live_s` in between (one timer when
+        the dashboard's own refresh is already that fast)."""
+        for timer in (self._chart_timer, self._live_timer):
+            if timer is not None:
+                timer.stop()
+        self._chart_timer = self.set_interval(self.pace.full_s, self._chart_tick)
+        self._live_timer = None
+        if self.pace.full_s > self.pace.live_s:
+            self._live_timer = self.set_interval(self.pace.live_s, self._live_tick)
+
+    def _chart_tick(self) -> None:
         self.refresh_now(full=True)
+
+    def _live_tick(self) -> None:
+        self.refresh_now(full=False)
 
     def _poke(self) -> None:
         self.post_message(EngineActivity())
@@ -169,38 +197,26 @@ class ConsoleApp(App[None]):
             dirty.config = False
             self.run_worker(self._apply_dashboards(), group="rebuild", exclusive=True,
                             exit_on_error=False)  # fmt: skip
-        if not dirty.state or self._state_timer is not None:
-            return
-        wait = self.pace.state_s - (time.monotonic() - self._last_state)
-        if wait <= 0:
-            self.refresh_now(full=False)
-        else:
-            self._state_timer = self.set_timer(wait, self._state_due)
-
-    def _state_due(self) -> None:
-        self._state_timer = None
-        if self.feed.dirty.state:
+        # A quiet console shows a change at once; a busy one at its next live tick.
+        if dirty.state and time.monotonic() - self._last_refresh >= self.pace.live_s:
             self.refresh_now(full=False)
 
     def refresh_now(self, *, full: bool) -> None:
-        """Take one snapshot and redraw the current dashboard's panes from it."""
-        if self.frozen:
-            return
+        """Take one snapshot and redraw from it: the top bar and the live panes always, the
+        history charts too when `full`. One snapshot: one reading, shown the same in the
+        top bar, the sparklines and the chart legends."""
+        if self.frozen or not self.is_running or not self.query(DashboardView):
+            return  # (not running: shutting down, its widgets are being taken apart)
         snap = self.api.snapshot(recent=self._recent_needed())
         self.snapshot = snap
         self.executions = {e.id: e for e in snap.executions}
         self.feed.dirty.state = False
-        self._last_state = time.monotonic()
+        self._last_refresh = time.monotonic()
         self._default_selection(snap)
         ctx = RefreshContext(snap, self.api, self.bidi, full, self.executions, self.selection)
-        view = self.current_view()
-        view.refresh_panes(ctx, state_only=not full)
+        self.current_view().refresh_panes(ctx)
         self.query_one(TopBar).show_status(snap, self.frozen)
         self._maybe_refresh_bindings()
-        if full and self.pace.full_s > self.pace.state_s and view.awaiting_data():
-            # A chart with nothing drawn yet: try again soon rather than a whole
-            # refresh_interval later.
-            self.set_timer(self.pace.state_s, self._full_tick)
 
     def _recent_needed(self) -> int:
         wanted = [getattr(w, "show_recent", 0) for w in self.dashboard.widgets]
@@ -221,10 +237,10 @@ class ConsoleApp(App[None]):
         self.query_one(TopBar).show_tabs(names, self.current_dash)
 
     def _maybe_refresh_bindings(self) -> None:
-        view, task = self._target()
-        alerts = tuple(a.state for a in self.snapshot.alerts[:3]) if self.snapshot else ()
-        state = (view.state if view else None, task.state if task else None,
-                 self.selected_alert, self.selected_schedule, self.frozen, alerts)  # fmt: skip
+        """Refresh the footer when a key's state (shown, dimmed, hidden) changed."""
+        now = self._situation()
+        state = (self.frozen, *(verdict(a, (), now)[0] for a in sorted(CONSOLE_ACTIONS)
+                                if a not in ("dashboard", "start_workflow", "set_theme")))
         if state != self._binding_state:
             self._binding_state = state
             self.refresh_bindings()
@@ -247,7 +263,7 @@ class ConsoleApp(App[None]):
 
     def on_selection_changed(self, message: SelectionChanged) -> None:
         self.selection = (message.execution_id, message.task_id)
-        if self.snapshot is not None:
+        if self.snapshot is not None and self._views_ready():
             ctx = RefreshContext(self.snapshot, self.api, self.bidi, False, self.executions,
                                  self.selection)  # fmt: skip
             for pane in self.current_view().visible_panes():
@@ -256,7 +272,6 @@ class ConsoleApp(App[None]):
         self._maybe_refresh_bindings()
 
     def on_alert_selected(self, message: AlertSelected) -> None:
-        self.selected_alert = message.alert_id
         self._maybe_refresh_bindings()
 
     def on_schedule_selected(self, message: ScheduleSelected) -> None:
@@ -274,62 +289,82 @@ class ConsoleApp(App[None]):
             return view, None
         return view, next((t for t in view.tasks if t.task_id == task_id), None)
 
-    def _alert_target(self) -> AlertView | None:
-        alerts = self.snapshot.alerts if self.snapshot else ()
-        chosen = next((a for a in alerts if a.id == self.selected_alert), None)
-        return chosen or next((a for a in alerts if a.state == "raised"), None)
+    def _alert_choice(self, action: str) -> tuple[AlertView | None, str]:
+        """The alert `a` / `z` acts on (the one highlighted in the alerts pane), or why
+        there is none."""
+        now = self._situation()
+        return alert_choice(action, now.highlighted_alert, now.alerts)
+
+    def selection_label(self) -> str:
+        return target_label(*self._target())
+
+    def workflow_infos(self) -> Sequence[WorkflowInfo]:
+        return self.api.workflows()
+
+    def theme_names(self) -> Sequence[str]:
+        return self.l3_themes
 
     # ------------------------------------------------------------------ which keys apply
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if isinstance(self.screen, ModalScreen) and action not in ("quit", "help"):
+        if action not in CONSOLE_ACTIONS:  # Textual's own: tab in a dialog, the palette
+            return True
+        if isinstance(self.screen, ModalScreen):  # a dialog's keys are its own
             return False
-        if action in WRITE_ACTIONS and self.dashboard.permissions.read_only:
-            return False
-        if action == "resume_interrupted":
-            view, _ = self._target()
-            return view is not None and view.state == "interrupted"  # hidden unless it applies
-        if action in EXEC_ACTIONS:
-            view, task = self._target()
-            return True if view is not None and self._applies(action, view, task) else None
-        if action == "ack_alert":
-            alert = self._alert_target()
-            return True if alert and alert.state in ("raised", "snoozed") else None
-        if action == "snooze_alert":
-            alert = self._alert_target()
-            return True if alert and alert.state in ("raised", "acknowledged") else None
-        if action == "toggle_schedule":
-            if not any(w.type == "schedules" for w in self.dashboard.widgets):
-                return False
-            return True if self.selected_schedule else None
-        if action == "filter":
-            pane = self.current_view().focused_pane() if self._views_ready() else None
-            return True if pane is not None and pane.body.filterable else None
-        if action == "dashboard":
-            index = parameters[0] if parameters else 0
-            return isinstance(index, int) and index < len(self.dashboard_file.dashboards)
-        return True
+        return self.command_state(action, parameters)
+
+    def command_state(self, action: str, parameters: tuple[object, ...] = ()) -> bool | None:
+        """True: applies now; None: dimmed (pressing it says why); False: not shown."""
+        return self._verdict(action, parameters)[0]
+
+    def _verdict(self, action: str, parameters: tuple[object, ...]) -> tuple[bool | None, str]:
+        return verdict(action, parameters, self._situation())
+
+    def _situation(self) -> Situation:
+        """What the keys are judged against now (applies.py judges)."""
+        view, task = self._target()
+        current = self.current_view() if self._views_ready() else None
+        alerts_pane = current.body_of(AlertsPane) if current is not None else None
+        focused = current.focused_pane() if current is not None else None
+        return Situation(
+            dashboard=self.dashboard, dashboard_name=self.bidi(self.dashboard.name),
+            dashboards=len(self.dashboard_file.dashboards), view=view, task=task,
+            alerts=self.snapshot.alerts if self.snapshot is not None else (),
+            highlighted_alert=alerts_pane.highlighted_id() if alerts_pane else None,
+            schedule_selected=self.selected_schedule is not None,
+            focus_filterable=focused is not None and focused.body.filterable,
+        )  # fmt: skip
 
     def _views_ready(self) -> bool:
         return bool(self._dom_ready) and bool(self.query(DashboardView))
 
-    @staticmethod
-    def _applies(action: str, view: ExecutionView, task: TaskView | None) -> bool:
-        if action in ("details", "logs"):
-            return action == "details" or bool(view.tasks)
-        if action == "resume_interrupted":
-            return view.state == "interrupted"
-        if task is None or view.state == "paused":
-            return {
-                "pause": view.state == "running",
-                "resume": view.state == "paused",
-                "cancel": view.state not in TERMINAL_EXEC_STATES,
-            }[action]
-        return {
-            "pause": task.state in ("running", "queued") and "held" not in task.reason,
-            "resume": task.state == "paused" or (task.state == "queued" and "held" in task.reason),
-            "cancel": task.state not in TERMINAL_TASK_STATES,
-        }[action]
+    async def run_action(self, action: str | ActionParseResult,
+                         default_namespace: DOMNode | None = None,
+                         namespaces: Mapping[str, DOMNode] | None = None) -> bool:  # fmt: skip
+        """As Textual's, except that a console key that does not apply says why rather than
+        doing nothing in silence (a dimmed `a` on an alert already acknowledged)."""
+        if await super().run_action(action, default_namespace, namespaces):
+            return True
+        if (not isinstance(action, str) or default_namespace not in (None, self)
+                or isinstance(self.screen, ModalScreen)):  # fmt: skip
+            return False
+        namespace, name, parameters = parse_action(action)
+        why = self._verdict(name, parameters)[1] if not namespace else ""
+        if name in CONSOLE_ACTIONS and why:
+            self.notify(why, severity="warning", markup=False)
+            return True
+        return False
+
+    async def perform(self, action: str) -> None:
+        """Run a console action as its key would (the palette's commands), or say why not."""
+        _namespace, name, parameters = parse_action(action)
+        state, why = self._verdict(name, parameters)
+        if state is not True:
+            self.notify(why or f"{name}: does not apply now", severity="warning", markup=False)
+            return
+        result = getattr(self, f"action_{name}")(*parameters)
+        if inspect.isawaitable(result):
+            await result
 
     # ------------------------------------------------------------------ commands
 
@@ -340,13 +375,7 @@ class ConsoleApp(App[None]):
         self.refresh_now(full=False)
 
     def _act_on(self) -> tuple[str, str | None] | None:
-        """(execution, task or None) the execution keys act on."""
-        view, task = self._target()
-        if view is None:
-            return None
-        if task is None or view.state == "paused":
-            return view.id, None
-        return view.id, task.task_id
+        return act_on(*self._target())
 
     async def action_pause(self) -> None:
         target = self._act_on()
@@ -362,17 +391,23 @@ class ConsoleApp(App[None]):
         target = self._act_on()
         if target is None:
             return
-        # Fresh from the Runtime, not the last snapshot: the dialog names what will die.
-        view = self.api.execution(target[0])
-        if view is None:
-            return
-        title, body, yes = cancel_text(view, target[1], self.bidi)
+
+        def wording() -> Wording:
+            # Fresh from the Runtime, and again every live tick while the dialog is open:
+            # it names what will die now, not what was running when it opened.
+            view = self.api.execution(target[0])
+            if view is None:
+                return Wording(f"Cancel {target[0]}?", "It is gone: nothing to cancel.", "OK")
+            return cancel_text(view, target[1], self.bidi)
 
         async def decided(confirmed: bool | None) -> None:
             if confirmed:
                 self._report(await self.api.cancel(*target, actor=self.actor))
 
-        self.push_screen(ConfirmScreen(title, body, yes=yes, no="Keep running"), decided)
+        first = wording()
+        self.push_screen(ConfirmScreen(first.title, first.body, yes=first.yes, no="Keep running",
+                                       follow=wording, every=self.pace.live_s),
+                         decided)  # fmt: skip
 
     async def action_resume_interrupted(self) -> None:
         view, _ = self._target()
@@ -386,15 +421,33 @@ class ConsoleApp(App[None]):
         from l3tui.dashboard.screens.run_picker import RunPickerScreen, RunRequest
 
         async def picked(request: RunRequest | None) -> None:
-            if request is None:
-                return
-            workflow_id, params = request
-            result = await self.api.run_workflow(workflow_id, params or None, actor=self.actor)
-            if result.execution_id:
-                self.selection = (result.execution_id, None)
-            self._report(result)
+            if request is not None:
+                await self._start(*request)
 
         self.push_screen(RunPickerScreen(self.api.workflows(), self.bidi), picked)
+
+    async def action_start_workflow(self, workflow_id: str) -> None:
+        """Run one workflow by id (the palette); a template asks for its params first."""
+        from l3tui.dashboard.screens.run_picker import ParamsScreen
+
+        info = next((w for w in self.api.workflows() if w.id == workflow_id), None)
+        if info is None:
+            self.notify(f"no workflow {workflow_id!r}", severity="warning", markup=False)
+        elif info.is_template and info.params:
+
+            async def given(values: dict[str, Any] | None) -> None:
+                if values is not None:
+                    await self._start(workflow_id, values)
+
+            self.push_screen(ParamsScreen(info, self.bidi), given)
+        else:
+            await self._start(workflow_id, {})
+
+    async def _start(self, workflow_id: str, params: dict[str, Any]) -> None:
+        result = await self.api.run_workflow(workflow_id, params or None, actor=self.actor)
+        if result.execution_id:
+            self.selection = (result.execution_id, None)
+        self._report(result)
 
     def action_details(self) -> None:
         from l3tui.dashboard.screens.details import ExecutionScreen, TaskScreen
@@ -402,10 +455,13 @@ class ConsoleApp(App[None]):
         view, task = self._target()
         if view is None:
             return
+        every = self.pace.live_s
         if task is not None:
-            self.push_screen(TaskScreen(self.api, view.id, task.task_id, self.bidi, self.clock))
+            self.push_screen(TaskScreen(self.api, view.id, task.task_id, self.bidi, self.clock,
+                                        every=every))  # fmt: skip
         else:
-            self.push_screen(ExecutionScreen(self.api, view.id, self.bidi, self.clock))
+            self.push_screen(ExecutionScreen(self.api, view.id, self.bidi, self.clock,
+                                             every=every))  # fmt: skip
 
     def action_logs(self) -> None:
         from l3tui.dashboard.screens.details import TaskScreen
@@ -414,16 +470,21 @@ class ConsoleApp(App[None]):
         if view is None or not view.tasks:
             return
         task = task or pick_task(view)
-        self.push_screen(TaskScreen(self.api, view.id, task.task_id, self.bidi, self.clock))
+        self.push_screen(TaskScreen(self.api, view.id, task.task_id, self.bidi, self.clock,
+                                    every=self.pace.live_s))  # fmt: skip
 
     async def action_ack_alert(self) -> None:
-        alert = self._alert_target()
-        if alert is not None:
+        alert, why = self._alert_choice("ack_alert")
+        if alert is None:
+            self.notify(why, severity="warning", markup=False)
+        else:
             self._report(await self.api.ack_alert(alert.id, actor=self.actor))
 
     async def action_snooze_alert(self) -> None:
-        alert = self._alert_target()
-        if alert is not None:
+        alert, why = self._alert_choice("snooze_alert")
+        if alert is None:
+            self.notify(why, severity="warning", markup=False)
+        else:
             self._report(await self.api.snooze_alert(alert.id, SNOOZE_S, actor=self.actor))
 
     async def action_toggle_schedule(self) -> None:
@@ -464,6 +525,9 @@ class ConsoleApp(App[None]):
     def action_show_pane(self, index: int) -> None:
         self.current_view().show_pane(index)
 
+    def action_set_theme(self, name: str) -> None:
+        self.theme = name
+
     def action_help(self) -> None:
         from l3tui.dashboard.screens.help import HelpScreen
 
@@ -477,9 +541,11 @@ class ConsoleApp(App[None]):
                     markup=False, timeout=10 if not result.applied else 5)  # fmt: skip
 
     async def action_quit(self) -> None:
-        snap = self.api.snapshot(recent=0)
-        active = [e for e in snap.executions if e.state not in TERMINAL_EXEC_STATES]
-        if not self.in_process or not active:
+        def active() -> list[ExecutionView]:
+            return [e for e in self.api.snapshot(recent=0).executions
+                    if e.state not in TERMINAL_EXEC_STATES]  # fmt: skip
+
+        if not self.in_process or not active():  # nothing runs in here: nothing to ask
             self.exit()
             return
 
@@ -487,14 +553,10 @@ class ConsoleApp(App[None]):
             if confirmed:
                 self.exit()
 
-        lines = [f"{len(active)} execution(s) run inside this console; quitting cancels them "
-                 "(their processes get SIGTERM, then SIGKILL after the grace period):", ""]
-        lines += [f"  {STATE_ICONS.get(e.state, '?')} {self.bidi(e.workflow_name)} "
-                  f"({e.workflow_id} {e.id})" for e in active[:12]]  # fmt: skip
-        if len(active) > 12:
-            lines.append(f"  … and {len(active) - 12} more")
-        self.push_screen(ConfirmScreen("Quit l3tui?", "\n".join(lines),
-                                       yes="Cancel them and quit", no="Stay"), decided)  # fmt: skip
+        first = quit_text(active(), self.bidi)
+        self.push_screen(ConfirmScreen(first.title, first.body, yes=first.yes, no="Stay",
+                                       follow=lambda: quit_text(active(), self.bidi),
+                                       every=self.pace.live_s), decided)  # fmt: skip
 
     def quit_now(self) -> None:
         """Leave without asking (SIGHUP: the terminal went away, no one to ask; SIGTERM);

@@ -7,7 +7,7 @@ other than handing each pane body its refresh context.
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -42,6 +42,7 @@ BODIES: dict[str, Any] = {
     "log_view": LogView,
 }
 COMPACT_WIDTH = 100
+BodyT = TypeVar("BodyT")
 MIN_PANE_HEIGHT = 8
 
 
@@ -262,20 +263,25 @@ class DashboardView(Vertical):
     def action_prev_pane(self) -> None:
         self._step(-1)
 
-    def refresh_panes(self, ctx: RefreshContext, *, state_only: bool) -> None:
+    def refresh_panes(self, ctx: RefreshContext) -> None:
+        """Redraw the visible panes from one snapshot: live panes always, history charts
+        on a full (chart) tick or while they wait for their first data; between plots a
+        chart's legend follows the live reading."""
         for pane in self.panes:
             visible = not self.compact or pane.index == self.current
             if not visible:
                 pane.stale = True
                 pane._ctx = ctx
                 continue
-            if state_only and not getattr(pane.body, "state_pane", False):
+            body = pane.body
+            if body.paced and not ctx.full and not body.awaiting_data():
+                body.refresh_live(ctx)
                 continue
             pane.refresh_from(ctx)
 
-    def awaiting_data(self) -> bool:
-        """Whether a visible pane still waits for its first data."""
-        return any(pane.body.awaiting_data() for pane in self.visible_panes())
+    def body_of(self, kind: type[BodyT]) -> BodyT | None:
+        """The first pane body of type `kind` on this dashboard (visible or not)."""
+        return next((p.body for p in self.panes if isinstance(p.body, kind)), None)
 
     def first_focusable(self) -> Widget | None:
         for pane in self.visible_panes():

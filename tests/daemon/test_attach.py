@@ -148,7 +148,7 @@ def test_a_client_that_reads_nothing_costs_the_daemon_nothing(make_daemon: Any) 
 
     run_big()  # warm: imports, caches, the first 10k task records
     # Control: a client that keeps up. The snapshots it is pushed cost what they cost.
-    reading, reader = subscriber(read=True)
+    reading, _reader = subscriber(read=True)
     try:
         before, peak, control = _peak_during(daemon.pid, run_big)
     finally:

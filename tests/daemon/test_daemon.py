@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -100,7 +100,7 @@ class TestServing:
             # the task is the daemon's child, not the run command's
             assert psutil.Process(sleeper[0]).ppid() == daemon.pid
             run.send_signal(signal.SIGINT)
-            out, err = run.communicate(timeout=60)
+            _out, err = run.communicate(timeout=60)
         finally:
             if run.poll() is None:
                 run.kill()
@@ -196,7 +196,7 @@ class TestProtocol:
         return sock, reader, decode(reader.readline())
 
     def test_hello_names_versions_instance_and_sequence(self, daemon: Daemon) -> None:
-        sock, reader, hello = self._connect(daemon)
+        sock, _reader, hello = self._connect(daemon)
         sock.close()
         assert hello["type"] == "hello" and hello["protocol"][0] == 1
         assert hello["pid"] == daemon.pid and isinstance(hello["seq"], int)

@@ -34,6 +34,10 @@ workflows:
     name: breaks
     tasks:
       - {id: boom, action: fail}
+  breaks_too:
+    name: breaks too
+    tasks:
+      - {id: boom, action: fail}
 templates:
   greet:
     name: greet
@@ -346,7 +350,48 @@ async def test_a_chart_on_a_slow_dashboard_draws_once_samples_exist(console_conf
         app = console(rt)
         async with app.run_test(size=(120, 40)) as pilot:
             chart = app.query_one("MetricsChart")
-            assert chart.awaiting_data()
+            # (it has data at once when the first sample came before the first paint)
             await until(lambda: not chart.awaiting_data(), timeout=5)
             await pilot.pause()
             assert "waiting for samples" not in screen_text(app)
+
+
+def notes(app: ConsoleApp) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def test_a_and_z_act_on_the_highlighted_alert_or_say_why_not(console_config, runtime_for):
+    """Two failed executions raise two alerts. `a` with no alert highlighted acts on
+    neither and says so; on a highlighted one it acknowledges that one; pressed again it
+    says the alert is already acknowledged (it used to do nothing, silently); `z` snoozes
+    the highlighted alert."""
+    async with runtime_for(console_config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            for workflow in ("breaks", "breaks_too"):
+                result = await rt.run_workflow(workflow)
+                assert await asyncio.wait_for(rt.wait(result.execution_id), 10) == "failed"
+            await until(lambda: sum(a.state == "raised" for a in app.snapshot.alerts) == 2)
+            await pilot.press("a")
+            await until(lambda: any("highlight" in m for m in notes(app)))
+            assert [a.state for a in rt.snapshot().alerts] == ["raised", "raised"]
+
+            pane = app.query_one("AlertsPane")
+            pane.focus()
+            await pilot.press("down")
+            await until(lambda: pane.cursor == 1 and not pane.cursor_lost)
+            chosen = pane.alerts[1].id
+            await pilot.press("a")
+            await until(lambda: {a.id: a.state for a in rt.snapshot().alerts}[chosen]
+                        == "acknowledged")  # fmt: skip
+            other = next(a for a in rt.snapshot().alerts if a.id != chosen)
+            assert other.state == "raised"
+            await until(lambda: pane.alerts[pane.cursor].id == chosen
+                        and pane.alerts[pane.cursor].state == "acknowledged")  # fmt: skip
+            before = len(notes(app))
+            await pilot.press("a")
+            await until(lambda: any("already acknowledged" in m for m in notes(app)[before:]))
+            await pilot.press("z")
+            await until(lambda: {a.id: a.state for a in rt.snapshot().alerts}[chosen]
+                        == "snoozed")  # fmt: skip
+            assert next(a for a in rt.snapshot().alerts if a.id != chosen).state == "raised"

@@ -189,21 +189,33 @@ async def test_a_broken_config_edit_shows_the_error_and_keeps_the_console(make_c
             assert "the queue" in screen_text(app)
 
 
-async def test_a_read_only_dashboard_hides_the_commands(make_config, runtime_for):
-    read_only = DASHBOARD.replace("    name: ops\n", "    name: ops\n    permissions: {read_only: true}\n")
+async def test_a_read_only_dashboard_refuses_write_keys_with_a_notification(make_config,
+                                                                             runtime_for):
+    """`permissions: {read_only: true}`: p, c, n and s (it used to disable a schedule) do
+    nothing but say why; their keys are dimmed in the footer, not hidden."""
+    read_only = DASHBOARD.replace("    name: ops\n",
+                                  "    name: ops\n    permissions: {read_only: true}\n")
     config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING, dashboard=read_only)
     async with runtime_for(config) as rt:
         app = console(rt)
-        async with app.run_test(size=(120, 40)) as pilot:
+        async with app.run_test(size=(160, 40)) as pilot:
             result = await rt.run_workflow("wide")
             await until(lambda: app.selection is not None)
-            for action in ("pause", "cancel", "run_workflow"):
-                assert app.check_action(action, ()) is False
-            await pilot.press("c", "n")
-            await pilot.pause()
+            for action in ("pause", "cancel", "run_workflow", "toggle_schedule"):
+                assert app.check_action(action, ()) is None, action  # dimmed
+            app.query_one("SchedulesPane").focus()
+            await until(lambda: app.selected_schedule == ("nightly", True))
+            await pilot.press("s")
+            await until(lambda: any("read-only" in n.message for n in app._notifications))
+            assert rt.snapshot().schedules[0].enabled
+            refusals = len(app._notifications)
+            await pilot.press("c", "n", "p")
+            await until(lambda: len(app._notifications) >= refusals + 3)
+            assert all("read-only" in n.message for n in list(app._notifications)[refusals:])
             assert app.screen is app.screen_stack[0]  # no dialog opened
             assert rt.execution(result.execution_id).state == "running"
-            assert "Cancel" not in screen_text(app).splitlines()[-1]
+            footer = screen_text(app).splitlines()[-1]
+            assert "s Schedule on/off" in footer and "c Cancel" in footer  # shown, dimmed
 
 
 async def test_keys_remapped_by_id_work_and_show(make_config, runtime_for):

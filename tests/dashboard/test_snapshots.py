@@ -115,6 +115,12 @@ class TestScreens:
         assert snap_compare(build_app(), run_before=settle("question_mark"),
                             terminal_size=(120, 40))  # fmt: skip
 
+    def test_help_screen_on_a_small_terminal(self, snap_compare) -> None:
+        """`?` at 80x24: the keys in two columns, the body scrolls (its scrollbar shows),
+        the dialog's own footer says how to close it."""
+        assert snap_compare(build_app(), run_before=settle("question_mark"),
+                            terminal_size=(80, 24))  # fmt: skip
+
     def test_cancel_confirmation_names_what_dies(self, snap_compare) -> None:
         """`c` on the running execution: its running tasks with their processes, the queued
         and waiting ones, and a safe default."""

@@ -120,10 +120,10 @@ def test_readme_keymap_example_is_accepted() -> None:
 
 def test_refresh_has_a_floor_and_slows_over_ssh() -> None:
     local = cadence(30_000, ssh=False)
-    assert (local.full_s, local.state_s) == (30.0, 1.0)
+    assert (local.full_s, local.live_s) == (30.0, 1.0)
     assert cadence(50, ssh=False).full_s == 0.25
     remote = cadence(1000, ssh=True)
-    assert remote.full_s == 2.0 and remote.state_s == 2.0 and remote.log_s > local.log_s
+    assert remote.full_s == 2.0 and remote.live_s == 2.0 and remote.log_s > local.log_s
     assert over_ssh({"SSH_CONNECTION": "10.0.0.7 5000 10.0.0.1 22"})
     assert not over_ssh({"TERM": "xterm"})
 

@@ -1,6 +1,7 @@
 """Detail screens: an execution (every task with attempts, exit codes, durations, waiting
 reasons, processes, and the definition hash it ran) and a task (state, timings, resource
-peaks, reported metrics, and its log following). Both re-read their view once a second.
+peaks, reported metrics, and its log following). Both re-read their view at the console's
+live cadence (once a second, slower over SSH).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from l3tui.dashboard.text import STATE_ICONS, Bidi, duration, one_line, size
+from l3tui.dashboard.widgets.footer import KeyFooter
 from l3tui.dashboard.widgets.log_view import LogView
 from l3tui.dashboard.widgets.workflow_status import exec_elapsed, task_elapsed
 from l3tui.engine.api import ExecutionView, RuntimeAPI, TaskView
@@ -44,8 +46,10 @@ class DetailScreen(Screen[None]):
     BINDINGS: ClassVar[list[Any]] = [Binding("escape", "app.pop_screen", "Back", id="back")]
 
     def __init__(self, api: RuntimeAPI, execution_id: str, bidi: Bidi,
-                 now: Callable[[], float]) -> None:  # fmt: skip
+                 now: Callable[[], float], *, every: float = REFRESH_S) -> None:  # fmt: skip
         super().__init__()
+        self.every = every
+        """Re-read period: the console's live cadence (slower over SSH)."""
         self.now = now
         self.api = api
         self.execution_id = execution_id
@@ -53,7 +57,7 @@ class DetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.reload()
-        self.set_interval(REFRESH_S, self.reload)
+        self.set_interval(self.every, self.reload)
 
     def reload(self) -> None:
         view = self.api.execution(self.execution_id)
@@ -75,7 +79,7 @@ class ExecutionScreen(DetailScreen):
         table: DataTable[Any] = DataTable(cursor_type="row", zebra_stripes=True)
         table.add_columns(*self.COLUMNS)
         yield table
-        yield Footer()
+        yield KeyFooter()
 
     def show(self, view: ExecutionView, now: float) -> None:
         header = Text.assemble(
@@ -126,8 +130,8 @@ class TaskScreen(DetailScreen):
     """One task: its figures on top, its log below (following)."""
 
     def __init__(self, api: RuntimeAPI, execution_id: str, task_id: str, bidi: Bidi,
-                 now: Callable[[], float]) -> None:  # fmt: skip
-        super().__init__(api, execution_id, bidi, now)
+                 now: Callable[[], float], *, every: float = REFRESH_S) -> None:  # fmt: skip
+        super().__init__(api, execution_id, bidi, now, every=every)
         self.task_id = task_id
 
     def compose(self) -> ComposeResult:
@@ -139,7 +143,7 @@ class TaskScreen(DetailScreen):
         log.bidi = self.bidi
         log.border_title = f"log of {self.task_id}"
         yield log
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         super().on_mount()

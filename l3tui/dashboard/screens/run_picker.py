@@ -1,5 +1,9 @@
 """`n`: pick a workflow or template to run; a template then asks for its params, checked as
 they are typed (type, required, choices) before anything is started.
+
+Typing filters the list, best match first (`rank`: an id, then a name, before a match that
+only comes through a description or a type); arrows move the highlight without leaving the
+filter box, enter runs the highlighted entry, tab goes to the list.
 """
 
 from __future__ import annotations
@@ -12,17 +16,49 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from l3tui.dashboard.screens.fitted import FittedModal
 from l3tui.dashboard.text import Bidi
+from l3tui.dashboard.widgets.footer import KeyFooter
 from l3tui.engine.api import ParamInfo, WorkflowInfo
 
 TRUE = {"1", "true", "yes", "on", "y"}
 FALSE = {"0", "false", "no", "off", "n"}
 
 RunRequest = tuple[str, dict[str, Any]]
+PAGE = 10
+
+
+def rank(workflow: WorkflowInfo, text: str) -> int | None:
+    """Where `workflow` sorts for the filter `text`, lower first; None when it does not
+    match. Every word of `text` must match; the weakest match decides: the exact id, an id
+    prefix, a name prefix, a word of the id or name, inside the id or name, then only the
+    description, last only the type (`backup_re` must not pick `backup_state` through its
+    type `backup_restore` over the template `backup_restore` itself)."""
+    worst = 0
+    wf_id, name = workflow.id.lower(), workflow.name.lower()
+    words = wf_id.replace("_", " ").split() + name.replace("_", " ").split()
+    for term in text.lower().split():
+        if wf_id == term:
+            level = 0
+        elif wf_id.startswith(term):
+            level = 1
+        elif name.startswith(term):
+            level = 2
+        elif any(word.startswith(term) for word in words):
+            level = 3
+        elif term in wf_id or term in name:
+            level = 4
+        elif term in workflow.description.lower():
+            level = 5
+        elif term in (workflow.type or "").lower():
+            level = 6
+        else:
+            return None
+        worst = max(worst, level)
+    return worst
 
 
 def check_param(info: ParamInfo, text: str) -> tuple[Any, str]:
@@ -51,8 +87,10 @@ def check_param(info: ParamInfo, text: str) -> tuple[Any, str]:
     return value, ""
 
 
-class ParamsScreen(ModalScreen[dict[str, Any] | None]):
+class ParamsScreen(FittedModal[dict[str, Any] | None]):
     """One field per template param; Run stays refused while any field is wrong."""
+
+    CHROME = 15
 
     BINDINGS: ClassVar[list[Any]] = [Binding("escape", "dismiss(None)", "Back", id="params_back")]
 
@@ -81,6 +119,7 @@ class ParamsScreen(ModalScreen[dict[str, Any] | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Back", id="back")
                 yield Button("Run", id="run", variant="primary")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         inputs = self.query(Input)
@@ -124,10 +163,22 @@ class ParamsScreen(ModalScreen[dict[str, Any] | None]):
         self.dismiss(values)
 
 
-class RunPickerScreen(ModalScreen[RunRequest | None]):
-    """Workflows and templates; type to narrow the list, enter to pick."""
+class RunPickerScreen(FittedModal[RunRequest | None]):
+    """Workflows and templates; type to narrow the list, arrows to move, enter to run."""
 
-    BINDINGS: ClassVar[list[Any]] = [Binding("escape", "dismiss(None)", "Close", id="picker_close")]
+    BODY = "#picker-list"
+    CHROME = 13
+    BODY_MAX = 18
+
+    BINDINGS: ClassVar[list[Any]] = [
+        Binding("escape", "dismiss(None)", "Close", id="picker_close"),
+        # From the filter box (which does not use them) the arrows move the list's highlight;
+        # with the list focused its own bindings come first.
+        Binding("down", "move(1)", "Move", key_display="↑↓", id="picker_down"),
+        Binding("up", "move(-1)", "Up", show=False, id="picker_up"),
+        Binding("pagedown", f"move({PAGE})", "Page down", show=False, id="picker_page_down"),
+        Binding("pageup", f"move({-PAGE})", "Page up", show=False, id="picker_page_up"),
+    ]
 
     def __init__(self, workflows: Sequence[WorkflowInfo], bidi: Bidi) -> None:
         super().__init__()
@@ -135,21 +186,29 @@ class RunPickerScreen(ModalScreen[RunRequest | None]):
         self.bidi = bidi
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with Vertical(classes="dialog picker") as dialog:
+            dialog.border_subtitle = "↑↓ choose · enter runs it · tab: the list"
             yield Static("Run a workflow", classes="dialog-title")
-            yield Input(placeholder="type to filter", id="picker-filter")
+            yield Input(placeholder="type to filter: id, name, description", id="picker-filter")
             yield OptionList(*self._options(""), id="picker-list")
+        yield KeyFooter()
+
+    def on_mount(self) -> None:
+        options = self.query_one("#picker-list", OptionList)
+        if options.option_count:
+            options.highlighted = 0
 
     def _options(self, text: str) -> list[Option]:
-        needle = text.strip().lower()
+        ranked = [(level, n, wf) for n, wf in enumerate(self.workflows)
+                  if (level := rank(wf, text)) is not None]  # fmt: skip
         out = []
-        for wf in self.workflows:
-            haystack = f"{wf.id} {wf.name} {wf.description} {wf.type or ''}".lower()
-            if needle and needle not in haystack:
-                continue
+        for _level, _n, wf in sorted(ranked, key=lambda item: item[:2]):
             kind = "template" if wf.is_template else "workflow"
-            label = f"{self.bidi(wf.name)}  [{wf.id}] · {wf.tasks} tasks · {kind}"
-            out.append(Option(Text(label, no_wrap=True, overflow="ellipsis"), id=wf.id))
+            label = Text(no_wrap=True, overflow="ellipsis")
+            label.append(wf.id, "bold")
+            label.append(f"  {self.bidi(wf.name)}  · {kind}, {wf.tasks} task"
+                         + ("s" if wf.tasks != 1 else ""))  # fmt: skip
+            out.append(Option(label, id=wf.id))
         return out
 
     @on(Input.Changed, "#picker-filter")
@@ -160,12 +219,22 @@ class RunPickerScreen(ModalScreen[RunRequest | None]):
         if options.option_count:
             options.highlighted = 0
 
+    def action_move(self, delta: int) -> None:
+        options = self.query_one("#picker-list", OptionList)
+        if not options.option_count:
+            return
+        current = options.highlighted if options.highlighted is not None else -1
+        options.highlighted = max(0, min(current + delta, options.option_count - 1))
+
     @on(Input.Submitted, "#picker-filter")
     def _filter_submitted(self) -> None:
         options = self.query_one("#picker-list", OptionList)
-        if options.option_count:
-            options.highlighted = options.highlighted or 0
-            options.action_select()
+        if not options.option_count:
+            self.notify("nothing matches the filter", severity="warning")
+            return
+        if options.highlighted is None:
+            options.highlighted = 0
+        options.action_select()
 
     @on(OptionList.OptionSelected, "#picker-list")
     def _picked(self, event: OptionList.OptionSelected) -> None:

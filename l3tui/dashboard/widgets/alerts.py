@@ -1,5 +1,6 @@
 """The `alerts` pane: active alerts (severity, age, state, source, message), then resolved
-ones dimmed until they fade out. `a` acknowledges and `z` snoozes the alert under the cursor.
+ones dimmed until they fade out. `a` acknowledges and `z` snoozes the highlighted alert
+(`highlighted_id`); the app says why when there is none.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from l3tui.engine.api import AlertView
 class AlertsPane(RowList):
     """Alerts, most severe and newest first."""
 
-    state_pane = True
     empty_text = "no alerts"
     COLUMNS: ClassVar[tuple[Column, ...]] = (
         Column("", 1),
@@ -39,9 +39,9 @@ class AlertsPane(RowList):
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         self.bidi = ctx.bidi
+        self.at = ctx.snapshot.at  # ages move on even when the alerts did not change
         if self.unchanged(ctx.snapshot.alerts, ctx):
             return
-        self.at = ctx.snapshot.at
         selected = self.selected()
         alerts = [a for a in ctx.snapshot.alerts
                   if self.config.show_resolved or a.state != "resolved"]  # fmt: skip
@@ -57,6 +57,12 @@ class AlertsPane(RowList):
 
     def selected(self) -> AlertView | None:
         return self.alerts[self.cursor] if 0 <= self.cursor < len(self.alerts) else None
+
+    def highlighted_id(self) -> str | None:
+        """The alert under a visible cursor (what `a` and `z` act on); None when no row is
+        highlighted (nothing chosen yet, or the chosen alert left the list)."""
+        alert = None if self.cursor_lost else self.selected()
+        return alert.id if alert is not None else None
 
     def set_filter(self, pattern: re.Pattern[str] | None) -> None:
         self.filter = pattern

@@ -31,7 +31,7 @@ class RefreshContext:
     api: RuntimeAPI
     bidi: Bidi
     full: bool
-    """A full refresh (charts too), not only a state-change redraw."""
+    """Charts redraw too (every `refresh_interval`); live panes redraw on every tick."""
     executions: dict[str, ExecutionView] = field(default_factory=dict)
     selection: tuple[str, str | None] | None = None
     """The console's selected (execution, task)."""
@@ -44,12 +44,17 @@ class RefreshContext:
 class PaneBody:
     """Mixin of every pane body: what the app calls on a refresh tick."""
 
-    state_pane: ClassVar[bool] = False
-    """Redrawn on state changes (at most once a second), not only on the full refresh."""
+    paced: ClassVar[bool] = False
+    """A history chart: redrawn every `refresh_interval` only (`refresh_live` in between).
+    Every other pane shows live figures and redraws on each live tick (about 1 s)."""
     filterable: ClassVar[bool] = False
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         raise NotImplementedError
+
+    def refresh_live(self, ctx: RefreshContext) -> None:
+        """A paced pane between its redraws: bring its current figures (a legend) up to
+        the tick's reading, so one reading is shown the same everywhere."""
 
     def summary(self) -> str:
         """Short text for the pane's border subtitle."""
@@ -182,10 +187,12 @@ class RowList(ScrollView, PaneBody, can_focus=True):
     # ------------------------------------------------------------------ data
 
     def unchanged(self, signature: object, ctx: RefreshContext) -> bool:
-        """True when a refresh brings nothing new (same views, same order): the pane keeps
-        its drawn lines. A full refresh redraws rows that exist (their times moved on)."""
-        timed = ctx.full and self._count > 0  # drawn rows show times that moved on
-        if not timed and signature == self._signature:
+        """True when a refresh brings no new rows (same views, same order): the pane keeps
+        its row list and only repaints the rows on screen, whose ages and times moved on
+        (a repaint draws the visible rows only, so it costs what the screen shows)."""
+        if signature == self._signature:
+            if self._count:
+                self.refresh()
             return True
         self._signature = signature
         return False

@@ -2,11 +2,13 @@
 window. plotext is imported on the first chart with data, not at start: the first paint
 does not wait for it. Building a plot costs milliseconds per hundred points, so series are
 averaged down to the plot's horizontal resolution (two braille dots per cell), and the
-chart is re-plotted only when the newest sample moved by at least one dot column.
+chart is re-plotted (every `refresh_interval`) only when the newest sample moved by at least
+one dot column; the legend under it follows the live reading every tick.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from textual.app import ComposeResult
@@ -16,7 +18,7 @@ from textual.widgets import Static
 from l3tui.config.schema import MetricsChartWidget
 from l3tui.dashboard.text import duration
 from l3tui.dashboard.widgets.base import PaneBody, RefreshContext
-from l3tui.dashboard.widgets.resource_sparklines import LABELS, format_value
+from l3tui.dashboard.widgets.resource_sparklines import LABELS, current_value, format_value
 
 ANSI_COLORS = ("blue", "green", "red", "cyan", "magenta", "yellow")
 THEME_COLORS = ("primary", "success", "warning", "error", "accent", "secondary")
@@ -45,6 +47,8 @@ def downsample(points: list[tuple[float, float]], now: float, window_s: float,
 class MetricsChart(Container, PaneBody):
     """One chart; a one-line legend with current values under it."""
 
+    paced = True
+
     DEFAULT_CSS = """
     MetricsChart { height: 1fr; }
     MetricsChart > .chart--placeholder { height: 1fr; padding: 0 1; color: $text-muted; }
@@ -57,6 +61,7 @@ class MetricsChart(Container, PaneBody):
         self._plot: Any = None
         self._signature: Any = None
         self._ctx: RefreshContext | None = None
+        self._legend_text = ""
 
     def compose(self) -> ComposeResult:
         names = ", ".join(self.config.metrics)
@@ -85,9 +90,23 @@ class MetricsChart(Container, PaneBody):
             self.mount(self._plot, before=0)
         self._draw({n: downsample(s, ctx.now, window_s, dots) for n, s in series.items()},
                    ctx.now, window_s)  # fmt: skip
-        legend = "   ".join(f"{LABELS.get(n, n)} {format_value(n, s[-1][1] if s else None)}"
+        self._legend(ctx, series)
+
+    def refresh_live(self, ctx: RefreshContext) -> None:
+        """Between plots (every refresh_interval) the legend follows the live reading."""
+        if self._plot is None:
+            return
+        window_s = self.config.window / 1000
+        self._legend(ctx, {name: ctx.api.metric_series(name, window_s)
+                           for name in self.config.metrics})  # fmt: skip
+
+    def _legend(self, ctx: RefreshContext,
+                series: Mapping[str, Sequence[tuple[float, float]]]) -> None:  # fmt: skip
+        legend = "   ".join(f"{LABELS.get(n, n)} {format_value(n, current_value(ctx, n, s))}"
                            for n, s in series.items())  # fmt: skip
-        self.query_one(".chart--legend", Static).update(legend, layout=False)
+        if legend != self._legend_text:
+            self._legend_text = legend
+            self.query_one(".chart--legend", Static).update(legend, layout=False)
 
     def awaiting_data(self) -> bool:
         return self._plot is None

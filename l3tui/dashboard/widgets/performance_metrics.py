@@ -30,7 +30,9 @@ def seconds(value: float | None) -> str:
 
 
 class PerformanceMetrics(Static, PaneBody):
-    """A few figures, one per line."""
+    """A few figures, one per line (aggregates over a window: paced like the charts)."""
+
+    paced = True
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"perf--label", "perf--good", "perf--bad",
                                              "perf--muted"}  # fmt: skip

@@ -1,11 +1,13 @@
 """The `resource_sparklines` pane: one compact line per metric (label, sparkline of the
 recent samples, current value), plus one per CPU core with `per_core`. Drawn with the Line
-API from `metric_series`; it redraws only when a new sample arrived.
+API from `metric_series`; a live pane (asked every tick), it repaints only when a new sample
+arrived. The current value is the snapshot's reading, the same one the top bar shows.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from rich.segment import Segment
@@ -51,6 +53,16 @@ def spark(values: list[float], width: int, top: float | None) -> str:
     return " " * (width - len(cells)) + "".join(cells)
 
 
+def current_value(ctx: RefreshContext, name: str,
+                  series: Sequence[tuple[float, float]]) -> float | None:  # fmt: skip
+    """The figure a pane shows as "now": the snapshot's resource reading when it has one
+    (the one the top bar shows), else the newest point of the series."""
+    reading = ctx.snapshot.resources.get(name)
+    if isinstance(reading, int | float) and not isinstance(reading, bool):
+        return float(reading)
+    return series[-1][1] if series else None
+
+
 def format_value(name: str, value: float | None) -> str:
     if value is None:
         return "—"
@@ -86,17 +98,17 @@ class ResourceSparklines(Widget, PaneBody):
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         lines = []
-        signature = []
+        signature: list[Any] = []
         for name in self.config.metrics:
             series = ctx.api.metric_series(name, WINDOW_S)
             values = [v for _, v in series]
-            current = values[-1] if values else None
+            current = current_value(ctx, name, series)
             lines.append((LABELS.get(name, name), name, values, current))
-            signature.append((name, len(series), series[-1] if series else None))
+            signature.append((name, len(series), series[-1] if series else None, current))
         if self.config.per_core:
             sample = ctx.snapshot.resources
             per_core = sample.get("per_core") or sample.get("cpu_per_core") or []
-            marker = sample.get("at", id(sample))
+            marker = sample.get("at", ctx.snapshot.at)
             if per_core and marker != self._last_sample:
                 self._last_sample = marker
                 while len(self._cores) < len(per_core):

@@ -34,7 +34,6 @@ def wall(at: float, tz: str) -> str:
 class SchedulesPane(RowList):
     """Recurring tasks."""
 
-    state_pane = True
     empty_text = "no recurring tasks"
     COLUMNS: ClassVar[tuple[Column, ...]] = (
         Column("on", 2),
@@ -57,9 +56,9 @@ class SchedulesPane(RowList):
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         self.bidi = ctx.bidi
+        self.at = ctx.snapshot.at  # "in 3h" counts down even when nothing changed
         if self.unchanged(ctx.snapshot.schedules, ctx):
             return
-        self.at = ctx.snapshot.at
         schedules = list(ctx.snapshot.schedules)
         if self.filter is not None:
             schedules = [s for s in schedules if self.filter.search(

@@ -20,7 +20,6 @@ WINDOW_MARGIN = 40
 class TaskQueue(RowList):
     """Running and queued tasks; completed ones too with `show_completed`."""
 
-    state_pane = True
     empty_text = "no tasks queued or running"
     COLUMNS: ClassVar[tuple[Column, ...]] = (
         Column("", 1),
@@ -58,9 +57,9 @@ class TaskQueue(RowList):
         self.bidi = ctx.bidi
         signature = (snap.queue_version, snap.queue_length, snap.running,
                      tuple(map(id, snap.executions)) if self.config.show_completed else ())
+        self.at = snap.at  # elapsed times move on even when the rows did not change
         if self.unchanged(signature, ctx):
             return
-        self.at = snap.at
         self.running = snap.running
         if self.config.show_completed:
             self.completed = [
@@ -176,7 +175,10 @@ class TaskQueue(RowList):
         return "no task matches the filter" if self.filter is not None else self.empty_text
 
     def summary(self) -> str:
-        text = f"{len(self.running)} running · {self.queue_length:,} queued"
+        running = sum(1 for q in self.running if q.state == "running")
+        paused = len(self.running) - running
+        text = f"{running} running · " + (f"{paused} paused · " if paused else "")
+        text += f"{self.queue_length:,} queued"
         if self.config.max_items and self._total() < (len(self.running) + self.queue_length):
             text += f" · first {self.config.max_items}"
         if self.filter is not None:

@@ -18,14 +18,21 @@ NARROW = 100
 
 
 def status_text(snap: RuntimeSnapshot, frozen: bool, narrow: bool) -> str:
-    paused = sum(1 for e in snap.executions if e.state == "paused")
+    """Tasks running, queued and paused (a frozen task holds a slot but does not run), or
+    the paused executions when none of their tasks was running, alerts, CPU and memory."""
+    running = sum(1 for item in snap.running if item.state == "running")
+    paused = len(snap.running) - running
+    paused_label = "paused"
+    if not paused:
+        paused = sum(1 for e in snap.executions if e.state == "paused")
+        paused_label = "paused run" + ("s" if paused != 1 else "")
     raised = sum(1 for a in snap.alerts if a.state == "raised")
     if narrow:
-        parts = [f"▶{len(snap.running)}", f"◌{snap.queue_length:,}"]
+        parts = [f"▶{running}", f"◌{snap.queue_length:,}"]
     else:
-        parts = [f"▶ {len(snap.running)} running", f"◌ {snap.queue_length:,} queued"]
+        parts = [f"▶ {running} running", f"◌ {snap.queue_length:,} queued"]
     if paused:
-        parts.append(f"‖{paused}" if narrow else f"‖ {paused} paused")
+        parts.append(f"‖{paused}" if narrow else f"‖ {paused} {paused_label}")
     parts.append(f"⚠{raised}" if narrow else f"⚠ {raised} alert{'s' if raised != 1 else ''}")
     for name, label in (("cpu_usage", "cpu"), ("memory_usage", "mem")):
         value = snap.resources.get(name)

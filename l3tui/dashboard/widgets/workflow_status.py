@@ -36,7 +36,6 @@ def task_elapsed(task: TaskView, now: float) -> float | None:
 class WorkflowStatus(RowList):
     """Executions -> tasks."""
 
-    state_pane = True
     empty_text = "no executions yet (n runs a workflow)"
     COLUMNS: ClassVar[tuple[Column, ...]] = (
         Column("execution / task", 20, flex=3),
