@@ -5,6 +5,11 @@ line); otherwise plain timestamped lines (task output prefixed with the task id)
 lines with `--json`. Exit 0 succeeded, 1 failed or cancelled, 130 interrupted. The first
 Ctrl-C (or SIGTERM) cancels: every task's process group gets SIGTERM, then SIGKILL after
 the grace period; a second Ctrl-C kills at once.
+
+What is printed is what the store has committed: lines come from a committed subscription
+and the live tree shows a state once the store has it, so a task printed as succeeded is on
+disk. Exit 1 as well when part of the run could not be recorded; `--no-record` runs without
+the store.
 """
 
 from __future__ import annotations
@@ -67,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         # Through the Runtime's command, so the run is an audited operator action.
         return await rt.run_workflow(args.workflow, params, trigger="cli")
 
-    return asyncio.run(start_and_follow(config, resolve_state_dir(args.state), start, mode, bidi))
+    record = not getattr(args, "no_record", False)
+    return asyncio.run(start_and_follow(config, resolve_state_dir(args.state), start, mode, bidi,
+                                        record=record))  # fmt: skip
 
 
 async def start_and_follow(
@@ -76,6 +83,8 @@ async def start_and_follow(
     start: Callable[[Runtime], Awaitable[OpResult]],
     mode: str,
     bidi: bool,
+    *,
+    record: bool = True,
 ) -> int:
     """Open a Runtime, start an execution with `start`, follow it to the end; the exit code.
 
@@ -84,10 +93,13 @@ async def start_and_follow(
     from l3tui.runtime import Runtime
 
     loop = asyncio.get_running_loop()
-    async with Runtime(config, state_dir) as rt:
+    async with Runtime(config, state_dir, record=record) as rt:
         if rt.recovery is not None and rt.recovery.needed:
             print(f"l3tui: {rt.recovery.message()}", file=sys.stderr)
-        sub = rt.subscribe("cli", maxsize=100_000)
+        if not record:
+            print("l3tui: --no-record: nothing of this run is recorded (no history, no audit "
+                  "trail, no recovery after a crash)", file=sys.stderr)  # fmt: skip
+        sub = rt.subscribe("cli", maxsize=100_000, committed=True)  # print what is on disk
         started = await start(rt)
         if not started.applied or started.execution_id is None:
             raise UsageError(started.message)
@@ -124,11 +136,24 @@ async def start_and_follow(
                 loop.remove_signal_handler(signum)
         state = done.result().value
         view = rt.execution(exec_id)
+        await rt.bus.durable()  # the summary says what the store has
         if view is not None:
             reporter.summary(view)
-    if interrupted:
-        return 130
-    return EXIT_FOR.get(state, 1)
+    code = 130 if interrupted else EXIT_FOR.get(state, 1)
+    return max(code, _recording_outcome(rt))
+
+
+def _recording_outcome(rt: Runtime) -> int:
+    """1 when part of the run could not be recorded (the store logged what), else 0."""
+    store = rt.store
+    if not rt.record:
+        return 0
+    if store.problem() is not None:
+        return 1
+    if store.outage_s:
+        print(f"l3tui: the state database could not be written for {store.outage_s:.1f}s; "
+              f"all {store.held_peak} event(s) held meanwhile were written", file=sys.stderr)
+    return 0
 
 
 def _duration(task: TaskView, now: float) -> str:
@@ -250,6 +275,9 @@ class LiveReporter(Reporter):
         from rich.console import Console
         from rich.live import Live
 
+        self.view: ExecutionView | None = None
+        """The newest view of the execution whose states the store has committed."""
+        self._pending: asyncio.Future[None] | None = None
         self.console = Console(stderr=False, highlight=False)
         self.live = Live(console=self.console, refresh_per_second=8, transient=False,
                          get_renderable=self.render)  # fmt: skip
@@ -260,13 +288,25 @@ class LiveReporter(Reporter):
     async def follow(self, sub: Subscription, done: asyncio.Future[Any]) -> None:
         with self.live:
             await super().follow(sub, done)
+            await self._committed_view()
             self.live.refresh()
+
+    def handle(self, events: list[ev.Event]) -> None:
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.ensure_future(self._committed_view())
+
+    async def _committed_view(self) -> None:
+        # A view taken now holds only states whose events are already published; once the
+        # store has those, the view may be shown.
+        view = self.rt.execution(self.exec_id)
+        await self.rt.bus.durable()
+        self.view = view
 
     def render(self) -> Any:
         from rich.table import Table
         from rich.text import Text
 
-        view = self.rt.execution(self.exec_id)
+        view = self.view
         now = time.time()
         table = Table.grid(padding=(0, 1))
         table.add_column(width=1)

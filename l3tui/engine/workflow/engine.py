@@ -2,9 +2,11 @@
 
 Event-driven, no loop per execution: a task becomes ready when its upstream tasks end,
 goes to the scheduler, runs when admitted, retries with backoff, and settles its
-dependants. A task's success is durable (the store has committed it) before any dependant
-is dispatched. Pause freezes running process groups and stops dispatch; a paused task's
-timeout does not tick. Every operator command returns whether it applied and is an event.
+dependants. Nothing acts before the store has it: an execution's first tasks are queued once
+its start is committed, and each attempt waits for the commit of its own start (which also
+covers every upstream success) before its action runs; many share one commit. Pause freezes
+running process groups and stops dispatch; a paused task's timeout does not tick. Every
+operator command returns whether it applied and is an event.
 """
 
 from __future__ import annotations
@@ -166,13 +168,18 @@ class WorkflowEngine:
     # ------------------------------------------------------------------ run
 
     def start(self, execution: Execution) -> None:
+        """Mark it running; its first tasks are queued once the store has committed its start
+        (at once when nothing is durable): no task runs for an execution a crash would lose."""
         live = self._live[execution.id]
         now = self.clock.time()
         execution.to(ExecState.RUNNING)
         execution.started_at = now
         self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id))
         arm_deadlines(live, self.bus, self.clock)
-        live.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            live.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # full or read-only disk: tasks run, their logs cannot be kept
+            log.warning("cannot create %s for task logs: %s", live.directory, exc.strerror)
         ready = live.tracker.initial()
         ready_set = set(ready)
         for task in live.definition.tasks:
@@ -180,6 +187,24 @@ class WorkflowEngine:
                 deps = ", ".join(task.dependencies)
                 self.transitions.move(execution, execution.tasks[task.id], TaskState.WAITING,
                                 f"waiting on {deps}")  # fmt: skip
+        if self.bus.has_durable:
+            live.first_dispatch = asyncio.get_running_loop().create_task(
+                self._dispatch_when_durable(live, ready), name=f"{execution.id}/dispatch")
+        else:
+            self._dispatch(live, ready)
+
+    async def dispatched(self, execution_id: str) -> None:
+        """Until a started execution's first tasks are queued (its start is committed)."""
+        live = self._live.get(execution_id)
+        if live is not None and live.first_dispatch is not None:
+            await asyncio.wait([live.first_dispatch])  # no raise if it was cancelled
+
+    async def _dispatch_when_durable(self, live: LiveExecution, ready: list[str]) -> None:
+        await self.bus.durable()
+        live.first_dispatch = None
+        self._dispatch(live, ready)  # (it is cancelled if the execution ends meanwhile)
+
+    def _dispatch(self, live: LiveExecution, ready: list[str]) -> None:
         for task_id in ready:
             self._judge_and_queue(live, task_id)
         self._maybe_finish(live)
@@ -299,7 +324,7 @@ class WorkflowEngine:
         ):
             self._schedule_retry(live, run, task, reason, outcome)
             return
-        await self._complete(live, run, outcome, reason)
+        self._finish_task(live, run, outcome, reason)  # a dependant's start commit covers it
 
     def _schedule_retry(
         self, live: LiveExecution, run: TaskRun, task: TaskDef, error: str, outcome: TaskState
@@ -324,17 +349,8 @@ class WorkflowEngine:
         if live.execution.state == ExecState.PAUSED:
             timer.pause()
 
-    async def _complete(
-        self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str
-    ) -> None:
-        self._finish_task(live, run, state, reason, settle=False)
-        if state == TaskState.SUCCEEDED and self.bus.has_durable:
-            await self.bus.durable()  # success is on disk before a dependant starts
-        self._settle(live, run.task_id)
-
-    def _finish_task(
-        self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str, settle: bool = True
-    ) -> None:
+    def _finish_task(self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str
+                     ) -> None:  # fmt: skip
         execution = live.execution
         now = self.clock.time()
         if run.state != state:
@@ -347,8 +363,7 @@ class WorkflowEngine:
             wait_s=run.wait_s, reason=reason, peak_cpu_pct=run.peak_cpu_pct,
             peak_rss=run.peak_rss, avg_cpu_pct=round(run.avg_cpu_pct, 1), avg_rss=run.avg_rss,
         ))  # fmt: skip
-        if settle:
-            self._settle(live, run.task_id)
+        self._settle(live, run.task_id)
 
     def _settle(self, live: LiveExecution, task_id: str) -> None:
         for child in live.tracker.settle(task_id):
@@ -381,6 +396,8 @@ class WorkflowEngine:
         execution.finished_at = self.clock.time()
         for handle in live.deadline_timers:
             handle.cancel()
+        if live.first_dispatch is not None:
+            live.first_dispatch.cancel()
         duration = execution.finished_at - (execution.started_at or execution.created_at)
         self.bus.publish(ev.ExecutionFinished(
             at=execution.finished_at, execution_id=execution.id,

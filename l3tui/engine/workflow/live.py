@@ -55,6 +55,8 @@ class LiveExecution:
     """The `l3.*` placeholder values shared by all its tasks."""
     unfinished: int = 0
     """Tasks not yet in a terminal state; the execution ends when it reaches 0."""
+    first_dispatch: asyncio.Task[None] | None = None
+    """Queues its first tasks once the store has committed its start."""
 
 
 class TaskTransitions:
