@@ -267,6 +267,8 @@ class Store:
         """Commit `events`, or hold them (degraded), or count them lost (stopped)."""
         if self.stopped is not None:
             self.unrecorded += len(events)
+            if self._held:  # the prefix held before recording stopped is still written
+                await self._flush_held()
             return
         if self.degraded is None and not self._held:
             error = await self._commit_with_retries(events)
