@@ -146,11 +146,19 @@ def _open_ro(path: Path, immutable: bool) -> sqlite3.Connection:
     return conn
 
 
+def _wal_size(path: Path) -> int:
+    try:
+        return os.stat(f"{path}-wal").st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _nobody_can_write(path: Path) -> bool:
-    """A WAL database in a directory we cannot write, with no write-ahead log: no writer can
-    exist (it would need that file), so it can be read as immutable. `mode=ro` alone fails
-    there, because it must create the shared-memory file beside the database."""
-    return not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists()
+    """A database in a directory we cannot write, without the shared-memory file that
+    `mode=ro` would have to create there, and with nothing in a write-ahead log: no writer
+    can be at work (it would have made both), so the file can be read as immutable."""
+    return (not os.access(path.parent, os.W_OK) and not Path(f"{path}-shm").exists()
+            and _wal_size(path) == 0)  # fmt: skip
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
@@ -168,7 +176,7 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
         except sqlite3.OperationalError as exc:
             if "unable to open" not in str(exc):
                 raise
-            if Path(f"{path}-wal").exists() and not Path(f"{path}-shm").exists():
+            if _wal_size(path) and not Path(f"{path}-shm").exists():
                 raise StateError(f"state database {path} cannot be read: its write-ahead log "
                                  f"{path.name}-wal needs a {path.name}-shm file that cannot be "
                                  "created here (read-only directory)") from None  # fmt: skip

@@ -223,11 +223,12 @@ class Store:
                 f"({why}); its history there is incomplete")
 
     async def _close_connections(self) -> None:
-        # The reader first: the last connection to close checkpoints the WAL into the
-        # database file, and only the writer can.
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            reader.close()
+        # Normally the reader first: the last connection to close checkpoints the WAL into
+        # the database file, and only the writer can. When the file was deleted or
+        # truncated under us, the writer first, so nothing is checkpointed into it (that
+        # would leave a malformed file; an empty one with a stale log starts afresh).
+        if not self.lost:
+            self._close_reader()
         if self._pool is not None:
             try:
                 await self._in_writer(self._writer.close, not self.lost)
@@ -235,6 +236,12 @@ class Store:
                 log.warning("store: closing %s: %s", self.path, exc)
             pool, self._pool = self._pool, None
             pool.shutdown(wait=False)
+        self._close_reader()
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()
 
     # ------------------------------------------------------------------ reading
 
@@ -254,6 +261,10 @@ class Store:
         while True:
             try:
                 if self.degraded is None:
+                    await sub.get_batch_wait()
+                    # One turn of the loop first: what woke us (a success) usually set going
+                    # what waits for it (a dependant's start); both then share this commit.
+                    await asyncio.sleep(0)
                     events = await sub.get_batch(self.batch_rows)
                 else:
                     events = await self._next_while_degraded(sub)
@@ -401,7 +412,7 @@ class Store:
             left = deadline - time.monotonic()
             if not self._held or left <= 0:
                 return
-            await asyncio.sleep(min(self._backoff, left))
+            await asyncio.sleep(min(self._backoff, 1.0, left))  # idle now: retry often
 
     def _notice(self, message: str, severity: str) -> None:
         level = logging.ERROR if severity in ("error", "critical") else logging.INFO

@@ -3,10 +3,11 @@ executor, with its timeout, output and metrics; freezing and thawing a running a
 WorkflowEngine owns the records and decides what an ending means; this module only runs
 what it is given and reports how it ended.
 
-Durability before action: an attempt's start is published and, when something durable
-listens (the store), committed before its action runs or its process is spawned (a process
-attempt is recorded as opened, then as started with its pid). Attempts admitted together
-share that commit, and it also covers every upstream success published before it."""
+Durability before action: a process attempt is recorded as opened and, when something
+durable listens (the store), that record is committed before the process is spawned; then
+it is recorded as started with its pid. Attempts admitted together share that commit, and
+it also covers every upstream success published before it. In-process jobs (`noop`) act on
+nothing and do not wait."""
 
 from __future__ import annotations
 
@@ -62,9 +63,8 @@ class AttemptRunner:
             attempt.permanent = True
             self._publish_started(execution, run, None, (), wait)
             return TaskState.FAILED, str(exc), None
-        if isinstance(job, InProcessJob):
+        if isinstance(job, InProcessJob):  # `noop`: nothing acts, so nothing to wait for
             self._publish_started(execution, run, None, (task.action,), wait)
-            await self._durable()
             return await self._execute_in_process(run, job, attempt)
         return await self._execute_process(live, run, job, attempt, wait, live.directory)
 

@@ -2,11 +2,11 @@
 
 Event-driven, no loop per execution: a task becomes ready when its upstream tasks end,
 goes to the scheduler, runs when admitted, retries with backoff, and settles its
-dependants. Nothing acts before the store has it: an execution's first tasks are queued once
-its start is committed, and each attempt waits for the commit of its own start (which also
-covers every upstream success) before its action runs; many share one commit. Pause freezes
-running process groups and stops dispatch; a paused task's timeout does not tick. Every
-operator command returns whether it applied and is an event.
+dependants. Nothing acts before the store has it: an execution's first tasks are queued
+once its start is committed, and each process attempt waits for the commit of its own start
+(which covers every upstream success too) before it is spawned; many share one commit.
+Pause freezes running process groups and stops dispatch; a paused task's timeout does not
+tick. Every operator command returns whether it applied and is an event.
 """
 
 from __future__ import annotations
