@@ -176,36 +176,36 @@ class WorkflowEngine:
         execution.started_at = now
         self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id))
         arm_deadlines(live, self.bus, self.clock)
-        try:
-            live.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # full or read-only disk: tasks run, their logs cannot be kept
-            log.warning("cannot create %s for task logs: %s", live.directory, exc.strerror)
-        ready = live.tracker.initial()
-        ready_set = set(ready)
+        live.make_directory()
+        ready = set(live.tracker.initial())
         for task in live.definition.tasks:
-            if task.id not in ready_set:
+            if task.id not in ready:
                 deps = ", ".join(task.dependencies)
                 self.transitions.move(execution, execution.tasks[task.id], TaskState.WAITING,
                                 f"waiting on {deps}")  # fmt: skip
-        if self.bus.has_durable:
-            live.first_dispatch = asyncio.get_running_loop().create_task(
-                self._dispatch_when_durable(live, ready), name=f"{execution.id}/dispatch")
-        else:
-            self._dispatch(live, ready)
+        if not self.bus.has_durable:
+            self._dispatch(live)
+            return
+        live.first_dispatch = asyncio.get_running_loop().create_task(
+            self.dispatched(execution.id), name=f"{execution.id}/dispatch")
 
     async def dispatched(self, execution_id: str) -> None:
-        """Until a started execution's first tasks are queued (its start is committed)."""
+        """Until the store has a started execution's start; its first tasks are queued
+        before this returns (not a loop turn later, so none of them has begun yet)."""
         live = self._live.get(execution_id)
-        if live is not None and live.first_dispatch is not None:
-            await asyncio.wait([live.first_dispatch])  # no raise if it was cancelled
+        if live is not None and not live.dispatched:
+            await self.bus.durable()
+            self._dispatch(live)
 
-    async def _dispatch_when_durable(self, live: LiveExecution, ready: list[str]) -> None:
-        await self.bus.durable()
-        live.first_dispatch = None
-        self._dispatch(live, ready)  # (it is cancelled if the execution ends meanwhile)
-
-    def _dispatch(self, live: LiveExecution, ready: list[str]) -> None:
-        for task_id in ready:
+    def _dispatch(self, live: LiveExecution) -> None:
+        """Queue the first tasks, once (whichever wait for the store ends first)."""
+        pending, live.first_dispatch = live.first_dispatch, None
+        if pending is not None and pending is not asyncio.current_task():
+            pending.cancel()
+        if live.dispatched or live.execution.state.terminal:
+            return
+        live.dispatched = True
+        for task_id in live.tracker.initial():
             self._judge_and_queue(live, task_id)
         self._maybe_finish(live)
 
@@ -398,6 +398,7 @@ class WorkflowEngine:
             handle.cancel()
         if live.first_dispatch is not None:
             live.first_dispatch.cancel()
+            live.first_dispatch = None
         duration = execution.finished_at - (execution.started_at or execution.created_at)
         self.bus.publish(ev.ExecutionFinished(
             at=execution.finished_at, execution_id=execution.id,
