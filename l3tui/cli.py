@@ -2,13 +2,15 @@
 `l3tui.commands.<name>` and imported only when that command runs (cold start matters:
 `l3tui run` and `l3tui validate` never import Textual).
 
-Exit codes: 0 success, 1 failure (invalid config, failed execution, locked state),
+Exit codes: 0 success, 1 failure (invalid config, failed execution, locked state, a state
+dir or database that cannot record, a run not fully recorded, a full or read-only disk),
 2 usage error, 130 interrupted, 70 internal error (details written to a crash file).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -118,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="template param (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    p.add_argument("--no-record", action="store_true",
+                   help="run without the state database: no history, audit trail or crash "
+                   "recovery (for a read-only or full state directory)")  # fmt: skip
 
     p = sub.add_parser(
         "validate",
@@ -259,8 +264,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (l3tui history | head): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            return _internal_error(exc)
+        # The machine said no (full disk, read-only filesystem, permissions): say what and
+        # where in one line; it is not a bug of ours.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"l3tui: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:
         return _internal_error(exc)
+
+
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                 errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+                                 errno.EMFILE, errno.ENFILE})  # fmt: skip
 
 
 def _do_reset_state(args: argparse.Namespace) -> None:

@@ -143,6 +143,9 @@ class LiveReporter(Reporter):
         from rich.console import Console
         from rich.live import Live
 
+        self.view: ExecutionView | None = None
+        """The newest view of the execution whose states the store has committed."""
+        self._pending: asyncio.Future[None] | None = None
         self.console = Console(stderr=False, highlight=False)
         self.live = Live(console=self.console, refresh_per_second=8, transient=False,
                          get_renderable=self.render)  # fmt: skip
@@ -153,13 +156,26 @@ class LiveReporter(Reporter):
     async def follow(self, sub: Subscription, done: asyncio.Future[Any]) -> None:
         with self.live:
             await super().follow(sub, done)
+            await self._committed_view()
             self.live.refresh()
+
+    def handle(self, events: list[ev.Event]) -> None:
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.ensure_future(self._committed_view())
+
+    async def _committed_view(self) -> None:
+        # A view taken now holds only states whose events are already published; once the
+        # store has those, the view may be shown. (Attached to a daemon, the daemon's store
+        # committed what it pushed: nothing to wait for here.)
+        view = self.rt.execution(self.exec_id)
+        await self.rt.bus.durable()
+        self.view = view
 
     def render(self) -> Any:
         from rich.table import Table
         from rich.text import Text
 
-        view = self.rt.execution(self.exec_id)
+        view = self.view
         now = time.time()
         table = Table.grid(padding=(0, 1))
         table.add_column(width=1)

@@ -1,8 +1,9 @@
 """Helpers shared by the commands that read the store (history, show, logs, report, audit):
 opening it read-only, `--since`, times and durations, plain-text tables.
 
-They never take the state lock, so they work while another l3tui runs, and never import
-Textual.
+They never take the state lock and never write (not even SQLite's shared-memory file: on
+a read-only state directory or filesystem the database is read as immutable), so they work
+while another l3tui runs and on a read-only copy; they never import Textual.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from l3tui.store.database import connect_readonly, db_path
 
 
 def open_store(args: argparse.Namespace) -> sqlite3.Connection:
+    """The state database, read-only (StateError with the reason when it cannot be read)."""
     return connect_readonly(db_path(resolve_state_dir(getattr(args, "state", None))))
 
 

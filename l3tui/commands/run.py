@@ -5,6 +5,11 @@ line); otherwise plain timestamped lines (task output prefixed with the task id)
 lines with `--json`. Exit 0 succeeded, 1 failed or cancelled, 130 interrupted. The first
 Ctrl-C (or SIGTERM, or SIGHUP: the terminal went away) cancels: every task gets SIGTERM,
 then SIGKILL after the grace period; a second Ctrl-C kills at once.
+
+What is printed is what the store has committed: lines come from a committed subscription
+and the live tree shows a state once the store has it, so a task printed as succeeded is on
+disk. Exit 1 as well when part of the run could not be recorded; `--no-record` runs without
+the store.
 """
 
 from __future__ import annotations
@@ -59,19 +64,21 @@ def run(args: argparse.Namespace) -> int:
         # Through the Runtime's command, so the run is an audited operator action.
         return await rt.run_workflow(args.workflow, params, trigger="cli")
 
-    return follow(config, resolve_state_dir(args.state), start, mode, bidi)
+    record = not getattr(args, "no_record", False)
+    return follow(config, resolve_state_dir(args.state), start, mode, bidi, record=record)
 
 
 def follow(config: Config, state_dir: Path, start: Callable[[Any], Awaitable[OpResult]],
-           mode: str, bidi: bool) -> int:  # fmt: skip
-    """Run in the daemon serving `state_dir` if one does, else in this process."""
+           mode: str, bidi: bool, *, record: bool = True) -> int:  # fmt: skip
+    """Run in the daemon serving `state_dir` if one does, else in this process. `--no-record`
+    always runs here (without the store, so beside a daemon too)."""
     from l3tui.daemon.client import daemon_answers
 
-    if daemon_answers(state_dir):
+    if record and daemon_answers(state_dir):
         from l3tui.commands._attached import follow_attached
 
         return asyncio.run(follow_attached(state_dir, start, mode, bidi))
-    return asyncio.run(start_and_follow(config, state_dir, start, mode, bidi))
+    return asyncio.run(start_and_follow(config, state_dir, start, mode, bidi, record=record))
 
 
 async def start_and_follow(
@@ -80,6 +87,8 @@ async def start_and_follow(
     start: Callable[[Runtime], Awaitable[OpResult]],
     mode: str,
     bidi: bool,
+    *,
+    record: bool = True,
 ) -> int:
     """Open a Runtime, start an execution with `start`, follow it to the end; the exit code.
 
@@ -89,12 +98,15 @@ async def start_and_follow(
 
     loop = asyncio.get_running_loop()
     # adopt_orphans: this process is l3tui alone, whatever re-parents to it is a task's.
-    async with Runtime(config, state_dir, adopt_orphans=True) as rt:
+    async with Runtime(config, state_dir, adopt_orphans=True, record=record) as rt:
         for note in rt.store.notes:
             print(f"l3tui: warning: {note}", file=sys.stderr)
         if rt.recovery is not None and rt.recovery.needed:
             print(f"l3tui: {rt.recovery.message()}", file=sys.stderr)
-        sub = rt.subscribe("cli", maxsize=100_000)
+        if not record:
+            print("l3tui: --no-record: nothing of this run is recorded (no history, no audit "
+                  "trail, no recovery after a crash)", file=sys.stderr)  # fmt: skip
+        sub = rt.subscribe("cli", maxsize=100_000, committed=True)  # print what is on disk
         started = await start(rt)
         if not started.applied or started.execution_id is None:
             raise UsageError(started.message)
@@ -134,8 +146,21 @@ async def start_and_follow(
             hangup.remove()
         state = done.result().value
         view = rt.execution(exec_id)
+        await rt.bus.durable()  # the summary says what the store has
         if view is not None:
             reporter.summary(view)
-    if interrupted:
-        return 130
-    return EXIT_FOR.get(state, 1)
+    code = 130 if interrupted else EXIT_FOR.get(state, 1)
+    return max(code, _recording_outcome(rt))
+
+
+def _recording_outcome(rt: Runtime) -> int:
+    """1 when part of the run could not be recorded (the store logged what), else 0."""
+    store = rt.store
+    if not rt.record:
+        return 0
+    if store.problem() is not None:
+        return 1
+    if store.outage_s:
+        print(f"l3tui: the state database could not be written for {store.outage_s:.1f}s; "
+              f"all {store.held_peak} event(s) held meanwhile were written", file=sys.stderr)
+    return 0

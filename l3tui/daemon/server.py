@@ -25,7 +25,7 @@ import stat
 import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from l3tui.daemon.protocol import (
 from l3tui.daemon.wire import to_wire
 from l3tui.engine import events as ev
 from l3tui.engine.api import ExecutionView, OpResult
+from l3tui.engine.bus import Subscription
 from l3tui.errors import StateError
 from l3tui.runtime import Runtime
 from l3tui.sanitize import clean
@@ -138,7 +139,7 @@ class DaemonServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dirty = asyncio.Event()
         self._remembered: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
-        self._unlisten: Callable[[], None] | None = None
+        self._events: Subscription | None = None
         self.snapshot_cost_s = 0.0
         self._encoded: dict[str, tuple[ExecutionView, bytes]] = {}
         """Each shown execution's JSON, kept while its view is the same object."""
@@ -164,23 +165,30 @@ class DaemonServer:
         os.chmod(self.path, 0o600)
         DaemonInfo(os.getpid(), str(self.path), self.instance, self.since, self.host,
                    __version__).write(self.state_dir)  # fmt: skip
-        self._unlisten = self.runtime.bus.add_listener(self._on_event)
+        # Clients hear of an event only once the store has it (a success a console shows is
+        # on disk), in order; lossy only past 200,000 behind, and then every client resyncs.
+        self._events = self.runtime.bus.subscribe("daemon", maxsize=200_000, committed=True)
+        self._spawn(self._pump_events(self._events), "daemon-events")
         self._spawn(self._push_snapshots(), "daemon-snapshots")
 
     async def close(self) -> None:
-        if self._unlisten is not None:
-            self._unlisten()
-            self._unlisten = None
         if self._server is not None:
             self._server.close()
             self._server = None
         # What clients were sent last (the end of the executions the stop cancelled) should
-        # reach them: a bounded moment for their queues to drain.
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and any(
-            c.replies or c.events for c in self.clients if not c.closed
+        # reach them: a bounded moment for the store to commit it, the pump to take it and
+        # the clients' queues to drain.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.runtime.bus.durable(), 5.0)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and (
+            (self._events is not None and self._events.pending())
+            or any(c.replies or c.events for c in self.clients if not c.closed)
         ):
             await asyncio.sleep(0.02)
+        if self._events is not None:
+            self._events.close()
+            self._events = None
         for client in list(self.clients):
             await self._drop(client, "the daemon is stopping")
         for task in list(self._tasks):
@@ -212,6 +220,22 @@ class DaemonServer:
 
     # ------------------------------------------------------------------ pushing
 
+    async def _pump_events(self, sub: Subscription) -> None:
+        dropped = 0
+        while True:
+            try:
+                batch = await sub.get_batch(5000)
+            except StopAsyncIteration:
+                return
+            if sub.dropped != dropped:
+                dropped = sub.dropped
+                for client in self.clients:
+                    if client.subscribed and client.resync is None:
+                        client.resync = f"the daemon fell behind: {dropped} event(s) dropped"
+                        client.wake.set()
+            for event in batch:
+                self._on_event(event)
+
     def _on_event(self, event: ev.Event) -> None:
         self.seq += 1
         if not isinstance(event, ev.ResourceSampled):
@@ -234,6 +258,9 @@ class DaemonServer:
             self._dirty.clear()
             if any(c.subscribed and c.want_snapshots for c in self.clients):
                 line = self._snapshot_line()
+                # It shows states whose events are published; once the store has them, it
+                # may be shown.
+                await self.runtime.bus.durable()
                 for client in self.clients:
                     client.push_snapshot(line)
                 interval = max(self.min_push_s, 5 * self.snapshot_cost_s)

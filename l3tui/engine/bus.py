@@ -4,8 +4,13 @@
 console, `--json`) keeps its newest `maxsize` events and counts what it dropped, so a slow
 reader never stalls the engine. A durable subscriber (the store) is never dropped from; it
 acknowledges what it has committed, and `await bus.durable()` returns once everything
-published so far is acknowledged: the engine uses it so a task's success is on disk before
-its dependants start (many tasks share one wait: group commit).
+published so far is acknowledged: the engine uses it so an execution and each attempt are
+on disk before a process is spawned (many attempts share one wait: group commit).
+
+A `committed` subscriber (the console, `l3tui run`'s printer) receives each event only once
+every durable subscriber has acknowledged it and everything published before it, in
+publication order: what it shows as done is on disk. Without a durable subscriber
+(`--no-record`) it receives events at once, and nothing ever waits.
 """
 
 from __future__ import annotations
@@ -25,28 +30,51 @@ EventFilter = Callable[[Event], bool]
 class Subscription:
     """One subscriber's queue. Iterate it (`async for event in sub`) or `get_batch()`."""
 
-    __slots__ = ("_accepts", "_acked", "_bus", "_queue", "_waiter", "_waiters", "closed",
-                 "delivered", "dropped", "durable", "maxsize", "name")  # fmt: skip
+    __slots__ = ("_accepts", "_acked", "_bus", "_queue", "_seqs", "_unconfirmed", "_waiter",
+                 "_waiters", "closed", "committed", "delivered", "dropped", "durable",
+                 "maxsize", "name")  # fmt: skip
 
     def __init__(
-        self, bus: EventBus, name: str, maxsize: int, durable: bool, accepts: EventFilter | None
+        self,
+        bus: EventBus,
+        name: str,
+        maxsize: int,
+        durable: bool,
+        accepts: EventFilter | None,
+        committed: bool = False,
     ) -> None:
         self._bus = bus
         self.name = name
         self.maxsize = maxsize
         self.durable = durable
+        self.committed = committed and not durable
         self._accepts = accepts
         self._queue: deque[Event] = deque(maxlen=None if durable else maxsize)
         self._waiter: asyncio.Future[None] | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._acked = 0
+        self._seqs: deque[int] = deque()
+        """Durable: the bus sequence number of each delivered, unacknowledged event."""
+        self._unconfirmed: deque[tuple[int, Event]] = deque()
+        """Committed: (sequence number, event) not yet acknowledged by the durable ones."""
         self.delivered = 0
         self.dropped = 0
         self.closed = False
 
-    def _offer(self, event: Event) -> None:
+    def _offer(self, event: Event, seq: int) -> None:
         if self._accepts is not None and not self._accepts(event):
             return
+        if self.durable:
+            self._seqs.append(seq)
+        elif self.committed and self._bus._durable:
+            if len(self._unconfirmed) >= self.maxsize:
+                self._unconfirmed.popleft()
+                self.dropped += 1
+            self._unconfirmed.append((seq, event))
+            return
+        self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
         queue = self._queue
         if len(queue) == self.maxsize and not self.durable:
             self.dropped += 1  # the deque drops the oldest itself
@@ -57,6 +85,17 @@ class Subscription:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _release(self, frontier: int) -> None:
+        """Committed: deliver what every durable subscriber has acknowledged."""
+        unconfirmed = self._unconfirmed
+        while unconfirmed and unconfirmed[0][0] <= frontier:
+            self._deliver(unconfirmed.popleft()[1])
+
+    def frontier(self) -> int | None:
+        """Durable: the bus sequence number up to which everything it took is acknowledged
+        (None: it holds nothing unacknowledged)."""
+        return self._seqs[0] - 1 if self._seqs else None
 
     def pending(self) -> int:
         return len(self._queue)
@@ -90,6 +129,10 @@ class Subscription:
     def ack(self, count: int) -> None:
         """A durable subscriber has committed `count` more events."""
         self._acked += count
+        seqs = self._seqs
+        for _ in range(min(count, len(seqs))):
+            seqs.popleft()
+        self._bus._confirmed()
         if self._waiters:
             keep = []
             for target, future in self._waiters:
@@ -128,6 +171,7 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
         self._durable: list[Subscription] = []
+        self._committed: list[Subscription] = []
         self._listeners: list[Callable[[Event], None]] = []
         self.published = 0
 
@@ -138,11 +182,19 @@ class EventBus:
         maxsize: int = 10_000,
         durable: bool = False,
         accepts: EventFilter | None = None,
+        committed: bool = False,
     ) -> Subscription:
-        sub = Subscription(self, name, maxsize, durable, accepts)
-        self._subs.append(sub)
+        """`durable`: never dropped from, acknowledges what it committed (the store).
+        `committed`: sees an event only once the durable subscribers acknowledged it."""
+        sub = Subscription(self, name, maxsize, durable, accepts, committed)
         if durable:
+            # Durable ones first, so an event is counted as theirs before anyone waits on it.
+            self._subs.insert(len(self._durable), sub)
             self._durable.append(sub)
+        else:
+            self._subs.append(sub)
+        if sub.committed:
+            self._committed.append(sub)
         return sub
 
     def add_listener(self, callback: Callable[[Event], None]) -> Callable[[], None]:
@@ -154,13 +206,31 @@ class EventBus:
     def _remove(self, sub: Subscription) -> None:
         if sub in self._subs:
             self._subs.remove(sub)
+        if sub in self._committed:
+            self._committed.remove(sub)
         if sub in self._durable:
             self._durable.remove(sub)
+            self._confirmed()
+
+    def _confirmed(self) -> None:
+        """A durable subscriber acknowledged (or left): release what committed ones may see."""
+        if not self._committed:
+            return
+        frontier = self.published
+        for sub in self._durable:
+            mark = sub.frontier()
+            if mark is not None and mark < frontier:
+                frontier = mark
+        for sub in self._committed:
+            sub._release(frontier)
 
     def publish(self, event: Event) -> None:
         self.published += 1
+        seq = self.published
         for sub in self._subs:
-            sub._offer(event)
+            sub._offer(event, seq)
+        if self._committed:
+            self._confirmed()  # nothing of a durable subscriber's may be pending
         for listener in self._listeners:
             try:
                 listener(event)

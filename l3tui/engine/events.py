@@ -92,6 +92,21 @@ class TaskStateChanged(Event):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AttemptOpened(Event):
+    """An attempt's process is about to be spawned. Its record is committed before the
+    spawn (with the group commit of whatever else is pending): after a crash an attempt
+    recorded as opened, without a pid, is known to have been at most about to start."""
+
+    kind: ClassVar[str] = "attempt_opened"
+    execution_id: str
+    task_id: str
+    attempt: int
+    log_path: str | None
+    command: tuple[str, ...]
+    wait_s: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TaskStarted(Event):
     kind: ClassVar[str] = "task_started"
     execution_id: str
@@ -255,7 +270,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
         ExecutionCreated, ExecutionStarted, ExecutionPaused, ExecutionResumed,
-        ExecutionFinished, TaskStateChanged, TaskStarted, TaskRetrying, TaskFinished,
+        ExecutionFinished, TaskStateChanged, AttemptOpened, TaskStarted, TaskRetrying,
+        TaskFinished,
         TaskOutput, TaskMetric, DeadlineMissed, OperatorAction, ResourceSampled,
         ScheduleFired, ScheduleChanged, AlertChanged, SystemNotice, BottleneckChanged,
     )

@@ -38,7 +38,11 @@ from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.resources.manager import ResourceManager
 from l3tui.engine.resources.sampler import Sampler
 from l3tui.engine.scheduling.queue_report import QueueReport, build_report
-from l3tui.engine.scheduling.recurring import RecurringScheduler, ScheduleStateStore
+from l3tui.engine.scheduling.recurring import (
+    RecurringScheduler,
+    ScheduleState,
+    ScheduleStateStore,
+)
 from l3tui.engine.scheduling.scheduler import TaskScheduler
 from l3tui.engine.scheduling.timing import keep_time
 from l3tui.engine.workflow.engine import WorkflowEngine
@@ -57,6 +61,16 @@ from l3tui.store.views import plan_resume, recent_views
 log = logging.getLogger(__name__)
 
 
+class _Unrecorded:
+    """Recurring-task state when nothing is recorded (`--no-record`): none is read or kept."""
+
+    async def load(self) -> dict[str, ScheduleState]:
+        return {}
+
+    async def save(self, schedule_id: str, state: ScheduleState) -> None:
+        return None
+
+
 class Runtime:
     """One l3tui instance: config in, executions out, everything observable."""
 
@@ -73,6 +87,7 @@ class Runtime:
         schedule_store: ScheduleStateStore | None = None,
         fire_schedules: bool = False,
         adopt_orphans: bool = False,
+        record: bool = True,
     ) -> None:
         self.config = config
         self.state_dir = state_dir.expanduser().resolve()
@@ -100,12 +115,14 @@ class Runtime:
         self.watch_config = watch_config
         self.reloader = ConfigReloader(config, self._apply_config, self.bus, self.clock.time)
         self.engine.on_finished.append(self._on_execution_finished)
+        self.record = record
+        """False (`l3tui run --no-record`): no store at all, so nothing waits for a disk."""
         self.store = Store(self.state_dir, actor=self.actor, retention=sched.retention,
                            now=self.clock.time)  # fmt: skip
-        self.recurring = RecurringScheduler(
-            config, self.clock, self.bus, schedule_store or SqliteScheduleStore(self.store),
-            self.run_workflow,
-        )  # fmt: skip
+        if schedule_store is None:
+            schedule_store = SqliteScheduleStore(self.store) if record else _Unrecorded()
+        self.recurring = RecurringScheduler(config, self.clock, self.bus, schedule_store,
+                                            self.run_workflow)  # fmt: skip
         self.fire_schedules = fire_schedules
         """Long-lived consoles and daemons fire recurring tasks; `l3tui run` does not."""
         self.recovery: RecoveryReport | None = None
@@ -122,18 +139,26 @@ class Runtime:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Runtime:
-        # Before anything runs: make the state dir private, lock it, open (or refuse) the
-        # database, mark what a previous instance left running as interrupted and kill its
-        # leftover processes.
-        grace_s = self.config.scheduling.execution.grace_period / 1000
-        self.recovery = await self.store.open(self.bus, grace_s=grace_s)
-        try:
-            (self.state_dir / "runs").mkdir(exist_ok=True)
-            self.views.stored_recent = await self.store.read(recent_views, 50)
+        if self.record:
+            # Before anything runs: make the state dir private, lock it, open (or refuse) the
+            # database, mark what a previous instance left running as interrupted and kill its
+            # leftover processes. A state dir or database that cannot record is refused here.
+            grace_s = self.config.scheduling.execution.grace_period / 1000
+            self.recovery = await self.store.open(self.bus, grace_s=grace_s)
+            try:
+                (self.state_dir / "runs").mkdir(exist_ok=True)
+                self.views.stored_recent = await self.store.read(recent_views, 50)
+                await self.recurring.load()
+            except BaseException:
+                await self.store.close()
+                raise
+        else:
+            try:
+                (self.state_dir / "runs").mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.warning("task logs cannot be kept under %s: %s", self.state_dir,
+                            exc.strerror or exc)  # fmt: skip
             await self.recurring.load()
-        except BaseException:
-            await self.store.close()
-            raise
         self.spawn(keep_time(self.scheduler), "scheduler-timers")
         self.spawn(self.resources.run(), "resource-sampler")
         if self.fire_schedules:
@@ -174,7 +199,8 @@ class Runtime:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        await self.store.close()
+        if self.record:
+            await self.store.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task the Runtime owns (cancelled on close; errors logged)."""
@@ -264,7 +290,9 @@ class Runtime:
         except UsageError as exc:
             result = OpResult(False, str(exc))
         else:
+            # Its tasks are queued once the store has its start: none runs unrecorded.
             self.engine.start(execution)
+            await self.engine.dispatched(execution.id)
             result = OpResult(True, f"started {workflow_id} as {execution.id}", execution.id)
         self.bus.publish(ev.OperatorAction(at=self.clock.time(), action="run",
                                            execution_id=result.execution_id, task_id=None,
@@ -308,9 +336,14 @@ class Runtime:
             result = OpResult(False, str(exc))
         else:
             self.engine.start(execution)
-            kept = f"{len(plan.keep)} succeeded task(s) kept" if plan.keep else "nothing kept"
-            result = OpResult(True, f"resumed {plan.execution_id} as {execution.id} ({kept}, "
-                              f"{len(plan.rerun)} to run)", execution.id)  # fmt: skip
+            await self.engine.dispatched(execution.id)
+            kept = (f"{len(plan.keep)} succeeded task(s) kept: {_listing(plan.keep)}"
+                    if plan.keep else "nothing kept")  # fmt: skip
+            again = _listing([f"{t} ({why})" for t, why in zip(plan.rerun, plan.why,
+                                                               strict=True)])  # fmt: skip
+            result = OpResult(True, f"resumed {plan.execution_id} as {execution.id} ({kept}; "
+                              f"{len(plan.rerun)} to run, the store never saw them succeed: "
+                              f"{again or '-'})", execution.id)  # fmt: skip
         self.bus.publish(ev.OperatorAction(
             at=self.clock.time(), action="resume-interrupted",
             execution_id=result.execution_id or execution_id, task_id=None,
@@ -363,12 +396,21 @@ class Runtime:
         return self.config.dashboard
 
     async def wait(self, execution_id: str) -> ExecState:
-        return await self.engine.wait(execution_id)
+        """Until the execution has ended and the store has its end (so a subscriber has
+        been handed every event of it)."""
+        state = await self.engine.wait(execution_id)
+        await self.bus.durable()
+        return state
 
     # ------------------------------------------------------------------ views
 
-    def subscribe(self, name: str = "console", maxsize: int = 10_000) -> Subscription:
-        return self.bus.subscribe(name, maxsize=maxsize)
+    def subscribe(
+        self, name: str = "console", maxsize: int = 10_000, *, committed: bool = False
+    ) -> Subscription:
+        """`committed=True`: each event only once the store has committed it (and all
+        before it), in order, so what a reader shows as done is on disk (`l3tui run`'s
+        printer). At once when nothing is recorded."""
+        return self.bus.subscribe(name, maxsize=maxsize, committed=committed)
 
     def execution(self, execution_id: str) -> ExecutionView | None:
         return self.views.execution(execution_id)
@@ -389,3 +431,8 @@ class Runtime:
 
     def workflows(self) -> Sequence[WorkflowInfo]:
         return workflow_infos(self.config)
+
+
+def _listing(items: Sequence[str], most: int = 8) -> str:
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")

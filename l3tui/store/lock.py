@@ -65,8 +65,13 @@ class StateLock:
         holder = Holder(os.getpid(), command or _command_line(), time.time())
         payload = json.dumps({"pid": holder.pid, "command": holder.command,
                               "since": holder.since}).encode()  # fmt: skip
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, payload, 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, payload, 0)
+        except OSError as exc:  # a full disk: a state dir that cannot take 100 bytes
+            os.close(fd)
+            raise StateError(f"cannot write the lock file {self.path}: {exc.strerror}; "
+                             "nothing could be recorded there") from None  # fmt: skip
         self._fd = fd
 
     def release(self) -> None:

@@ -40,7 +40,8 @@ class InterruptedExecution:
     last_seen: float
     """Time of its last recorded event: about when l3tui died."""
     open_tasks: tuple[tuple[str, str, int], ...]
-    """(task id, recorded state, attempt) of every task that had not ended."""
+    """(task id, recorded state, attempt) of every task that had not ended; the state is
+    `starting` when its last attempt was recorded as opened but not as started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,13 @@ def find_interrupted(conn: sqlite3.Connection) -> list[InterruptedExecution]:
             "SELECT task_id, state, attempt FROM task_runs WHERE execution_id = ? "
             "ORDER BY position", (exec_id,),
         ).fetchall()  # fmt: skip
-        open_tasks = tuple((t, s, a) for t, s, a in tasks if s not in TERMINAL_TASK_STATES)
+        # An attempt recorded as opened but never as started was at most about to spawn its
+        # process (a process spawned in that window is found by its environment).
+        starting = {t for (t,) in conn.execute(
+            "SELECT task_id FROM task_attempts WHERE execution_id = ? AND state = 'starting' "
+            "AND finished_at IS NULL", (exec_id,))}  # fmt: skip
+        open_tasks = tuple((t, "starting" if t in starting else s, a) for t, s, a in tasks
+                           if s not in TERMINAL_TASK_STATES)  # fmt: skip
         (last_seen,) = conn.execute(
             "SELECT max(at) FROM events WHERE execution_id = ?", (exec_id,)
         ).fetchone()
@@ -219,7 +226,12 @@ def recovery_events(
     out: list[ev.Event] = []
     for item in report.interrupted:
         for task_id, state, attempt in item.open_tasks:
-            reason = why if state in ("running", "paused", "retrying") else "never started: " + why
+            if state == "starting":
+                reason = f"stopped while starting attempt {attempt}: {why}"
+            elif state in ("running", "paused", "retrying"):
+                reason = why
+            else:
+                reason = "never started: " + why
             out.append(ev.TaskStateChanged(at=now, execution_id=item.execution_id,
                                            task_id=task_id, state="interrupted",
                                            previous=state, attempt=attempt,

@@ -49,6 +49,8 @@ class Batch:
     task_runs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     """Tasks created in this batch; their later changes in the batch fold into the insert."""
     attempts: list[tuple[Any, ...]] = field(default_factory=list)
+    opened: list[tuple[Any, ...]] = field(default_factory=list)
+    """Attempts about to spawn a process (state `starting`, no pid yet)."""
     exec_updates: Updates = field(default_factory=dict)
     task_updates: Updates = field(default_factory=dict)
     attempt_updates: Updates = field(default_factory=dict)
@@ -131,6 +133,10 @@ class BatchBuilder:
                     "finished_at": at, "state": e.state, "exit_code": e.exit_code,
                     "error": e.reason,
                 })  # fmt: skip
+        elif isinstance(e, ev.AttemptOpened):
+            b.opened.append((e.execution_id, e.task_id, e.attempt, at, e.wait_s, e.log_path,
+                             _encode(list(e.command)), e.execution_id, e.task_id))  # fmt: skip
+            _task(b, (e.execution_id, e.task_id), {"attempt": e.attempt})
         elif isinstance(e, ev.TaskStarted):
             b.attempts.append((e.execution_id, e.task_id, e.attempt, at, e.wait_s, e.pid,
                                e.pgid, e.proc_start, e.log_path, _encode(list(e.command)),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from l3tui.engine.scheduling.recurring import ScheduleState
 from l3tui.errors import StateError
+from l3tui.store.database import connect_readonly
 from l3tui.store.schema import DB_NAME
 from l3tui.store.sqlite import Store
 
@@ -63,10 +64,13 @@ def read_schedule_states(state_dir: Path) -> dict[str, ScheduleState]:
     path = state_dir / DB_NAME
     if not path.exists():
         return {}
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        conn = connect_readonly(path)
+    except StateError as exc:
+        if "older l3tui" in str(exc):
+            return {}  # a database from before schedules were stored: nothing saved yet
+        raise
     try:
         return _load(conn)
-    except sqlite3.OperationalError:
-        return {}  # a database from before schedules were stored: nothing saved yet
     finally:
         conn.close()

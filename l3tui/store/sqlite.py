@@ -4,15 +4,26 @@ block the writer).
 
 Group commit: the writer takes everything queued (up to `batch_rows` events), writes it in
 one transaction in its own thread, commits, then acknowledges; the engine's
-`await bus.durable()` after a task succeeded therefore returns once that success is on disk,
-and many tasks share one commit.
+`await bus.durable()` before an attempt acts therefore returns once that attempt's start
+(and every success before it) is on disk, and many attempts share one commit.
 
-Degraded mode (disk full, read-only file, I/O errors): a failing commit is retried a few
-times within ~0.3 s; if it still fails the store publishes a SystemNotice (topic "store",
-severity "error"), keeps the events in memory and *acknowledges them*, so the engine keeps
-running tasks rather than stalling, at the price of durability until the disk recovers.
-Writes are retried with backoff; once one succeeds, everything held is written in order
-and a notice (severity "info") says so. What was committed before is never touched.
+It refuses to open a state dir or database that cannot take a commit (not a directory, not
+writable, full): work that could not be recorded does not start.
+
+Degraded mode (the disk fills up or the file turns read-only while running): a failing
+commit is retried a few times within ~0.3 s; if it still fails the store publishes a
+SystemNotice (topic "store", severity "error", raising the store alert), keeps the events
+in memory in order and *acknowledges them*, so the engine keeps running tasks rather than
+stalling, at the price of durability until the disk recovers. Writes are retried with
+backoff; once one succeeds, everything held is written in order and a notice (severity
+"info") says so. On close it keeps retrying for up to `close_retry_s`.
+
+Recording stops for the rest of the process, loudly (a critical notice, and `unrecorded`
+counts what was lost, so `l3tui run` exits 1), when more than `max_held` events would have to
+be held (what was held is still written if the disk recovers: history keeps a consistent
+prefix, and the next start marks what was running as interrupted), or when the database
+file is deleted, truncated or replaced under the writer (checked before each commit).
+What was committed before is never touched.
 """
 
 from __future__ import annotations
@@ -30,7 +41,14 @@ from typing import Any, TypeVar
 from l3tui.config.schema import Retention
 from l3tui.engine import events as ev
 from l3tui.engine.bus import EventBus, Subscription
-from l3tui.store.database import connect_readonly, db_path, prepare
+from l3tui.errors import StateError
+from l3tui.store.database import (
+    connect_readonly,
+    db_path,
+    ensure_state_dir,
+    full_or_io,
+    prepare,
+)
 from l3tui.store.lock import StateLock, read_holder
 from l3tui.store.private import private_database, private_state_dir
 from l3tui.store.recovery import (
@@ -41,7 +59,7 @@ from l3tui.store.recovery import (
     recovery_events,
     terminate_groups,
 )
-from l3tui.store.writer import Writer
+from l3tui.store.writer import DatabaseReplaced, Writer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,7 +67,10 @@ T = TypeVar("T")
 QUICK_RETRIES = (0.02, 0.08, 0.2)
 """Delays before declaring the store degraded: a brief lock or hiccup is not an outage."""
 MAX_BACKOFF_S = 5.0
-MAX_HELD_EVENTS = 500_000
+MAX_HELD_EVENTS = 100_000
+"""About 50-100 MB of events: past it, recording stops (see the module docstring)."""
+CLOSE_RETRY_S = 30.0
+"""How long closing waits for a full or read-only disk to take what is held."""
 PRUNE_EVERY_S = 3600.0
 # Errors that may go away (full disk, read-only file, I/O): hold and retry. Other
 # DatabaseErrors (IntegrityError, ProgrammingError...) mean a bug in the mapping.
@@ -71,6 +92,8 @@ class Store:
         retention: Retention | None = None,
         batch_rows: int = 4000,
         now: Callable[[], float] = time.time,
+        max_held: int = MAX_HELD_EVENTS,
+        close_retry_s: float = CLOSE_RETRY_S,
     ) -> None:
         self.state_dir = state_dir
         self.path = db_path(state_dir)
@@ -80,12 +103,23 @@ class Store:
         self.now = now
         self.lock = StateLock(state_dir)
         self.writable = False
+        self.max_held = max_held
+        self.close_retry_s = close_retry_s
         self.degraded: str | None = None
         """Why writes fail right now, or None."""
+        self.stopped: str | None = None
+        """Why recording stopped for the rest of this process, or None."""
+        self.lost = False
+        """The database file was deleted, truncated or replaced under the writer."""
         self.held_events = 0
         self.notes: list[str] = []
         """Warnings found on opening (a state directory that was open to other users)."""
-        self.dropped_events = 0
+        self.held_peak = 0
+        self.unrecorded = 0
+        """Events that were acknowledged but will never be written."""
+        self.outage_s = 0.0
+        """Seconds spent degraded (writes failing) so far."""
+        self._outage_started: float | None = None
         self.committed_events = 0
         self.commits = 0
         self.last_commit_s = 0.0
@@ -106,8 +140,10 @@ class Store:
     async def open(
         self, bus: EventBus, *, grace_s: float = 10.0, recover: bool = True
     ) -> RecoveryReport:
-        """Lock the state dir, prepare the database, recover from a crash, start writing.
-        Raises LockedError or StateError (one line each) when the store cannot be used."""
+        """Lock the state dir, prepare the database, prove it takes a commit, recover from a
+        crash, start writing. Raises LockedError or StateError (one line each) when the store
+        cannot be used, or cannot record: nothing may run that would not be recorded."""
+        await asyncio.to_thread(ensure_state_dir, self.state_dir)
         # Private before anything is written in it: created 0700, the database 0600.
         note = private_state_dir(self.state_dir)
         self.notes = [note] if note else []
@@ -116,9 +152,17 @@ class Store:
         try:
             await asyncio.to_thread(private_database, self.path)
             self.writable = await asyncio.to_thread(prepare, self.path)
+            if not self.writable:
+                raise full_or_io(self.path, sqlite3.OperationalError(
+                    "attempt to write a readonly database")) or StateError(str(self.path))
             self._reader = await asyncio.to_thread(connect_readonly, self.path)
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="l3tui-store")
-            await self._in_writer(self._writer.open)
+            try:
+                await self._in_writer(self._writer.open)
+                await self._in_writer(self._writer.probe)
+            except sqlite3.Error as exc:
+                raise full_or_io(self.path, exc) or StateError(
+                    f"cannot write the state database {self.path}: {exc}") from None
             report = RecoveryReport(previous_holder=previous.describe() if previous else "")
             if recover:
                 await self._recover(report, grace_s)
@@ -161,36 +205,56 @@ class Store:
         report.survivors = await terminate_groups(groups, grace_s)
 
     async def close(self, wait_s: float = 10.0) -> None:
-        """Write what is queued (waiting at most `wait_s`), then close and unlock."""
+        """Write what is queued (waiting at most `wait_s`, plus `close_retry_s` while the
+        disk refuses what is held), then close and unlock. What could not be written is
+        counted in `unrecorded` (see `problem()`)."""
         if self._sub is not None:
             self._sub.close()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), wait_s)
+                await asyncio.wait_for(asyncio.shield(self._task), wait_s + self.close_retry_s)
             except TimeoutError:
                 log.error("store: writer did not finish within %.0fs; closing", wait_s)
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._held:
-            log.error("store: %d event(s) could not be written to %s (%s)", len(self._held),
-                      self.path, self.degraded)  # fmt: skip
+            self.unrecorded += len(self._held)
+            self._held.clear()
+        self._end_outage()
+        if self.unrecorded:
+            log.error("store: %s", self.problem())
         await self._close_connections()
         self.lock.release()
 
+    def problem(self) -> str | None:
+        """One line on what this process failed to record, or None when everything was."""
+        if not self.unrecorded:
+            return None
+        why = self.stopped or self.degraded or "the writer stopped"
+        return (f"{self.unrecorded} event(s) of this run could not be recorded in {self.path} "
+                f"({why}); its history there is incomplete")
+
     async def _close_connections(self) -> None:
-        # The reader first: the last connection to close checkpoints the WAL into the
-        # database file, and only the writer can.
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            reader.close()
+        # Normally the reader first: the last connection to close checkpoints the WAL into
+        # the database file, and only the writer can. When the file was deleted or
+        # truncated under us, the writer first, so nothing is checkpointed into it (that
+        # would leave a malformed file; an empty one with a stale log starts afresh).
+        if not self.lost:
+            self._close_reader()
         if self._pool is not None:
             try:
-                await self._in_writer(self._writer.close)
+                await self._in_writer(self._writer.close, not self.lost)
             except sqlite3.Error as exc:
                 log.warning("store: closing %s: %s", self.path, exc)
             pool, self._pool = self._pool, None
             pool.shutdown(wait=False)
+        self._close_reader()
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()
 
     # ------------------------------------------------------------------ reading
 
@@ -210,23 +274,37 @@ class Store:
         while True:
             try:
                 if self.degraded is None:
+                    await sub.get_batch_wait()
+                    # One turn of the loop first: what woke us (a success) usually set going
+                    # what waits for it (a dependant's start); both then share this commit.
+                    await asyncio.sleep(0)
                     events = await sub.get_batch(self.batch_rows)
                 else:
                     events = await self._next_while_degraded(sub)
             except StopAsyncIteration:
                 break
-            if self.degraded is None:
-                error = await self._commit_with_retries(events)
-                if error is None:
-                    sub.ack(len(events))
-                    await self._maybe_prune()
-                    continue
-                self._enter_degraded(error)
-            self._hold(events)
+            await self._write(events)
             sub.ack(len(events))
-            await self._flush_held()
-        if self._held:
-            await self._flush_held()
+        await self._last_flush()
+
+    async def _write(self, events: list[ev.Event]) -> None:
+        """Commit `events`, or hold them (degraded), or count them lost (stopped)."""
+        if self.stopped is not None:
+            self.unrecorded += len(events)
+            if self._held:  # the prefix held before recording stopped is still written
+                await self._flush_held()
+            return
+        if self.degraded is None and not self._held:
+            error = await self._commit_with_retries(events)
+            if error is None:
+                await self._maybe_prune()
+                return
+            if self.stopped is not None:  # the file was replaced: nothing more is written
+                self.unrecorded += len(events)
+                return
+            self._enter_degraded(error)
+        self._hold(events)
+        await self._flush_held()
 
     async def _next_while_degraded(self, sub: Subscription) -> list[ev.Event]:
         """New events, or an empty list when it is time to retry the held ones."""
@@ -237,12 +315,33 @@ class Store:
         return sub.drain()
 
     def _hold(self, events: list[ev.Event]) -> None:
-        self._held.extend(events)
-        overflow = len(self._held) - MAX_HELD_EVENTS
-        if overflow > 0:
-            del self._held[:overflow]
-            self.dropped_events += overflow
+        room = self.max_held - len(self._held)
+        if len(events) > room:
+            self._held.extend(events[: max(room, 0)])
+            self.unrecorded += len(events) - max(room, 0)
+            self._stop(f"more than {self.max_held:,} events had to be held in memory while "
+                       f"the database could not be written ({self.degraded})")  # fmt: skip
+        else:
+            self._held.extend(events)
         self.held_events = len(self._held)
+        self.held_peak = max(self.held_peak, self.held_events)
+
+    def _stop(self, why: str, *, lost: bool = False) -> None:
+        """Record nothing more in this process; say so loudly."""
+        if self.stopped is not None:
+            return
+        self.stopped = why
+        self.lost = lost
+        if lost:
+            self.unrecorded += len(self._held)
+            self._held.clear()
+            self.held_events = 0
+            kept = "nothing more is written there"
+        else:
+            kept = (f"the {len(self._held):,} held events are still written if it recovers, "
+                    "nothing after them")
+        self._notice(f"recording stopped: {why}; {kept}; what runs now is not recorded and "
+                     "`l3tui run` will exit 1", "critical")  # fmt: skip
 
     def backlog(self) -> int:
         """Events published but not yet written (queued, or held while degraded)."""
@@ -261,6 +360,9 @@ class Store:
             try:
                 await self._commit(events)
                 return None
+            except DatabaseReplaced as exc:
+                self._stop(str(exc), lost=True)
+                return str(exc)
             except _TRANSIENT as exc:
                 if delay is None:
                     return str(exc)
@@ -272,15 +374,22 @@ class Store:
                 log.exception("store: a batch of %d events was rejected", len(events))
                 self._notice(f"store rejected {len(events)} event(s): {exc} (a bug; please "
                              "report it with the log)", "error")  # fmt: skip
+                self.unrecorded += len(events)
                 return None
         raise AssertionError("unreachable")
 
     def _enter_degraded(self, error: str) -> None:
         self.degraded = error
         self._backoff = 0.5
+        self._outage_started = time.monotonic()
         self._notice(f"cannot write the state database {self.path}: {error}; tasks keep "
-                     "running, their history is held in memory and writes are retried",
-                     "error")  # fmt: skip
+                     "running, their history is held in memory (in order) and writes are "
+                     "retried", "error")  # fmt: skip
+
+    def _end_outage(self) -> None:
+        if self._outage_started is not None:
+            self.outage_s += time.monotonic() - self._outage_started
+            self._outage_started = None
 
     async def _flush_held(self) -> None:
         """Write held events in order, a chunk per commit; stop at the first failure."""
@@ -291,6 +400,9 @@ class Store:
                     # SQLite decided the file was read-only when it opened it: ask again.
                     await self._in_writer(self._writer.open)
                 await self._commit(chunk)
+            except DatabaseReplaced as exc:
+                self._stop(str(exc), lost=True)
+                return
             except (*_TRANSIENT, sqlite3.DatabaseError) as exc:
                 self.degraded = str(exc)
                 self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
@@ -299,12 +411,31 @@ class Store:
             self.held_events = len(self._held)
         if self.degraded is not None:
             self.degraded = None
-            lost = f"; {self.dropped_events} event(s) were dropped" if self.dropped_events else ""
+            self._end_outage()
+            after = (f"; recording had stopped ({self.stopped}): {self.unrecorded} event(s) "
+                     "after those were not kept" if self.stopped else "")  # fmt: skip
             self._notice(f"the state database {self.path} is writable again; the history "
-                         f"held in memory is written{lost}", "info")  # fmt: skip
+                         f"held in memory is written{after}",
+                         "error" if self.stopped else "info")  # fmt: skip
+
+    async def _last_flush(self) -> None:
+        """Closing with held events: keep retrying for up to `close_retry_s`."""
+        if not self._held:
+            return
+        deadline = time.monotonic() + self.close_retry_s
+        log.warning("store: %d event(s) held in memory; retrying for up to %.0fs to write them "
+                    "to %s (%s)", len(self._held), self.close_retry_s, self.path,
+                    self.degraded)  # fmt: skip
+        while True:
+            await self._flush_held()
+            left = deadline - time.monotonic()
+            if not self._held or left <= 0:
+                return
+            await asyncio.sleep(min(self._backoff, 1.0, left))  # idle now: retry often
 
     def _notice(self, message: str, severity: str) -> None:
-        log.log(logging.ERROR if severity == "error" else logging.INFO, "store: %s", message)
+        level = logging.ERROR if severity in ("error", "critical") else logging.INFO
+        log.log(level, "store: %s", message)
         if self._bus is not None:
             self._bus.publish(ev.SystemNotice(at=self.now(), topic="store", message=message,
                                               severity=severity))  # fmt: skip

@@ -57,6 +57,8 @@ class ResumePlan:
     keep: tuple[str, ...]
     """Tasks that succeeded and are carried over."""
     rerun: tuple[str, ...]
+    why: tuple[str, ...] = ()
+    """For each task in `rerun`, why it runs again: the store never saw it end well."""
 
 
 def plan_resume(conn: sqlite3.Connection, prefix: str) -> ResumePlan:
@@ -73,5 +75,18 @@ def plan_resume(conn: sqlite3.Connection, prefix: str) -> ResumePlan:
     if not row["definition"]:
         raise UsageError(f"the definition execution {exec_id} ran is not in the store")
     keep = tuple(t["task_id"] for t in row["tasks"] if t["state"] == "succeeded")
-    rerun = tuple(t["task_id"] for t in row["tasks"] if t["state"] != "succeeded")
-    return ResumePlan(exec_id, row["workflow_id"], row["definition"], row["params"], keep, rerun)
+    again = [t for t in row["tasks"] if t["state"] != "succeeded"]
+    return ResumePlan(exec_id, row["workflow_id"], row["definition"], row["params"], keep,
+                      tuple(t["task_id"] for t in again), tuple(_why(t) for t in again))
+
+
+def _why(task: dict[str, Any]) -> str:
+    """Why a task of a resumed execution runs again, in the store's words."""
+    state, reason = task["state"], task["reason"] or ""
+    if state != "interrupted":
+        return str(state)  # failed, cancelled, skipped...: it ended, but not well
+    if reason.startswith("never started"):
+        return "never started"
+    if reason.startswith("stopped while starting"):
+        return "interrupted while starting; no end recorded"
+    return "interrupted; no end recorded"

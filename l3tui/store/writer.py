@@ -11,6 +11,7 @@ stands between a task's success and its dependants' start.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ from l3tui.store.database import BUSY_TIMEOUT_MS
 from l3tui.store.rows import TASK_COLUMNS, Batch, BatchBuilder
 
 log = logging.getLogger(__name__)
+
+
+class DatabaseReplaced(Exception):
+    """The database file was deleted, truncated or replaced under the writer: nothing it
+    commits from now on would be kept (or it would corrupt what another file holds)."""
 
 CHECKPOINT_PAGES = 4000
 """Checkpoint the WAL into the database file once it has this many pages (~16 MB), from the
@@ -36,6 +42,10 @@ class Writer:
         self.conn: sqlite3.Connection | None = None
         self.audit_head: tuple[int, str] = (0, GENESIS)
         self.wal_pages = 0
+        self.identity: tuple[int, int] | None = None
+        """(device, inode) of the file opened; checked before each commit."""
+        self.size_seen = 0
+        """The largest size seen: SQLite never shrinks the file (no VACUUM here)."""
 
     def open(self) -> None:
         """WAL lets readers run beside the writer. synchronous=NORMAL: a commit is in the WAL
@@ -55,23 +65,60 @@ class Writer:
         row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         self.audit_head = (int(row[0]), str(row[1])) if row else (0, GENESIS)
         self.conn = conn
+        st = os.stat(self.path)
+        if self.identity is None:
+            self.identity = (st.st_dev, st.st_ino)
+        self.size_seen = max(self.size_seen, st.st_size)
 
-    def close(self) -> None:
+    def probe(self) -> None:
+        """Prove the file takes a commit now (a full disk or read-only file raises): the same
+        schema version written again, one page in the write-ahead log."""
+        assert self.conn is not None
+        conn = self.conn
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def check_file(self) -> None:
+        """Raise DatabaseReplaced when the file at our path is no longer the one we write."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise DatabaseReplaced(f"{self.path} was deleted while l3tui was writing it") from None
+        if self.identity is not None and (st.st_dev, st.st_ino) != self.identity:
+            raise DatabaseReplaced(f"{self.path} was replaced by another file while l3tui was "
+                                   "writing it")  # fmt: skip
+        if st.st_size < self.size_seen:
+            raise DatabaseReplaced(f"{self.path} was truncated ({self.size_seen:,} -> "
+                                   f"{st.st_size:,} bytes) while l3tui was writing it")
+        self.size_seen = st.st_size
+
+    def close(self, checkpoint: bool = True) -> None:
+        """`checkpoint=False` when the file is no longer ours (see DatabaseReplaced)."""
         conn, self.conn = self.conn, None
         if conn is None:
             return
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:
-            log.info("store: final checkpoint skipped: %s", exc)
+        if checkpoint:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.info("store: final checkpoint skipped: %s", exc)
         conn.close()
 
     def commit(self, events: list[ev.Event]) -> None:
-        """Map and write `events` in one transaction. Raises sqlite3 errors unchanged."""
-        batch = self.builder.build(events)
+        """Map and write `events` in one transaction. Raises sqlite3 errors unchanged, and
+        DatabaseReplaced when the file is not the one opened."""
         conn = self.conn
         if conn is None:
             raise sqlite3.OperationalError("the writer connection is closed")
+        self.check_file()
+        batch = self.builder.build(events)
         conn.execute("BEGIN IMMEDIATE")
         try:
             head = apply(conn, batch, self.audit_head)
@@ -158,6 +205,11 @@ _SQL_ATTEMPT = (
     "pid, pgid, proc_start, log_path, command) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
     "(SELECT 1 FROM task_runs WHERE execution_id = ? AND task_id = ?)"
 )
+_SQL_OPENED = (
+    "INSERT OR REPLACE INTO task_attempts (execution_id, task_id, attempt, started_at, wait_s, "
+    "log_path, command, state) SELECT ?, ?, ?, ?, ?, ?, ?, 'starting' WHERE EXISTS "
+    "(SELECT 1 FROM task_runs WHERE execution_id = ? AND task_id = ?)"
+)
 _SQL_EVENT = "INSERT INTO events (at, kind, execution_id, data) VALUES (?, ?, ?, ?)"
 _SQL_METRIC = (
     "INSERT INTO task_metrics (at, execution_id, workflow_id, task_id, name, value) "
@@ -194,6 +246,8 @@ def apply(
         conn.executemany(_SQL_EXECUTION, b.executions)
     if b.task_runs:
         conn.executemany(_SQL_TASK, [tuple(row.values()) for row in b.task_runs.values()])
+    if b.opened:
+        conn.executemany(_SQL_OPENED, b.opened)
     if b.attempts:
         conn.executemany(_SQL_ATTEMPT, b.attempts)
     if b.task_updates:

@@ -5,6 +5,7 @@ full database and a second instance. No part of ours is mocked."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from l3tui.engine import events as ev
-from l3tui.engine.bus import Subscription
+from l3tui.engine.bus import EventBus, Subscription
 from l3tui.store import queries
 from l3tui.store.schema import LATEST, apply_migrations
 from tests.conftest import L3TUI
@@ -75,20 +76,35 @@ def cli(config: Path, state: Path, *args: str, timeout: float = 60):
                           stdin=subprocess.DEVNULL)
 
 
-async def test_success_is_committed_before_the_dependant_starts(config, runtime_for, state_dir):
-    seen: list[str] = []
+PEEK = """
+import os, sqlite3, sys
+conn = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+rows = conn.execute("SELECT task_id, state FROM task_runs WHERE execution_id = ?",
+                    (os.environ["L3_EXECUTION_ID"],)).fetchall()
+attempt = conn.execute("SELECT state FROM task_attempts WHERE execution_id = ? AND "
+                       "task_id = 'b'", (os.environ["L3_EXECUTION_ID"],)).fetchall()
+print("seen", dict(rows)["a"], [a[0] for a in attempt])
+"""
 
-    def on_event(event: ev.Event) -> None:
-        if isinstance(event, ev.TaskStateChanged) and event.task_id == "b" \
-                and event.state == "queued":
-            with ro(state_dir) as conn:
-                seen.append(conn.execute("SELECT state FROM task_runs WHERE execution_id = ? "
-                                         "AND task_id = 'a'", (event.execution_id,)).fetchone()[0])
 
+async def test_success_is_committed_before_the_dependant_starts(make_config, runtime_for,
+                                                                state_dir):
+    """The dependant's own process reads the database: its upstream's success and its own
+    attempt are committed before it was spawned."""
+    config = make_config(WORKFLOWS.replace("action: say, parameters: {text: beta, total: 12}",
+                                           "action: peek"),
+                         actions=ACTIONS + f"""
+  peek:
+    command: [{sys.executable}, -c, {json.dumps(PEEK)}, "{state_dir / 'l3tui.db'}"]
+""")
     async with runtime_for(config) as rt:
-        rt.bus.add_listener(on_event)
-        await run_to_end(rt, "pair")
-    assert seen == ["succeeded"]
+        sub = rt.subscribe("test")
+        exec_id = await run_to_end(rt, "pair")
+        lines = [line for e in sub.drain() if isinstance(e, ev.TaskOutput) and e.task_id == "b"
+                 for line in e.lines]
+    assert rt.engine.executions[exec_id].state == "succeeded", lines
+    # its attempt is recorded as opened (or, by the time Python has started, as running)
+    assert lines in (["seen succeeded ['starting']"], ["seen succeeded ['running']"])
 
 
 async def test_history_queries_answer_the_ui_and_cli(config, runtime_for, state_dir):
@@ -259,27 +275,27 @@ async def _chattr(flag: str, path: Path) -> None:
     assert await proc.wait() == 0
 
 
-async def test_a_read_only_database_keeps_tasks_running_then_catches_up(
+async def test_a_database_refusing_writes_mid_run_is_held_then_caught_up(
     config, runtime_for, state_dir
 ):
-    async with runtime_for(config) as rt:  # create it, then make the file read-only
+    """The writer's connection turns read-only while running (as SQLite decides when a file
+    loses its write permission): tasks keep running, events are held in order, the store
+    reopens the file and catches up. (A database read-only before the start is refused:
+    tests/faults/test_durability.py.)"""
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test")
         before = await run_to_end(rt, "quick")
-    db = state_dir / "l3tui.db"
-    await _chattr("+i", db)  # root ignores permission bits; the immutable flag it does not
-    try:
-        async with runtime_for(config) as rt:
-            sub = rt.subscribe("test")
-            exec_id = await run_to_end(rt, "pair")
-            assert rt.engine.executions[exec_id].state == "succeeded"
-            error = await _notices(sub, "error")
-            assert str(db) in error.message and "readonly" in error.message.replace(" ", "")
-            assert rt.store.degraded is not None and rt.store.held_events > 0
-            assert any(a.rule == "store_write_failing" for a in rt.alerts.views())
-            await _chattr("-i", db)
-            await _notices(sub, "info")
-            assert rt.store.degraded is None and rt.store.held_events == 0
-    finally:
-        await _chattr("-i", db)
+        await rt.store._in_writer(rt.store._writer.execute, "PRAGMA query_only = ON")
+        exec_id = await run_to_end(rt, "pair")
+        assert rt.engine.executions[exec_id].state == "succeeded"
+        error = await _notices(sub, "error")
+        db = state_dir / "l3tui.db"
+        assert str(db) in error.message and "readonly" in error.message.replace(" ", "")
+        assert rt.store.held_peak > 0
+        assert any(a.rule == "store_write_failing" for a in rt.alerts.views())
+        await _notices(sub, "info")
+        assert rt.store.degraded is None and rt.store.held_events == 0
+        assert rt.store.problem() is None
     with ro(state_dir) as conn:
         states = dict(conn.execute("SELECT id, state FROM executions").fetchall())
     assert states == {before: "succeeded", exec_id: "succeeded"}
@@ -315,3 +331,80 @@ def test_store_and_history_commands_never_import_textual():
             "sys.exit(1 if any(m == 'textual' or m.startswith('textual.') for m in sys.modules) "
             "else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+async def _fill_database(rt) -> None:
+    """SQLite's own limit on the file's pages: a full disk for this database only."""
+    pages = await rt.store.read(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await rt.store._in_writer(rt.store._writer.execute, f"PRAGMA max_page_count = {pages}")
+
+
+async def test_a_committed_subscriber_sees_an_event_only_once_the_store_has_it(
+    config, runtime_for
+):
+    import threading
+
+    async with runtime_for(config) as rt:
+        committed = rt.subscribe("printer", committed=True)
+        raw = rt.subscribe("raw")
+        await rt.store.flush()
+        committed.drain()
+        gate = threading.Event()
+        busy = asyncio.ensure_future(rt.store._in_writer(gate.wait, 30))  # a slow disk
+        rt.bus.publish(ev.SystemNotice(at=time.time(), topic="test", message="one"))
+        rt.bus.publish(ev.TaskOutput(at=time.time(), execution_id="e", task_id="t", attempt=1,
+                                     lines=("not stored, but after one",)))
+        await asyncio.sleep(0.2)
+        mine = ("system_notice", "task_output")
+        try:
+            assert [e.kind for e in raw.drain() if e.kind in mine] == list(mine)
+            assert committed.drain() == []  # not on disk, not shown; the output waits its turn
+        finally:
+            gate.set()
+        await busy
+        await rt.store.flush()
+        assert [e.kind for e in committed.drain() if e.kind in mine] == list(mine)
+    bus_only = EventBus()  # nothing durable (`--no-record`): at once
+    printer = bus_only.subscribe("printer", committed=True)
+    bus_only.publish(ev.SystemNotice(at=0.0, topic="test", message="two"))
+    assert len(printer.drain()) == 1
+
+
+async def test_past_the_bound_recording_stops_loudly_and_the_run_is_marked_incomplete(
+    config, runtime_for, state_dir
+):
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test")
+        first = await run_to_end(rt, "quick")
+        rt.store.max_held = 5
+        await _fill_database(rt)
+        second = await run_to_end(rt, "pair")  # tasks keep running
+        assert rt.engine.executions[second].state == "succeeded"
+        stop = await _notices(sub, "critical")
+        assert "recording stopped" in stop.message and "more than 5 events" in stop.message
+        assert any(a.rule == "store_write_failing" for a in rt.alerts.views())
+        await rt.store._in_writer(rt.store._writer.execute, "PRAGMA max_page_count = 1000000")
+        await _notices(sub, "error")  # writable again, but recording had stopped
+    problem = rt.store.problem()
+    assert problem is not None and "could not be recorded" in problem
+    with ro(state_dir) as conn:  # what was held is written: a consistent prefix
+        assert conn.execute("SELECT state FROM executions WHERE id = ?",
+                            (first,)).fetchone()[0] == "succeeded"
+        assert conn.execute("SELECT state FROM executions WHERE id = ?",
+                            (second,)).fetchone()[0] == "running"
+
+
+async def test_events_still_held_when_closing_are_retried_then_counted_as_unrecorded(
+    config, runtime_for
+):
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test")
+        rt.store.close_retry_s = 0.5
+        await run_to_end(rt, "quick")
+        await _fill_database(rt)
+        await run_to_end(rt, "pair")
+        await _notices(sub, "error")
+        assert rt.store.held_events > 0
+        started = time.monotonic()
+    assert 0.4 < time.monotonic() - started < 10  # retried on close, for a while only
+    assert rt.store.unrecorded > 0 and "could not be recorded" in (rt.store.problem() or "")

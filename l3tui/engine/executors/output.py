@@ -10,11 +10,15 @@ When secrets are in force for the attempt, every occurrence is replaced by `***`
 output goes anywhere (log file, lines, metrics, last line). Masking works on whole lines, so
 a secret split across two reads is still found: output is held back until its line ends (or
 grows past `MAX_LINE`, and then a secret that straddles the cut is kept whole).
+
+A log that cannot be written (full or read-only disk) is given up with one warning: the task
+runs on, its lines still reach the events and the screen; a disk must not fail a task.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections import deque
@@ -24,6 +28,8 @@ from typing import BinaryIO
 
 from l3tui.config.secrets import MIN_SECRET_CHARS
 from l3tui.sanitize import clean
+
+log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
 TAIL_BYTES = 32 * 1024
@@ -115,6 +121,8 @@ class OutputCapture:
         self._held = b""
         """Masked output only: the unfinished line, until it ends."""
         self.log: BinaryIO | None = None
+        self.log_error: str | None = None
+        """Why the log file was given up, or None."""
         self.head_cap = max(cap_bytes - min(TAIL_BYTES, cap_bytes // 4), 0)
         self.cap_bytes = cap_bytes
         self.on_lines = on_lines
@@ -152,11 +160,14 @@ class OutputCapture:
         if self.written < self.head_cap:
             room = self.head_cap - self.written
             head, rest = chunk[:room], chunk[room:]
-            if self.log is None and self._open_log is not None:
-                self.log = self._open_log()
-            if self.log is not None:
-                self.log.write(head)
-                self.log.flush()  # readers (`l3tui logs -f`, the log pane) follow the file
+            try:
+                if self.log is None and self._open_log is not None and not self.log_error:
+                    self.log = self._open_log()
+                if self.log is not None:
+                    self.log.write(head)
+                    self.log.flush()  # readers (`l3tui logs -f`, the log pane) follow the file
+            except OSError as exc:
+                self._give_up_log(exc)
             self.written += len(head)
             self._split(head)
             if rest:
@@ -201,6 +212,18 @@ class OutputCapture:
         if end:
             self.last_line = clean(end.decode("utf-8", "replace"))
 
+    def _give_up_log(self, exc: OSError) -> None:
+        self.log_error = exc.strerror or str(exc)
+        name = getattr(self.log, "name", "") if self.log is not None else ""
+        log.warning("task log %s cannot be written (%s); the task runs on without it",
+                    name or "file", self.log_error)  # fmt: skip
+        if self.log is not None:
+            try:
+                self.log.close()
+            except OSError:
+                pass  # what could not be flushed is lost; the warning said so
+            self.log = None
+
     def close(self) -> None:
         """Flush the last partial line and, if anything was dropped, the notice and tail."""
         if self.mask is not None and self._held:
@@ -209,7 +232,14 @@ class OutputCapture:
         if self._partial and not self.dropped_bytes:
             self._split(b"\n")
         if self.log is None:
-            return  # the task printed nothing: no file
+            return  # the task printed nothing (no file), or its log was given up
+        try:
+            self._close_log(self.log)
+        except OSError as exc:
+            self._give_up_log(exc)
+        self.log = None
+
+    def _close_log(self, log_file: BinaryIO) -> None:
         if self.dropped_bytes:
             tail = b"".join(self._tail)[-TAIL_BYTES:]
             cut = tail.find(b"\n")
@@ -219,6 +249,6 @@ class OutputCapture:
                 f"{self.dropped_bytes:,} bytes ({self.dropped_lines:,} lines) dropped; "
                 f"the last {len(tail):,} bytes follow]\n"
             ).encode()
-            self.log.write(notice)
-            self.log.write(tail)
-        self.log.close()
+            log_file.write(notice)
+            log_file.write(tail)
+        log_file.close()

@@ -1,7 +1,13 @@
 """Running one attempt of a task: resolve its action, then run it in-process or through the
 executor, with its timeout, output and metrics; freezing and thawing a running attempt.
 WorkflowEngine owns the records and decides what an ending means; this module only runs
-what it is given and reports how it ended."""
+what it is given and reports how it ended.
+
+Durability before action: a process attempt is recorded as opened and, when something
+durable listens (the store), that record is committed before the process is spawned; then
+it is recorded as started with its pid. Attempts admitted together share that commit, and
+it also covers every upstream success published before it. In-process jobs (`noop`) act on
+nothing and do not wait."""
 
 from __future__ import annotations
 
@@ -57,7 +63,7 @@ class AttemptRunner:
             attempt.permanent = True
             self._publish_started(execution, run, None, (), wait)
             return TaskState.FAILED, str(exc), None
-        if isinstance(job, InProcessJob):
+        if isinstance(job, InProcessJob):  # `noop`: nothing acts, so nothing to wait for
             self._publish_started(execution, run, None, (task.action,), wait)
             return await self._execute_in_process(run, job, attempt)
         return await self._execute_process(live, run, job, attempt, wait, live.directory)
@@ -89,6 +95,11 @@ class AttemptRunner:
         if code == 0:
             return TaskState.SUCCEEDED, "", 0
         return TaskState.FAILED, f"exit code {code}", code
+
+    async def _durable(self) -> None:
+        """Until the store has everything published so far (at once when nothing is durable)."""
+        if self.bus.has_durable:
+            await self.bus.durable()
 
     def _publish_started(
         self,
@@ -145,6 +156,11 @@ class AttemptRunner:
                 )
             )
 
+        publish(ev.AttemptOpened(at=clock.time(), execution_id=execution.id,
+                                 task_id=run.task_id, attempt=run.attempt,
+                                 log_path=run.log_path, command=job.shown_argv,
+                                 wait_s=wait))  # fmt: skip
+        await self._durable()
         try:
             proc = self.executor.start(job, log_path, on_lines, on_metric)
         except SpawnError as exc:

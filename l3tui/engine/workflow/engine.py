@@ -2,9 +2,11 @@
 
 Event-driven, no loop per execution: a task becomes ready when its upstream tasks end,
 goes to the scheduler, runs when admitted, retries with backoff, and settles its
-dependants. A task's success is durable (the store has committed it) before any dependant
-is dispatched. Pause freezes running process groups and stops dispatch; a paused task's
-timeout does not tick. Every operator command returns whether it applied and is an event.
+dependants. Nothing acts before the store has it: an execution's first tasks are queued
+once its start is committed, and each process attempt waits for the commit of its own start
+(which covers every upstream success too) before it is spawned; many share one commit.
+Pause freezes running process groups and stops dispatch; a paused task's timeout does not
+tick. Every operator command returns whether it applied and is an event.
 """
 
 from __future__ import annotations
@@ -166,21 +168,44 @@ class WorkflowEngine:
     # ------------------------------------------------------------------ run
 
     def start(self, execution: Execution) -> None:
+        """Mark it running; its first tasks are queued once the store has committed its start
+        (at once when nothing is durable): no task runs for an execution a crash would lose."""
         live = self._live[execution.id]
         now = self.clock.time()
         execution.to(ExecState.RUNNING)
         execution.started_at = now
         self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id))
         arm_deadlines(live, self.bus, self.clock)
-        live.directory.mkdir(parents=True, exist_ok=True)
-        ready = live.tracker.initial()
-        ready_set = set(ready)
+        live.make_directory()
+        ready = set(live.tracker.initial())
         for task in live.definition.tasks:
-            if task.id not in ready_set:
+            if task.id not in ready:
                 deps = ", ".join(task.dependencies)
                 self.transitions.move(execution, execution.tasks[task.id], TaskState.WAITING,
                                 f"waiting on {deps}")  # fmt: skip
-        for task_id in ready:
+        if not self.bus.has_durable:
+            self._dispatch(live)
+            return
+        live.first_dispatch = asyncio.get_running_loop().create_task(
+            self.dispatched(execution.id), name=f"{execution.id}/dispatch")
+
+    async def dispatched(self, execution_id: str) -> None:
+        """Until the store has a started execution's start; its first tasks are queued
+        before this returns (not a loop turn later, so none of them has begun yet)."""
+        live = self._live.get(execution_id)
+        if live is not None and not live.dispatched:
+            await self.bus.durable()
+            self._dispatch(live)
+
+    def _dispatch(self, live: LiveExecution) -> None:
+        """Queue the first tasks, once (whichever wait for the store ends first)."""
+        pending, live.first_dispatch = live.first_dispatch, None
+        if pending is not None and pending is not asyncio.current_task():
+            pending.cancel()
+        if live.dispatched or live.execution.state.terminal:
+            return
+        live.dispatched = True
+        for task_id in live.tracker.initial():
             self._judge_and_queue(live, task_id)
         self._maybe_finish(live)
 
@@ -301,7 +326,7 @@ class WorkflowEngine:
         ):
             self._schedule_retry(live, run, task, reason, outcome)
             return
-        await self._complete(live, run, outcome, reason)
+        self._finish_task(live, run, outcome, reason)  # a dependant's start commit covers it
 
     def _schedule_retry(
         self, live: LiveExecution, run: TaskRun, task: TaskDef, error: str, outcome: TaskState
@@ -326,17 +351,8 @@ class WorkflowEngine:
         if live.execution.state == ExecState.PAUSED:
             timer.pause()
 
-    async def _complete(
-        self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str
-    ) -> None:
-        self._finish_task(live, run, state, reason, settle=False)
-        if state == TaskState.SUCCEEDED and self.bus.has_durable:
-            await self.bus.durable()  # success is on disk before a dependant starts
-        self._settle(live, run.task_id)
-
-    def _finish_task(
-        self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str, settle: bool = True
-    ) -> None:
+    def _finish_task(self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str
+                     ) -> None:  # fmt: skip
         execution = live.execution
         now = self.clock.time()
         if run.state != state:
@@ -349,8 +365,7 @@ class WorkflowEngine:
             wait_s=run.wait_s, reason=reason, peak_cpu_pct=run.peak_cpu_pct,
             peak_rss=run.peak_rss, avg_cpu_pct=round(run.avg_cpu_pct, 1), avg_rss=run.avg_rss,
         ))  # fmt: skip
-        if settle:
-            self._settle(live, run.task_id)
+        self._settle(live, run.task_id)
 
     def _settle(self, live: LiveExecution, task_id: str) -> None:
         for child in live.tracker.settle(task_id):
@@ -384,6 +399,9 @@ class WorkflowEngine:
         execution.finished_at = self.clock.time()
         for handle in live.deadline_timers:
             handle.cancel()
+        if live.first_dispatch is not None:
+            live.first_dispatch.cancel()
+            live.first_dispatch = None
         duration = execution.finished_at - (execution.started_at or execution.created_at)
         self.bus.publish(ev.ExecutionFinished(
             at=execution.finished_at, execution_id=execution.id,

@@ -4,6 +4,7 @@ queued or running. Runtime-only: the records that outlive a run are in `model.py
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.scheduling.queue_entry import QueueEntry
 from l3tui.engine.workflow.dag import ReadyTracker
 from l3tui.engine.workflow.timers import PausableTimer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, eq=False)
@@ -55,6 +58,17 @@ class LiveExecution:
     """The `l3.*` placeholder values shared by all its tasks."""
     unfinished: int = 0
     """Tasks not yet in a terminal state; the execution ends when it reaches 0."""
+    first_dispatch: asyncio.Task[None] | None = None
+    """Queues its first tasks once the store has committed its start."""
+    dispatched: bool = False
+    """Its first tasks have been queued."""
+
+    def make_directory(self) -> None:
+        """Its log directory; a full or read-only disk only costs the logs (tasks run)."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("cannot create %s for task logs: %s", self.directory, exc.strerror)
 
 
 class TaskTransitions:
