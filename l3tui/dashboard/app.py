@@ -303,7 +303,11 @@ class ConsoleApp(App[None]):
                 return False
             return True if self.selected_schedule else None
         if action == "filter":
-            pane = self.current_view().focused_pane() if self._views_ready() else None
+            # Only on the dashboards: a pane of a screen behind must not open its filter.
+            # (The log screen has its own `/`.)
+            if not self._views_ready() or not self.current_view().screen.is_active:
+                return False
+            pane = self.current_view().focused_pane()
             return True if pane is not None and pane.body.filterable else None
         if action == "dashboard":
             index = parameters[0] if parameters else 0

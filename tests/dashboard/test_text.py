@@ -17,7 +17,7 @@ from l3tui.dashboard.cadence import cadence, over_ssh
 from l3tui.dashboard.text import clean, duration, fit, size
 from l3tui.dashboard.themes import load_themes, pick_theme
 from l3tui.dashboard.widgets.base import Column, allocate
-from l3tui.dashboard.widgets.log_view import LogBuffer, merge_overlap, read_tail
+from l3tui.dashboard.widgets.log_view import LogBuffer, read_log
 from l3tui.dashboard.widgets.metrics_chart import downsample
 from l3tui.engine.executors.output import clean as engine_clean
 from l3tui.errors import UsageError
@@ -125,13 +125,17 @@ def test_log_buffer_is_bounded_and_counts_what_it_dropped() -> None:
     assert buffer.at(buffer.first) == "line 150" and buffer.end == 250
 
 
-def test_history_and_live_output_merge_without_repeats(tmp_path) -> None:
+def test_a_log_file_is_read_in_whole_lines_each_once(tmp_path) -> None:
     log = tmp_path / "task.log"
-    log.write_bytes(b"\x1b[1mone\x1b[0m\ntwo\nthree\n")
-    history, skipped = read_tail(str(log), 100)
-    assert history == ["one", "two", "three"] and skipped == 0
-    assert merge_overlap(history, ["two", "three", "four"]) == ["one", "two", "three", "four"]
-    assert merge_overlap(history, ["five"]) == ["one", "two", "three", "five"]
+    log.write_bytes(b"\x1b[1mone\x1b[0m\ntwo\nthr")
+    first = read_log(str(log), 0, 100)
+    assert first.lines == ["one", "two"] and first.partial == "thr" and first.skipped == 0
+    with log.open("ab") as fh:
+        fh.write(b"ee\nfour")
+    second = read_log(str(log), first.offset, 100)
+    assert second.lines == ["three"] and second.partial == "four"
+    last = read_log(str(log), second.offset, 100, final=True)
+    assert last.lines == ["four"] and last.partial == "" and last.offset == log.stat().st_size
 
 
 def test_charts_average_down_to_their_resolution() -> None:

@@ -1,0 +1,1 @@
+"""Hostile cases: floods, crashes, bad bytes; each test fails without its fix."""
