@@ -8,6 +8,10 @@ again: each sample is the time from sending `?` until the help screen is on the 
 (read back with capture-pane every 5 ms), then Escape closes it.
 
     .venv/bin/python bench/log_flood.py [--flood-mb N] [--cap-mb N] [--screen log|dashboard]
+                                        [--src DIR]
+
+`--src DIR` runs the l3tui found in DIR (a checkout of another commit, `git archive REV | tar
+-x -C DIR`) with this venv: on a busy machine, alternate runs of both to compare.
 
 Last line: RESULT help_p50_s=<a> help_p90_s=<b> help_max_s=<c> samples=<n> flood_s=<d>
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -101,13 +106,19 @@ def main() -> None:
     parser.add_argument("--flood-mb", type=int, default=1024)
     parser.add_argument("--cap-mb", type=int, default=2048)
     parser.add_argument("--screen", choices=("log", "dashboard"), default="log")
+    parser.add_argument("--src", help="run the l3tui of this source tree")
     args = parser.parse_args()
     conf = config(args.flood_mb, args.cap_mb)
     state = Path(tempfile.mkdtemp(prefix="l3bench-flood-state-"))
     tmux = Tmux()
     env = {k: v for k, v in os.environ.items() if k not in ("COLORTERM", "TMUX")}
     env["TERM"] = "xterm-256color"
-    command = f"{L3TUI} --config {conf} --state {state} --bidi off; sleep 600"
+    l3tui = L3TUI
+    if args.src:
+        code = (f"import sys; sys.path.insert(0, {args.src!r}); "
+                "from l3tui.cli import main; sys.exit(main())")
+        l3tui = f"{sys.executable} -c {shlex.quote(code)}"
+    command = f"{l3tui} --config {conf} --state {state} --bidi off; sleep 600"
     subprocess.run(["tmux", "-L", tmux.socket, "-f", "/dev/null", "new-session", "-d", "-s",
                     "l3", "-x", "120", "-y", "40", command], check=True, timeout=10,
                    env=env)  # fmt: skip
@@ -147,7 +158,8 @@ def main() -> None:
     def q(p: float) -> float:
         return samples[min(int(p * len(samples)), len(samples) - 1)]
 
-    print(f"{args.flood_mb} MiB flood, log_cap_mb {args.cap_mb}, {args.screen} screen: "
+    print(f"{args.src or ROOT}: {args.flood_mb} MiB flood, log_cap_mb {args.cap_mb}, "
+          f"{args.screen} screen, load average {os.getloadavg()[0]:.1f}: "
           f"{len(samples)} presses of ?, p50 {q(0.5):.3f} s, p90 {q(0.9):.3f} s, "
           f"max {samples[-1]:.3f} s; the flood took {flood_s:.1f} s")  # fmt: skip
     print(f"RESULT help_p50_s={q(0.5):.3f} help_p90_s={q(0.9):.3f} "

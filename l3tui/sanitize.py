@@ -35,6 +35,7 @@ _BODY = (
     r")?"
 )
 _CONTROL = re.compile(_INTRO + _BODY)
+_C0_DEL = bytes(range(0x00, 0x09)) + bytes(range(0x0B, 0x20)) + b"\x7f"
 _MOVES = re.compile(r"[\r\x08\x1b\x9b](?:(?<=[\r\x08])|(?<=\x1b)\[[12]K|(?<=\x9b)[12]K)")
 """What makes a line more than its text minus sequences: the cursor moved back, or part of
 the line was erased (erasing to the end without moving back erases nothing)."""
@@ -60,6 +61,10 @@ def split_lines(data: bytes) -> list[str]:
     if b"\r" in data:  # a CR right before the line end rewrites nothing
         data = data.replace(b"\r\n", b"\n")
     text = data.decode("utf-8", "replace")
+    # C0 and DEL are single bytes, C1 in UTF-8 starts with 0xC2: bytes are checked at C
+    # speed (0.5 ms a MiB here, the regex scan 2.8 ms).
+    if len(data.translate(None, _C0_DEL)) == len(data) and b"\xc2" not in data:
+        return text.split("\n")
     if not _CONTROL.search(text):
         return text.split("\n")
     if not _MOVES.search(text):

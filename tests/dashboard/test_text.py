@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.cells import cell_len
 
 from l3tui import textdir
@@ -21,6 +23,8 @@ from l3tui.dashboard.widgets.log_view import LogBuffer, read_log
 from l3tui.dashboard.widgets.metrics_chart import downsample
 from l3tui.engine.executors.output import clean as engine_clean
 from l3tui.errors import UsageError
+from l3tui.sanitize import clean as sanitize_clean
+from l3tui.sanitize import split_lines
 
 NASTY = [
     "\x1b]0;new window title\x07after",
@@ -40,6 +44,31 @@ def test_clean_matches_the_engines_rule_and_leaves_no_escape(line: str) -> None:
     shown = clean(line)
     assert shown == engine_clean(line)
     assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in shown)
+
+
+@pytest.mark.parametrize(("line", "shown"), [
+    ("progress 10%\rprogress 55%\rprogress 100%", "progress 100%"),
+    ("downloading 10%\rdone", "doneloading 10%"),  # what a terminal shows: no erase
+    ("downloading 10%\r\x1b[Kdone", "done"),  # the usual redraw erases first
+    ("old text\x1b[2K\rnew", "new"),
+    ("abc\x08\x08X", "aXc"),
+    ("abc\x1b[2Kd", "   d"),  # erased cells before the cursor stay blank
+    ("windows line\r", "windows line"),
+    ("\x9b31mred\x9b0m \x9d0;title\x9c end", "red  end"),  # 8-bit CSI and OSC go whole
+    ("\x1bc\x1b(Breset", "reset"),
+])
+def test_a_rewritten_line_shows_its_last_state(line: str, shown: str) -> None:
+    assert clean(line) == shown
+
+
+@given(st.lists(st.text(alphabet="ab \t\r\x08\x1b[]0;2Kmc\x07\x9b\x9d\x9c\x85é",
+                        max_size=30), max_size=8))
+def test_a_block_of_output_splits_as_its_lines_clean_one_by_one(lines: list[str]) -> None:
+    """The engine and the log view clean a block at once (fast paths); it must give what
+    cleaning each line gives."""
+    data = "\n".join(lines).encode()
+    assert split_lines(data) == [sanitize_clean(line) for line in
+                                 data.replace(b"\r\n", b"\n").decode().split("\n")]
 
 
 def test_names_from_config_lose_control_sequences_before_display() -> None:

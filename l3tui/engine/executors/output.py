@@ -18,6 +18,7 @@ from l3tui.sanitize import clean, split_lines
 MAX_LINE = 64 * 1024
 TAIL_BYTES = 32 * 1024
 METRIC_PREFIX = b"L3METRIC "
+_METRIC_BYTES = re.compile(b"L3METRIC")
 _METRIC = re.compile(
     r"^L3METRIC\s+([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(-?[0-9.]+(?:[eE][-+]?\d+)?)\s*$"
 )
@@ -93,7 +94,7 @@ class OutputCapture:
         lines = split_lines(complete)
         self.last_line = lines[-1] or self.last_line
         self.on_lines(lines)
-        if b"L3METRIC" in complete:
+        if _METRIC_BYTES.search(complete):  # `re` finds a literal faster than `in` here
             for line in lines:
                 if line.startswith("L3METRIC"):
                     metric = parse_metric(line)
