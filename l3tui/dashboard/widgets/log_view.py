@@ -93,17 +93,18 @@ def read_log(path: str, offset: int, max_lines: int, *, final: bool = False,
             if end_of_file < offset:
                 offset, restarted = 0, True
             start = max(offset, end_of_file - budget)
-            fh.seek(start)
-            data = fh.read(end_of_file - start)
+            behind = 1 if start > offset else 0  # the byte before: does a line start here?
+            fh.seek(start - behind)
+            data = fh.read(end_of_file - start + behind)
     except FileNotFoundError:
         if not os.path.isdir(os.path.dirname(path) or "."):
             return LogRead([], "", 0, offset, 0, error=f"the log file is gone: {path}")
         return LogRead([], "", 0, offset, 0)  # created with the first byte of output
     except OSError as exc:
         return LogRead([], "", 0, offset, 0, error=f"log not readable: {exc.strerror or exc}")
-    read = len(data)
-    at = start  # file position of data[0]
-    if start > offset:
+    before, data = data[:behind], data[behind:]
+    read, at = len(data), start  # at: file position of data[0]
+    if behind and before != b"\n":
         cut = data.find(b"\n")  # the first line is cut: start at the next one
         if cut >= 0:
             data = data[cut + 1 :]
@@ -120,6 +121,9 @@ def read_log(path: str, offset: int, max_lines: int, *, final: bool = False,
             at += len(parts[0]) + 1
             whole = whole[len(parts[0]) + 1 :]
         lines = split_lines(whole)
+        if len(whole) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
+            lines = [line[n : n + MAX_LINE] for line in lines
+                     for n in range(0, max(len(line), 1), MAX_LINE)]  # fmt: skip
     partial = clean(rest.decode("utf-8", "replace")) if rest else ""
     return LogRead(lines, partial, at - offset, start + read - len(rest), read,
                    restarted=restarted)  # fmt: skip
@@ -230,6 +234,13 @@ class LogView(ScrollView, PaneBody, can_focus=True):
     def on_mount(self) -> None:
         if self.pinned is not None:
             self.follow(self.pinned, self.log_path, self.pinned[1])
+        # A line still being written (a progress bar) raises no event, and a view behind
+        # another screen skipped its reads: look again each second.
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        if self._dirty or (self.live and self.log_path is not None):
+            self.poke()
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         self.bidi = ctx.bidi
