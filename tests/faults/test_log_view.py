@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import pty
+import resource
 import select
 import subprocess
 import time
@@ -70,6 +71,16 @@ C1 = (
     "import sys\\n"
     "sys.stdout.write('\\\\x9b31mred\\\\x9b0m \\\\x9d0;pwned\\\\x9c \\\\x1b[1mbold\\\\x1b[0m end\\\\n')"
 )
+RETRIED = (
+    "import os, sys, time\\n"
+    "n = os.environ['L3_ATTEMPT']\\n"
+    "print('try %s line' % n)\\n"
+    "sys.stdout.write('try %s end, no newline' % n); sys.stdout.flush()\\n"
+    "go = os.path.join(os.environ['L3_EXECUTION_DIR'], 'go')\\n"
+    "while n == '1' and not os.path.exists(go): time.sleep(0.02)\\n"
+    "if n == '1': sys.exit(1)\\n"
+    "time.sleep(1000)"
+)
 FLOOD_LINES = 2_700_000  # 100 bytes each: 270 MB
 FLOOD = (
     "import sys\\n"
@@ -84,8 +95,8 @@ def workflows(**scripts: str) -> str:
   {name}:
     name: {name}
     tasks:
-      - {{id: {name}_task, action: py, parameters: {{script: "{script}"}}}}""" for name, script in
-                     scripts.items())  # fmt: skip
+      - {{id: {name}_task, action: py, parameters: {{script: "{script}"}}, retries: 1,
+          retry_delay: 0}}""" for name, script in scripts.items())  # fmt: skip
     return f"workflows:{body}\n"
 
 
@@ -220,7 +231,8 @@ def test_logs_on_a_terminal_strips_c1_controls(make_config, state_dir):
 
 
 @pytest.mark.slow
-async def test_the_log_view_reads_a_bounded_tail_of_a_huge_log(make_config, runtime_for):
+async def test_the_log_view_reads_a_bounded_tail_of_a_huge_log(make_config, runtime_for,
+                                                               state_dir):
     config = make_config(workflows(flood=FLOOD), actions=ACTIONS, scheduling=SCHEDULING,
                          dashboard=DASHBOARD)  # fmt: skip
     async with runtime_for(config) as rt:
@@ -243,6 +255,48 @@ async def test_the_log_view_reads_a_bounded_tail_of_a_huge_log(make_config, runt
             assert f"l3tui logs {exec_id} flood_task" in first
             assert log.buffer.lines[-1] == "the last line"
             assert log.buffer.lines[-2] == "line 000009999 " + "x" * 84
+    # `l3tui logs`, which that notice points to, streams all of it in bounded memory (it
+    # read the whole file, then held its lines twice: over 1 GB for this one)
+    out = await asyncio.to_thread(
+        subprocess.run, [L3TUI, "--config", str(config), "--state", str(state_dir), "logs",
+                         exec_id, "flood_task"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # of any child so far
+    assert peak_kib < 300 * 1024, f"a child peaked at {peak_kib // 1024} MiB"
+
+
+async def test_a_retried_task_shows_each_attempt_to_its_end(make_config, runtime_for):
+    """The view follows the new attempt's file only after reading the old one to its end
+    (its last line had no newline), with a rule between them."""
+    config = make_config(workflows(retried=RETRIED), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=DASHBOARD)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)):
+            await rt.run_workflow("retried")
+            pane = app.query_one(LogView)
+            await until(lambda: pane.partial == "try 1 end, no newline", 30)
+            assert list(pane.buffer.lines) == ["try 1 line"]
+            (Path(pane.log_path).parent / "go").touch()  # attempt 1 may fail now
+            await until(lambda: pane.partial == "try 2 end, no newline", 30)
+            assert list(pane.buffer.lines) == ["try 1 line", "try 1 end, no newline",
+                                               "── attempt 2 ──", "try 2 line"]  # fmt: skip
+            assert pane.attempt == 2
+
+
+def test_a_log_view_says_when_its_file_is_gone_or_was_truncated(tmp_path):
+    path = tmp_path / "run" / "task.1.log"
+    path.parent.mkdir()
+    assert log_view_module.read_log(str(path), 0, 100).error == ""  # not written yet
+    path.write_bytes(b"one\ntwo\n")
+    first = log_view_module.read_log(str(path), 0, 100)
+    path.write_bytes(b"new\n")  # shorter than what was read: truncated or replaced
+    again = log_view_module.read_log(str(path), first.offset, 100)
+    assert again.restarted and again.lines == ["new"]
+    path.unlink()
+    path.parent.rmdir()
+    assert "gone" in log_view_module.read_log(str(path), again.offset, 100).error
 
 
 async def test_slash_on_the_log_screen_filters_the_log(make_config, runtime_for):
@@ -268,5 +322,11 @@ async def test_slash_on_the_log_screen_filters_the_log(make_config, runtime_for)
             assert isinstance(app.screen, TaskScreen) and len(log.matches) == 0
             await pilot.pause()
             assert "third line" in screen_text(app)
+            await pilot.press("slash", *"THIRD")  # applies as typed; Escape in the box clears
+            await until(lambda: len(log.matches) == 1, 30)
+            await pilot.press("escape")
+            await until(lambda: log.filter is None, 30)
+            assert isinstance(app.screen, TaskScreen)
+            assert not app.screen.query_one(".log-filter").display
             await pilot.press("escape")  # now back
             await until(lambda: not isinstance(app.screen, TaskScreen), 30)
