@@ -85,11 +85,12 @@ class EngineFeed:
 
     def absorb(self, batch: Sequence[ev.Event]) -> None:
         changed = False
-        printed: set[TaskKey] = set()
+        printed: dict[TaskKey, int] = {}
         for event in batch:
             self.events += 1
             if isinstance(event, ev.TaskOutput):
-                printed.add((event.execution_id, event.task_id))
+                key = (event.execution_id, event.task_id)
+                printed[key] = max(printed.get(key, 0), event.attempt)
                 # the workflow tree shows each running task's last line
                 self.dirty.state = changed = True
             elif isinstance(event, STATE_EVENTS):
@@ -100,9 +101,9 @@ class EngineFeed:
             elif isinstance(event, ev.SystemNotice):
                 self._notice(event)
                 changed = True
-        for key in printed:  # one poke per task per batch, however many lines
+        for key, attempt in printed.items():  # one poke per task per batch
             for view in tuple(self.followers.get(key, ())):
-                view.output_arrived()
+                view.output_arrived(attempt)
         if changed:
             self.poke()
 

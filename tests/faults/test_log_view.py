@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from l3tui.dashboard.app import ConsoleApp
+from l3tui.dashboard.messages import SelectionChanged
 from l3tui.dashboard.screens.details import TaskScreen
 from l3tui.dashboard.views import Pane
 from l3tui.dashboard.widgets import log_view as log_view_module
@@ -268,13 +269,16 @@ async def test_the_log_view_reads_a_bounded_tail_of_a_huge_log(make_config, runt
 
 async def test_a_retried_task_shows_each_attempt_to_its_end(make_config, runtime_for):
     """The view follows the new attempt's file only after reading the old one to its end
-    (its last line had no newline), with a rule between them."""
+    (its last line had no newline), with a rule between them; and it finds the new file as
+    soon as the task prints to it, not at the next full refresh (5 min here)."""
+    slow = DASHBOARD.replace("name: ops", "name: ops\n    refresh_interval: 300000")
     config = make_config(workflows(retried=RETRIED), actions=ACTIONS, scheduling=SCHEDULING,
-                         dashboard=DASHBOARD)  # fmt: skip
+                         dashboard=slow)  # fmt: skip
     async with runtime_for(config) as rt:
         app = console(rt)
         async with app.run_test(size=(120, 40)):
-            await rt.run_workflow("retried")
+            result = await rt.run_workflow("retried")
+            app.post_message(SelectionChanged(result.execution_id, "retried_task"))
             pane = app.query_one(LogView)
             await until(lambda: pane.partial == "try 1 end, no newline", 30)
             assert list(pane.buffer.lines) == ["try 1 line"]

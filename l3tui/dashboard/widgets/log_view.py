@@ -35,7 +35,7 @@ from l3tui.dashboard import keymap
 from l3tui.dashboard.messages import LogLinesArrived
 from l3tui.dashboard.text import Bidi, size
 from l3tui.dashboard.widgets.base import PaneBody, RefreshContext
-from l3tui.engine.api import ExecutionView, TaskView
+from l3tui.engine.api import ExecutionView, RuntimeAPI, TaskView
 from l3tui.sanitize import clean, split_lines
 
 TAIL_BYTES = 2 * 1024 * 1024
@@ -307,8 +307,18 @@ class LogView(ScrollView, PaneBody, can_focus=True):
 
     # ------------------------------------------------------------------ reading
 
-    def output_arrived(self) -> None:
-        """The hub: the followed task printed (its lines are in the file by now)."""
+    def output_arrived(self, attempt: int) -> None:
+        """The hub: the followed task printed (its lines are in the file by now). A file
+        this view does not know yet (the task started, or a new attempt did since the last
+        refresh, which may be 30 s away) is looked up at once."""
+        if (self.log_path is None or attempt != self.attempt) and self.key is not None:
+            api: RuntimeAPI | None = getattr(self.app, "api", None)
+            view = api.execution(self.key[0]) if api is not None else None
+            task = next((t for t in view.tasks if t.task_id == self.key[1]), None) if view else None
+            if task is not None:
+                self.follow(self.key, task.log_path, self.task_name, attempt=task.attempt,
+                            live=task.state in LIVE_STATES)  # fmt: skip
+                return
         self.poke()
 
     def poke(self) -> None:
