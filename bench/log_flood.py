@@ -108,6 +108,9 @@ def main() -> None:
     parser.add_argument("--screen", choices=("log", "dashboard"), default="log")
     parser.add_argument("--src", help="run the l3tui of this source tree")
     args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        print("RESULT skipped=needs_tmux")
+        return
     conf = config(args.flood_mb, args.cap_mb)
     state = Path(tempfile.mkdtemp(prefix="l3bench-flood-state-"))
     tmux = Tmux()
