@@ -95,6 +95,8 @@ class Tmux:
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True,
                        timeout=10)  # fmt: skip
+        tmpdir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (tmpdir / self.socket).unlink(missing_ok=True)  # kill-server leaves the socket file
 
 
 def log_size(state: Path) -> int:
