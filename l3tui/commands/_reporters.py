@@ -74,17 +74,19 @@ class Reporter:
 def _tail(path: str | None, count: int) -> list[str]:
     if not path:
         return []
-    from l3tui.sanitize import clean
+    from l3tui.sanitize import split_lines
 
     try:
         with open(path, "rb") as fh:
             fh.seek(0, 2)
             size = fh.tell()
             fh.seek(max(size - 16384, 0))
-            data = fh.read().decode("utf-8", "replace")
+            data = fh.read()
     except OSError:
         return []
-    return [clean(line) for line in data.splitlines()[-count:]]
+    # split as the engine and the console split (a `\r` progress bar is one line)
+    data = data.rstrip(b"\n")
+    return split_lines(data)[-count:] if data else []
 
 
 class PlainReporter(Reporter):

@@ -1,7 +1,9 @@
-"""`l3tui logs EXEC [TASK] [-f] [--grep RE]`: the log files of an execution's tasks, every
-attempt in order. On a terminal, control sequences a task printed are removed (a log cannot
-retitle the window or move the cursor); piped, the bytes are passed through. `-f` follows
-running tasks (new attempts included) until the execution ends. Read-only."""
+"""`l3tui logs EXEC [TASK] [-f] [--grep RE] [--json]`: the log files of an execution's tasks,
+every attempt in order, streamed a block at a time. On a terminal, control sequences a task
+printed are removed and a line rewritten with `\r` shows its last state, as the console does
+(a log cannot retitle the window or move the cursor); piped, the bytes are passed through.
+`--json` writes one object per line with every control character escaped (C1 too). `-f`
+follows running tasks (new attempts included) until the execution ends. Read-only."""
 
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ from l3tui.sanitize import clean
 from l3tui.store import queries
 
 FOLLOW_POLL_S = 0.25
+READ_BLOCK = 1024 * 1024
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029]")
+"""What `json.dumps(ensure_ascii=False)` leaves raw but a terminal or a JavaScript parser
+acts on: DEL, the C1 controls (U+009B is a CSI like ESC [), and the line separators."""
 ACTIVE = ("pending", "running", "paused")
 
 
@@ -57,8 +63,8 @@ class _Printer:
             return
         self.matched += 1
         if self.json_mode:
-            self.out.append(json.dumps({"task_id": log.task_id, "attempt": log.attempt,
-                                        "line": text}, ensure_ascii=False))  # fmt: skip
+            self.out.append(json_line({"task_id": log.task_id, "attempt": log.attempt,
+                                       "line": text}))  # fmt: skip
         elif self.pattern is not None and self.headers:
             self.out.append(f"{log.task_id}#{log.attempt}: {text}")
         else:
@@ -69,6 +75,13 @@ class _Printer:
             sys.stdout.write("\n".join(self.out) + "\n")
             sys.stdout.flush()
             self.out.clear()
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """`record` as one JSON line: non-ASCII text stays readable, every control character is
+    escaped (json escapes C0 and ESC; C1 and DEL are escaped here)."""
+    text = json.dumps(record, ensure_ascii=False)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,10 +114,10 @@ def _attempts(conn: sqlite3.Connection, exec_id: str, task: str | None
 
 
 def _read_new(log: _Log, printer: _Printer, final: bool) -> None:
+    """Print what `log` gained since the last call, a block at a time: a log of gigabytes
+    streams through in bounded memory."""
     try:
-        with open(log.path, "rb") as fh:
-            fh.seek(log.offset)
-            data = fh.read()
+        fh = open(log.path, "rb")  # noqa: SIM115 (closed below; the errors differ)
     except FileNotFoundError:
         # A log file is created with a task's first byte of output; only a missing
         # execution directory means the logs were deleted (by a cleanup, say).
@@ -113,15 +126,25 @@ def _read_new(log: _Log, printer: _Printer, final: bool) -> None:
     except OSError:
         log.missing = True
         return
-    log.offset += len(data)
-    data = log.partial + data
-    lines = data.split(b"\n")
-    log.partial = lines.pop()
+    with fh:
+        fh.seek(log.offset)
+        while True:
+            try:
+                data = fh.read(READ_BLOCK)
+            except OSError:
+                log.missing = True
+                return
+            if not data:
+                break
+            log.offset += len(data)
+            lines = (log.partial + data).split(b"\n")
+            log.partial = lines.pop()
+            for raw in lines:
+                printer.line(log, raw)
+            printer.flush()
     if final and log.partial:
-        lines.append(log.partial)
+        printer.line(log, log.partial)
         log.partial = b""
-    for raw in lines:
-        printer.line(log, raw)
 
 
 def _show(conn: sqlite3.Connection, exec_id: str, task: str | None, follow: bool,

@@ -333,6 +333,7 @@ class ConsoleApp(App[None]):
             highlighted_alert=alerts_pane.highlighted_id() if alerts_pane else None,
             schedule_selected=self.selected_schedule is not None,
             focus_filterable=focused is not None and focused.body.filterable,
+            on_dashboards=current is not None and current.screen.is_active,
         )  # fmt: skip
 
     def _views_ready(self) -> bool:

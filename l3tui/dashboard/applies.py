@@ -55,6 +55,8 @@ class Situation:
     schedule_selected: bool
     focus_filterable: bool
     """The focused pane has a `/` filter."""
+    on_dashboards: bool = True
+    """No screen (details, a dialog) is on top of the dashboards."""
 
 
 def verdict(action: str, parameters: tuple[object, ...],
@@ -83,6 +85,9 @@ def _absent(action: str, parameters: tuple[object, ...], now: Situation) -> str:
         return "s toggles schedules: this dashboard has no schedules pane"
     elif action in ALERT_OK and not _has_pane(now.dashboard, "alerts"):
         return f"{DESCRIPTIONS[action]}: this dashboard has no alerts pane"
+    elif action == "filter" and not now.on_dashboards:
+        # A pane of a screen behind must not open its filter (the log screen has its own /).
+        return "/ filters the dashboards' lists; this screen has its own keys"
     elif action == "dashboard":
         index = parameters[0] if parameters else 0
         if not isinstance(index, int) or not 0 <= index < now.dashboards:

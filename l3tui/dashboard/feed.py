@@ -1,11 +1,11 @@
 """EngineFeed: drains the console's event subscription in batches. It only marks what
-changed (the app redraws from a snapshot on its own cadence, never per event), routes task
-output to the log views following that task, and turns notices into notifications.
+changed (the app redraws from a snapshot on its own cadence, never per event), tells the log
+views following a task that it printed (they read its log file: the lines in the event are
+not handed on), and turns notices into notifications.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,8 +16,6 @@ from l3tui.engine.api import RuntimeAPI
 if TYPE_CHECKING:
     from l3tui.dashboard.widgets.log_view import LogView, TaskKey
 
-RECENT_LINES = 500
-RECENT_TASKS = 64
 STATE_EVENTS = (
     ev.ExecutionCreated, ev.ExecutionStarted, ev.ExecutionPaused, ev.ExecutionResumed,
     ev.ExecutionFinished, ev.TaskStateChanged, ev.TaskStarted, ev.TaskRetrying,
@@ -54,9 +52,6 @@ class EngineFeed:
         self.events = 0
         self.dropped = 0
         self.skip_config_messages: set[str] = set()
-        self.recent: OrderedDict[TaskKey, deque[str]] = OrderedDict()
-        """The last lines of the tasks that printed lately: a log view that starts following
-        a task sees what it printed before (its log file is written in blocks)."""
         """Config notices the app already showed (the result of a manual reload)."""
 
     # ------------------------------------------------------------------ log hub
@@ -72,19 +67,6 @@ class EngineFeed:
         if key is not None:
             self.followers.setdefault(key, set()).add(view)
             self._following[id(view)] = key
-
-    def recent_lines(self, key: TaskKey) -> list[str]:
-        return list(self.recent.get(key, ()))
-
-    def _remember(self, key: TaskKey, lines: Sequence[str]) -> None:
-        kept = self.recent.get(key)
-        if kept is None:
-            kept = self.recent[key] = deque(maxlen=RECENT_LINES)
-            if len(self.recent) > RECENT_TASKS:
-                self.recent.popitem(last=False)
-        else:
-            self.recent.move_to_end(key)
-        kept.extend(lines)
 
     # ------------------------------------------------------------------ events
 
@@ -103,12 +85,12 @@ class EngineFeed:
 
     def absorb(self, batch: Sequence[ev.Event]) -> None:
         changed = False
+        printed: dict[TaskKey, int] = {}
         for event in batch:
             self.events += 1
             if isinstance(event, ev.TaskOutput):
-                self._remember((event.execution_id, event.task_id), event.lines)
-                for view in tuple(self.followers.get((event.execution_id, event.task_id), ())):
-                    view.receive(event.lines, event.attempt)
+                key = (event.execution_id, event.task_id)
+                printed[key] = max(printed.get(key, 0), event.attempt)
                 # the workflow tree shows each running task's last line
                 self.dirty.state = changed = True
             elif isinstance(event, STATE_EVENTS):
@@ -119,6 +101,9 @@ class EngineFeed:
             elif isinstance(event, ev.SystemNotice):
                 self._notice(event)
                 changed = True
+        for key, attempt in printed.items():  # one poke per task per batch
+            for view in tuple(self.followers.get(key, ())):
+                view.output_arrived(attempt)
         if changed:
             self.poke()
 

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.cells import cell_len
 
 from l3tui import textdir
@@ -19,10 +21,12 @@ from l3tui.dashboard.cadence import cadence, over_ssh
 from l3tui.dashboard.text import clean, duration, fit, size
 from l3tui.dashboard.themes import load_themes, pick_theme
 from l3tui.dashboard.widgets.base import Column, allocate
-from l3tui.dashboard.widgets.log_view import LogBuffer, merge_overlap, read_tail
+from l3tui.dashboard.widgets.log_view import LogBuffer, read_log
 from l3tui.dashboard.widgets.metrics_chart import downsample
 from l3tui.engine.executors.output import clean as engine_clean
 from l3tui.errors import UsageError
+from l3tui.sanitize import clean as sanitize_clean
+from l3tui.sanitize import split_lines
 
 NASTY = [
     "\x1b]0;new window title\x07after",
@@ -42,6 +46,31 @@ def test_clean_matches_the_engines_rule_and_leaves_no_escape(line: str) -> None:
     shown = clean(line)
     assert shown == engine_clean(line)
     assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in shown)
+
+
+@pytest.mark.parametrize(("line", "shown"), [
+    ("progress 10%\rprogress 55%\rprogress 100%", "progress 100%"),
+    ("downloading 10%\rdone", "doneloading 10%"),  # what a terminal shows: no erase
+    ("downloading 10%\r\x1b[Kdone", "done"),  # the usual redraw erases first
+    ("old text\x1b[2K\rnew", "new"),
+    ("abc\x08\x08X", "aXc"),
+    ("abc\x1b[2Kd", "   d"),  # erased cells before the cursor stay blank
+    ("windows line\r", "windows line"),
+    ("\x9b31mred\x9b0m \x9d0;title\x9c end", "red  end"),  # 8-bit CSI and OSC go whole
+    ("\x1bc\x1b(Breset", "reset"),
+])
+def test_a_rewritten_line_shows_its_last_state(line: str, shown: str) -> None:
+    assert clean(line) == shown
+
+
+@given(st.lists(st.text(alphabet="ab \t\r\x08\x1b[]0;2Kmc\x07\x9b\x9d\x9c\x85é",
+                        max_size=30), max_size=8))
+def test_a_block_of_output_splits_as_its_lines_clean_one_by_one(lines: list[str]) -> None:
+    """The engine and the log view clean a block at once (fast paths); it must give what
+    cleaning each line gives."""
+    data = "\n".join(lines).encode()
+    assert split_lines(data) == [sanitize_clean(line) for line in
+                                 data.replace(b"\r\n", b"\n").decode().split("\n")]
 
 
 def test_names_from_config_lose_control_sequences_before_display() -> None:
@@ -152,13 +181,17 @@ def test_log_buffer_is_bounded_and_counts_what_it_dropped() -> None:
     assert buffer.at(buffer.first) == "line 150" and buffer.end == 250
 
 
-def test_history_and_live_output_merge_without_repeats(tmp_path) -> None:
+def test_a_log_file_is_read_in_whole_lines_each_once(tmp_path) -> None:
     log = tmp_path / "task.log"
-    log.write_bytes(b"\x1b[1mone\x1b[0m\ntwo\nthree\n")
-    history, skipped = read_tail(str(log), 100)
-    assert history == ["one", "two", "three"] and skipped == 0
-    assert merge_overlap(history, ["two", "three", "four"]) == ["one", "two", "three", "four"]
-    assert merge_overlap(history, ["five"]) == ["one", "two", "three", "five"]
+    log.write_bytes(b"\x1b[1mone\x1b[0m\ntwo\nthr")
+    first = read_log(str(log), 0, 100)
+    assert first.lines == ["one", "two"] and first.partial == "thr" and first.skipped == 0
+    with log.open("ab") as fh:
+        fh.write(b"ee\nfour")
+    second = read_log(str(log), first.offset, 100)
+    assert second.lines == ["three"] and second.partial == "four"
+    last = read_log(str(log), second.offset, 100, final=True)
+    assert last.lines == ["four"] and last.partial == "" and last.offset == log.stat().st_size
 
 
 def test_charts_average_down_to_their_resolution() -> None:

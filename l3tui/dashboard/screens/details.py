@@ -1,20 +1,22 @@
 """Detail screens: an execution (every task with attempts, exit codes, durations, waiting
 reasons, processes, and the definition hash it ran) and a task (state, timings, resource
-peaks, reported metrics, and its log following). Both re-read their view at the console's
-live cadence (once a second, slower over SSH).
+peaks, reported metrics, and its log following, with its own `/` filter). Both re-read
+their view at the console's live cadence (once a second, slower over SSH).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from l3tui.dashboard.text import STATE_ICONS, Bidi, duration, one_line, size
 from l3tui.dashboard.widgets.footer import KeyFooter
@@ -127,7 +129,14 @@ class ExecutionScreen(DetailScreen):
 
 
 class TaskScreen(DetailScreen):
-    """One task: its figures on top, its log below (following)."""
+    """One task: its figures on top, its log below (following). `/` filters the log's lines
+    (case-insensitive regex; text that is not a regex matches as written); Escape clears the
+    filter, and with no filter goes back."""
+
+    BINDINGS: ClassVar[list[Any]] = [
+        Binding("escape", "back", "Back", id="back"),
+        Binding("slash", "filter", "Filter", id="filter"),
+    ]
 
     def __init__(self, api: RuntimeAPI, execution_id: str, task_id: str, bidi: Bidi,
                  now: Callable[[], float], *, every: float = REFRESH_S) -> None:  # fmt: skip
@@ -143,6 +152,10 @@ class TaskScreen(DetailScreen):
         log.bidi = self.bidi
         log.border_title = f"log of {self.task_id}"
         yield log
+        box = Input(placeholder="filter the log: text or regex, enter applies, esc clears",
+                    classes="log-filter")  # fmt: skip
+        box.display = False
+        yield box
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -176,14 +189,63 @@ class TaskScreen(DetailScreen):
         rows.append(("log", task.log_path or "—"))
         self.query_one(".detail-header", Static).update(_stack(header, _grid(rows)))
         log = self.query_one(LogView)
+        # named by its id, as its title: the header above gives the name
+        log.follow((view.id, task.task_id), task.log_path, task.task_id,
+                   attempt=task.attempt, live=live)  # fmt: skip
         log.border_subtitle = log.summary()
-        if log.log_path is None and task.log_path:
-            log.follow((view.id, task.task_id), task.log_path, task.name)
-
 
     def on_log_lines_arrived(self) -> None:
         log = self.query_one(LogView)
         log.border_subtitle = log.summary()
+
+    # ------------------------------------------------------------------ filter
+
+    def action_filter(self) -> None:
+        box = self.query_one(".log-filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_back(self) -> None:
+        box = self.query_one(".log-filter", Input)
+        if box.display or self.query_one(LogView).filter is not None:
+            self._clear_filter()
+        else:
+            self.app.pop_screen()
+
+    def _clear_filter(self) -> None:
+        box = self.query_one(".log-filter", Input)
+        box.value = ""
+        box.display = False
+        self._apply(None)
+        self.query_one(LogView).focus()
+
+    @on(Input.Changed, ".log-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._apply(log_filter(event.value))
+
+    @on(Input.Submitted, ".log-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        pattern = log_filter(event.value)
+        self._apply(pattern)
+        if pattern is None:
+            event.input.display = False
+        self.query_one(LogView).focus()
+
+    def _apply(self, pattern: re.Pattern[str] | None) -> None:
+        log = self.query_one(LogView)
+        log.set_filter(pattern)
+        log.border_subtitle = log.summary()
+
+
+def log_filter(text: str) -> re.Pattern[str] | None:
+    """What the log's filter box means: nothing for no text; a case-insensitive regex; text
+    that is not a regex (`[error`, `a(b`) as itself."""
+    if not text:
+        return None
+    try:
+        return re.compile(text, re.IGNORECASE)
+    except re.error:
+        return re.compile(re.escape(text), re.IGNORECASE)
 
 
 def _task(view: ExecutionView | None, task_id: str) -> TaskView | None:

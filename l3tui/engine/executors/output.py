@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from l3tui.config.secrets import MIN_SECRET_CHARS
-from l3tui.sanitize import clean
+from l3tui.sanitize import clean, split_lines
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
 TAIL_BYTES = 32 * 1024
 METRIC_PREFIX = b"L3METRIC "
+_METRIC_BYTES = re.compile(b"L3METRIC")
 _METRIC = re.compile(
     r"^L3METRIC\s+([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(-?[0-9.]+(?:[eE][-+]?\d+)?)\s*$"
 )
@@ -177,21 +178,27 @@ class OutputCapture:
 
     def _split(self, data: bytes) -> None:
         data = self._partial + data
-        parts = data.split(b"\n")
-        self._partial = parts.pop()
+        end = data.rfind(b"\n")
+        if end < 0:
+            complete, self._partial = b"", data
+        else:
+            complete, self._partial = data[:end], data[end + 1 :]
         if len(self._partial) > MAX_LINE:  # a line without end: show it in pieces
-            parts.append(self._partial)
+            complete = self._partial if end < 0 else complete + b"\n" + self._partial
             self._partial = b""
-        if not parts:
+        elif end < 0:
             return
-        lines = [clean(p.decode("utf-8", "replace")) for p in parts]
+        # One decode and one scan for the whole chunk, not one per line: during a flood
+        # this runs for every MiB on the loop the console shares.
+        lines = split_lines(complete)
         self.last_line = lines[-1] or self.last_line
         self.on_lines(lines)
-        for line in lines:
-            if line.startswith("L3METRIC"):
-                metric = parse_metric(line)
-                if metric:
-                    self.on_metric(*metric)
+        if _METRIC_BYTES.search(complete):  # `re` finds a literal faster than `in` here
+            for line in lines:
+                if line.startswith("L3METRIC"):
+                    metric = parse_metric(line)
+                    if metric:
+                        self.on_metric(*metric)
 
     def _overflow(self, chunk: bytes) -> None:
         if self._partial:  # finish the line that straddles the cap
