@@ -11,6 +11,7 @@ from pydantic import (
 )
 
 from l3tui.config import roots
+from l3tui.config.events_schema import EventsSettings
 from l3tui.config.fields import (
     CronExpr,
     Identifier,
@@ -173,3 +174,5 @@ class SchedulingFile(Model):
 
     scheduling: Scheduling = Field(default_factory=Scheduling)
     """Priorities, limits, pools and recurring tasks."""
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    """Where events and results go besides the store: sinks, the outbox, the inbox."""

@@ -201,8 +201,27 @@ class TaskDef(Model):
         return value
 
 
+class OnAnalysis(Model):
+    """Start when an `analysis_update` decision on this topic arrives and `when` holds."""
+
+    topic: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:*?\[\]!-]+$")
+    """The update's topic, or a glob of topics (`lint`, `metrics.*`)."""
+    when: list[Condition] = Field(default_factory=list)
+    """Conditions on the update's payload: `param_equals` on its keys (nested keys dotted:
+    `coverage.total`), `env_equals`, `path_exists`, `path_missing`; all must hold."""
+
+    @field_validator("when")
+    @classmethod
+    def _no_upstream(cls, value: list[Condition]) -> list[Condition]:
+        if any(c.upstream is not None for c in value):
+            raise ValueError("`upstream` does not apply to an analysis update (it has no "
+                             "upstream tasks); use param_equals on the payload")
+        return value
+
+
 class Trigger(Model):
-    """Starts the workflow on its own: after another workflow ends, or on a cron schedule."""
+    """Starts the workflow on its own: after another workflow ends, on a cron schedule, or
+    when an analysis update arrives."""
 
     after: Identifier | None = None
     """Start when this workflow's execution ends (see `on`)."""
@@ -212,11 +231,14 @@ class Trigger(Model):
     """Start on this schedule (like a recurring task named after the workflow)."""
     timezone: Timezone | None = None
     """Timezone of `cron`; defaults to the scheduling file's."""
+    on_analysis: OnAnalysis | None = None
+    """Start when an `analysis_update` decision on `topic` arrives and `when` holds."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> Trigger:
-        if (self.after is None) == (self.cron is None):
-            raise ValueError("a trigger takes exactly one of: after, cron")
+        given = [k for k in ("after", "cron", "on_analysis") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a trigger takes exactly one of: after, cron, on_analysis")
         return self
 
 
@@ -340,6 +362,7 @@ __all__ = [
     "LogViewWidget",
     "MetricsChartWidget",
     "Model",
+    "OnAnalysis",
     "ParamSpec",
     "ParamType",
     "Percent",

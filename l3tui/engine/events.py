@@ -266,6 +266,68 @@ class SystemNotice(Event):
     severity: str = "info"
 
 
+# ------------------------------------------------------------------ coordinator
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecisionReceived(Event):
+    """A decision from another program is recorded in the store (before anything acts on
+    it), or was a repeat of one already recorded (`duplicate`: nothing more happens)."""
+
+    kind: ClassVar[str] = "decision_received"
+    decision_id: str
+    decision_kind: str
+    source: str
+    via: str
+    """Where it came in: `inbox:NAME`, or `socket` and the client."""
+    duplicate: bool = False
+    not_before: float | None = None
+    """It waits until then before it acts."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecisionRejected(Event):
+    """A decision refused before it was recorded (malformed, oversized, unknown kind, not a
+    regular file, a bad id, a target that does not exist, an id reused for other content)."""
+
+    kind: ClassVar[str] = "decision_rejected"
+    decision_id: str | None
+    via: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecisionActed(Event):
+    """A recorded decision was acted on; `applied` False says it could not be, and why."""
+
+    kind: ClassVar[str] = "decision_acted"
+    decision_id: str
+    decision_kind: str
+    applied: bool
+    message: str
+    execution_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResultReported(Event):
+    """A finished execution's result line is in the outbox, written and fsync'd."""
+
+    kind: ClassVar[str] = "result_reported"
+    execution_id: str
+    decision_id: str | None
+    outcome: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SinkDropped(Event):
+    """An event sink fell behind: events it never got since the last report, and in all."""
+
+    kind: ClassVar[str] = "sink_dropped"
+    sink: str
+    dropped: int
+    total: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -274,5 +336,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskFinished,
         TaskOutput, TaskMetric, DeadlineMissed, OperatorAction, ResourceSampled,
         ScheduleFired, ScheduleChanged, AlertChanged, SystemNotice, BottleneckChanged,
+        DecisionReceived, DecisionRejected, DecisionActed, ResultReported, SinkDropped,
     )
 }  # fmt: skip

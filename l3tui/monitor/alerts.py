@@ -1,8 +1,9 @@
 """AlertManager: alert rules on metric series plus the built-in alerts raised from events
 (execution failed, task timed out, deadline missed, interrupted by a crash, resource
-bottleneck, store write failing). Each alert is raised, acknowledged, snoozed or resolved,
-and every change is published as an `AlertChanged` event (the store persists and audits
-them). Headless: it never imports Textual, and it never blocks (listeners stay tiny).
+bottleneck, store write failing, event hook failed). Each alert is raised, acknowledged,
+snoozed or resolved, and every change is published as an `AlertChanged` event (the store
+persists and audits them). Headless: it never imports Textual, and it never blocks
+(listeners stay tiny).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ BUILTIN_RULES: dict[str, tuple[str, str]] = {
     "execution_interrupted": ("Execution interrupted by a crash", "critical"),
     "resource_bottleneck": ("Resource bottleneck", "warning"),
     "store_write_failing": ("Store writes failing", "critical"),
+    "event_hook_failed": ("Event hook failed", "warning"),
 }
 """Alerts that need no rule in the dashboard file."""
 
@@ -221,6 +223,9 @@ class AlertManager:
                          repeat=False)  # fmt: skip
 
     def _notice(self, event: ev.SystemNotice) -> None:
+        if event.topic == "sinks":
+            self._hook_notice(event)
+            return
         rule = {"recovery": "execution_interrupted", "bottleneck": "resource_bottleneck",
                 "store": "store_write_failing"}.get(event.topic)  # fmt: skip
         if rule is None:
@@ -244,6 +249,16 @@ class AlertManager:
                     self._resolve(rule, active_key, event.message, event.at)
         else:
             self._resolve(rule, key, event.message, event.at)
+
+    def _hook_notice(self, event: ev.SystemNotice) -> None:
+        """An event hook failed (one alert per sink, raised once: a hook on `alert.raised`
+        that fails must not feed itself), or works again (resolved)."""
+        sink = event.message.split(":", 1)[0].strip() or "sinks"
+        if event.severity in ("warning", "error", "critical"):
+            self.raise_alert("event_hook_failed", sink, message=event.message,
+                             source="event sinks", at=event.at, repeat=False)  # fmt: skip
+        else:
+            self._resolve("event_hook_failed", sink, event.message, event.at)
 
     # ------------------------------------------------------------------ state changes
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from l3tui.config.loader import Config
 from l3tui.config.schema import DashboardFile, WorkflowDef
+from l3tui.coordinator import Coordinator
 from l3tui.engine import events as ev
 from l3tui.engine.api import (
     ExecutionView,
@@ -88,6 +89,7 @@ class Runtime:
         fire_schedules: bool = False,
         adopt_orphans: bool = False,
         record: bool = True,
+        coordinate: str = "off",
     ) -> None:
         self.config = config
         self.state_dir = state_dir.expanduser().resolve()
@@ -125,6 +127,10 @@ class Runtime:
                                             self.run_workflow)  # fmt: skip
         self.fire_schedules = fire_schedules
         """Long-lived consoles and daemons fire recurring tasks; `l3tui run` does not."""
+        self.coordinator = (Coordinator(self, inbox=coordinate == "all")
+                            if record and coordinate in ("all", "out") else None)  # fmt: skip
+        """Decisions in (`all`: daemon, console), results and event sinks out (`out` too:
+        `l3tui run`); none without the store."""
         self.recovery: RecoveryReport | None = None
         """What the store found and did on start after an unclean stop (None: not opened)."""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -169,6 +175,12 @@ class Runtime:
             self.spawn(self.reloader.watch(), "config-watch")
         self.started = True
         self.started_at = self.clock.time()
+        if self.coordinator is not None:
+            try:
+                await self.coordinator.start()
+            except BaseException:
+                await self.close()
+                raise
         return self
 
     def drain(self, reason: str) -> None:
@@ -194,6 +206,8 @@ class Runtime:
         self.started = False
         await self.engine.shutdown(actor=f"{self.actor} (shutdown)")
         await self.executor.close()  # what outlived the grace, and what tasks left behind
+        if self.coordinator is not None:
+            await self.coordinator.close()  # the results and events of what just ended
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -279,14 +293,16 @@ class Runtime:
         actor: str = "",
         trigger: str = "manual",
         priority: str | int | None = None,
+        definition: WorkflowDef | None = None,
     ) -> OpResult:
-        """Create and start an execution; the result names it (or says why not)."""
+        """Create and start an execution; the result names it (or says why not).
+        `definition` (a decision's task, batch or deadline) replaces the config's."""
         who = actor or self.actor
         try:
             if self.scheduler.draining:
                 raise UsageError(f"not started: {self.scheduler.draining}")
             execution = self.engine.create(workflow_id, params, trigger=trigger,
-                                           priority=priority)  # fmt: skip
+                                           priority=priority, definition=definition)  # fmt: skip
         except UsageError as exc:
             result = OpResult(False, str(exc))
         else:
@@ -391,6 +407,8 @@ class Runtime:
         self.resources.configure(config.scheduling)
         self.recurring.reconfigure(config)
         self.alerts.set_rules(config.dashboard.alerts)
+        if self.coordinator is not None:
+            self.coordinator.reconfigure(config)
 
     def dashboards(self) -> DashboardFile:
         return self.config.dashboard

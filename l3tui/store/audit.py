@@ -103,6 +103,14 @@ def entries_for(
     elif isinstance(event, ev.AlertChanged) and event.state == "acknowledged":
         yield AuditEntry(at, default_actor, "alert.ack", event.alert_id, "acknowledged",
                          f"{event.rule}: {event.message}")  # fmt: skip
+    elif isinstance(event, ev.DecisionReceived):
+        yield AuditEntry(at, f"{event.source or 'unknown'} (decision via {event.via})",
+                         "decision.receive", event.decision_id,
+                         "duplicate" if event.duplicate else "recorded",
+                         event.decision_kind)  # fmt: skip
+    elif isinstance(event, ev.DecisionRejected):
+        yield AuditEntry(at, f"unknown (decision via {event.via})", "decision.receive",
+                         event.decision_id or "", "rejected", event.reason)  # fmt: skip
     elif isinstance(event, ev.SystemNotice) and event.topic in ("config", "recovery"):
         action = "config.reload" if event.topic == "config" else "recovery"
         outcome = "failed" if event.severity == "error" else "done"

@@ -152,7 +152,44 @@ ALTER TABLE schedule_state ADD COLUMN cursor REAL;
 ALTER TABLE schedule_state ADD COLUMN last_execution_id TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# Version 4: the execution coordinator. Decisions from other programs, recorded before
+# anything acts on them (the id is the idempotency key; `digest` tells a repeat from an id
+# reused for other content); the result lines written to the outbox (so none is written
+# twice); its own bookmarks; and the indexes its reads need.
+_V4 = """
+CREATE TABLE decisions (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    source      TEXT NOT NULL DEFAULT '',
+    via         TEXT NOT NULL DEFAULT '',
+    state       TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    not_before  REAL,
+    acted_at    REAL,
+    applied     INTEGER,
+    message     TEXT NOT NULL DEFAULT '',
+    executions  TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX decisions_open ON decisions(received_at) WHERE state = 'received';
+CREATE TABLE outbox (
+    execution_id TEXT PRIMARY KEY,
+    decision_id  TEXT,
+    outcome      TEXT NOT NULL,
+    written_at   REAL NOT NULL,
+    file         TEXT NOT NULL,
+    file_offset  INTEGER NOT NULL
+);
+CREATE TABLE coordinator_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE INDEX task_metrics_by_execution ON task_metrics(execution_id);
+CREATE INDEX executions_by_finish ON executions(finished_at) WHERE finished_at IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 """MIGRATIONS[i] takes a database from version i to version i + 1."""
 LATEST = len(MIGRATIONS)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from l3tui.engine import events as ev
 from l3tui.store.audit import GENESIS, chain
@@ -22,6 +23,7 @@ from l3tui.store.database import BUSY_TIMEOUT_MS
 from l3tui.store.rows import TASK_COLUMNS, Batch, BatchBuilder
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DatabaseReplaced(Exception):
@@ -149,6 +151,23 @@ class Writer:
         if self.conn is None:
             raise sqlite3.OperationalError("the writer connection is closed")
         self.conn.execute(sql, params)
+
+    def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(conn)` inside one transaction (the coordinator's records): committed when
+        it returns, rolled back when it raises."""
+        conn = self.conn
+        if conn is None:
+            raise sqlite3.OperationalError("the writer connection is closed")
+        self.check_file()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
 
     def prune(self, metrics_cutoff: float, events_cutoff: float) -> None:
         assert self.conn is not None
