@@ -34,6 +34,10 @@ COMMANDS = {
     "resume": "Run an interrupted (or failed) execution again, keeping succeeded tasks",
     "daemon": "Run the scheduler and executions with no UI; consoles attach to it",
     "doctor": "Ask the daemon how it is (loop lag, store, queue, sampler, clients)",
+    "submit": "Hand l3tui a decision (JSON): through the daemon, else into the inbox",
+    "plan": "What decisions would do (executions, tasks, expected durations, waits), undone",
+    "events": "The event stream from the store (-f follows; --since SEQ resumes)",
+    "schema": "The JSON Schema of a decision",
 }
 
 
@@ -167,7 +171,45 @@ def build_parser() -> argparse.ArgumentParser:
                        "Exit 1 when unhealthy or when no daemon answers.")
     _common(p, top=False)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _coordinator_commands(sub)
     return parser
+
+
+def _coordinator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Decisions in, plans and events out (README: Coordinator)."""
+    p = sub.add_parser("submit", help=COMMANDS["submit"], description="Send a decision (or a "
+                       "JSON array of them) to the daemon serving the state directory, or, "
+                       "with none, write it into STATE/inbox/. Exit 0 when each was accepted "
+                       "(or repeats one that was), 1 when any was rejected or did not act.")
+    _common(p, top=False)
+    p.add_argument("source", metavar="FILE", help="a JSON file, or - for stdin")
+    p.add_argument("--json", action="store_true", help="one outcome per line as JSON")
+
+    p = sub.add_parser("plan", help=COMMANDS["plan"], description="What the decisions in FILE "
+                       "would do, without doing it: executions, their tasks in order, "
+                       "priorities, pools, expected durations (p50 of past runs) and what "
+                       "would wait and why. Exit 1 when any would be rejected.")
+    _common(p, top=False)
+    p.add_argument("source", metavar="FILE", help="a JSON file, or - for stdin")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("events", help=COMMANDS["events"], description="Events recorded in the "
+                       "store, oldest first, each with its sequence number (SEQ). Read-only.")
+    _common(p, top=False)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    p.add_argument("--since", type=int, metavar="SEQ",
+                   help="only events after this sequence number (default: the newest --limit)")
+    p.add_argument("--type", action="append", metavar="GLOB",
+                   help="only events whose type (execution.failed, alert.raised, task.*) or "
+                   "kind matches; repeatable")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="at most N events before following (default 100 without --since)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = sub.add_parser("schema", help=COMMANDS["schema"], description="Print the JSON Schema "
+                       "of a decision (what the inbox, `submit` and the socket accept).")
+    _common(p, top=False)
+    p.add_argument("what", choices=["decision"], help="which schema")
 
 
 def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -80,7 +80,7 @@ async def serve(config: Config, state_dir: Path, *, on_stop: str = "cancel") -> 
 
     actor = f"daemon ({current_actor()})"
     async with Runtime(config, state_dir, actor=actor, watch_config=True,
-                       fire_schedules=True) as rt:  # fmt: skip
+                       fire_schedules=True, coordinate="all") as rt:  # fmt: skip
         if rt.recovery is not None and rt.recovery.needed:
             log.warning("%s", rt.recovery.message())
         async with DaemonServer(rt, state_dir) as server:

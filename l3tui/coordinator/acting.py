@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from l3tui.config import placeholders
 from l3tui.config.builtins import BUILTIN_ACTIONS
 from l3tui.config.fields import IDENT_RE
 from l3tui.config.loader import Config
@@ -112,9 +113,7 @@ def starts(config: Config, decision: AnyDecision, received_at: float,
                                     max_parallel=decision.parallelism)  # fmt: skip
         start = Start(f"batch:{decision.id}", definition, params, built=True)
     for spec in _specs(decision):
-        if spec.action not in config.actions.actions and spec.action not in BUILTIN_ACTIONS:
-            raise DecisionError(f"action {spec.action!r} has no binding in l3-actions.yml and "
-                                "is not built in")  # fmt: skip
+        _check_action(config, spec)
     definition = start.definition
     built = start.built
     if decision.deadline is not None:
@@ -147,6 +146,23 @@ def _specs(decision: RunTask | RunBatch | RunWorkflow | InstantiateTemplate) -> 
     if isinstance(decision, RunBatch):
         return list(decision.tasks)
     return []
+
+
+def _check_action(config: Config, spec: TaskSpec) -> None:
+    """The action exists, and every parameter its command needs (without a default) is
+    given: otherwise the task could only fail."""
+    action = config.actions.actions.get(spec.action)
+    if action is None:
+        if spec.action not in BUILTIN_ACTIONS:
+            raise DecisionError(f"action {spec.action!r} has no binding in l3-actions.yml and "
+                                "is not built in")  # fmt: skip
+        return
+    if action.shell:
+        return  # parameters arrive as environment variables: the script decides
+    for text in [*action.command, *action.env.values(), action.cwd or ""]:
+        for name, default in placeholders.find(text):
+            if default is None and not placeholders.is_context(name) and name not in spec.params:
+                raise DecisionError(f"action {spec.action!r} needs parameter {name!r}")
 
 
 def _check_priority(config: Config, priority: str | int | None) -> None:

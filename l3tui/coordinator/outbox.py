@@ -20,7 +20,7 @@ import os
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -161,12 +161,15 @@ class Outbox:
         await self._book(placed)
 
     async def _write(self, lines: list[Line]) -> list[tuple[str, str | None, str, int]]:
-        """Append and fsync, retrying with backoff while the disk refuses (a notice says so);
-        (execution id, decision id, outcome, offset) of each line."""
+        """Append and fsync, retrying with backoff while the disk refuses (a notice says so;
+        what was written before the refusal is not written again); (execution id, decision
+        id, outcome, offset) of each line."""
+        placed: list[tuple[str, str | None, str, int]] = []
+        remaining = lines
         delay = 0.5
-        while True:
+        while remaining:
             try:
-                placed = await asyncio.to_thread(self._append, [line[3] for line in lines])
+                offsets = await asyncio.to_thread(self._append, [line[3] for line in remaining])
             except OSError as exc:
                 why = f"cannot write {self.path}: {exc.strerror or exc}"
                 if self.failing != why:
@@ -176,11 +179,14 @@ class Outbox:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            if self.failing is not None:
-                self.failing = None
-                self._notice(f"{self.path} is written again", "info")
-            self.written += len(lines)
-            return [(e[0], e[1], e[2], offset) for e, offset in zip(lines, placed, strict=True)]
+            placed.extend((e[0], e[1], e[2], offset)
+                          for e, offset in zip(remaining, offsets, strict=False))  # fmt: skip
+            remaining = remaining[len(offsets):]
+        if self.failing is not None:
+            self.failing = None
+            self._notice(f"{self.path} is written again", "info")
+        self.written += len(placed)
+        return placed
 
     async def _book(self, placed: list[tuple[str, str | None, str, int]]) -> None:
         if not placed:
@@ -227,14 +233,39 @@ class Outbox:
         return f"{info.st_ino}:{info.st_size}"
 
     def _append(self, lines: list[bytes]) -> list[int]:
-        """One write of whole lines, then fsync; on any error the file is cut back to where
-        it was (nothing half-written stays). The offset of each line."""
+        """Whole lines, one write per file (rotating first when the next line would take
+        the file past `max_mb`; a file holds at least one line), each write fsync'd; a
+        failed write is cut back so nothing half-written stays. The offset of each line
+        written: fewer than given when the disk refused part way (OSError when at once)."""
         assert self._fd is not None
-        data = b"".join(lines)
-        size = os.fstat(self._fd).st_size
-        if size and size + len(data) > self.settings.max_mb * 1024 * 1024:
-            self._rotate()
-            size = 0
+        limit = self.settings.max_mb * 1024 * 1024
+        offsets: list[int] = []
+        pending = lines
+        while pending:
+            size = os.fstat(self._fd).st_size
+            take = total = 0
+            while take < len(pending) and (size + total + len(pending[take]) <= limit
+                                           or (size == 0 and take == 0)):  # fmt: skip
+                total += len(pending[take])
+                take += 1
+            if take == 0:
+                self._rotate()
+                continue
+            try:
+                self._write_all(b"".join(pending[:take]), size)
+            except OSError:
+                if offsets:
+                    return offsets
+                raise
+            at = size
+            for line in pending[:take]:
+                offsets.append(at)
+                at += len(line)
+            pending = pending[take:]
+        return offsets
+
+    def _write_all(self, data: bytes, size: int) -> None:
+        assert self._fd is not None
         fd = self._fd
         try:
             done = 0
@@ -245,11 +276,6 @@ class Outbox:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, size)
             raise
-        offsets, at = [], size
-        for line in lines:
-            offsets.append(at)
-            at += len(line)
-        return offsets
 
     def _rotate(self) -> None:
         dir_fd = self._dir_fd
@@ -260,33 +286,40 @@ class Outbox:
         self._reopen()
 
     def _recover(self, mark: str | None) -> list[tuple[str, str | None, str, int]]:
-        """Cut a torn last line; the lines after the booked mark (written, maybe unbooked)."""
-        assert self._fd is not None
+        """Cut a torn last line; the lines written after the booked mark (maybe unbooked):
+        in the current file, and in the files rotated since the mark, oldest first."""
+        assert self._fd is not None and self._dir_fd is not None
         fd = self._fd
         info = os.fstat(fd)
-        start = 0
-        if mark:
-            inode, _, size = mark.partition(":")
-            if inode == str(info.st_ino) and size.isdigit() and int(size) <= info.st_size:
-                start = int(size)
+        inode, _, size = (mark or "").partition(":")
+        mark_size = int(size) if size.isdigit() else 0
+        here = inode == str(info.st_ino) and mark_size <= info.st_size
+        start = mark_size if here else 0
         end = info.st_size
-        if end > start:
-            tail = os.pread(fd, 1, end - 1)
-            if tail != b"\n":
-                cut = _last_newline(fd, start, end)
-                log.warning("outbox: cutting a torn last line of %s (%d bytes)", self.path,
-                            end - cut)  # fmt: skip
-                os.ftruncate(fd, cut)
-                os.fsync(fd)
-                end = cut
-        found: list[tuple[str, str | None, str, int]] = []
-        offset = start
-        for line in _lines(fd, start, end):
-            with contextlib.suppress(ValueError, AttributeError, TypeError):
-                data = json.loads(line)
-                found.append((str(data["execution_id"]), data.get("decision_id"),
-                              str(data.get("outcome", "")), offset))  # fmt: skip
-            offset += len(line)
+        if end > start and os.pread(fd, 1, end - 1) != b"\n":
+            cut = _last_newline(fd, start, end)
+            log.warning("outbox: cutting a torn last line of %s (%d bytes)", self.path,
+                        end - cut)  # fmt: skip
+            os.ftruncate(fd, cut)
+            os.fsync(fd)
+            end = cut
+        found = list(_entries(fd, start, end))
+        if here or not inode:
+            return found
+        for index in range(1, self.settings.keep + 1):  # rotated since the mark?
+            try:
+                old = os.open(f"{FILE_NAME}.{index}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=self._dir_fd)  # fmt: skip
+            except FileNotFoundError:
+                break
+            try:
+                old_info = os.fstat(old)
+                marked = str(old_info.st_ino) == inode
+                found = list(_entries(old, mark_size if marked else 0, old_info.st_size)) + found
+            finally:
+                os.close(old)
+            if marked:
+                break
         return found
 
 
@@ -303,10 +336,10 @@ def _last_newline(fd: int, start: int, end: int) -> int:
     return start
 
 
-def _lines(fd: int, start: int, end: int) -> list[bytes]:
-    out: list[bytes] = []
+def _entries(fd: int, start: int, end: int) -> Iterator[tuple[str, str | None, str, int]]:
+    """(execution id, decision id, outcome, offset) of each whole line in [start, end)."""
     rest = b""
-    pos = start
+    pos = offset = start
     while pos < end:
         chunk = os.pread(fd, min(1 << 20, end - pos), pos)
         if not chunk:
@@ -314,8 +347,12 @@ def _lines(fd: int, start: int, end: int) -> list[bytes]:
         pos += len(chunk)
         parts = (rest + chunk).split(b"\n")
         rest = parts.pop()
-        out.extend(part + b"\n" for part in parts)
-    return out
+        for line in parts:
+            with contextlib.suppress(ValueError, KeyError, AttributeError, TypeError):
+                data = json.loads(line)
+                yield (str(data["execution_id"]), data.get("decision_id"),
+                       str(data.get("outcome", "")), offset)  # fmt: skip
+            offset += len(line) + 1
 
 
 def _build_all(conn: sqlite3.Connection, ids: list[str], state_dir: Path,

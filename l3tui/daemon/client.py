@@ -422,6 +422,16 @@ class RemoteRuntime:
         await self.call("subscribe", {"snapshots": self.want_snapshots, "kinds": self.kinds,
                                       "execution_id": execution_id}, retry=True)  # fmt: skip
 
+    async def submit(self, decision: Any) -> dict[str, Any]:
+        """Hand the daemon a decision (parsed JSON); its outcome. A link lost before the
+        reply is bridged with the same request id (and the decision id acts once anyway)."""
+        result = await self.call("submit", {"decision": decision}, retry=True)
+        return dict(result)
+
+    async def plan(self, decisions: list[Any]) -> list[dict[str, Any]]:
+        """What the daemon would do with these decisions now (nothing acts)."""
+        return list(await self.call("plan", {"decisions": decisions}))
+
     async def health(self) -> HealthView:
         return from_wire(HealthView, await self.call("health"))  # type: ignore[no-any-return]
 

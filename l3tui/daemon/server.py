@@ -59,7 +59,8 @@ STALLED_S = 60.0
 MAX_PENDING_REPLIES = 1000
 REMEMBERED_COMMANDS = 10_000
 COMMANDS = frozenset({"run_workflow", "pause", "resume", "cancel", "resume_interrupted",
-                      "ack_alert", "snooze_alert", "set_schedule_enabled", "reload_config"})
+                      "ack_alert", "snooze_alert", "set_schedule_enabled", "reload_config",
+                      "submit"})
 
 
 class Client:
@@ -512,6 +513,22 @@ class DaemonServer:
 
     async def _m_reload_config(self, client: Client) -> OpResult:
         return await self.runtime.reload_config(actor=client.actor)
+
+    async def _m_submit(self, client: Client, decision: Any) -> dict[str, Any]:
+        """A decision, checked and handled exactly as one from the inbox (the same id twice
+        acts once); the outcome, rejected ones included."""
+        if self.runtime.coordinator is None:
+            raise StateError("this l3tui takes no decisions")
+        outcome = await self.runtime.coordinator.submit(decision, f"socket ({client.actor})")
+        return outcome.to_dict()
+
+    async def _m_plan(self, client: Client, decisions: list[Any]) -> list[dict[str, Any]]:
+        """What these decisions would do now, judged against what runs; nothing acts."""
+        if self.runtime.coordinator is None:
+            raise StateError("this l3tui takes no decisions")
+        if not isinstance(decisions, list):
+            raise ValueError("decisions must be a list")
+        return await self.runtime.coordinator.plan(decisions)
 
 
     def _log_chunk(self, execution_id: str, task_id: str, attempt: int, offset: int,
