@@ -22,17 +22,14 @@ from typing import Any
 from l3tui.commands._stored import fmt_time, open_store
 from l3tui.config import resolve_state_dir
 from l3tui.coordinator.naming import Matcher, event_type, summary
+from l3tui.engine.events import EVENT_TYPES
 from l3tui.errors import UsageError
 from l3tui.store.queries import event_bounds, events_after
 
 PAGE = 5000
 POLL_S = 0.5
-STORED_KINDS = ("execution_created", "execution_started", "execution_paused",
-                "execution_resumed", "execution_finished", "task_state", "attempt_opened",
-                "task_started", "task_retrying", "task_finished", "task_metric",
-                "deadline_missed", "operator_action", "schedule_fired", "schedule_changed",
-                "alert_changed", "system_notice", "bottleneck", "decision_received",
-                "decision_rejected", "decision_acted", "result_reported", "sink_dropped")  # fmt: skip
+STORED_KINDS = tuple(kind for kind in EVENT_TYPES if kind not in ("task_output",
+                                                                  "resource_sampled"))
 """Kinds the store keeps (pushes of other kinds would only wake us for nothing)."""
 
 

@@ -57,7 +57,8 @@ def _refused(error: DecisionError) -> dict[str, Any]:
 
 
 async def _through_daemon(state_dir: Path, items: list[Any],
-                          checked: list[AnyDecision | DecisionError]) -> list[dict[str, Any]]:  # fmt: skip
+                          checked: list[AnyDecision | DecisionError],
+                          ) -> list[dict[str, Any]]:  # fmt: skip
     from l3tui.daemon.client import RemoteRuntime
     from l3tui.runtime.actor import current_actor
 

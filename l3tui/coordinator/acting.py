@@ -176,18 +176,31 @@ def _task_id(action: str) -> str:
     return action if IDENT_RE.match(action) and len(action) <= 64 else "task"
 
 
+_BUILT: dict[str, WorkflowDef] = {}
+"""Built definitions by their shape (values are params, not part of it): a stream of
+run_task decisions for one action validates one definition, not one each."""
+
+
 def _built(tasks: list[tuple[str, TaskSpec]], prefix: str, *, name: str,
            max_parallel: int | None = None) -> tuple[WorkflowDef, dict[str, Any]]:  # fmt: skip
     """A workflow of independent tasks around actions. Each value of a task's parameters
     becomes an execution param that its `${...}` placeholder names, so the registry puts it
     in place as data in its one pass (a `${secret:X}` in a value stays that text)."""
     params: dict[str, Any] = {}
+    for index, (_, spec) in enumerate(tasks):
+        key = f"{prefix}{index + 1}." if prefix else ""
+        for param, value in spec.params.items():
+            params[key + param] = value
+    shape = repr((name, max_parallel, prefix, [(task_id, s.action, s.name, s.timeout, s.retries,
+                                                tuple(s.params)) for task_id, s in tasks]))
+    cached = _BUILT.get(shape)
+    if cached is not None:
+        return cached, params
     task_defs = []
     for index, (task_id, spec) in enumerate(tasks):
         key = f"{prefix}{index + 1}." if prefix else ""
         parameters = {}
-        for param, value in spec.params.items():
-            params[key + param] = value
+        for param in spec.params:
             parameters[param] = "${" + key + param + "}"
         task: dict[str, Any] = {"id": task_id, "action": spec.action, "parameters": parameters,
                                 "retries": spec.retries}  # fmt: skip
@@ -198,6 +211,10 @@ def _built(tasks: list[tuple[str, TaskSpec]], prefix: str, *, name: str,
         task_defs.append(task)
     definition = WorkflowDef.model_validate({"name": name, "tasks": task_defs,
                                              "max_parallel": max_parallel})  # fmt: skip
+    if len(_BUILT) >= 256:
+        _BUILT.clear()
+    if len(tasks) <= 100:
+        _BUILT[shape] = definition
     return definition, params
 
 

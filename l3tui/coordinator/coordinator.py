@@ -29,7 +29,7 @@ from typing import Any
 
 from l3tui.config.loader import Config
 from l3tui.coordinator import planning
-from l3tui.coordinator.acting import Host, starts
+from l3tui.coordinator.acting import Host, Start, starts
 from l3tui.coordinator.decisions import (
     RUN_KINDS,
     AnalysisUpdate,
@@ -100,6 +100,9 @@ class _Due:
     decision: AnyDecision
     received_at: float
     via: str
+    planned: list[Start] | None = None
+    """What it starts, as judged on receipt (reused when it acts at once, same config)."""
+    config: Config | None = None
 
 
 class Coordinator:
@@ -211,12 +214,13 @@ class Coordinator:
         now = self.host.clock.time()
         outcomes: list[Outcome | None] = [None] * len(items)
         pending: list[tuple[int, AnyDecision, db.DecisionRecord]] = []
+        planned: dict[int, list[Start]] = {}
         for index, item in enumerate(items):
             decision = item.decision
             try:
                 if item.error is not None or decision is None:
                     raise item.error or DecisionError("no decision")
-                starts(self.config, decision, now, now)  # can it act at all?
+                planned[index] = starts(self.config, decision, now, now)  # can it act at all?
                 not_before = (when_at(decision.not_before, now)
                               if decision.not_before is not None else None)  # fmt: skip
             except DecisionError as exc:
@@ -233,6 +237,8 @@ class Coordinator:
         due: list[tuple[int, _Due]] = []
         for (index, decision, record), seen in zip(pending, known, strict=True):
             outcomes[index] = self._received(decision, record, seen, items[index], due, index)
+        for index, entry in due:
+            entry.planned, entry.config = planned[index], self.config
         acted = await self._act_all([entry for _, entry in due])
         for (index, _), result in zip(due, acted, strict=True):
             outcome = outcomes[index]
@@ -350,7 +356,8 @@ class Coordinator:
         if isinstance(decision, Cancel | Pause | Resume):
             return await self._control(decision, actor)
         try:
-            planned = starts(self.config, decision, entry.received_at, host.clock.time())
+            planned = (entry.planned if entry.planned is not None and entry.config is self.config
+                       else starts(self.config, decision, entry.received_at, host.clock.time()))
         except DecisionError as exc:
             return Acted(False, str(exc))
         if isinstance(decision, AnalysisUpdate) and not planned:
@@ -473,8 +480,9 @@ class Coordinator:
             if self.host.scheduler.draining:
                 continue
             try:
+                # Names inotify announced stay ready until taken, and more arrive meanwhile.
                 while await self._inbox_round(ready):
-                    ready = set()
+                    ready |= watcher.take_ready()
                 delay = 0.5
             except (sqlite3.Error, DatabaseReplaced, OSError) as exc:
                 # Nothing acted on what could not be recorded: the files stay claimed and
@@ -512,6 +520,7 @@ class Coordinator:
         taken = await asyncio.to_thread(self._take, ready)
         if not taken:
             return False
+        ready.difference_update(item.file.original for item in taken if item.file is not None)
         outcomes = await self.intake(taken)
         await asyncio.to_thread(self._file, taken, outcomes)
         return len(taken) >= BATCH

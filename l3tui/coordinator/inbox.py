@@ -301,6 +301,11 @@ class Watcher:
         ready, self.ready = self.ready, set()
         return ready
 
+    def take_ready(self) -> set[str]:
+        """Names announced as complete since the last `wait` or `take_ready`."""
+        ready, self.ready = self.ready, set()
+        return ready
+
     def poke(self) -> None:
         self._event.set()
 

@@ -297,3 +297,23 @@ async def test_results_are_rotated_by_size_without_losing_or_repeating_a_line(
     ids = [json.loads(line)["decision_id"] for f in files for line in f.read_text().splitlines()]
     assert sorted(ids) == [f"z-{i}" for i in range(8)]
     assert oct(os.stat(files[0]).st_mode & 0o777) == "0o600"
+
+
+async def test_a_burst_larger_than_one_round_is_taken_as_announced_not_after_settling(
+    runtime_for: Callable[..., Any], config_dir: Path, state_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Files inotify announced as renamed in are taken at once, in every round, not only in
+    the first (a file found by a periodic scan waits to settle; here, an hour)."""
+    from l3tui.coordinator import coordinator as coordinator_module
+    from l3tui.coordinator import inbox as inbox_module
+
+    monkeypatch.setattr(coordinator_module, "BATCH", 5)
+    monkeypatch.setattr(inbox_module, "SETTLE_S", 3600.0)
+    async with runtime_for(config_dir, coordinate="all") as rt:
+        assert rt.coordinator.watcher.inotify
+        for i in range(12):
+            drop(state_dir / "inbox", f"{i:02d}.json", {"id": f"u-{i}", **{
+                "kind": "run_workflow", "workflow": "quick"}})  # fmt: skip
+        await until(lambda: len(list((state_dir / "inbox" / "processed").iterdir())) == 12)
+    assert len(query(state_dir, "SELECT id FROM decisions")) == 12
