@@ -133,6 +133,9 @@ class Runtime:
         self.bus.add_listener(self.views.note_change)
         self.started = False
         self.started_at = 0.0
+        self._pictures: list[tuple[int, RuntimeSnapshot]] = []
+        """Snapshots taken for a `committed` reader, waiting for the store (bus seq)."""
+        self._confirmed: RuntimeSnapshot | None = None
         self.loop_lag_s = 0.0
         """How late the event loop woke up last time (health)."""
 
@@ -415,9 +418,25 @@ class Runtime:
     def execution(self, execution_id: str) -> ExecutionView | None:
         return self.views.execution(execution_id)
 
-    def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
-        snapshot = self.views.snapshot(recent)
-        return replace(snapshot, health=WORDS[self.health().verdict])
+    def snapshot(self, recent: int = 20, *, committed: bool = False) -> RuntimeSnapshot:
+        snapshot = replace(self.views.snapshot(recent), health=WORDS[self.health().verdict])
+        if not committed or not self.bus.has_durable:
+            return snapshot
+        # A picture holds states whose events were published before it was taken: it may
+        # be shown once the store has everything up to then. Until that, the newest picture
+        # that is confirmed stands in (a commit is milliseconds; pictures are ~1 a second).
+        through = self.bus.committed_through()
+        taken = self.bus.published
+        pending = [(seq, snap) for seq, snap in self._pictures if seq > through]
+        for seq, snap in self._pictures:
+            if seq <= through:
+                self._confirmed = snap
+        if taken <= through:
+            self._confirmed, pending = snapshot, []
+        else:
+            pending.append((taken, snapshot))
+        self._pictures = pending[-8:]
+        return self._confirmed if self._confirmed is not None else snapshot
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:
         return self.views.queue_slice(offset, limit)
