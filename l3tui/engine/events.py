@@ -238,6 +238,12 @@ class AlertChanged(Event):
     severity: str
     message: str
     source: str
+    key: str = ""
+    """What tells repeats of one problem apart within the rule (a workflow id, a metric)."""
+    name: str = ""
+    count: int = 1
+    """How many times the problem occurred while the alert stayed active."""
+    snoozed_until: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

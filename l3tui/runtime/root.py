@@ -41,11 +41,12 @@ from l3tui.engine.scheduling.scheduler import TaskScheduler
 from l3tui.engine.scheduling.timing import keep_time
 from l3tui.engine.workflow.engine import WorkflowEngine
 from l3tui.errors import UsageError
-from l3tui.monitor.alerts import AlertManager
+from l3tui.monitor.alerts import Alert, AlertManager
 from l3tui.monitor.metrics import MetricsCollector
 from l3tui.runtime.actor import current_actor
 from l3tui.runtime.reload import ConfigReloader
 from l3tui.runtime.views import RuntimeViews, workflow_infos
+from l3tui.store import queries
 from l3tui.store.recovery import RecoveryReport
 from l3tui.store.schedules import SqliteScheduleStore
 from l3tui.store.sqlite import Store
@@ -90,7 +91,7 @@ class Runtime:
         self.metrics = MetricsCollector(history=sched.sampler.history, now=self.clock.time)
         self.bus.add_listener(self.metrics.on_event)
         self.alerts = AlertManager(self.bus, self.clock.time, config.dashboard.alerts,
-                                   self.metrics)  # fmt: skip
+                                   self.metrics, hold=True)  # fmt: skip
         self.bus.add_listener(self.alerts.on_event)
         self.watch_config = watch_config
         self.reloader = ConfigReloader(config, self._apply_config, self.bus, self.clock.time)
@@ -121,6 +122,11 @@ class Runtime:
         self.recovery = await self.store.open(self.bus, grace_s=grace_s)
         try:
             self.views.stored_recent = await self.store.read(recent_views, 50)
+            # Alerts still active from an earlier run show again, and new ids continue
+            # after the stored ones (the alerts recovery raised wait for this).
+            active = await self.store.read(queries.active_alerts)
+            self.alerts.restore([Alert.from_row(row) for row in active],
+                                await self.store.read(queries.alert_ids))  # fmt: skip
             await self.recurring.load()
         except BaseException:
             await self.store.close()
