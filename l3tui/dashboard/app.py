@@ -184,7 +184,9 @@ class ConsoleApp(App[None]):
 
     def refresh_now(self, *, full: bool) -> None:
         """Take one snapshot and redraw the current dashboard's panes from it."""
-        if self.frozen:
+        if self.frozen or not self.is_running:
+            # Not running: shutting down. Its timers still fire while the widgets go away
+            # (seen on a loaded machine as NoMatches for the top bar at exit).
             return
         snap = self.api.snapshot(recent=self._recent_needed())
         self.snapshot = snap

@@ -217,3 +217,17 @@ async def test_keys_remapped_by_id_work_and_show(make_config, runtime_for):
             await pilot.press("f9")
             assert app.frozen
             assert "f9 Freeze" in screen_text(app).splitlines()[-1]  # the footer shows it
+
+
+async def test_a_refresh_timer_firing_during_shutdown_draws_nothing(make_config, runtime_for):
+    """Textual's timers still fire while the app takes its widgets down; on a loaded machine
+    the full-refresh timer did, and the exit raised NoMatches for the top bar."""
+    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=DASHBOARD)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)):
+            await until(lambda: app.snapshot is not None)
+        drawn = app.snapshot
+        app.refresh_now(full=True)  # what the timer does, once the widgets are gone
+        assert app.snapshot is drawn
