@@ -16,6 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytest_plugins = ("tests.snapshot_report",)  # snapshot failure reports outside the checkout
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "config"
 L3TUI = shutil.which("l3tui", path=str(Path(os.sys.executable).parent)) or "l3tui"
