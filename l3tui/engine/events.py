@@ -174,15 +174,22 @@ class DeadlineMissed(Event):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OperatorAction(Event):
-    """A command from a person or a tool (pause, resume, cancel, run...), and its outcome."""
+    """A command from a person or a tool (pause, resume, cancel, run...), and its outcome:
+    one command, one event, one audit entry."""
 
     kind: ClassVar[str] = "operator_action"
     action: str
+    """`noun.verb`, named after what it acts on, as every audit entry is: execution.run,
+    execution.pause, task.pause, execution.resume, task.resume, execution.cancel,
+    task.cancel, execution.resume_interrupted, schedule.enable, schedule.disable, alert.ack,
+    alert.snooze, config.reload."""
     execution_id: str | None
     task_id: str | None
     applied: bool
     detail: str
     actor: str
+    target: str = ""
+    """What it acts on when that is not an execution or task (a schedule id, an alert id)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

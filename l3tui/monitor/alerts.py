@@ -344,7 +344,7 @@ class AlertManager:
             result = OpResult(True, f"alert acknowledged: {alert.name}")
         else:
             result = OpResult(False, f"alert {alert.name} is {alert.state}")
-        return self._record("ack_alert", alert_id, result, actor)
+        return self._record("alert.ack", alert_id, result, actor)
 
     def snooze(self, alert_id: str, seconds: float, actor: str) -> OpResult:
         alert = self._alerts.get(alert_id)
@@ -361,7 +361,7 @@ class AlertManager:
             result = OpResult(True, f"alert snoozed for {_span(seconds)}: {alert.name}")
         else:
             result = OpResult(False, f"alert {alert.name} is {alert.state}")
-        return self._record("snooze_alert", alert_id, result, actor)
+        return self._record("alert.snooze", alert_id, result, actor)
 
     def _wake_snoozed(self, now: float) -> None:
         for alert in self._active.values():
@@ -392,8 +392,8 @@ class AlertManager:
 
     def _record(self, action: str, alert_id: str, result: OpResult, actor: str) -> OpResult:
         self.bus.publish(ev.OperatorAction(at=self._now(), action=action, execution_id=None,
-                                           task_id=None, applied=result.applied,
-                                           detail=f"{alert_id}: {result.message}",
+                                           task_id=None, target=alert_id,
+                                           applied=result.applied, detail=result.message,
                                            actor=actor))  # fmt: skip
         return result
 

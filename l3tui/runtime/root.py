@@ -218,7 +218,7 @@ class Runtime:
         else:
             self.engine.start(execution)
             result = OpResult(True, f"started {workflow_id} as {execution.id}", execution.id)
-        self.bus.publish(ev.OperatorAction(at=self.clock.time(), action="run",
+        self.bus.publish(ev.OperatorAction(at=self.clock.time(), action="execution.run",
                                            execution_id=result.execution_id, task_id=None,
                                            applied=result.applied, detail=result.message,
                                            actor=who))  # fmt: skip
@@ -264,7 +264,7 @@ class Runtime:
             result = OpResult(True, f"resumed {plan.execution_id} as {execution.id} ({kept}, "
                               f"{len(plan.rerun)} to run)", execution.id)  # fmt: skip
         self.bus.publish(ev.OperatorAction(
-            at=self.clock.time(), action="resume-interrupted",
+            at=self.clock.time(), action="execution.resume_interrupted",
             execution_id=result.execution_id or execution_id, task_id=None,
             applied=result.applied, detail=result.message, actor=actor or self.actor,
         ))  # fmt: skip
@@ -281,8 +281,8 @@ class Runtime:
     ) -> OpResult:
         result = await self.recurring.set_enabled(schedule_id, enabled)
         self.bus.publish(ev.OperatorAction(
-            at=self.clock.time(), action="enable-schedule" if enabled else "disable-schedule",
-            execution_id=None, task_id=schedule_id, applied=result.applied,
+            at=self.clock.time(), action="schedule.enable" if enabled else "schedule.disable",
+            execution_id=None, task_id=None, target=schedule_id, applied=result.applied,
             detail=result.message, actor=actor or self.actor,
         ))  # fmt: skip
         return result

@@ -185,7 +185,7 @@ async def test_n_runs_the_picked_workflow(console_config, runtime_for):
             await until(lambda: "started sleeper" in " ".join(
                 n.message for n in app._notifications))  # fmt: skip
             actions = [e for e in sub.drain() if isinstance(e, ev.OperatorAction)]
-            assert [(a.action, a.actor, a.applied) for a in actions] == [("run", "tester", True)]
+            assert [(a.action, a.actor, a.applied) for a in actions] == [("execution.run", "tester", True)]
 
 
 async def test_keys_after_n_act_on_the_new_execution_not_on_a_refreshed_row(
@@ -246,12 +246,13 @@ async def test_a_acknowledges_the_alert_and_the_audit_has_it(console_config, run
             assert any(isinstance(e, ev.AlertChanged) and e.state == "acknowledged"
                        for e in events)  # fmt: skip
             acks = [e for e in events
-                    if isinstance(e, ev.OperatorAction) and e.action == "ack_alert"]  # fmt: skip
+                    if isinstance(e, ev.OperatorAction) and e.action == "alert.ack"]  # fmt: skip
             assert [(a.actor, a.applied) for a in acks] == [("tester", True)]
             await rt.store.flush()
             audit = await rt.store.read(queries.all_audit_entries)
-            assert any(row.entry.action == "ack_alert" and row.entry.actor == "tester"
-                       for row in audit)  # fmt: skip
+            assert [(row.entry.action, row.entry.actor, row.entry.target) for row in audit
+                    if row.entry.action.startswith("alert.")] == [("alert.ack", "tester",
+                                                                   acks[0].target)]  # fmt: skip
             assert app.check_action("ack_alert", ()) is None  # nothing left to acknowledge
 
 

@@ -159,8 +159,8 @@ def test_ack_and_snooze_change_state_publish_and_are_audited_as_operator_actions
     states = [e.state for e in events if isinstance(e, ev.AlertChanged)]
     assert states == ["raised", "snoozed", "raised", "acknowledged"]
     actions = [(e.action, e.applied, e.actor) for e in events if isinstance(e, ev.OperatorAction)]
-    assert actions == [("snooze_alert", True, "alice"), ("ack_alert", True, "alice"),
-                       ("ack_alert", False, "alice")]  # fmt: skip
+    assert actions == [("alert.snooze", True, "alice"), ("alert.ack", True, "alice"),
+                       ("alert.ack", False, "alice")]  # fmt: skip
     assert not alerts.ack("nope", actor="alice").applied
 
 

@@ -105,7 +105,7 @@ async def test_manual_reload_is_audited_and_unchanged_config_says_so(make_config
         result = await rt.reload_config(actor="alice")
         assert result.applied and result.message == "config unchanged"
         [action] = [e for e in sub.drain() if isinstance(e, ev.OperatorAction)]
-        assert (action.action, action.actor, action.applied) == ("reload_config", "alice", True)
+        assert (action.action, action.actor, action.applied) == ("config.reload", "alice", True)
 
 
 async def test_a_running_execution_keeps_the_definition_it_started_with(make_config,

@@ -272,7 +272,7 @@ async def test_every_operator_command_is_an_event(make_config, runtime_for):
     assert not refused.applied and "already ended" in refused.message
     assert not nothing.applied
     assert [(a.action, a.applied) for a in actions] == [
-        ("run", True), ("pause", False), ("cancel", False),
+        ("execution.run", True), ("execution.pause", False), ("execution.cancel", False),
     ]  # fmt: skip
     assert all(a.actor == "test" for a in actions)
 
