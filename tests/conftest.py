@@ -63,6 +63,19 @@ def sweep(marker: str, timeout: float = 10.0) -> list[int]:
     return sorted(set(killed))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def sweep_module_processes():  # type: ignore[no-untyped-def]
+    """The same for module-scoped fixtures (tests/cli/test_history.py records its history
+    once per module): they run before any test's marker is set, so they get the module's,
+    and what they leave is killed when the module is done. Each test's own marker replaces
+    it while the test runs."""
+    marker = f"{SWEEP_VAR}={uuid.uuid4().hex}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SWEEP_VAR, marker.partition("=")[2])
+        yield marker
+    sweep(marker)
+
+
 @pytest.fixture(autouse=True)
 def sweep_processes(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """Every test: mark the processes it starts, and kill whatever of them is left at the
