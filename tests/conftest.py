@@ -166,14 +166,27 @@ def group_members(pgid: int) -> list[int]:
 
 
 def descendants_by_marker(marker: str) -> list[int]:
-    """Pids of live processes whose command line contains `marker`."""
+    """Pids of live processes of this test whose command line contains `marker`. Only this
+    test's (they carry its sweep marker): the same suite running in another checkout at the
+    same time starts the same `sleep 1005`s, and a test that counted those sent Ctrl-C to
+    an `l3tui run` still importing its modules."""
+    mine = os.environ.get(SWEEP_VAR)
     found = []
     for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         try:
             if proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if marker in " ".join(proc.info["cmdline"] or []):
+            if marker in " ".join(proc.info["cmdline"] or []) and (
+                    mine is None or f"{SWEEP_VAR}={mine}" in _environ(proc.pid)):
                 found.append(proc.pid)
         except psutil.Error:
             pass
     return found
+
+
+def _environ(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []

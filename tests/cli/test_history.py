@@ -125,7 +125,7 @@ def test_logs_strip_control_sequences_only_on_a_terminal(history):
             data += chunk
         elif proc.poll() is not None:
             break
-    proc.wait(timeout=10)
+    proc.wait(timeout=30)
     os.close(master)
     text = data.decode()
     assert "red line" in text

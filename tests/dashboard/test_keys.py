@@ -55,7 +55,7 @@ scheduling:
 """
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+async def until(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
     async with asyncio.timeout(timeout):
         while not (result := predicate()):
             await asyncio.sleep(0.02)
@@ -148,7 +148,7 @@ async def test_c_then_confirm_kills_the_whole_process_tree(console_config, runti
             assert "spawn" in text and "after" in text and "will not run" in text
             assert all(status(p) != "gone" for p in grandchildren)  # nothing dies before yes
             await pilot.press("y")
-            state = await asyncio.wait_for(rt.wait(result.execution_id), 10)
+            state = await asyncio.wait_for(rt.wait(result.execution_id), 60)
             assert state == "cancelled"
             await until(lambda: all(status(p) in ("gone", psutil.STATUS_ZOMBIE)
                                     for p in [pid, *grandchildren]))  # fmt: skip
@@ -237,7 +237,7 @@ async def test_a_acknowledges_the_alert_and_the_audit_has_it(console_config, run
         app = console(rt)
         async with app.run_test(size=(120, 40)) as pilot:
             result = await rt.run_workflow("breaks")
-            assert await asyncio.wait_for(rt.wait(result.execution_id), 10) == "failed"
+            assert await asyncio.wait_for(rt.wait(result.execution_id), 60) == "failed"
             await until(lambda: any(a.state == "raised" for a in app.snapshot.alerts))
             await until(lambda: app.check_action("ack_alert", ()) is True)
             await pilot.press("a")
@@ -313,7 +313,7 @@ def crash_a_run(config, state) -> None:
             time.sleep(0.05)
         os.kill(crashed.pid, signal.SIGKILL)
     finally:
-        crashed.wait(timeout=10)
+        crashed.wait(timeout=30)
         crashed.stdout.close()
 
 

@@ -167,7 +167,7 @@ async def test_editing_the_dashboard_file_rebuilds_the_console(make_config, runt
             stat = path.stat()
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
             await until(lambda: "renamed queue" in screen_text(app))
-            assert any("config reloaded" in n.message for n in app._notifications)
+            await until(lambda: any("config reloaded" in n.message for n in app._notifications))
             await pilot.press("2")
             await until(lambda: "only alerts" in screen_text(app))
 

@@ -196,7 +196,7 @@ async def test_a_failing_workflow_shows_up_as_an_alert_in_the_runtime_snapshot(m
     """, actions="actions:\n  fail: {command: [sh, -c, 'exit 3']}\n")
     async with runtime_for(config) as rt:
         result = await rt.run_workflow("breaks")
-        state = await asyncio.wait_for(rt.wait(result.execution_id), 10)
+        state = await asyncio.wait_for(rt.wait(result.execution_id), 60)
         assert state == "failed"
         [alert] = [a for a in rt.snapshot().alerts if a.rule == "execution_failed"]
         assert alert.state == "raised" and result.execution_id in alert.message

@@ -174,7 +174,7 @@ async def test_an_older_database_is_migrated_forward(config, runtime_for, state_
         ids = [r["id"] for r in queries.list_executions(conn)]
         assert "250101-000000-aaaa" in ids and len(ids) == 2
         actions = [c.entry.action for c in queries.all_audit_entries(conn)]  # a v2 table
-        assert actions == ["execution.start", "run", "execution.finish"]
+        assert actions == ["execution.start", "execution.run", "execution.finish"]
 
 
 def test_a_newer_database_is_refused_with_one_line(config, tmp_path):
@@ -295,7 +295,7 @@ async def test_a_full_disk_degrades_without_stalling_and_loses_nothing_committed
         await rt.store._in_writer(rt.store._writer.execute, f"PRAGMA max_page_count = {pages}")
         started = time.monotonic()
         second = await run_to_end(rt, "pair")
-        assert time.monotonic() - started < 10  # not stalled on durability
+        assert time.monotonic() - started < 30  # not stalled on durability (a bound, not a pace)
         error = await _notices(sub, "error")
         assert "full" in error.message
         with ro(state_dir) as conn:
