@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 FAILING = '''
@@ -36,6 +38,7 @@ def run_pytest(checkout: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=300)  # fmt: skip
 
 
+@pytest.mark.slow  # a whole pytest run in its own process
 def test_a_failing_snapshot_leaves_no_report_in_the_checkout(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
     checkout.mkdir()
@@ -54,6 +57,7 @@ def test_a_failing_snapshot_leaves_no_report_in_the_checkout(tmp_path: Path) -> 
         path.parent.rmdir()
 
 
+@pytest.mark.slow  # a whole pytest run in its own process
 def test_a_report_path_given_on_the_command_line_is_kept(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
     checkout.mkdir()

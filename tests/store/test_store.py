@@ -211,13 +211,14 @@ def test_a_corrupt_database_is_named_and_reset_state_moves_it_aside(config, tmp_
     assert cli(config, state, "history").returncode == 0
 
 
+@pytest.mark.slow  # eight l3tui processes, one after another
 def test_a_second_instance_names_the_holder_and_readers_still_work(config, tmp_path):
     state = tmp_path / "state"
     holder = subprocess.Popen([L3TUI, "run", "slow", "--config", str(config), "--state",
                                str(state)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not (state / "l3tui.db").exists() or not _running(state):
             assert time.monotonic() < deadline, "the first instance never started its task"
             time.sleep(0.05)

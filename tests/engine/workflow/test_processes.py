@@ -104,21 +104,22 @@ async def test_timeout_kills_grandchildren_and_marks_timed_out(make_config, runt
         assert group_members(pgid) == []
 
 
-GATED_ACTIONS = """
+GATE_WAIT = "import os, sys, time\\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)"
+GATED_ACTIONS = f"""
 actions:
   gated_tree:
-    command: [sh, -c, 'read _ < "$1" & read _ < "$1" & wait', sh, "${gate}"]
+    command: [sh, -c, '"$0" -c "$1" "$2" & "$0" -c "$1" "$2" & wait', "{sys.executable}",
+              "{GATE_WAIT}", "${{gate}}"]
 """
 
 
 @pytest.mark.slow
 async def test_pause_stops_the_group_and_its_timeout_does_not_tick(make_config, runtime_for,
                                                                    tmp_path):
-    """The task's two children wait on a FIFO rather than for a time, so however slowly the
+    """The task's two children wait for a file rather than for a time, so however slowly the
     test gets to look at them they are still there; the pause then lasts until the task's
     active time plus the paused wall time is well past its timeout."""
     gate = tmp_path / "gate"
-    os.mkfifo(gate)
     timeout_s = 5.0
     config = make_config(
         f"""
@@ -138,7 +139,7 @@ async def test_pause_stops_the_group_and_its_timeout_does_not_tick(make_config, 
         exec_id = result.execution_id
         run = rt.engine.executions[exec_id].tasks["work"]
         await wait_for(lambda: run.state == "running" and run.pgid
-                       and len(group_members(run.pgid)) == 3)  # fmt: skip # sh + two readers
+                       and len(group_members(run.pgid)) == 3)  # fmt: skip # sh + two waiters
         members = group_members(run.pgid)
         assert (await rt.pause(exec_id)).applied
         assert rt.execution(exec_id).state == "paused"
@@ -158,7 +159,7 @@ async def test_pause_stops_the_group_and_its_timeout_does_not_tick(make_config, 
         assert shown_elapsed() == frozen_at  # paused time is not run time
         assert all(psutil.Process(pid).status() == psutil.STATUS_STOPPED for pid in members)
         assert (await rt.resume(exec_id)).applied
-        os.close(os.open(gate, os.O_WRONLY | os.O_NONBLOCK))  # the readers see end of file
+        gate.touch()
         state = await asyncio.wait_for(rt.wait(exec_id), 60)
         assert state == "succeeded", rt.execution(exec_id)
         assert run.active_s < timeout_s
