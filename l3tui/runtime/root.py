@@ -47,12 +47,13 @@ from l3tui.engine.scheduling.scheduler import TaskScheduler
 from l3tui.engine.scheduling.timing import keep_time
 from l3tui.engine.workflow.engine import WorkflowEngine
 from l3tui.errors import UsageError
-from l3tui.monitor.alerts import AlertManager
+from l3tui.monitor.alerts import Alert, AlertManager
 from l3tui.monitor.metrics import MetricsCollector
 from l3tui.runtime.actor import current_actor
 from l3tui.runtime.health import WORDS, Parts, assess
 from l3tui.runtime.reload import ConfigReloader
 from l3tui.runtime.views import RuntimeViews, workflow_infos
+from l3tui.store import queries
 from l3tui.store.recovery import RecoveryReport
 from l3tui.store.schedules import SqliteScheduleStore
 from l3tui.store.sqlite import Store
@@ -110,7 +111,7 @@ class Runtime:
         self.metrics = MetricsCollector(history=sched.sampler.history, now=self.clock.time)
         self.bus.add_listener(self.metrics.on_event)
         self.alerts = AlertManager(self.bus, self.clock.time, config.dashboard.alerts,
-                                   self.metrics)  # fmt: skip
+                                   self.metrics, hold=record)  # fmt: skip
         self.bus.add_listener(self.alerts.on_event)
         self.watch_config = watch_config
         self.reloader = ConfigReloader(config, self._apply_config, self.bus, self.clock.time)
@@ -151,6 +152,11 @@ class Runtime:
             try:
                 (self.state_dir / "runs").mkdir(exist_ok=True)
                 self.views.stored_recent = await self.store.read(recent_views, 50)
+                # Alerts still active from an earlier run show again, and new ids continue
+                # after the stored ones (the alerts recovery raised wait for this).
+                active = await self.store.read(queries.active_alerts)
+                self.alerts.restore([Alert.from_row(row) for row in active],
+                                    await self.store.read(queries.alert_ids))  # fmt: skip
                 await self.recurring.load()
             except BaseException:
                 await self.store.close()
@@ -297,7 +303,7 @@ class Runtime:
             self.engine.start(execution)
             await self.engine.dispatched(execution.id)
             result = OpResult(True, f"started {workflow_id} as {execution.id}", execution.id)
-        self.bus.publish(ev.OperatorAction(at=self.clock.time(), action="run",
+        self.bus.publish(ev.OperatorAction(at=self.clock.time(), action="execution.run",
                                            execution_id=result.execution_id, task_id=None,
                                            applied=result.applied, detail=result.message,
                                            actor=who))  # fmt: skip
@@ -348,7 +354,7 @@ class Runtime:
                               f"{len(plan.rerun)} to run, the store never saw them succeed: "
                               f"{again or '-'})", execution.id)  # fmt: skip
         self.bus.publish(ev.OperatorAction(
-            at=self.clock.time(), action="resume-interrupted",
+            at=self.clock.time(), action="execution.resume_interrupted",
             execution_id=result.execution_id or execution_id, task_id=None,
             applied=result.applied, detail=result.message, actor=actor or self.actor,
         ))  # fmt: skip
@@ -365,8 +371,8 @@ class Runtime:
     ) -> OpResult:
         result = await self.recurring.set_enabled(schedule_id, enabled)
         self.bus.publish(ev.OperatorAction(
-            at=self.clock.time(), action="enable-schedule" if enabled else "disable-schedule",
-            execution_id=None, task_id=schedule_id, applied=result.applied,
+            at=self.clock.time(), action="schedule.enable" if enabled else "schedule.disable",
+            execution_id=None, task_id=None, target=schedule_id, applied=result.applied,
             detail=result.message, actor=actor or self.actor,
         ))  # fmt: skip
         return result

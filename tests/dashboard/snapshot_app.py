@@ -237,7 +237,7 @@ class FixedRuntime:
             running=tuple(running),
             resources={name: _series(name, 600)[-1][1]
                        for name in ("cpu_usage", "memory_usage", "disk_usage")}
-            | {"per_core": [38.0, 44.0]},
+            | {"per_core": [38.0, 44.0], "at": NOW},  # one sample, however often drawn
             alerts=ALERTS, schedules=_schedules(), queue_version=1,
         )  # fmt: skip
 
