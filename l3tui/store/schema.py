@@ -152,11 +152,24 @@ ALTER TABLE schedule_state ADD COLUMN cursor REAL;
 ALTER TABLE schedule_state ADD COLUMN last_execution_id TEXT;
 """
 
-# Version 4: the execution coordinator. Decisions from other programs, recorded before
+# Version 4: alerts keep what a restarted l3tui needs to carry on an alert still active (the
+# problem it is about, its name, how many times it occurred, until when it is snoozed) and
+# the message it was raised with, which its repeats do not overwrite.
+_V4 = """
+ALTER TABLE alerts ADD COLUMN alert_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE alerts ADD COLUMN snoozed_until REAL;
+ALTER TABLE alerts ADD COLUMN first_message TEXT NOT NULL DEFAULT '';
+UPDATE alerts SET first_message = message;
+CREATE INDEX alerts_active ON alerts(state) WHERE state IN ('raised', 'acknowledged', 'snoozed')
+"""
+
+# Version 5: the execution coordinator. Decisions from other programs, recorded before
 # anything acts on them (the id is the idempotency key; `digest` tells a repeat from an id
 # reused for other content); the result lines written to the outbox (so none is written
 # twice); its own bookmarks; and the indexes its reads need.
-_V4 = """
+_V5 = """
 CREATE TABLE decisions (
     id          TEXT PRIMARY KEY,
     kind        TEXT NOT NULL,
@@ -189,7 +202,7 @@ CREATE INDEX task_metrics_by_execution ON task_metrics(execution_id);
 CREATE INDEX executions_by_finish ON executions(finished_at) WHERE finished_at IS NOT NULL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 """MIGRATIONS[i] takes a database from version i to version i + 1."""
 LATEST = len(MIGRATIONS)
 

@@ -64,7 +64,8 @@ async def test_a_decision_in_the_inbox_runs_once_and_its_result_names_it(
     order = [r[0] for r in query(state_dir, "SELECT kind FROM events WHERE kind IN "
                                  "('decision_received', 'execution_created') ORDER BY id")]
     assert order[:2] == ["decision_received", "execution_created"]
-    audit = query(state_dir, "SELECT actor, action, outcome FROM audit WHERE action = 'run'")
+    audit = query(state_dir, "SELECT actor, action, outcome FROM audit WHERE action = "
+                  "'execution.run'")
     assert audit and audit[0][0].startswith("L2 (decision d-1 via inbox:first.json)")
 
 
