@@ -130,7 +130,8 @@ def test_events_follow_lives_on_the_socket_and_resumes_by_sequence(
                                      "execution.succeeded"], env=daemon.env, stdout=sink,
                                     stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        time.sleep(1.0)  # following
+        # It follows on the daemon's socket (a client of the daemon's), not by polling.
+        poll(lambda: "(via daemon, events)" in daemon.cli("doctor").stdout, timeout=30)
         started = time.monotonic()
         assert submit(daemon, {"id": "e-1", "kind": "run_workflow",
                                "workflow": "quick"}).returncode == 0  # fmt: skip
