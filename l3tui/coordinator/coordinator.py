@@ -181,7 +181,10 @@ class Coordinator:
             item = Incoming(decision, None, via)
         except DecisionError as exc:
             item = Incoming(None, exc, via)
-        return (await self.intake([item]))[0]
+        try:
+            return (await self.intake([item]))[0]
+        except (sqlite3.Error, DatabaseReplaced) as exc:
+            raise StateError(f"not accepted: the decision cannot be recorded ({exc})") from None
 
     async def plan(self, payloads: Sequence[Any]) -> list[dict[str, Any]]:
         """What these decisions would do now (`l3tui plan` through the daemon): judged
@@ -500,7 +503,7 @@ class Coordinator:
                 if removed:
                     log.info("inbox: removed %d handled file(s) older than %g days", removed,
                              keep_days)  # fmt: skip
-            if not watcher.inotify:
+            if watcher.lost:
                 self._rewatch(watcher)
 
     def _rewatch(self, watcher: Watcher) -> None:

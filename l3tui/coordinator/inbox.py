@@ -270,6 +270,8 @@ class Watcher:
         self.idle_s = idle_s
         self.ready: set[str] = set()
         self.overflowed = False
+        self.lost = False
+        """inotify lost the directory (moved away or deleted): it should be made again."""
         self._event = asyncio.Event()
         self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -279,6 +281,7 @@ class Watcher:
         return self._fd is not None
 
     def start(self) -> None:
+        self.lost = False
         self._loop = asyncio.get_running_loop()
         self._fd = _inotify(self.directory)
         if self._fd is not None:
@@ -334,6 +337,7 @@ class Watcher:
                 self.ready.add(os.fsdecode(raw.rstrip(b"\0")))
         if lost:  # the directory went away: poll until the coordinator makes it again
             self.close()
+            self.lost = True
         self._event.set()
 
 

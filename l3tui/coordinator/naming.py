@@ -137,4 +137,4 @@ def summary(kind: str, data: Mapping[str, Any]) -> str:
     elif kind == "sink_dropped":
         detail = f"{data.get('dropped')} dropped ({data.get('total')} in all)"
     line = f"{text}: {detail}" if text and detail else (text or detail)
-    return clean(line)[:300]
+    return clean(line).replace("\n", " ")[:300]

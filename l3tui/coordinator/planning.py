@@ -9,6 +9,7 @@ It changes nothing: no decision is recorded, no task queued.
 
 from __future__ import annotations
 
+import bisect
 import graphlib
 import heapq
 import sqlite3
@@ -145,9 +146,11 @@ def idle_scheduler(config: Config, memory_pct: float | None) -> TaskScheduler:
     return scheduler
 
 
-def would_wait(scheduler: TaskScheduler, entry: QueueEntry) -> str | None:
+def would_wait(scheduler: TaskScheduler, entry: QueueEntry,
+               queued: Sequence[int] = ()) -> str | None:  # fmt: skip
     """Why a task like `entry` would wait if it were queued now (None: it would start), by
-    the scheduler's own rules; nothing is queued or changed."""
+    the scheduler's own rules; nothing is queued or changed. `queued`: the effective
+    priorities of what is queued, sorted (taken once per plan)."""
     if scheduler.draining:
         return scheduler.draining
     blocker = scheduler.slots.shortfall(entry)
@@ -159,7 +162,7 @@ def would_wait(scheduler: TaskScheduler, entry: QueueEntry) -> str | None:
         return f"concurrency {len(scheduler.running)}/{scheduler.max_concurrent}"
     if not entry.critical and scheduler.gate.closed:
         return scheduler.gate.reason
-    ahead = sum(1 for e in scheduler.queue(limit=10_000) if e.effective_priority >= entry.priority)
+    ahead = len(queued) - bisect.bisect_left(queued, entry.priority)
     if ahead:
         return f"behind {ahead} queued task(s) of the same or higher priority"
     return None
@@ -170,18 +173,21 @@ def plan(config: Config, decisions: Sequence[AnyDecision | DecisionError], *,
          recorded: Mapping[str, db.Recorded] | None = None) -> list[DecisionPlan]:  # fmt: skip
     """One plan per decision, in order."""
     recorded = recorded or {}
+    queued = sorted(e.effective_priority for e in scheduler.queue()) \
+        if scheduler.queue_length() else []
     out: list[DecisionPlan] = []
     for item in decisions:
         if isinstance(item, DecisionError):
             out.append(DecisionPlan(item.decision_id, None, "rejected", str(item)))
             continue
-        out.append(_plan_one(config, item, history, scheduler, now, recorded.get(item.id)))
+        out.append(_plan_one(config, item, history, scheduler, now, recorded.get(item.id),
+                             queued))  # fmt: skip
     return out
 
 
 def _plan_one(config: Config, decision: AnyDecision, history: History,
-              scheduler: TaskScheduler, now: float,
-              seen: db.Recorded | None) -> DecisionPlan:  # fmt: skip
+              scheduler: TaskScheduler, now: float, seen: db.Recorded | None,
+              queued: Sequence[int]) -> DecisionPlan:  # fmt: skip
     if seen is not None:
         if seen.digest != digest(canonical(decision)):
             return DecisionPlan(decision.id, decision.kind, "rejected",
@@ -208,7 +214,7 @@ def _plan_one(config: Config, decision: AnyDecision, history: History,
         if start.error:
             result.message += f"would not start {start.workflow_id}: {start.error}; "
             continue
-        result.executions.append(_execution(config, start, history, scheduler, now))
+        result.executions.append(_execution(config, start, history, scheduler, queued))
     if not planned:
         result.message = "starts nothing: no workflow's on_analysis trigger matches"
     else:
@@ -219,7 +225,7 @@ def _plan_one(config: Config, decision: AnyDecision, history: History,
 
 
 def _execution(config: Config, start: Start, history: History, scheduler: TaskScheduler,
-               now: float) -> ExecutionPlan:  # fmt: skip
+               queued: Sequence[int]) -> ExecutionPlan:  # fmt: skip
     definition = start.definition
     levels = config.scheduling
     base = levels.priority_level(start.priority if start.priority is not None
@@ -243,7 +249,8 @@ def _execution(config: Config, start: Start, history: History, scheduler: TaskSc
                            group_limit=definition.max_parallel)  # fmt: skip
         tasks.append(TaskPlan(task_id, task.display_name, task.action, priority,
                               dict(task.resources.pools), list(task.dependencies),
-                              quantile(past, 0.5), len(past), would_wait(scheduler, entry)))
+                              quantile(past, 0.5), len(past),
+                              would_wait(scheduler, entry, queued)))  # fmt: skip
     notes: list[str] = []
     first = [t for t in tasks if not t.depends_on]
     lanes = min(definition.max_parallel or len(first), scheduler.max_concurrent)
