@@ -162,9 +162,16 @@ class Coordinator:
         self.inbox.close()
 
     def reconfigure(self, config: Config) -> None:
-        """A reloaded config: new decisions are checked against it (sinks keep theirs until
-        the next start)."""
+        """A reloaded config: new decisions are checked against it; changed sinks replace
+        the old ones (the new ones start before the old ones stop: none is missed)."""
+        old_events = self.config.scheduling_file.events
         self.config = config
+        events = config.scheduling_file.events
+        if self._running and events.sinks != old_events.sinks:
+            old, self.sinks = self.sinks, EventSinks(events, self.host.bus, self.host.state_dir,
+                                                     self.host.clock.time)  # fmt: skip
+            self.sinks.start(self.host.spawn)
+            self.host.spawn(old.close(), "sinks-replaced")
 
     # ------------------------------------------------------------------ ways in
 
