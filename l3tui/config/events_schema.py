@@ -64,9 +64,9 @@ class Sink(Model):
 class OutboxSettings(Model):
     """STATE/outbox/results.jsonl: one line per finished execution."""
 
-    max_mb: float = Field(default=64, gt=0)
+    max_mb: float = Field(default=16, gt=0)
     """results.jsonl is rotated past this size (results.jsonl.1, .2, ...)."""
-    keep: int = Field(default=5, ge=1, le=1000)
+    keep: int = Field(default=3, ge=1, le=1000)
     """Rotated copies kept."""
 
 

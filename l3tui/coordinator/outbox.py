@@ -29,8 +29,10 @@ from l3tui.config.events_schema import OutboxSettings
 from l3tui.coordinator.results import build
 from l3tui.engine import events as ev
 from l3tui.engine.bus import EventBus, Subscription
+from l3tui.errors import StateError
 from l3tui.store.coordination import book_results, booked, get_value, set_value, unreported
 from l3tui.store.sqlite import Store
+from l3tui.store.writer import DatabaseReplaced
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +90,14 @@ class Outbox:
                                        accepts=lambda e: isinstance(e, ev.ExecutionFinished))
 
     async def run(self) -> None:
-        """Report what ended unreported, then every execution as it ends."""
+        """Report what ended unreported, then every execution as it ends. While the store
+        cannot be read or written, results wait (the store knows what ended); once it has
+        stopped recording for good, so does the outbox."""
         sub = self._sub
         assert sub is not None
-        await self._catch_up()
+        behind = True
         dropped = sub.dropped
+        delay = 0.5
         while True:
             try:
                 batch = await sub.get_batch(BATCH)
@@ -100,11 +105,22 @@ class Outbox:
                 return
             self._busy = True
             try:
+                if sub.dropped != dropped:  # fell behind: the store knows what ended
+                    dropped, behind = sub.dropped, True
+                if behind:
+                    await self._catch_up()
+                    behind = False
                 await self._report([e.execution_id for e in batch
                                     if isinstance(e, ev.ExecutionFinished)])  # fmt: skip
-                if sub.dropped != dropped:  # fell behind: the store knows what ended
-                    dropped = sub.dropped
-                    await self._catch_up()
+                delay = 0.5
+            except (sqlite3.Error, DatabaseReplaced, StateError) as exc:
+                behind = True
+                if self.store.stopped is not None:
+                    log.error("outbox: stopped: the store no longer records (%s)", exc)
+                    return
+                log.warning("outbox: the store cannot be used now (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
             finally:
                 self._busy = False
 
