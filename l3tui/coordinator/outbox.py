@@ -99,10 +99,12 @@ class Outbox:
         dropped = sub.dropped
         delay = 0.5
         while True:
-            try:
-                batch = await sub.get_batch(BATCH)
-            except StopAsyncIteration:
-                return
+            batch: list[ev.Event] = []
+            if not behind:
+                try:
+                    batch = await sub.get_batch(BATCH)
+                except StopAsyncIteration:
+                    return
             self._busy = True
             try:
                 if sub.dropped != dropped:  # fell behind: the store knows what ended

@@ -318,3 +318,18 @@ async def test_a_burst_larger_than_one_round_is_taken_as_announced_not_after_set
                 "kind": "run_workflow", "workflow": "quick"}})  # fmt: skip
         await until(lambda: len(list((state_dir / "inbox" / "processed").iterdir())) == 12)
     assert len(query(state_dir, "SELECT id FROM decisions")) == 12
+
+
+async def test_an_execution_that_ended_while_no_outbox_ran_is_reported_at_the_next_start(
+    runtime_for: Callable[..., Any], config_dir: Path, state_dir: Path
+) -> None:
+    async with runtime_for(config_dir, coordinate="all"):
+        pass  # the outbox begins here
+    async with runtime_for(config_dir) as rt:  # no coordinator: nothing writes results
+        started = await rt.run_workflow("failing")
+        await rt.wait(started.execution_id)
+    assert results(state_dir) == []
+    async with runtime_for(config_dir, coordinate="all"):
+        [line] = await until(lambda: results(state_dir))
+    assert line["execution_id"] == started.execution_id and line["decision_id"] is None
+    assert line["outcome"] == "failed"
