@@ -27,7 +27,7 @@ from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import Executor
 from l3tui.engine.model import (
-    TASK_FAILED,
+    TASK_FAILED_OR_LOST,
     ExecState,
     Execution,
     TaskRun,
@@ -320,7 +320,7 @@ class WorkflowEngine:
         if run.state == TaskState.PAUSED:  # ended while frozen (killed from outside)
             run.state = TaskState.RUNNING
         if (
-            outcome in TASK_FAILED
+            outcome in TASK_FAILED_OR_LOST
             and run.attempt < run.max_attempts
             and not (attempt.cancelled or attempt.permanent or execution.cancel_requested)
         ):
@@ -381,11 +381,11 @@ class WorkflowEngine:
         if execution.cancel_requested:
             final, why = ExecState.CANCELLED, execution.cancel_reason
             reason = f"cancelled: {why}" if why else "cancelled"
-        elif any(s in TASK_FAILED or s == TaskState.CANCELLED for s in states):
+        elif any(s in TASK_FAILED_OR_LOST or s == TaskState.CANCELLED for s in states):
             bad = [
                 t.task_id
                 for t in execution.tasks.values()
-                if t.state in TASK_FAILED or t.state == TaskState.CANCELLED
+                if t.state in TASK_FAILED_OR_LOST or t.state == TaskState.CANCELLED
             ]
             final, reason = ExecState.FAILED, "not succeeded: " + ", ".join(bad)
         else:
