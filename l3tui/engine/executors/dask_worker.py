@@ -324,6 +324,9 @@ def _why_end(flags: _Flags, worker: Any, dask_key: str) -> str:
         return "cancelled"
     if flags.lost:
         return flags.lost
+    status = getattr(worker.status, "name", str(worker.status))
+    if status in ("closing", "closed", "closing_gracefully", "failed"):
+        return f"its worker {worker.name} is {status.replace('_', ' ')} (its scheduler went away?)"
     state = worker.state.tasks.get(dask_key)
     if state is None or state.state == "cancelled":
         return "l3tui let go of the attempt (its client is gone or cancelled it)"
