@@ -17,6 +17,7 @@ from l3tui.config import placeholders, secret_checks
 from l3tui.config.builtins import BUILTIN_ACTIONS, outside_roots
 from l3tui.config.errors import ConfigIssue, Severity, humanize, key_path
 from l3tui.config.graph import find_cycle
+from l3tui.config.scheduling_schema import executor_spec
 from l3tui.config.schema import (
     ActionDef,
     AlertRule,
@@ -26,7 +27,6 @@ from l3tui.config.schema import (
     TemplateDef,
     WorkflowDef,
 )
-from l3tui.config.scheduling_schema import executor_spec
 from l3tui.config.suggest import did_you_mean
 from l3tui.config.yamlpos import Path_
 

@@ -16,8 +16,10 @@ a session and process group of its own, with the same semantics as a local run.
   l3tui let go of the attempt (its key is cancelled on this worker: the client went away),
   or when the scheduler cannot be reached for `LOST_AFTER_S` (the attempt is lost anyway:
   l3tui retries it). A `Future.cancel()` alone would not stop it.
-- Its leader gets SIGKILL if the thread that started it dies with its worker
-  (`setpriv --pdeathsig`, where util-linux has it).
+- If the worker dies (SIGKILL, out of memory), a small reaper process it started (one per
+  worker) sees its stdin close and ends every group still registered with it: SIGTERM,
+  the grace period, SIGKILL. Processes that left their group (setsid) are ended only by the
+  runner, which needs the worker alive.
 - `signal_group` (pause: SIGSTOP, resume: SIGCONT) is run by the client through
   `Client.run` on the worker that holds the task, and checks the leader's start time first.
 
@@ -30,8 +32,9 @@ from __future__ import annotations
 
 import os
 import selectors
-import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -48,7 +51,61 @@ LOST_AFTER_S = 10.0
 """The scheduler unreachable this long: the attempt is lost, its process tree ended."""
 _RESET = (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP,
           signal.SIGCHLD, signal.SIGXFSZ)  # fmt: skip
-_SETPRIV = shutil.which("setpriv")
+_REAPER = r"""
+import os, signal, sys, time
+groups = {}
+grace = float(sys.argv[1])
+for line in sys.stdin:
+    op, _, pgid = line.strip().partition(" ")
+    if op == "+":
+        groups[int(pgid)] = True
+    elif op == "-":
+        groups.pop(int(pgid), None)
+def alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except OSError:
+        return False
+for sig in (signal.SIGTERM, signal.SIGCONT):
+    for pgid in groups:
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass
+deadline = time.monotonic() + grace
+while any(alive(g) for g in groups) and time.monotonic() < deadline:
+    time.sleep(0.05)
+for pgid in groups:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+_reaper_lock = threading.Lock()
+
+
+def _reaper(worker: Any, grace: float) -> Any:
+    """This worker's reaper (started on first use): ends the groups of its tasks still
+    running when the worker dies. Kept on the worker object, which outlives this module's
+    copies (the module arrives by value with each task)."""
+    with _reaper_lock:
+        proc = getattr(worker, "_l3tui_reaper", None)
+        if proc is None or proc.poll() is not None:
+            proc = subprocess.Popen([sys.executable, "-c", _REAPER, str(grace)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            worker._l3tui_reaper = proc
+        return proc
+
+
+def _tell(reaper: Any, line: str) -> None:
+    with _reaper_lock:
+        try:
+            reaper.stdin.write(line.encode())
+            reaper.stdin.flush()
+        except (OSError, ValueError):
+            pass  # the reaper died: the runner still ends its own tree
 
 
 class _Flags:
@@ -76,7 +133,8 @@ def _watch_cancel(name: str, flags: _Flags) -> None:
             now = time.monotonic()
             failing_since = failing_since or now
             if now - failing_since >= LOST_AFTER_S:
-                flags.lost = f"the Dask scheduler could not be reached ({exc or type(exc).__name__})"
+                why = str(exc) or type(exc).__name__
+                flags.lost = f"the Dask scheduler could not be reached ({why})"
                 return
             flags.done.wait(0.5)
 
@@ -227,9 +285,7 @@ def run_attempt(spec: dict[str, Any]) -> dict[str, Any]:
         return {"cancelled": True}
     argv = list(spec["argv"])
     executable = spec["executable"]
-    if _SETPRIV is not None:
-        argv = [_SETPRIV, "--pdeathsig", "KILL", "--", executable, *argv[1:]]
-        executable = _SETPRIV
+    reaper = _reaper(worker, float(spec["grace"]))
     env = {**os.environ, **spec["env"]}
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
@@ -244,6 +300,7 @@ def run_attempt(spec: dict[str, Any]) -> dict[str, Any]:
         os.close(write_fd)
         return {"error": f"cannot start {spec['argv'][0]} on {worker.name}: {exc.strerror}"}
     os.close(write_fd)
+    _tell(reaper, f"+ {pid}\n")
     tree = _Tree(pid)
     try:
         started = psutil.Process(pid).create_time()
@@ -258,6 +315,7 @@ def run_attempt(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         flags.done.set()
         os.close(read_fd)
+        _tell(reaper, f"- {pid}\n")
 
 
 def _follow(spec: dict[str, Any], worker: Any, dask_key: str, sender: _Sender, tree: _Tree,
