@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import descendants_by_marker
+from tests.daemon.conftest import daemon_env, make_daemon  # noqa: F401 (fixtures)
 from tests.dask_cluster import DaskCluster
 
 pytest.importorskip("distributed")  # the `dask` extra; `make install` installs it
@@ -231,3 +232,38 @@ async def test_pause_stops_the_group_on_the_worker_and_resume_continues_it(
         await until(lambda: proc.status() != psutil.STATUS_STOPPED)
         await rt.cancel(exec_id)
         assert await asyncio.wait_for(rt.wait(exec_id), 30) == "cancelled"
+
+
+async def test_a_console_attached_to_a_daemon_sees_the_cluster_and_the_worker(
+    cluster, make_daemon
+):
+    from l3tui.daemon.client import RemoteRuntime
+
+    daemon = make_daemon(workflows="""
+    workflows:
+      pooled:
+        name: pooled
+        tasks:
+          - {id: p, action: sh, parameters: {cmd: "sleep 1021.34"}, resources: {pools: {pool_a: 1}}}
+    """, actions=ACTIONS, scheduling=scheduling(cluster.address)).start()
+    remote = RemoteRuntime(daemon.state, actor="tester@pts/9")
+    await remote.connect(within_s=30)
+    try:
+        # The daemon connects to its default cluster as it starts: the pane has it at once.
+        views = await until(lambda: [v for v in remote.cluster() if v.state == "connected"])
+        assert {w.name for w in views[0].workers} == {"w1", "w2"}
+        result = await remote.run_workflow("pooled")
+        assert result.applied, result.message
+
+        def worker_of_p():
+            view = remote.execution(result.execution_id)
+            return view is not None and view.tasks[0].worker
+
+        assert await until(worker_of_p) == "w1"
+        assert await until(lambda: [q.worker for q in remote.snapshot().running]) == ["w1"]
+        running = await until(lambda: [w.running for v in remote.cluster() for w in v.workers
+                                       if w.name == "w1" and w.running])
+        assert running == [(f"{result.execution_id}/p/1",)]
+        assert (await remote.cancel(result.execution_id)).applied
+    finally:
+        await remote.close()
