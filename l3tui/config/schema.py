@@ -24,6 +24,7 @@ from pydantic import (
 from l3tui.config.dashboard_schema import (
     AlertRule,
     AlertsWidget,
+    ClusterWidget,
     Dashboard,
     DashboardFile,
     LogViewWidget,
@@ -336,6 +337,7 @@ __all__ = [
     "ActionsFile",
     "AlertRule",
     "AlertsWidget",
+    "ClusterWidget",
     "Condition",
     "Dashboard",
     "DashboardFile",

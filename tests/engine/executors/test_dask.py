@@ -235,7 +235,7 @@ async def test_pause_stops_the_group_on_the_worker_and_resume_continues_it(
 
 
 async def test_a_console_attached_to_a_daemon_sees_the_cluster_and_the_worker(
-    cluster, make_daemon
+    cluster, make_daemon  # noqa: F811 (the daemon tests' fixture)
 ):
     from l3tui.daemon.client import RemoteRuntime
 
@@ -267,3 +267,43 @@ async def test_a_console_attached_to_a_daemon_sees_the_cluster_and_the_worker(
         assert (await remote.cancel(result.execution_id)).applied
     finally:
         await remote.close()
+
+
+async def test_the_console_shows_the_cluster_pane_and_the_worker_of_a_task(
+    cluster, make_config, runtime_for
+):
+    from l3tui.dashboard.app import ConsoleApp
+    from tests.dashboard.snapshot_app import screen_text
+
+    config = make_config("""
+    workflows:
+      pooled:
+        name: pooled
+        tasks:
+          - {id: p, action: sh, parameters: {cmd: "sleep 1021.35"}, resources: {pools: {pool_a: 1}}}
+    """, actions=ACTIONS, scheduling=scheduling(cluster.address), dashboard="""
+    dashboards:
+      main:
+        name: main
+        layout: grid
+        columns: 1
+        widgets:
+          - {type: cluster, title: cluster}
+          - {type: task_queue, title: queue}
+    """)
+    async with runtime_for(config) as rt:
+        app = ConsoleApp(rt, theme="l3-dark", bidi=True, ssh=False, actor="tester")
+        async with app.run_test(size=(140, 40)) as pilot:
+            await until(lambda: "connected" in screen_text(app) and "pool_a=1" in screen_text(app))
+            result = await rt.run_workflow("pooled")
+            key = f"{result.execution_id}/p/1"
+
+            def shown():
+                text = screen_text(app)
+                return text if "on w1" in text and key in text else None
+
+            text = await until(shown)
+            assert "slot=1" in text and "w2" in text
+            await rt.cancel(result.execution_id)
+            await pilot.pause()
+        assert await asyncio.wait_for(rt.wait(result.execution_id), 30) == "cancelled"
