@@ -75,7 +75,7 @@ class ClusterPane(RowList):
         if worker is None:
             cls = _STATE_CLASS.get(view.state, "state--running")
             state = f"{view.state} {duration(self.at - view.since)}"
-            return [(self.bidi(view.address), "bold"), (state, cls),
+            return [(self.bidi(view.address), ""), (state, cls),
                     (self.bidi(view.message), "rowlist--muted"), ("", ""), ("", ""), ("", ""),
                     (f"{view.running} ours", ""), ("", "")], ""  # fmt: skip
         resources = " ".join(f"{k}={v:g}" for k, v in worker.resources) or "—"
