@@ -49,7 +49,7 @@ def dask_installed() -> bool:
 def _check_executor(choice: ExecutorChoice | None, path: Path_, sched: Scheduling | None,
                     kind: str = "workflows") -> list[Finding]:  # fmt: skip
     """A choice of `dask` must be runnable: the extra installed, an address known."""
-    if choice is None or choice == "local":
+    if choice is None or choice.kind == "local":
         return []
     spec = executor_spec(choice)
     if spec is None or spec.kind != "dask":

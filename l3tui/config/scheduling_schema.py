@@ -130,6 +130,12 @@ class ExecutorSpec(Model):
     address: str | None = None
     """The Dask scheduler, e.g. "tcp://127.0.0.1:8786" or "tls://build-01:8786" (kind dask)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_kind(cls, value: Any) -> Any:
+        """`executor: dask` is `{kind: dask}` (the address then comes from the default)."""
+        return {"kind": value} if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _address_fits(self) -> ExecutorSpec:
         if self.kind == "local" and self.address is not None:
@@ -141,15 +147,14 @@ class ExecutorSpec(Model):
         return self
 
 
-ExecutorChoice = Literal["local", "dask"] | ExecutorSpec
-"""`local`, `dask` (the cluster of scheduling.executor), or {kind, address}."""
+ExecutorChoice = ExecutorSpec
+"""`local`, `dask` (the cluster of scheduling.executor), or {kind, address}: all read as a
+spec."""
 
 
 def executor_spec(choice: ExecutorChoice | None) -> ExecutorSpec | None:
     """`choice` as a spec (None stays None: no choice made here)."""
-    if choice is None or isinstance(choice, ExecutorSpec):
-        return choice
-    return ExecutorSpec(kind=choice)
+    return choice
 
 
 class Retention(Model):
@@ -182,7 +187,7 @@ class Scheduling(Model):
     """Grace period, default timeout, log cap."""
     retention: Retention = Field(default_factory=Retention)
     """History kept in the store."""
-    executor: ExecutorChoice = "local"
+    executor: ExecutorChoice = Field(default_factory=ExecutorSpec)
     """Where tasks run unless their workflow or task says: local, or {kind: dask, address:
     "tcp://HOST:8786"} to run them on a Dask cluster (needs the `dask` extra)."""
 

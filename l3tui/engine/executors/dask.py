@@ -220,6 +220,15 @@ class DaskExecutor:
                     f"{have or 'none'}); start one with --resources {missing[0]}=1")  # fmt: skip
         return wanted
 
+    async def refresh(self) -> None:
+        client = self.client
+        if client is not None:
+            try:
+                self._update(await asyncio.wait_for(client.scheduler.identity(n_workers=-1),
+                                                    WATCH_S * 5))  # fmt: skip
+            except Exception as exc:  # the watcher will notice a broken link
+                log.debug("refreshing the workers of %s: %s", self.address, exc)
+
     def forget(self, process: DaskProcess) -> None:
         self._procs.pop(process.key, None)
 

@@ -47,6 +47,10 @@ class Cluster(Protocol):
 
     def forget(self, process: DaskProcess) -> None: ...
 
+    async def refresh(self) -> None:
+        """Ask the scheduler for its workers now."""
+        ...
+
 
 class Lost(Exception):
     """The attempt cannot run or went away with its worker or scheduler (the message says)."""
@@ -119,6 +123,9 @@ class DaskProcess:
             return CANCELLED
         client = self._client = await self.cluster.ready()
         resources = self.cluster.routing(self.placement.resources)
+        if isinstance(resources, str):  # a worker may have joined since the last look
+            await self.cluster.refresh()
+            resources = self.cluster.routing(self.placement.resources)
         if isinstance(resources, str):
             raise Lost(resources)
         if self._cancel:
