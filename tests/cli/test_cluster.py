@@ -32,7 +32,7 @@ async def test_cluster_local_starts_workers_with_resources_and_ctrl_c_stops_them
     tmp_path, make_config, runtime_for, state_dir
 ):
     cluster_state = tmp_path / "cluster-state"
-    proc = subprocess.Popen([L3TUI, "cluster", "local", "--state", str(cluster_state),
+    proc = subprocess.Popen([L3TUI, "cluster", "local",  # noqa: ASYNC220 (it runs on) "--state", str(cluster_state),
                              "--port", "0", "--workers", "2", "--resources", "builder=1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -97,8 +97,7 @@ def test_cluster_without_dask_names_the_extra(tmp_path):
 
 
 def test_validate_without_dask_names_the_extra(tmp_path, monkeypatch):
-    from l3tui.config import ConfigError, load_config
-    from l3tui.config import crossref
+    from l3tui.config import ConfigError, crossref, load_config
     from tests.conftest import write_config
 
     config = write_config(tmp_path / "config", """

@@ -322,46 +322,62 @@ def _follow(spec: dict[str, Any], worker: Any, dask_key: str, sender: _Sender, t
             read_fd: int, flags: _Flags) -> dict[str, Any]:  # fmt: skip
     grace = float(spec["grace"])
     selector = selectors.DefaultSelector()
-    selector.register(read_fd, selectors.EVENT_READ)
+    selector.register(read_fd, selectors.EVENT_READ, "out")
+    pidfd: int | None = None
+    try:  # readable when the process exits: no polling for its end
+        pidfd = os.pidfd_open(tree.pid)
+        selector.register(pidfd, selectors.EVENT_READ, "exit")
+    except (OSError, AttributeError):
+        pass
     status: int | None = None
     exited_at = 0.0
     eof = False
     ending = ""
-    next_sample = next_check = time.monotonic()
+    next_check = time.monotonic()
+    next_sample = next_check + SAMPLE_S / 2  # a task that ends at once is never sampled
     kill_at: float | None = None
-    while True:
-        if not eof and selector.select(timeout=0.05):
-            chunk = os.read(read_fd, 256 * 1024)
-            if chunk:
-                sender.feed(chunk)
-            else:
-                eof = True
-        elif eof:
-            time.sleep(0.02)
-        sender.flush()
-        now = time.monotonic()
-        if status is None:
-            status = _reap(tree.pid)
-            if status is not None:
-                exited_at = now
-        if status is not None and (eof or now - exited_at > 2.0):
-            break  # an escapee (setsid) holding the pipe is ended below
-        if now >= next_check:
-            next_check = now + 0.1
-            if not ending:
-                ending = _why_end(flags, worker, dask_key)
-                if ending:
-                    tree.members()
-                    tree.signal(signal.SIGTERM, status is not None)
-                    tree.signal(signal.SIGCONT, status is not None)
-                    kill_at = now + grace
-            elif kill_at is not None and now >= kill_at:
-                tree.signal(signal.SIGKILL, status is not None)
-                kill_at = None
-        if now >= next_sample and status is None:
-            next_sample = now + SAMPLE_S
-            cpu, rss = tree.sample()
-            sender.send("usage", cpu=cpu, rss=rss)
+    try:
+        while True:
+            for key, _ in selector.select(timeout=0.05):
+                if key.data == "exit":
+                    selector.unregister(key.fd)
+                    continue
+                chunk = os.read(read_fd, 256 * 1024)
+                if chunk:
+                    sender.feed(chunk)
+                else:
+                    eof = True
+                    selector.unregister(read_fd)
+            sender.flush()
+            now = time.monotonic()
+            if status is None:
+                status = _reap(tree.pid)
+                if status is not None:
+                    exited_at = now
+            if status is not None and (eof or now - exited_at > 2.0):
+                break  # an escapee (setsid) holding the pipe is ended below
+            if not selector.get_map():
+                time.sleep(0.01)  # output ended, exit seen, not reaped yet: a moment
+            if now >= next_check:
+                next_check = now + 0.1
+                if not ending:
+                    ending = _why_end(flags, worker, dask_key)
+                    if ending:
+                        tree.members()
+                        tree.signal(signal.SIGTERM, status is not None)
+                        tree.signal(signal.SIGCONT, status is not None)
+                        kill_at = now + grace
+                elif kill_at is not None and now >= kill_at:
+                    tree.signal(signal.SIGKILL, status is not None)
+                    kill_at = None
+            if now >= next_sample and status is None:
+                next_sample = now + SAMPLE_S
+                cpu, rss = tree.sample()
+                sender.send("usage", cpu=cpu, rss=rss)
+    finally:
+        selector.close()
+        if pidfd is not None:
+            os.close(pidfd)
     sender.flush(force=True)
     _end_leftovers(tree, grace)
     result: dict[str, Any] = {
