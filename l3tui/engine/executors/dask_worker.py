@@ -53,34 +53,23 @@ _RESET = (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.
           signal.SIGCHLD, signal.SIGXFSZ)  # fmt: skip
 _REAPER = r"""
 import os, signal, sys, time
-groups = {}
-grace = float(sys.argv[1])
-for line in sys.stdin:
+groups, grace = set(), float(sys.argv[1])
+for line in sys.stdin:  # until the worker, which holds the other end, is gone
     op, _, pgid = line.strip().partition(" ")
-    if op == "+":
-        groups[int(pgid)] = True
-    elif op == "-":
-        groups.pop(int(pgid), None)
-def alive(pgid):
+    (groups.add if op == "+" else groups.discard)(int(pgid))
+def send(sig, pgid):
     try:
-        os.killpg(pgid, 0)
+        os.killpg(pgid, sig)
         return True
     except OSError:
         return False
-for sig in (signal.SIGTERM, signal.SIGCONT):
-    for pgid in groups:
-        try:
-            os.killpg(pgid, sig)
-        except OSError:
-            pass
+for pgid in groups:
+    send(signal.SIGTERM, pgid), send(signal.SIGCONT, pgid)
 deadline = time.monotonic() + grace
-while any(alive(g) for g in groups) and time.monotonic() < deadline:
+while time.monotonic() < deadline and any(send(0, g) for g in groups):
     time.sleep(0.05)
 for pgid in groups:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
+    send(signal.SIGKILL, pgid)
 """
 _reaper_lock = threading.Lock()
 
@@ -283,14 +272,12 @@ def run_attempt(spec: dict[str, Any]) -> dict[str, Any]:
     sender = _Sender(worker, spec["topic"], spec["key"], int(spec["cap"]))
     if Event(spec["cancel"]).is_set():
         return {"cancelled": True}
-    argv = list(spec["argv"])
-    executable = spec["executable"]
     reaper = _reaper(worker, float(spec["grace"]))
     env = {**os.environ, **spec["env"]}
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.posix_spawn(
-            executable, argv, env,
+            spec["executable"], list(spec["argv"]), env,
             file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                           (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)],
             setsid=True, setsigdef=_RESET, setsigmask=(),
