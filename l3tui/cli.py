@@ -75,6 +75,20 @@ def _exec_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("execution", metavar="EXEC", help="execution id (a unique prefix will do)")
 
 
+class _Renamed(argparse.Action):
+    """An option that no longer exists under this name: a usage error saying what replaced
+    it (hidden from --help)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, renamed_to: str,
+                 **kwargs: object) -> None:  # fmt: skip
+        self.renamed_to = renamed_to
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:  # fmt: skip
+        parser.error(f"{option_string} is gone: {self.renamed_to}")
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line (argparse prints a usage block first), exit code 2."""
 
@@ -211,18 +225,12 @@ def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     l3tui holds the state directory."""
     since_help = "only executions since then: an age (7d, 12h, 30m) or an ISO date"
     p = sub.add_parser("history", help=COMMANDS["history"],
-                       description="Executions recorded in the state directory, newest first. "
-                       "Here --state filters by execution state; give the state directory "
-                       "before the command (`l3tui --state DIR history`) or as --state-dir.")
-    group = p.add_argument_group("common options")
-    group.add_argument("--config", metavar="DIR", default=argparse.SUPPRESS,
-                       help="config directory (unused; accepted for symmetry)")
-    group.add_argument("--state-dir", dest="state", metavar="DIR", default=argparse.SUPPRESS,
-                       help="state directory (default: $L3TUI_STATE, $XDG_STATE_HOME/l3tui)")
-    group.add_argument("--bidi", choices=["auto", "on", "off"], default=argparse.SUPPRESS,
-                       help="shape and reorder Arabic for display")
+                       description="Executions recorded in the state directory, newest first.")
+    _common(p, top=False)
+    p.add_argument("--state-dir", action=_Renamed, help=argparse.SUPPRESS,
+                   renamed_to="the state directory is --state DIR, in every command")
     p.add_argument("--workflow", metavar="W", help="only this workflow (or template) id")
-    p.add_argument("--state", dest="exec_state", metavar="S",
+    p.add_argument("--status", metavar="S",
                    help="only executions in this state (succeeded, failed, interrupted, ...)")
     p.add_argument("--since", metavar="AGE", help=since_help)
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
@@ -273,6 +281,14 @@ def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while starting up (imports), before a command runs
+        print("l3tui: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "console"

@@ -16,6 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytest_plugins = ("tests.snapshot_report",)  # snapshot failure reports outside the checkout
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "config"
 L3TUI = shutil.which("l3tui", path=str(Path(os.sys.executable).parent)) or "l3tui"
@@ -59,6 +61,19 @@ def sweep(marker: str, timeout: float = 10.0) -> list[int]:
                 pass
         time.sleep(0.05)
     return sorted(set(killed))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def sweep_module_processes():  # type: ignore[no-untyped-def]
+    """The same for module-scoped fixtures (tests/cli/test_history.py records its history
+    once per module): they run before any test's marker is set, so they get the module's,
+    and what they leave is killed when the module is done. Each test's own marker replaces
+    it while the test runs."""
+    marker = f"{SWEEP_VAR}={uuid.uuid4().hex}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SWEEP_VAR, marker.partition("=")[2])
+        yield marker
+    sweep(marker)
 
 
 @pytest.fixture(autouse=True)
@@ -151,14 +166,27 @@ def group_members(pgid: int) -> list[int]:
 
 
 def descendants_by_marker(marker: str) -> list[int]:
-    """Pids of live processes whose command line contains `marker`."""
+    """Pids of live processes of this test whose command line contains `marker`. Only this
+    test's (they carry its sweep marker): the same suite running in another checkout at the
+    same time starts the same `sleep 1005`s, and a test that counted those sent Ctrl-C to
+    an `l3tui run` still importing its modules."""
+    mine = os.environ.get(SWEEP_VAR)
     found = []
     for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         try:
             if proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if marker in " ".join(proc.info["cmdline"] or []):
+            if marker in " ".join(proc.info["cmdline"] or []) and (
+                    mine is None or f"{SWEEP_VAR}={mine}" in _environ(proc.pid)):
                 found.append(proc.pid)
         except psutil.Error:
             pass
     return found
+
+
+def _environ(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []

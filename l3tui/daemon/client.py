@@ -356,10 +356,13 @@ class RemoteRuntime:
 
     # ------------------------------------------------------------------ RuntimeAPI: reads
 
-    def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
+    def snapshot(self, recent: int = 20, *, committed: bool = False) -> RuntimeSnapshot:
+        # The daemon pushes only pictures and events its store has: always committed.
         return replace(self._snapshot, connection=self.status)
 
-    def subscribe(self, name: str = "console", maxsize: int = 10_000) -> Subscription:
+    def subscribe(
+        self, name: str = "console", maxsize: int = 10_000, *, committed: bool = False
+    ) -> Subscription:
         return self.bus.subscribe(name, maxsize=maxsize)
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:

@@ -207,7 +207,8 @@ class ConsoleApp(App[None]):
         top bar, the sparklines and the chart legends."""
         if self.frozen or not self.is_running or not self.query(DashboardView):
             return  # (not running: shutting down, its widgets are being taken apart)
-        snap = self.api.snapshot(recent=self._recent_needed())
+        # What the console shows as done is on disk (a picture the store has confirmed).
+        snap = self.api.snapshot(recent=self._recent_needed(), committed=True)
         self.snapshot = snap
         self.executions = {e.id: e for e in snap.executions}
         self.feed.dirty.state = False

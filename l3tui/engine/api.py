@@ -264,9 +264,16 @@ class HealthView:
 class RuntimeAPI(Protocol):
     """What a console may ask of the Runtime (in-process today, a daemon client later)."""
 
-    def snapshot(self, recent: int = 20) -> RuntimeSnapshot: ...
+    def snapshot(self, recent: int = 20, *, committed: bool = False) -> RuntimeSnapshot:
+        """`committed`: a picture whose every state the store has (what a console shows as
+        done is on disk); it may be a few milliseconds older than the live one."""
+        ...
 
-    def subscribe(self, name: str = "console", maxsize: int = 10_000) -> Subscription: ...
+    def subscribe(
+        self, name: str = "console", maxsize: int = 10_000, *, committed: bool = False
+    ) -> Subscription:
+        """`committed`: each event once the store has it (and everything before it)."""
+        ...
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]: ...
 

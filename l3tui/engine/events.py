@@ -202,15 +202,22 @@ class DeadlineMissed(Event):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OperatorAction(Event):
-    """A command from a person or a tool (pause, resume, cancel, run...), and its outcome."""
+    """A command from a person or a tool (pause, resume, cancel, run...), and its outcome:
+    one command, one event, one audit entry."""
 
     kind: ClassVar[str] = "operator_action"
     action: str
+    """`noun.verb`, named after what it acts on, as every audit entry is: execution.run,
+    execution.pause, task.pause, execution.resume, task.resume, execution.cancel,
+    task.cancel, execution.resume_interrupted, schedule.enable, schedule.disable, alert.ack,
+    alert.snooze, config.reload."""
     execution_id: str | None
     task_id: str | None
     applied: bool
     detail: str
     actor: str
+    target: str = ""
+    """What it acts on when that is not an execution or task (a schedule id, an alert id)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -266,6 +273,12 @@ class AlertChanged(Event):
     severity: str
     message: str
     source: str
+    key: str = ""
+    """What tells repeats of one problem apart within the rule (a workflow id, a metric)."""
+    name: str = ""
+    count: int = 1
+    """How many times the problem occurred while the alert stayed active."""
+    snoozed_until: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

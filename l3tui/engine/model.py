@@ -195,6 +195,18 @@ class Execution:
         self.state = state
         return previous
 
+    def outcome(self) -> tuple[ExecState, str]:
+        """How it ends now that every task has: cancelled (by request), failed (some task
+        did not succeed, named) or succeeded; and the reason for people."""
+        if self.cancel_requested:
+            why = self.cancel_reason
+            return ExecState.CANCELLED, f"cancelled: {why}" if why else "cancelled"
+        bad = [t.task_id for t in self.tasks.values()
+               if t.state in TASK_FAILED_OR_LOST or t.state == TaskState.CANCELLED]  # fmt: skip
+        if bad:
+            return ExecState.FAILED, "not succeeded: " + ", ".join(bad)
+        return ExecState.SUCCEEDED, ""
+
     def counts(self) -> dict[TaskState, int]:
         out: dict[TaskState, int] = {}
         for task in self.tasks.values():

@@ -50,12 +50,13 @@ from l3tui.engine.scheduling.scheduler import TaskScheduler
 from l3tui.engine.scheduling.timing import keep_time
 from l3tui.engine.workflow.engine import WorkflowEngine
 from l3tui.errors import UsageError
-from l3tui.monitor.alerts import AlertManager
+from l3tui.monitor.alerts import Alert, AlertManager
 from l3tui.monitor.metrics import MetricsCollector
 from l3tui.runtime.actor import current_actor
 from l3tui.runtime.health import WORDS, Parts, assess
 from l3tui.runtime.reload import ConfigReloader
 from l3tui.runtime.views import RuntimeViews, workflow_infos
+from l3tui.store import queries
 from l3tui.store.recovery import RecoveryReport
 from l3tui.store.schedules import SqliteScheduleStore
 from l3tui.store.sqlite import Store
@@ -115,7 +116,7 @@ class Runtime:
         self.metrics = MetricsCollector(history=sched.sampler.history, now=self.clock.time)
         self.bus.add_listener(self.metrics.on_event)
         self.alerts = AlertManager(self.bus, self.clock.time, config.dashboard.alerts,
-                                   self.metrics)  # fmt: skip
+                                   self.metrics, hold=record)  # fmt: skip
         self.bus.add_listener(self.alerts.on_event)
         self.watch_config = watch_config
         self.reloader = ConfigReloader(config, self._apply_config, self.bus, self.clock.time)
@@ -138,6 +139,9 @@ class Runtime:
         self.bus.add_listener(self.views.note_change)
         self.started = False
         self.started_at = 0.0
+        self._pictures: list[tuple[int, RuntimeSnapshot]] = []
+        """Snapshots taken for a `committed` reader, waiting for the store (bus seq)."""
+        self._confirmed: RuntimeSnapshot | None = None
         self.loop_lag_s = 0.0
         """How late the event loop woke up last time (health)."""
 
@@ -153,6 +157,11 @@ class Runtime:
             try:
                 (self.state_dir / "runs").mkdir(exist_ok=True)
                 self.views.stored_recent = await self.store.read(recent_views, 50)
+                # Alerts still active from an earlier run show again, and new ids continue
+                # after the stored ones (the alerts recovery raised wait for this).
+                active = await self.store.read(queries.active_alerts)
+                self.alerts.restore([Alert.from_row(row) for row in active],
+                                    await self.store.read(queries.alert_ids))  # fmt: skip
                 await self.recurring.load()
             except BaseException:
                 await self.store.close()
@@ -300,7 +309,7 @@ class Runtime:
             self.engine.start(execution)
             await self.engine.dispatched(execution.id)
             result = OpResult(True, f"started {workflow_id} as {execution.id}", execution.id)
-        self.bus.publish(ev.OperatorAction(at=self.clock.time(), action="run",
+        self.bus.publish(ev.OperatorAction(at=self.clock.time(), action="execution.run",
                                            execution_id=result.execution_id, task_id=None,
                                            applied=result.applied, detail=result.message,
                                            actor=who))  # fmt: skip
@@ -351,7 +360,7 @@ class Runtime:
                               f"{len(plan.rerun)} to run, the store never saw them succeed: "
                               f"{again or '-'})", execution.id)  # fmt: skip
         self.bus.publish(ev.OperatorAction(
-            at=self.clock.time(), action="resume-interrupted",
+            at=self.clock.time(), action="execution.resume_interrupted",
             execution_id=result.execution_id or execution_id, task_id=None,
             applied=result.applied, detail=result.message, actor=actor or self.actor,
         ))  # fmt: skip
@@ -368,8 +377,8 @@ class Runtime:
     ) -> OpResult:
         result = await self.recurring.set_enabled(schedule_id, enabled)
         self.bus.publish(ev.OperatorAction(
-            at=self.clock.time(), action="enable-schedule" if enabled else "disable-schedule",
-            execution_id=None, task_id=schedule_id, applied=result.applied,
+            at=self.clock.time(), action="schedule.enable" if enabled else "schedule.disable",
+            execution_id=None, task_id=None, target=schedule_id, applied=result.applied,
             detail=result.message, actor=actor or self.actor,
         ))  # fmt: skip
         return result
@@ -452,9 +461,25 @@ class Runtime:
     def execution(self, execution_id: str) -> ExecutionView | None:
         return self.views.execution(execution_id)
 
-    def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
-        snapshot = self.views.snapshot(recent)
-        return replace(snapshot, health=WORDS[self.health().verdict])
+    def snapshot(self, recent: int = 20, *, committed: bool = False) -> RuntimeSnapshot:
+        snapshot = replace(self.views.snapshot(recent), health=WORDS[self.health().verdict])
+        if not committed or not self.bus.has_durable:
+            return snapshot
+        # A picture holds states whose events were published before it was taken: it may
+        # be shown once the store has everything up to then. Until that, the newest picture
+        # that is confirmed stands in (a commit is milliseconds; pictures are ~1 a second).
+        through = self.bus.committed_through()
+        taken = self.bus.published
+        pending = [(seq, snap) for seq, snap in self._pictures if seq > through]
+        for seq, snap in self._pictures:
+            if seq <= through:
+                self._confirmed = snap
+        if taken <= through:
+            self._confirmed, pending = snapshot, []
+        else:
+            pending.append((taken, snapshot))
+        self._pictures = pending[-8:]
+        return self._confirmed if self._confirmed is not None else snapshot
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:
         return self.views.queue_slice(offset, limit)

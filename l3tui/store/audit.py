@@ -1,6 +1,8 @@
 """The audit trail: who did what, when, with what outcome, hash-chained so an edited or
 deleted entry is found by `verify`. Each entry's hash covers the previous entry's hash and
-the entry's canonical JSON.
+the entry's canonical JSON. Each operator action is one entry, from its OperatorAction event
+and under its `noun.verb` name (execution.pause, schedule.enable, alert.ack, ...); execution
+starts and finishes and crash recoveries are entries of the same scheme, from their events.
 
 Pure functions over events and rows; the store's writer decides when entries are written.
 """
@@ -76,8 +78,8 @@ def entries_for(
     attributed to the person who happens to run the console.
     """
     at = event.at
-    if isinstance(event, ev.OperatorAction):
-        target = event.execution_id or ""
+    if isinstance(event, ev.OperatorAction):  # the one entry of each operator action
+        target = event.target or event.execution_id or ""
         if event.task_id:
             target = f"{target}/{event.task_id}"
         yield AuditEntry(at, event.actor or default_actor, event.action, target,
@@ -96,17 +98,9 @@ def entries_for(
             actor = "recovery"
         yield AuditEntry(at, actor, "execution.finish", event.execution_id, event.state,
                          f"{event.workflow_id}: {event.reason}".rstrip(": "))  # fmt: skip
-    elif isinstance(event, ev.ScheduleChanged):
-        state = "enabled" if event.enabled else "disabled"
-        yield AuditEntry(at, default_actor, f"schedule.{state.removesuffix('d')}",
-                         event.schedule_id, state, "")  # fmt: skip
-    elif isinstance(event, ev.AlertChanged) and event.state == "acknowledged":
-        yield AuditEntry(at, default_actor, "alert.ack", event.alert_id, "acknowledged",
-                         f"{event.rule}: {event.message}")  # fmt: skip
-    elif isinstance(event, ev.SystemNotice) and event.topic in ("config", "recovery"):
-        action = "config.reload" if event.topic == "config" else "recovery"
+    elif isinstance(event, ev.SystemNotice) and event.topic == "recovery":
         outcome = "failed" if event.severity == "error" else "done"
-        yield AuditEntry(at, default_actor, action, "", outcome, event.message)
+        yield AuditEntry(at, default_actor, "state.recover", "", outcome, event.message)
 
 
 # ------------------------------------------------------------------ reading & verifying

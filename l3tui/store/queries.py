@@ -253,3 +253,15 @@ def alerts(conn: sqlite3.Connection, since: float | None = None) -> list[Row]:
         sql += " WHERE updated_at >= ?"
         params = (since,)
     return _rows(conn, sql + " ORDER BY raised_at DESC", params)
+
+
+def active_alerts(conn: sqlite3.Connection) -> list[Row]:
+    """Alerts an earlier run left raised, acknowledged or snoozed, oldest first."""
+    return _rows(conn, "SELECT * FROM alerts WHERE state IN ('raised', 'acknowledged', "
+                 "'snoozed') ORDER BY raised_at")  # fmt: skip
+
+
+
+def alert_ids(conn: sqlite3.Connection) -> list[str]:
+    """Every alert id this state directory has used (new ones must not repeat them)."""
+    return [str(row[0]) for row in conn.execute("SELECT id FROM alerts")]

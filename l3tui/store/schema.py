@@ -152,7 +152,20 @@ ALTER TABLE schedule_state ADD COLUMN cursor REAL;
 ALTER TABLE schedule_state ADD COLUMN last_execution_id TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# Version 4: alerts keep what a restarted l3tui needs to carry on an alert still active (the
+# problem it is about, its name, how many times it occurred, until when it is snoozed) and
+# the message it was raised with, which its repeats do not overwrite.
+_V4 = """
+ALTER TABLE alerts ADD COLUMN alert_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE alerts ADD COLUMN snoozed_until REAL;
+ALTER TABLE alerts ADD COLUMN first_message TEXT NOT NULL DEFAULT '';
+UPDATE alerts SET first_message = message;
+CREATE INDEX alerts_active ON alerts(state) WHERE state IN ('raised', 'acknowledged', 'snoozed')
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 """MIGRATIONS[i] takes a database from version i to version i + 1."""
 LATEST = len(MIGRATIONS)
 

@@ -215,10 +215,14 @@ _SQL_METRIC = (
     "INSERT INTO task_metrics (at, execution_id, workflow_id, task_id, name, value) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-_SQL_ALERT = (
-    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+_SQL_ALERT = (  # raised_at and first_message stay as the alert was raised
+    "INSERT INTO alerts (id, rule, severity, state, message, source, raised_at, updated_at, "
+    "alert_key, name, count, snoozed_until, first_message) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
     "rule = excluded.rule, severity = excluded.severity, state = excluded.state, "
-    "message = excluded.message, source = excluded.source, updated_at = excluded.updated_at"
+    "message = excluded.message, source = excluded.source, updated_at = excluded.updated_at, "
+    "alert_key = excluded.alert_key, name = excluded.name, count = excluded.count, "
+    "snoozed_until = excluded.snoozed_until"
 )
 _SQL_SCHEDULE = (
     "INSERT INTO schedule_state (id, last_fire, enabled, last_outcome, updated_at) "

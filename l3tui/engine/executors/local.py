@@ -40,7 +40,7 @@ F_SETPIPE_SZ = 1031
 READ_BYTES = 256 * 1024
 """One read of a task's output per loop turn. The console shares the loop: a 1 MiB read (split,
 written, published) made every key wait behind it, and `?` took 0.7-1.5 s during a 1 GiB
-flood on a busy machine; at 256 KiB 0.2-0.5 s (docs/reliability.d/logs.md)."""
+flood on a busy machine; at 256 KiB 0.2-0.5 s (docs/reliability.md, Task output)."""
 EOF_WAIT_AFTER_EXIT = 2.0
 _RESET_SIGNALS = tuple(
     s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None), signal.SIGINT,
