@@ -14,7 +14,9 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.conftest import SWEEP_VAR, sweep
+import psutil
+
+from tests.conftest import SWEEP_VAR, processes_with_env, sweep
 
 DASK = str(Path(sys.executable).with_name("dask"))
 
@@ -77,6 +79,21 @@ class DaskCluster:
                 if self.procs[name].poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"worker {name} did not register: {self.log(name)[-2000:]}")
                 time.sleep(0.1)
+
+    def pids(self, text: str, name: str | None = None) -> list[int]:
+        """Live processes of this cluster (its workers' tasks included: they inherit the
+        cluster's marker) whose command line contains `text` (and named `name`)."""
+        found = []
+        for pid in processes_with_env(self.marker):
+            try:
+                proc = psutil.Process(pid)
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                if text in " ".join(proc.cmdline()) and (name is None or proc.name() == name):
+                    found.append(pid)
+            except psutil.Error:
+                pass
+        return found
 
     def pid(self, name: str) -> int:
         return self.procs[name].pid

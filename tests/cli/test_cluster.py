@@ -32,9 +32,10 @@ async def test_cluster_local_starts_workers_with_resources_and_ctrl_c_stops_them
     tmp_path, make_config, runtime_for, state_dir
 ):
     cluster_state = tmp_path / "cluster-state"
-    proc = subprocess.Popen([L3TUI, "cluster", "local",  # noqa: ASYNC220 (it runs on) "--state", str(cluster_state),
-                             "--port", "0", "--workers", "2", "--resources", "builder=1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    argv = [L3TUI, "cluster", "local", "--state", str(cluster_state), "--port", "0",
+            "--workers", "2", "--resources", "builder=1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,  # noqa: ASYNC220 (it runs on)
+                            stderr=subprocess.PIPE, text=True)
     try:
         address, _ = await asyncio.to_thread(address_from, proc)
         info = json.loads((cluster_state / "cluster" / "cluster.json").read_text())

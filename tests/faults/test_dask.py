@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import descendants_by_marker, live_processes
+from tests.conftest import live_processes
 from tests.dask_cluster import DaskCluster
 
 pytest.importorskip("distributed")
@@ -75,17 +75,6 @@ async def until(predicate, timeout: float = 30.0, interval: float = 0.05):
         return result
 
 
-def named(marker: str, name: str) -> list[int]:
-    return [p for p in descendants_by_marker(marker) if _name(p) == name]
-
-
-def _name(pid: int) -> str:
-    try:
-        return psutil.Process(pid).name()
-    except psutil.Error:
-        return ""
-
-
 async def test_cancel_kills_the_remote_tree_and_frees_the_workers_slot(
     cluster, make_config, runtime_for
 ):
@@ -112,7 +101,7 @@ async def test_cancel_kills_the_remote_tree_and_frees_the_workers_slot(
     async with runtime_for(config) as rt:
         hog = await rt.run_workflow("hog")
         tree = await until(lambda: len(found := [p for m in ("1021.51", "1021.52", "1021.53")
-                                                 for p in named(f"sleep {m}", "sleep")]) == 3
+                                                 for p in cluster.pids(f"sleep {m}", "sleep")]) == 3
                            and found)  # fmt: skip
         worker = psutil.Process(cluster.pid("w1"))
         assert {p.pid for p in worker.children(recursive=True)} >= set(tree)  # on w1
@@ -138,8 +127,12 @@ async def test_a_timeout_kills_the_remote_tree(cluster, make_config, runtime_for
     """, actions=ACTIONS, scheduling=scheduling(cluster.address))
     async with runtime_for(config) as rt:
         result = await rt.run_workflow("slow")
-        tree = await until(lambda: named("sleep 1021.54", "sleep") + named("sleep 1021.55",
-                                                                             "sleep"))
+
+        def both():
+            found = cluster.pids("sleep 1021.54", "sleep") + cluster.pids("sleep 1021.55", "sleep")
+            return found if len(found) == 2 else None
+
+        tree = await until(both)
         assert await asyncio.wait_for(rt.wait(result.execution_id), 30) == "failed"
         assert rt.execution(result.execution_id).tasks[0].state == "timed_out"
         await until(lambda: live_processes(tree) == [], timeout=15)
@@ -184,7 +177,7 @@ async def test_a_worker_killed_mid_task_loses_the_attempt_which_is_retried_elsew
             result = await rt.run_workflow("victim")
             exec_id = result.execution_id
             run = rt.engine.executions[exec_id].tasks["v"]
-            sleeper = await until(lambda: named("sleep 1021.56", "sleep"))
+            sleeper = await until(lambda: cluster.pids("sleep 1021.56", "sleep"))
             name = await until(lambda: run.worker)
             cluster.kill(name)
             assert await asyncio.wait_for(rt.wait(exec_id), 60) == "succeeded"
@@ -228,7 +221,7 @@ async def test_the_scheduler_killed_loses_attempts_alerts_and_reconnects_when_ba
             result = await rt.run_workflow("long")
             exec_id = result.execution_id
             run = rt.engine.executions[exec_id].tasks["l"]
-            sleeper = await until(lambda: named("sleep 1021.57", "sleep"))
+            sleeper = await until(lambda: dask.pids("sleep 1021.57", "sleep"))
             await until(lambda: run.worker)
             dask.kill("scheduler")
 

@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +205,10 @@ class DaskExecutor:
         if placement is None:
             raise SpawnError("a Dask attempt needs its placement (key, resources)")
         self.warm()
-        proc = DaskProcess(self, job, log_path, on_lines, on_metric, placement, _wrap(job))
+        # The program by the name it was given: the worker's PATH finds it there (l3tui
+        # resolved it against its own PATH, which need not be the worker's).
+        argv = _wrap(replace(job, executable=job.argv[0]))
+        proc = DaskProcess(self, job, log_path, on_lines, on_metric, placement, argv)
         self._procs[proc.key] = proc
         return proc
 

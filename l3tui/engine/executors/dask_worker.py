@@ -276,7 +276,8 @@ def run_attempt(spec: dict[str, Any]) -> dict[str, Any]:
     env = {**os.environ, **spec["env"]}
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = os.posix_spawn(
+        spawn = os.posix_spawn if "/" in spec["executable"] else os.posix_spawnp
+        pid = spawn(
             spec["executable"], list(spec["argv"]), env,
             file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                           (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)],

@@ -14,7 +14,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import descendants_by_marker
 from tests.daemon.conftest import daemon_env, make_daemon  # noqa: F401 (fixtures)
 from tests.dask_cluster import DaskCluster
 
@@ -220,8 +219,7 @@ async def test_pause_stops_the_group_on_the_worker_and_resume_continues_it(
     async with runtime_for(config) as rt:
         result = await rt.run_workflow("nap")
         exec_id = result.execution_id
-        [sleeper] = await until(lambda: [p for p in descendants_by_marker("sleep 1021.33")
-                                         if psutil.Process(p).name() == "sleep"])
+        [sleeper] = await until(lambda: cluster.pids("sleep 1021.33", "sleep"))
         run = rt.engine.executions[exec_id].tasks["n"]
         await until(lambda: run.worker)
         assert (await rt.pause(exec_id, "n")).applied
