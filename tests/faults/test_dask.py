@@ -257,3 +257,37 @@ def test_sigkill_of_the_cluster_leaves_nothing(tmp_path):
     pid = dask.pid("scheduler")
     dask.stop()
     assert live_processes([pid]) == []
+
+
+@pytest.mark.slow
+async def test_kill_9_of_l3tui_ends_its_remote_tasks(cluster, make_config, tmp_path):
+    # Nobody is left to set the cancellation Event: the scheduler drops the dead client's
+    # keys, the runner sees its key cancelled on the worker and ends the tree.
+    import subprocess
+    import sys
+
+    config = make_config("""
+    workflows:
+      orphan:
+        name: orphan
+        tasks:
+          - {id: o, action: sh, parameters: {cmd: "sleep 1021.58 & sleep 1021.59; wait"}}
+    """, actions=ACTIONS, scheduling=scheduling(cluster.address))
+    l3tui = str(Path(sys.executable).with_name("l3tui"))
+    argv = [l3tui, "run", "orphan", "--config", str(config), "--state",
+            str(tmp_path / "run-state")]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,  # noqa: ASYNC220 (runs on)
+                            stderr=subprocess.DEVNULL)
+    try:
+        def both():
+            found = cluster.pids("sleep 1021.58", "sleep") + cluster.pids("sleep 1021.59", "sleep")
+            return found if len(found) == 2 else None
+
+        tree = await until(both, timeout=60)
+        proc.kill()
+        proc.wait()
+        await until(lambda: live_processes(tree) == [], timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
