@@ -189,35 +189,28 @@ def build_parser() -> argparse.ArgumentParser:
 def _cluster_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("cluster", help=COMMANDS["cluster"], description="Start a Dask "
                        "scheduler and workers, print the address for `executor: {kind: dask, "
-                       "address: ...}`, keep them until Ctrl-C. Dask's tcp transport is "
-                       "unauthenticated: keep it on localhost and tunnel over SSH, or use TLS.")
+                       "address: ...}`, keep them until Ctrl-C. `local`: processes of their "
+                       "own on this machine, logs in STATE/cluster/. `ssh HOST...`: Dask's "
+                       "SSHCluster, the scheduler on the first host and a worker on each (they "
+                       "need dask and psutil). Dask's tcp transport is unauthenticated: keep it "
+                       "on localhost and tunnel over SSH, or use TLS.")
     _common(p, top=False)
-    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True,
-                             parser_class=_Parser)  # fmt: skip
-    local = kinds.add_parser("local", help="scheduler and workers as processes on this machine",
-                             description="Scheduler and workers as processes of their own, "
-                             "logs in STATE/cluster/.")  # fmt: skip
-    local.add_argument("--workers", type=int, default=2, metavar="N", help="workers (default 2)")
-    local.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1: this machine only)")
-    local.add_argument("--port", type=int, default=8786, help="scheduler port (0: any free)")
-    ssh = kinds.add_parser("ssh", help="scheduler on the first HOST, a worker on each HOST",
-                           description="Dask's SSHCluster: the scheduler on the first host, a "
-                           "worker on every host; each needs dask and psutil installed.")
-    ssh.add_argument("hosts", nargs="*", metavar="HOST", help="[user@]host, the first runs "
-                     "the scheduler (one host: scheduler and worker there)")
-    ssh.add_argument("--port", type=int, default=8786, help="scheduler port")
-    ssh.add_argument("--scheduler-host", metavar="ADDR",
-                     help="address the scheduler listens on (default: the first HOST)")
-    ssh.add_argument("--remote-python", metavar="PATH",
-                     help="python on the hosts that has dask installed")
-    for kind in (local, ssh):
-        _common(kind, top=False)
-        kind.add_argument("--threads", type=int, default=2, metavar="T",
-                          help="tasks each worker runs at once (default 2)")
-        kind.add_argument("--resources", metavar="NAME=N ...",
-                          help="what each worker declares, e.g. 'flutter_build=1 "
-                          "memory_mb=8000': tasks needing a pool land only on such workers")
+    p.add_argument("kind", choices=["local", "ssh"], help="where the processes run")
+    p.add_argument("hosts", nargs="*", metavar="HOST",
+                   help="ssh: [user@]host, the first runs the scheduler (one host: both there)")
+    p.add_argument("--workers", type=int, metavar="N", help="local: workers (default 2)")
+    p.add_argument("--threads", type=int, default=2, metavar="T",
+                   help="tasks each worker runs at once (default 2)")
+    p.add_argument("--resources", metavar="NAME=N ...",
+                   help="what each worker declares, e.g. 'flutter_build=1 memory_mb=8000': "
+                   "tasks needing a pool land only on such workers")
+    p.add_argument("--host", metavar="ADDR",
+                   help="local: address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8786, help="scheduler port (local: 0 for any)")
+    p.add_argument("--scheduler-host", metavar="ADDR",
+                   help="ssh: address the scheduler listens on (default: the first HOST)")
+    p.add_argument("--remote-python", metavar="PATH",
+                   help="ssh: the python on the hosts that has dask installed")
 
 
 def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -73,11 +73,23 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise UsageError("--threads must be at least 1")
     if args.kind == "local":
+        if args.hosts:
+            raise UsageError(f"cluster local takes no HOST ({args.hosts[0]}); for hosts: "
+                             "l3tui cluster ssh HOST...")  # fmt: skip
+        for option in ("scheduler_host", "remote_python"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"--{option.replace('_', '-')} is for cluster ssh")
+        args.workers = 2 if args.workers is None else args.workers
+        args.host = args.host or "127.0.0.1"
         if args.workers < 1:
             raise UsageError("--workers must be at least 1")
         return _local(args, resources)
     if not args.hosts:
         raise UsageError("cluster ssh needs at least one HOST (the first runs the scheduler)")
+    if args.workers is not None:
+        raise UsageError("--workers is for cluster local (ssh: one worker per HOST)")
+    if args.host is not None:
+        raise UsageError("--host is for cluster local (ssh: --scheduler-host)")
     return asyncio.run(_ssh(args, resources))
 
 

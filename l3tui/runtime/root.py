@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -109,7 +110,8 @@ class Runtime:
             grace_s=sched.execution.grace_period / 1000,
             adopt_orphans=adopt_orphans,
         )
-        self.executors = ExecutorSet(self.executor, sched, self._cluster_changed)
+        self.executors = ExecutorSet(self.executor, sched, self._cluster_changed,
+                                     f"{socket.gethostname()}:{self.state_dir}")
         """Where each attempt runs: `executor` (local processes) or a Dask cluster."""
         self.engine = WorkflowEngine(config, self.state_dir, self.bus, self.scheduler,
                                      self.executors, self.clock, self.actor)  # fmt: skip

@@ -19,7 +19,7 @@ from tests.conftest import L3TUI, REPO, write_config
 COMMON = {"-h", "--help", "--config", "--state", "--bidi"}
 """Options README gives once for every command ("Every command takes ...")."""
 
-REQUIRED = {"run": ["demo"], "show": ["x"], "logs": ["x"], "resume": ["x"]}
+REQUIRED = {"run": ["demo"], "show": ["x"], "logs": ["x"], "resume": ["x"], "cluster": ["local"]}
 
 WORKFLOWS = """
 workflows:

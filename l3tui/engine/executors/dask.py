@@ -18,6 +18,7 @@ Never start a cluster here (a LocalCluster inside the console's process breaks i
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -59,13 +60,16 @@ class DaskExecutor:
     """Runs jobs on the cluster whose scheduler is at `address`."""
 
     def __init__(self, address: str, log_cap_bytes: int, grace_s: float,
-                 notify: Notify | None = None) -> None:  # fmt: skip
+                 notify: Notify | None = None, identity: str = "") -> None:  # fmt: skip
         self.address = address
         self.log_cap_bytes = log_cap_bytes
         self.grace_s = grace_s
         self.notify = notify or (lambda address, state, message: None)
-        self.topic = f"l3tui-output-{uuid.uuid4().hex[:12]}"
-        """Our runners' output events; only this client subscribes to it."""
+        seed = identity or uuid.uuid4().hex
+        self.topic = f"l3tui-output-{hashlib.sha256(seed.encode()).hexdigest()[:16]}"
+        """Our runners' output events; only this client subscribes to it. One per state dir
+        (`identity`), not per process: the scheduler keeps each topic's last 1,000 events
+        for as long as it runs."""
         self.client: Any = None
         self.state = "connecting"
         self.message = f"connecting to {address}"
@@ -105,8 +109,7 @@ class DaskExecutor:
             try:
                 client = await self._connect()
             except Exception as exc:  # OSError, TimeoutError, a refused handshake...
-                why = f"cannot reach {self.address}: {_why(exc)}"
-                self._set_state("lost" if self._scheduler_id else "connecting", why)
+                self._set_state("lost", f"cannot reach {self.address}: {_why(exc)}")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue

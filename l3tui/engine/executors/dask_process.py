@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -279,13 +279,9 @@ class DaskProcess:
     async def wait(self) -> ProcessResult:
         return await asyncio.shield(self._result)
 
-    def kill_now(self) -> None:
-        self.terminate()
-
     @property
     def running(self) -> bool:
         return not self._result.done()
 
 
 _background: set[asyncio.Task[Any]] = set()
-Starter = Callable[[], DaskProcess]

@@ -32,10 +32,12 @@ class ExecutorSet:
     """Routes each attempt to the executor its task, workflow or the default names."""
 
     def __init__(self, local: LocalExecutor, scheduling: Scheduling,
-                 notify: Notify | None = None) -> None:  # fmt: skip
+                 notify: Notify | None = None, identity: str = "") -> None:  # fmt: skip
         self.local = local
         self.scheduling = scheduling
         self.notify = notify
+        self.identity = identity
+        """Names this l3tui to a cluster across restarts (the host and state dir)."""
         self.dask: dict[str, DaskExecutor] = {}
 
     def configure(self, scheduling: Scheduling) -> None:
@@ -62,7 +64,8 @@ class ExecutorSet:
 
             ex = self.scheduling.execution
             executor = DaskExecutor(address, int(ex.log_cap_mb * 1024 * 1024),
-                                    ex.grace_period / 1000, self.notify)  # fmt: skip
+                                    ex.grace_period / 1000, self.notify,
+                                    self.identity)  # fmt: skip
             executor.warm()  # DaskMissing (a SpawnError) without the extra
             self.dask[address] = executor
         return executor
