@@ -493,7 +493,9 @@ class ConsoleApp(App[None]):
         if self.selected_schedule is None:
             return
         schedule_id, enabled = self.selected_schedule
-        current = self.snapshot.schedules if self.snapshot is not None else ()
+        # The state now, not the picture on screen (it waits for the store to confirm it):
+        # two quick presses must toggle twice.
+        current = self.api.snapshot(recent=0).schedules
         enabled = next((s.enabled for s in current if s.id == schedule_id), enabled)
         result = await self.api.set_schedule_enabled(schedule_id, not enabled, actor=self.actor)
         if result.applied:

@@ -144,7 +144,7 @@ class TestStopping:
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
         try:
             started = poll(lambda: descendants_by_marker("sleep 1021"), timeout=60)
-            assert daemon.stop(signal.SIGTERM, wait_s=60) == 0
+            assert daemon.stop(signal.SIGTERM, wait_s=60) == 0, daemon.output()[-3000:]
             _, err = run.communicate(timeout=60)
         finally:
             if run.poll() is None:
@@ -164,7 +164,7 @@ class TestStopping:
                                stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             poll(lambda: descendants_by_marker("sleep 2.0217"), timeout=60)
-            assert daemon.stop(signal.SIGTERM, wait_s=60) == 0
+            assert daemon.stop(signal.SIGTERM, wait_s=60) == 0, daemon.output()[-3000:]
             run.wait(60)
         finally:
             if run.poll() is None:
