@@ -175,8 +175,6 @@ class DaskProcess:
             capture.skipped(skipped - len(tail), int(outcome.get("skipped_lines", 0))
                             - tail.count(b"\n"))  # fmt: skip
             capture.feed(tail)
-        self.placement.on_usage(float(outcome.get("peak_cpu", 0.0)),
-                                int(outcome.get("peak_rss", 0)))  # fmt: skip
         return ProcessResult(outcome.get("exit_code"), outcome.get("signal"), capture.total_bytes,
                              capture.dropped_bytes, capture.last_line,
                              lost=outcome.get("lost", ""))  # fmt: skip
