@@ -137,7 +137,7 @@ class DaskExecutor:
         try:
             before = await client.run_on_scheduler(dask_worker.no_dask_retries)
             client.subscribe_topic(self.topic, self._on_event)
-            info = await client.scheduler.identity(n_workers=-1)
+            info = await _identity(client)
         except BaseException:
             await _close_quietly(client)
             raise
@@ -156,7 +156,7 @@ class DaskExecutor:
             await asyncio.sleep(WATCH_S)
             if client.status != "running":
                 raise ConnectionError(f"client {client.status}")
-            info = await asyncio.wait_for(client.scheduler.identity(n_workers=-1), WATCH_S * 5)
+            info = await asyncio.wait_for(_identity(client), WATCH_S * 5)
             if str(info.get("id", "")) != self._scheduler_id:
                 raise ConnectionError("the scheduler restarted")  # reconnect: topic, settings
             self._update(info)
@@ -231,8 +231,7 @@ class DaskExecutor:
         client = self.client
         if client is not None:
             try:
-                self._update(await asyncio.wait_for(client.scheduler.identity(n_workers=-1),
-                                                    WATCH_S * 5))  # fmt: skip
+                self._update(await asyncio.wait_for(_identity(client), WATCH_S * 5))
             except Exception as exc:  # the watcher will notice a broken link
                 log.debug("refreshing the workers of %s: %s", self.address, exc)
 
@@ -256,6 +255,15 @@ class DaskExecutor:
         if self.client is not None:
             await _close_quietly(self.client)
             self.client = None
+
+
+async def _identity(client: Any) -> Any:
+    """The scheduler's description with every worker (schedulers before `n_workers` existed
+    always listed them all)."""
+    try:
+        return await client.scheduler.identity(n_workers=-1)
+    except TypeError:
+        return await client.scheduler.identity()
 
 
 def _why(exc: BaseException) -> str:
