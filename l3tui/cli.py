@@ -38,6 +38,7 @@ COMMANDS = {
     "plan": "What decisions would do (executions, tasks, expected durations, waits), undone",
     "events": "The event stream from the store (-f follows; --since SEQ resumes)",
     "schema": "The JSON Schema of a decision",
+    "cluster": "Start a Dask cluster for `executor: dask` (local processes, or over SSH)",
 }
 
 
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, top=False)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _coordinator_commands(sub)
+    _cluster_command(sub)
     return parser
 
 
@@ -224,6 +226,33 @@ def _coordinator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                        "of a decision (what the inbox, `submit` and the socket accept).")
     _common(p, top=False)
     p.add_argument("what", choices=["decision"], help="which schema")
+
+
+def _cluster_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("cluster", help=COMMANDS["cluster"], description="Start a Dask "
+                       "scheduler and workers, print the address for `executor: {kind: dask, "
+                       "address: ...}`, keep them until Ctrl-C. `local`: processes of their "
+                       "own on this machine, logs in STATE/cluster/. `ssh HOST...`: Dask's "
+                       "SSHCluster, the scheduler on the first host and a worker on each (they "
+                       "need dask and psutil). Dask's tcp transport is unauthenticated: keep it "
+                       "on localhost and tunnel over SSH, or use TLS.")
+    _common(p, top=False)
+    p.add_argument("kind", choices=["local", "ssh"], help="where the processes run")
+    p.add_argument("hosts", nargs="*", metavar="HOST",
+                   help="ssh: [user@]host, the first runs the scheduler (one host: both there)")
+    p.add_argument("--workers", type=int, metavar="N", help="local: workers (default 2)")
+    p.add_argument("--threads", type=int, default=2, metavar="T",
+                   help="tasks each worker runs at once (default 2)")
+    p.add_argument("--resources", metavar="NAME=N ...",
+                   help="what each worker declares, e.g. 'flutter_build=1 memory_mb=8000': "
+                   "tasks needing a pool land only on such workers")
+    p.add_argument("--host", metavar="ADDR",
+                   help="local: address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8786, help="scheduler port (local: 0 for any)")
+    p.add_argument("--scheduler-host", metavar="ADDR",
+                   help="ssh: address the scheduler listens on (default: the first HOST)")
+    p.add_argument("--remote-python", metavar="PATH",
+                   help="ssh: the python on the hosts that has dask installed")
 
 
 def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -24,6 +24,7 @@ from pydantic import (
 from l3tui.config.dashboard_schema import (
     AlertRule,
     AlertsWidget,
+    ClusterWidget,
     Dashboard,
     DashboardFile,
     LogViewWidget,
@@ -47,6 +48,8 @@ from l3tui.config.fields import (
 )
 from l3tui.config.scheduling_schema import (
     DEFAULT_PRIORITIES,
+    ExecutorChoice,
+    ExecutorSpec,
     RecurringTask,
     Retention,
     Scheduling,
@@ -135,6 +138,7 @@ class RLimits(Model):
 
 
 Executor = Literal["local", "dask"]
+"""Kept for readers of older code: an executor named by its kind alone."""
 
 
 class TaskDef(Model):
@@ -178,8 +182,8 @@ class TaskDef(Model):
     """Hard per-process limits (memory, CPU seconds, files, processes)."""
     env: dict[str, str] = Field(default_factory=dict)
     """Extra environment variables for the task's process."""
-    executor: Executor | None = None
-    """Where it runs: local (default) or dask."""
+    executor: ExecutorChoice | None = None
+    """Where it runs: local, dask, or {kind: dask, address: ...}; defaults to the workflow's."""
 
     @property
     def display_name(self) -> str:
@@ -259,8 +263,8 @@ class WorkflowDef(Model):
     """The whole execution should end within this long, else a deadline event."""
     max_parallel: int | None = Field(default=None, ge=1)
     """At most this many of its tasks run at once (besides the global limit)."""
-    executor: Executor = "local"
-    """Where its tasks run unless a task says otherwise."""
+    executor: ExecutorChoice | None = None
+    """Where its tasks run unless a task says otherwise; defaults to scheduling.executor."""
     triggers: list[Trigger] = Field(default_factory=list)
     """Automatic starts: after another workflow, or on a cron schedule."""
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -355,10 +359,13 @@ __all__ = [
     "ActionsFile",
     "AlertRule",
     "AlertsWidget",
+    "ClusterWidget",
     "Condition",
     "Dashboard",
     "DashboardFile",
     "Executor",
+    "ExecutorChoice",
+    "ExecutorSpec",
     "LogViewWidget",
     "MetricsChartWidget",
     "Model",

@@ -40,6 +40,7 @@ from l3tui.daemon.protocol import (
 from l3tui.daemon.wire import event_from_wire, from_wire
 from l3tui.engine import events as ev
 from l3tui.engine.api import (
+    ClusterView,
     ExecutionView,
     HealthView,
     OpResult,
@@ -133,6 +134,7 @@ class RemoteRuntime:
         self._queue: tuple[int, int, list[QueueItemView]] = (-1, 0, [])
         self._series: dict[tuple[str, float], tuple[float, list[tuple[float, float]]]] = {}
         self._performance: dict[float, tuple[float, PerformanceView]] = {}
+        self._cluster: tuple[float, list[ClusterView]] = (0.0, [])
         self._executions: dict[str, tuple[float, ExecutionView | None]] = {}
         self._fetching: set[Any] = set()
 
@@ -396,6 +398,15 @@ class RemoteRuntime:
 
             self._fetch(("perf", key), "performance", {"window_s": window_s}, keep)
         return view
+
+    def cluster(self) -> Sequence[ClusterView]:
+        fetched_at, views = self._cluster
+        if time.monotonic() - fetched_at > 1.0:
+            def keep(result: Any) -> None:
+                self._cluster = (time.monotonic(), [from_wire(ClusterView, c) for c in result])
+
+            self._fetch(("cluster",), "cluster", {}, keep)
+        return views
 
     def workflows(self) -> Sequence[WorkflowInfo]:
         return list(self._workflows)

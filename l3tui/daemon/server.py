@@ -461,6 +461,9 @@ class DaemonServer:
     async def _m_performance(self, client: Client, window_s: float) -> Any:
         return self.runtime.performance(float(window_s))
 
+    async def _m_cluster(self, client: Client) -> Any:
+        return list(self.runtime.cluster())
+
     async def _m_workflows(self, client: Client) -> Any:
         return list(self.runtime.workflows())
 

@@ -61,6 +61,8 @@ class TaskView:
         return self.active_s + max(current, 0.0)
     pid: int | None = None
     """The running attempt's process (its process group has the same id)."""
+    worker: str = ""
+    """The Dask worker its attempt runs (or ran) on; empty when it runs here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,44 @@ class QueueItemView:
     """Enqueued at (queued) or started at (running)."""
     cpu_pct: float = 0.0
     rss: int = 0
+    worker: str = ""
+    """The Dask worker it runs on; empty when it runs here."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """One worker of a Dask cluster, as its scheduler last described it."""
+
+    address: str
+    name: str
+    host: str
+    threads: int
+    resources: tuple[tuple[str, float], ...]
+    """What it declared (`--resources pool=N`): tasks needing a pool land only here."""
+    memory: int
+    """Bytes its process uses (RSS, as the worker measured it)."""
+    memory_limit: int
+    running: tuple[str, ...]
+    """Our attempts running there (`execution/task/attempt`)."""
+    last_seen: float
+    """Its last heartbeat (epoch seconds)."""
+    cpu_pct: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """A Dask scheduler l3tui sends tasks to, and its workers."""
+
+    address: str
+    state: str
+    """connecting, connected or lost."""
+    message: str
+    """What is wrong, or how it is going, in one line."""
+    since: float
+    """When it reached this state."""
+    workers: tuple[WorkerView, ...] = ()
+    running: int = 0
+    """Our attempts in flight on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +285,10 @@ class RuntimeAPI(Protocol):
 
     def execution(self, execution_id: str) -> ExecutionView | None: ...
 
+    def cluster(self) -> Sequence[ClusterView]:
+        """The Dask clusters in use or configured (none when everything runs here)."""
+        ...
+
     async def run_workflow(
         self, workflow_id: str, params: dict[str, Any] | None = None, *, actor: str = ""
     ) -> OpResult: ...
@@ -279,7 +323,7 @@ class RuntimeAPI(Protocol):
 
 
 __all__ = [
-    "AlertView", "Event", "ExecutionView", "HealthCheck", "HealthView", "OpResult",
+    "AlertView", "ClusterView", "Event", "ExecutionView", "HealthCheck", "HealthView", "OpResult",
     "ParamInfo", "PerformanceView", "QueueItemView", "RuntimeAPI", "RuntimeSnapshot",
-    "ScheduleView", "Subscription", "TaskView", "WorkflowInfo",
+    "ScheduleView", "Subscription", "TaskView", "WorkerView", "WorkflowInfo",
 ]  # fmt: skip

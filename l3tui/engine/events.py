@@ -121,6 +121,19 @@ class TaskStarted(Event):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TaskPlaced(Event):
+    """A remote executor's attempt landed on a worker (kept in the store's events)."""
+
+    kind: ClassVar[str] = "task_placed"
+    execution_id: str
+    task_id: str
+    attempt: int
+    worker: str
+    pid: int | None = None
+    """Its process on that worker (not on this machine: never signalled from here)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TaskRetrying(Event):
     kind: ClassVar[str] = "task_retrying"
     execution_id: str
@@ -346,7 +359,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         ExecutionCreated, ExecutionStarted, ExecutionPaused, ExecutionResumed,
         ExecutionFinished, TaskStateChanged, AttemptOpened, TaskStarted, TaskRetrying,
-        TaskFinished,
+        TaskFinished, TaskPlaced,
         TaskOutput, TaskMetric, DeadlineMissed, OperatorAction, ResourceSampled,
         ScheduleFired, ScheduleChanged, AlertChanged, SystemNotice, BottleneckChanged,
         DecisionReceived, DecisionRejected, DecisionActed, ResultReported, SinkDropped,

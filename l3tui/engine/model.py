@@ -57,6 +57,9 @@ TASK_TERMINAL = frozenset(
     }
 )  # fmt: skip
 TASK_FAILED = frozenset({TaskState.FAILED, TaskState.TIMED_OUT})
+TASK_FAILED_OR_LOST = TASK_FAILED | {TaskState.INTERRUPTED}
+"""Endings that are retried (an attempt lost with its remote worker is interrupted) and that
+fail the execution when no retry is left."""
 
 _E, _T = ExecState, TaskState
 EXEC_TRANSITIONS: dict[ExecState, frozenset[ExecState]] = {
@@ -128,6 +131,8 @@ class TaskRun:
     avg_rss: int = 0
     usage_samples: int = 0
     """Resource samples taken while it ran (the averages are over these)."""
+    worker: str = ""
+    """The remote worker its current (or last) attempt runs on; empty when it runs here."""
 
     def record_usage(self, cpu_pct: float, rss: int) -> None:
         """One sample of the task's process group (the resource manager calls this)."""
@@ -197,7 +202,7 @@ class Execution:
             why = self.cancel_reason
             return ExecState.CANCELLED, f"cancelled: {why}" if why else "cancelled"
         bad = [t.task_id for t in self.tasks.values()
-               if t.state in TASK_FAILED or t.state == TaskState.CANCELLED]  # fmt: skip
+               if t.state in TASK_FAILED_OR_LOST or t.state == TaskState.CANCELLED]  # fmt: skip
         if bad:
             return ExecState.FAILED, "not succeeded: " + ", ".join(bad)
         return ExecState.SUCCEEDED, ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from l3tui.config.schema import DashboardFile, WorkflowDef
 from l3tui.coordinator import Coordinator
 from l3tui.engine import events as ev
 from l3tui.engine.api import (
+    ClusterView,
     ExecutionView,
     HealthView,
     OpResult,
@@ -34,7 +36,9 @@ from l3tui.engine.api import (
 )
 from l3tui.engine.bus import EventBus, Subscription
 from l3tui.engine.clock import Clock, SystemClock
+from l3tui.engine.executors.base import SpawnError
 from l3tui.engine.executors.local import LocalExecutor
+from l3tui.engine.executors.select import ExecutorSet
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.resources.manager import ResourceManager
 from l3tui.engine.resources.sampler import Sampler
@@ -108,8 +112,11 @@ class Runtime:
             grace_s=sched.execution.grace_period / 1000,
             adopt_orphans=adopt_orphans,
         )
+        self.executors = ExecutorSet(self.executor, sched, self._cluster_changed,
+                                     f"{socket.gethostname()}:{self.state_dir}")
+        """Where each attempt runs: `executor` (local processes) or a Dask cluster."""
         self.engine = WorkflowEngine(config, self.state_dir, self.bus, self.scheduler,
-                                     self.executor, self.clock, self.actor)  # fmt: skip
+                                     self.executors, self.clock, self.actor)  # fmt: skip
         self.metrics = MetricsCollector(history=sched.sampler.history, now=self.clock.time)
         self.bus.add_listener(self.metrics.on_event)
         self.alerts = AlertManager(self.bus, self.clock.time, config.dashboard.alerts,
@@ -182,6 +189,7 @@ class Runtime:
         self.spawn(self._watch_loop_lag(), "loop-lag")
         if self.watch_config:
             self.spawn(self.reloader.watch(), "config-watch")
+        self._connect_clusters()
         self.started = True
         self.started_at = self.clock.time()
         if self.coordinator is not None:
@@ -214,7 +222,7 @@ class Runtime:
             return
         self.started = False
         await self.engine.shutdown(actor=f"{self.actor} (shutdown)")
-        await self.executor.close()  # what outlived the grace, and what tasks left behind
+        await self.executors.close()  # what outlived the grace, and what tasks left behind
         if self.coordinator is not None:
             await self.coordinator.close()  # the results and events of what just ended
         for task in list(self._tasks):
@@ -393,6 +401,35 @@ class Runtime:
         ))  # fmt: skip
         return result
 
+    # ------------------------------------------------------------------ clusters
+
+    def _connect_clusters(self) -> None:
+        """Connect (in the background) to the default Dask cluster, if there is one, so the
+        cluster pane shows it before a task needs it."""
+        spec = self.config.scheduling.executor_for()
+        if spec.kind == "dask" and spec.address is not None:
+            try:
+                self.executors.cluster(spec.address)
+            except SpawnError as exc:  # the extra is missing: validate says so too
+                log.warning("%s", exc)
+
+    def _cluster_changed(self, address: str, state: str, message: str) -> None:
+        """A Dask scheduler lost (an alert while it is) or reached again (resolved)."""
+        self.bus.publish(ev.SystemNotice(at=self.clock.time(), topic="dask",
+                                         message=f"Dask {address}: {state}: {message}",
+                                         severity="error" if state == "lost" else "info"))
+        if state == "lost":
+            self.alerts.raise_alert(
+                "dask_scheduler_lost", address, name="Dask scheduler lost", severity="error",
+                message=f"{message}; attempts in flight there are lost and retried as their "
+                "policy says", source=address, repeat=False,
+            )  # fmt: skip
+        elif state == "connected":
+            self.alerts.resolve("dask_scheduler_lost", address, "reconnected")
+
+    def cluster(self) -> Sequence[ClusterView]:
+        return self.executors.views()
+
     def queue_report(self) -> QueueReport:
         """What blocks the queue and what would unblock it (`optimizeSchedule`)."""
         return build_report(self.scheduler, self.resources.findings())
@@ -412,6 +449,8 @@ class Runtime:
         """A reloaded, valid config: new executions, alert rules and dashboards use it."""
         self.config = config
         self.engine.reconfigure(config)
+        self.executors.configure(config.scheduling)
+        self._connect_clusters()
         self.scheduler.configure(config.scheduling)
         self.resources.configure(config.scheduling)
         self.recurring.reconfigure(config)

@@ -20,7 +20,7 @@ COMMON = {"-h", "--help", "--config", "--state", "--bidi"}
 """Options README gives once for every command ("Every command takes ...")."""
 
 REQUIRED = {"run": ["demo"], "show": ["x"], "logs": ["x"], "resume": ["x"], "submit": ["-"],
-            "plan": ["-"], "schema": ["decision"]}
+            "plan": ["-"], "schema": ["decision"], "cluster": ["local"]}
 
 WORKFLOWS = """
 workflows:

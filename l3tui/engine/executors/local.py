@@ -23,7 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from l3tui.config.schema import RLimits
-from l3tui.engine.executors.base import CommandJob, OnLines, OnMetric, ProcessResult, SpawnError
+from l3tui.engine.executors.base import (
+    CommandJob,
+    OnLines,
+    OnMetric,
+    Placement,
+    ProcessResult,
+    SpawnError,
+)
 from l3tui.engine.executors.cgroups import JOIN
 from l3tui.engine.executors.containment import Containment, Enclosure
 from l3tui.engine.executors.output import OutputCapture, open_private_log
@@ -371,7 +378,8 @@ class LocalExecutor:
         return self.containment.mode
 
     def start(
-        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric
+        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric,
+        placement: Placement | None = None,
     ) -> LocalProcess:
         spawned_at = time.clock_gettime(time.CLOCK_BOOTTIME)
         try:

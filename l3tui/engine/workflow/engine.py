@@ -27,7 +27,7 @@ from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import Executor
 from l3tui.engine.model import (
-    TASK_FAILED,
+    TASK_FAILED_OR_LOST,
     ExecState,
     Execution,
     TaskRun,
@@ -304,7 +304,7 @@ class WorkflowEngine:
         if run.state == TaskState.PAUSED:  # ended while frozen (killed from outside)
             run.state = TaskState.RUNNING
         if (
-            outcome in TASK_FAILED
+            outcome in TASK_FAILED_OR_LOST
             and run.attempt < run.max_attempts
             and not (attempt.cancelled or attempt.permanent or execution.cancel_requested)
         ):
