@@ -14,7 +14,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.daemon.conftest import daemon_env, make_daemon  # noqa: F401 (fixtures)
 from tests.dask_cluster import DaskCluster
 
 pytest.importorskip("distributed")  # the `dask` extra; `make install` installs it
