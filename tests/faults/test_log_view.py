@@ -289,6 +289,31 @@ async def test_a_retried_task_shows_each_attempt_to_its_end(make_config, runtime
             assert pane.attempt == 2
 
 
+async def test_an_older_picture_of_the_task_never_takes_the_view_back(make_config, runtime_for):
+    """A refresh reads the committed snapshot, the output hub the live view: on a busy
+    machine the first can lag (no log file yet, attempt 0) after the second showed attempt
+    1. The view keeps the newer picture: no rule for "attempt 0", no line read twice."""
+    slow = DASHBOARD.replace("name: ops", "name: ops\n    refresh_interval: 300000")
+    config = make_config(workflows(retried=RETRIED), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=slow)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)):
+            result = await rt.run_workflow("retried")
+            app.post_message(SelectionChanged(result.execution_id, "retried_task"))
+            pane = app.query_one(LogView)
+            await until(lambda: pane.partial == "try 1 end, no newline", 30)
+            assert pane.key is not None
+            pane.follow(pane.key, None, pane.task_name, attempt=0)  # the lagging picture
+            pane.output_arrived(1)  # then the live one again
+            await asyncio.sleep(0.3)
+            await until(lambda: pane.partial == "try 1 end, no newline", 30)
+            assert list(pane.buffer.lines) == ["try 1 line"]
+            assert pane.attempt == 1
+            (Path(pane.log_path).parent / "go").touch()
+            await until(lambda: pane.partial == "try 2 end, no newline", 30)
+
+
 def test_a_log_view_says_when_its_file_is_gone_or_was_truncated(tmp_path):
     path = tmp_path / "run" / "task.1.log"
     path.parent.mkdir()
