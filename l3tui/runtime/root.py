@@ -28,6 +28,7 @@ from l3tui.engine.api import (
     OpResult,
     PerformanceView,
     QueueItemView,
+    ReservationRequest,
     RuntimeSnapshot,
     WorkflowInfo,
 )
@@ -52,6 +53,7 @@ from l3tui.monitor.metrics import MetricsCollector
 from l3tui.runtime.actor import current_actor
 from l3tui.runtime.health import WORDS, Parts, assess
 from l3tui.runtime.reload import ConfigReloader
+from l3tui.runtime.resources import ResourceDesk
 from l3tui.runtime.views import RuntimeViews, workflow_infos
 from l3tui.store.recovery import RecoveryReport
 from l3tui.store.schedules import SqliteScheduleStore
@@ -98,7 +100,8 @@ class Runtime:
         sched = config.scheduling
         self.resources = ResourceManager(sched, self.bus, self.clock, self.state_dir,
                                          sampler=sampler, tasks=self._running_runs)  # fmt: skip
-        self.scheduler = TaskScheduler(sched, self.clock, self.resources.ledger)
+        self.scheduler = TaskScheduler(sched, self.clock, self.resources.ledger,
+                                       self.resources.reservations)  # fmt: skip
         self.resources.attach(self.scheduler)
         self.executor = LocalExecutor(
             log_cap_bytes=int(sched.execution.log_cap_mb * 1024 * 1024),
@@ -119,6 +122,10 @@ class Runtime:
         """False (`l3tui run --no-record`): no store at all, so nothing waits for a disk."""
         self.store = Store(self.state_dir, actor=self.actor, retention=sched.retention,
                            now=self.clock.time)  # fmt: skip
+        self.desk = ResourceDesk(self.resources, self.bus, self.clock,
+                                 self.store if record else None)  # fmt: skip
+        """Reservations and advice (kept in the store)."""
+        self.bus.add_listener(self.desk.on_event)
         if schedule_store is None:
             schedule_store = SqliteScheduleStore(self.store) if record else _Unrecorded()
         self.recurring = RecurringScheduler(config, self.clock, self.bus, schedule_store,
@@ -149,6 +156,7 @@ class Runtime:
                 (self.state_dir / "runs").mkdir(exist_ok=True)
                 self.views.stored_recent = await self.store.read(recent_views, 50)
                 await self.recurring.load()
+                await self.desk.load()
             except BaseException:
                 await self.store.close()
                 raise
@@ -199,6 +207,7 @@ class Runtime:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.desk.close()
         if self.record:
             await self.store.close()
 
@@ -368,6 +377,13 @@ class Runtime:
         ))  # fmt: skip
         return result
 
+    async def reserve(self, request: ReservationRequest, *, actor: str = "") -> OpResult:
+        """Hold capacity for a window (`l3tui reserve`, the console's `v`, the daemon)."""
+        return await self.desk.reserve(request, actor or self.actor)
+
+    async def cancel_reservation(self, reservation_id: str, *, actor: str = "") -> OpResult:
+        return await self.desk.cancel(reservation_id, actor or self.actor)
+
     def queue_report(self) -> QueueReport:
         """What blocks the queue and what would unblock it (`optimizeSchedule`)."""
         return build_report(self.scheduler, self.resources.findings())
@@ -417,7 +433,8 @@ class Runtime:
 
     def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
         snapshot = self.views.snapshot(recent)
-        return replace(snapshot, health=WORDS[self.health().verdict])
+        return replace(snapshot, health=WORDS[self.health().verdict],
+                       reservations=self.desk.views(), advice=self.desk.advice())
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:
         return self.views.queue_slice(offset, limit)
