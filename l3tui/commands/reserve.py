@@ -15,97 +15,40 @@ import argparse
 import asyncio
 import json
 import math
-import re
 import sys
 import time
-from datetime import datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from l3tui.config import Config, load_config, resolve_config_dir, resolve_state_dir
-from l3tui.config.durations import parse_duration_ms
+from l3tui.config import Config, load_config, quantities, resolve_config_dir, resolve_state_dir
 from l3tui.engine.api import OpResult, ReservationRequest
 from l3tui.errors import LockedError, StateError, UsageError
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(k|m|g|t)?(?:i?b)?\s*$", re.IGNORECASE)
-_MB_PER = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
+T = TypeVar("T")
 
-
-def parse_memory_mb(text: str) -> int:
-    """`8G`, `512M`, `1.5GiB`, `2048` (MB) -> whole MB (rounded up)."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise UsageError(f"--memory expects a size like 8G, 512M or 2048 (MB), got {text!r}")
-    mb = float(match.group(1)) * _MB_PER[(match.group(2) or "m").lower()]
-    return max(math.ceil(mb - 1e-9), 0)
-
-
-def parse_pools(items: list[str]) -> tuple[tuple[str, int], ...]:
-    """`flutter_build=1` (or `flutter_build`, one slot), repeatable; the same pool twice adds."""
-    pools: dict[str, int] = {}
-    for item in items:
-        name, sep, slots = item.partition("=")
-        name = name.strip()
-        try:
-            count = int(slots) if sep else 1
-        except ValueError:
-            count = 0
-        if not name or count < 1:
-            raise UsageError(f"--pool expects NAME=SLOTS with SLOTS >= 1, got {item!r}")
-        pools[name] = pools.get(name, 0) + count
-    return tuple(pools.items())
-
-
-def parse_when(text: str, now: float, option: str, after: float | None = None) -> float | None:
-    """`now` (None), `+30m`, `18:00` (the next time the clock shows it, after `after` when
-    given), or an ISO date-time (`2026-12-01T18:00`, local when it names no offset)."""
-    text = text.strip()
-    if text.lower() == "now":
-        return None
-    if text.startswith("+"):
-        return now + _duration_s(text[1:], option)
-    clock = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
-    if clock:
-        hour, minute = int(clock.group(1)), int(clock.group(2))
-        if hour > 23 or minute > 59:
-            raise UsageError(f"{option} expects a time of day like 18:00, got {text!r}")
-        base = datetime.fromtimestamp(after if after is not None else now)
-        moment = base.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        # The next time the clock shows it (a minute's slack: "18:00" typed at 18:00:20).
-        if moment.timestamp() < (after if after is not None else now - 60):
-            moment += timedelta(days=1)
-        return moment.timestamp()
+def _parsed(option: str, parse: Callable[[], T]) -> T:
     try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise UsageError(f"{option} expects now, +30m, a time like 18:00 or an ISO date-time "
-                         f"like 2026-12-01T18:00, got {text!r}") from None  # fmt: skip
-
-
-def _duration_s(text: str, option: str) -> float:
-    try:
-        value = parse_duration_ms(text)
-    except ValueError:
-        value = None
-    if not isinstance(value, int) or text.strip().isdigit() or value <= 0:
-        raise UsageError(f"{option} expects a duration with a unit like 90m, 2h or 1h30m, "
-                         f"got {text!r}")  # fmt: skip
-    return value / 1000
+        return parse()
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def request_from(args: argparse.Namespace, now: float) -> ReservationRequest:
-    memory = parse_memory_mb(args.memory) if args.memory else 0
     if args.cpu is not None and (not math.isfinite(args.cpu) or args.cpu < 0):
         raise UsageError(f"--cpu expects a number of cores >= 0, got {args.cpu:g}")
-    starts = parse_when(args.from_time, now, "--from")
+    memory = _parsed("--memory", lambda: quantities.memory_mb(args.memory)) if args.memory else 0
+    pools = _parsed("--pool", lambda: quantities.pool_slots(args.pool))
+    starts = _parsed("--from", lambda: quantities.moment(args.from_time, now))
     start = now if starts is None else starts
     if args.until:
-        ends = parse_when(args.until, now, "--until", after=start)
+        ends = _parsed("--until", lambda: quantities.moment(args.until, now, after=start))
         duration = (ends if ends is not None else now) - start
     else:
-        duration = _duration_s(args.duration, "--for")
-    return ReservationRequest(cpu=args.cpu or 0.0, memory_mb=memory,
-                              pools=parse_pools(args.pool), starts_at=starts,
-                              duration_s=duration, reason=args.reason or "")  # fmt: skip
+        duration = _parsed("--for", lambda: quantities.length_s(args.duration))
+    return ReservationRequest(cpu=args.cpu or 0.0, memory_mb=memory, pools=pools,
+                              starts_at=starts, duration_s=duration,
+                              reason=args.reason or "")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from l3tui.config.dashboard_schema import (
+    AdviceWidget,
     AlertRule,
     AlertsWidget,
     Dashboard,
@@ -331,6 +332,7 @@ __all__ = [
     "PLACEHOLDER_RE",
     "ActionDef",
     "ActionsFile",
+    "AdviceWidget",
     "AlertRule",
     "AlertsWidget",
     "Condition",

@@ -90,6 +90,12 @@ def day_and_time(at: float, now: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
 
 
+def _subject(kind: str) -> str:
+    """`upgrade_pool_flutter_build` -> `pool flutter_build`; `upgrade_memory` -> `memory`."""
+    what = kind.removeprefix("upgrade_")
+    return "pool " + what[5:] if what.startswith("pool_") else what
+
+
 class ResourceDesk:
     """Reservations and advice for one Runtime."""
 
@@ -167,8 +173,8 @@ class ResourceDesk:
         """Bottlenecks now, then upgrade advice, then right-sizing (under before over)."""
         live = [AdviceView("bottleneck", f.kind, f.severity, f.summary, f.suggestion,
                            f.evidence, f.since) for f in self.resources.detector.active.values()]
-        upgrades = [AdviceView("upgrade", f.kind.removeprefix("upgrade_"), f.severity,
-                               f.summary, f.suggestion, f.evidence, f.since)
+        upgrades = [AdviceView("upgrade", _subject(f.kind), f.severity, f.summary, f.suggestion,
+                               f.evidence, f.since)
                     for f in self.resources.suggested.values()]  # fmt: skip
         return (*live, *upgrades, *self.sizings)
 
