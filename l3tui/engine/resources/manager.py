@@ -199,7 +199,7 @@ class ResourceManager:
         for finding in cleared:
             self._publish(at, finding, False)
         if self.samples % 60 == 1:  # suggestions rest on hours of history: once a minute
-            self._suggest(at)
+            self.suggest(at)
 
     def _account(self, at: float, sample: dict[str, Any]) -> None:
         """Add to the sample what the store keeps for reports and advice: the seconds tasks
@@ -219,7 +219,7 @@ class ResourceManager:
             sample["busy_while_queued"] = cpu
             sample["queued_interval_s"] = round(min(elapsed, 10 * self.interval_s), 3)
 
-    def _suggest(self, at: float) -> None:
+    def suggest(self, at: float) -> None:
         """Publish new suggestions, standing ones whose evidence moved (at most every
         REFRESH_EVIDENCE_S), and resolve those the last day no longer supports."""
         current = {f.kind: f for f in self.advisor.suggestions(at)}

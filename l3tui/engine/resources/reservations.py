@@ -262,12 +262,14 @@ class ReservationBook:
         self._applying = True
         changes: list[tuple[Reservation, str]] = []
         try:
-            for r in sorted(self.upcoming.values(), key=lambda r: (r.starts_at, r.id)):
+            # Endings first, in the order they came: what one frees, the next may take.
+            for r in sorted(self.upcoming.values(), key=lambda r: (r.ends_at, r.id)):
                 if r.ends_at <= now:
                     del self.upcoming[r.id]
                     self._release(r)
                     changes.append((r, "ended"))
-                elif r.starts_at <= now and r.id not in self.active:
+            for r in sorted(self.upcoming.values(), key=lambda r: (r.starts_at, r.id)):
+                if r.starts_at <= now and r.id not in self.active:
                     self._take(r)
                     changes.append((r, "started"))
         finally:
