@@ -10,7 +10,8 @@ import argparse
 import time
 from typing import Any
 
-from l3tui.commands._stored import open_store, print_json, table
+from l3tui import textdir
+from l3tui.commands._stored import bidi_enabled, open_store, print_json, table
 from l3tui.commands.reserve import act, report
 from l3tui.config import resolve_state_dir
 from l3tui.errors import UsageError
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(render(rows, now, args.all))
+    print(render(rows, now, args.all, bidi_enabled(args)))
     return 0
 
 
@@ -56,7 +57,7 @@ def holds(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def render(rows: list[dict[str, Any]], now: float, every: bool) -> str:
+def render(rows: list[dict[str, Any]], now: float, every: bool, bidi: bool = False) -> str:
     if not rows:
         return ("no reservations recorded" if every else
                 "no reservation to come or in force (`l3tui reservations --all` for past ones)")
@@ -66,5 +67,5 @@ def render(rows: list[dict[str, Any]], now: float, every: bool) -> str:
         if state in ("ended", "cancelled") and r.get("ended_by"):
             state += f" by {r['ended_by']}" if state == "cancelled" else ""
         body.append([r["id"], state, _when(r["starts_at"]), _when(r["ends_at"]), holds(r),
-                     r["actor"], r["reason"]])  # fmt: skip
+                     r["actor"], textdir.display(str(r["reason"]), bidi)])  # fmt: skip
     return table(["ID", "STATE", "FROM", "UNTIL", "HOLDS", "BY", "REASON"], body)

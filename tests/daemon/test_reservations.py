@@ -32,7 +32,23 @@ scheduling:
 """
 
 
-async def test_reserve_through_the_daemon_holds_a_run_back_until_it_ends(make_daemon):
+async def reason_seen(daemon, rid: str) -> tuple[str, list[str]]:
+    """What an attached client sees: the queued build's reason, and the reservations."""
+    remote = RemoteRuntime(daemon.state, actor="test@pts/9", client="test")
+    await remote.connect()
+    try:
+        async with asyncio.timeout(30):
+            reason = ""
+            while rid not in reason:
+                await asyncio.sleep(0.05)
+                views = [e for e in remote.snapshot().executions if e.workflow_id == "build"]
+                reason = views[0].tasks[0].reason if views else ""
+        return reason, [r.id for r in remote.snapshot().reservations]
+    finally:
+        await remote.close()
+
+
+def test_reserve_through_the_daemon_holds_a_run_back_until_it_ends(make_daemon):
     daemon = make_daemon(WORKFLOWS, ACTIONS, SCHEDULING).start()
     made = daemon.cli("reserve", "--pool", "flutter_build=1", "--for", "4s", "--reason",
                       "release build", "--json")  # fmt: skip
@@ -44,20 +60,10 @@ async def test_reserve_through_the_daemon_holds_a_run_back_until_it_ends(make_da
     run = subprocess.Popen([L3TUI, "--state", str(daemon.state), "run", "build", "--json"],
                            env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)  # fmt: skip
-    remote = RemoteRuntime(daemon.state, actor="test@pts/9", client="test")
-    await remote.connect()
-    try:
-        async with asyncio.timeout(30):
-            reason = ""
-            while rid not in reason:
-                await asyncio.sleep(0.05)
-                views = [e for e in remote.snapshot().executions if e.workflow_id == "build"]
-                reason = views[0].tasks[0].reason if views else ""
-        assert reason.startswith(f"pool flutter_build 1/1; reservation {rid} (release build) "
-                                 "holds 1 slot(s) until ")
-        assert [r.id for r in remote.snapshot().reservations] == [rid]
-    finally:
-        await remote.close()
+    reason, reservations = asyncio.run(reason_seen(daemon, rid))
+    assert reason.startswith(f"pool flutter_build 1/1; reservation {rid} (release build) "
+                             "holds 1 slot(s) until ")
+    assert reservations == [rid]
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     started = [json.loads(line) for line in out.splitlines()

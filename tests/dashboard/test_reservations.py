@@ -37,7 +37,7 @@ async def test_v_reserves_with_fields_checked_as_typed() -> None:
         app.screen.query_one("#reserve-reason", Input).value = "بناء الإصدار"
         await pilot.click("#reserve")
         await until(lambda: any(name == "reserve" for name, _ in app.api.calls), pilot)
-        [(name, (request,))] = app.api.calls
+        [(_name, (request,))] = app.api.calls
         assert request == ReservationRequest(cpu=2.0, memory_mb=8192,
                                              pools=(("flutter_build", 1),), starts_at=None,
                                              duration_s=7200.0, reason="بناء الإصدار")

@@ -71,8 +71,9 @@ async def test_upgrade_advice_survives_a_restart_and_resolves_when_its_evidence_
             "raise pools.flutter_build to 2 if the resource allows")
         assert raised[0].evidence[0].startswith("tasks waited 2 s for pool flutter_build")
     assert stored(state_dir) == [(KIND, "active", 1)]
-    advise = subprocess.run([L3TUI, "--state", str(state_dir), "advise"], capture_output=True,
-                            text=True, timeout=60, check=False)  # fmt: skip
+    advise = await asyncio.to_thread(subprocess.run, [L3TUI, "--state", str(state_dir),
+                                                      "advise"], capture_output=True,
+                                     text=True, timeout=60, check=False)  # fmt: skip
     assert "! pool flutter_build (1 slot(s)) is a bottleneck (since " in advise.stdout
     assert "evidence   tasks waited 2 s for pool flutter_build" in advise.stdout
     assert "tasks waited 2 s for pool flutter_build" in advise.stdout.split("by cause")[1]

@@ -48,11 +48,11 @@ def test_checks_refuse_the_past_the_impossible_and_overcommitting_overlaps():
     _, book, _ = made(clock)
     with pytest.raises(ReservationError, match="in the past"):
         book.check(reservation("r1", T0 - 7200, T0 - 3600, cpu=1))
-    with pytest.raises(ReservationError, match="start at .* in the past"):
+    with pytest.raises(ReservationError, match=r"start at .* in the past"):
         book.check(reservation("r1", T0 - 3600, T0 + 3600, cpu=1))
-    with pytest.raises(ReservationError, match="more than the 4"):
+    with pytest.raises(ReservationError, match=r"more than the 4 "):
         book.check(reservation("r1", T0, T0 + 60, cpu=64))
-    with pytest.raises(ReservationError, match="more than the 7.8 GB"):
+    with pytest.raises(ReservationError, match=r"more than the 7\.8 GB"):
         book.check(reservation("r1", T0, T0 + 60, memory_mb=9000))
     with pytest.raises(ReservationError, match="no pool 'nope'"):
         book.check(reservation("r1", T0, T0 + 60, pools=(("nope", 1),)))
