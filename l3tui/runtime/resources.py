@@ -44,6 +44,8 @@ RUNS = 10
 """... the last this many runs of each task."""
 REFRESH_DELAY_S = 2.0
 """After an execution ends, right-sizing is read again once its end is on disk (batched)."""
+REFRESH_EVERY_S = 60.0
+"""... but at most this often: it reads the last month's runs, and changes slowly."""
 
 
 def finding_from_row(row: dict[str, Any]) -> Finding:
@@ -109,6 +111,7 @@ class ResourceDesk:
         """None when nothing is recorded (`l3tui run --no-record`)."""
         self.sizings: tuple[AdviceView, ...] = ()
         self._refresh: asyncio.Task[None] | None = None
+        self._refreshed_at = -REFRESH_EVERY_S
 
     # ------------------------------------------------------------------ start
 
@@ -187,13 +190,15 @@ class ResourceDesk:
                 self._refresh_later(), name="advice-refresh")
 
     async def _refresh_later(self) -> None:
-        await asyncio.sleep(REFRESH_DELAY_S)
+        since = time.monotonic() - self._refreshed_at
+        await asyncio.sleep(max(REFRESH_DELAY_S, REFRESH_EVERY_S - since))
         await self.bus.durable()
         await self.refresh_sizings()
 
     async def refresh_sizings(self) -> None:
         if self.store is None:
             return
+        self._refreshed_at = time.monotonic()
         since = self.clock.time() - HISTORY_S
         try:
             tasks = await self.store.read(partial(stored.task_usage, runs=RUNS, since=since))

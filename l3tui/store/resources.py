@@ -9,6 +9,7 @@ What a task declared is read from the definition its execution ran (by content h
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections import defaultdict
 from typing import Any
@@ -17,6 +18,7 @@ from l3tui.engine.resources.reservations import Reservation
 from l3tui.engine.resources.usage import Efficiency, MeasuredRun, task_efficiency
 from l3tui.errors import UsageError
 
+log = logging.getLogger(__name__)
 Row = dict[str, Any]
 RAN = ("succeeded", "failed", "timed_out")
 
@@ -39,10 +41,17 @@ def _reservation(row: Row) -> Reservation:
 
 def open_reservations(conn: sqlite3.Connection) -> list[tuple[Reservation, str]]:
     """Reservations recorded as scheduled or in force, with that state (some may have ended
-    since: the Runtime that loads them ends those at once)."""
-    return [(_reservation(r), str(r["state"])) for r in _rows(
-        conn, "SELECT * FROM reservations WHERE state IN ('scheduled', 'active') "
-        "ORDER BY starts_at, id")]  # fmt: skip
+    since: the Runtime that loads them ends those at once). A row that does not read as one
+    (edited by hand) is left out, with a warning, rather than stop l3tui from starting."""
+    out = []
+    for row in _rows(conn, "SELECT * FROM reservations WHERE state IN ('scheduled', 'active') "
+                     "ORDER BY starts_at, id"):  # fmt: skip
+        try:
+            out.append((_reservation(row), str(row["state"])))
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("reservation %s in the store is unreadable, ignored: %s",
+                        row.get("id"), exc)  # fmt: skip
+    return out
 
 
 def list_reservations(conn: sqlite3.Connection, now: float, *, every: bool = False,

@@ -91,14 +91,14 @@ def _well_formed(r: Reservation) -> Reservation:
         raise ReservationError("refused: cpu, memory and times must be numbers")
     if r.cpu < 0 or r.memory_mb < 0 or r.memory_mb != int(r.memory_mb):
         raise ReservationError("refused: cpu and memory must be positive (memory in whole MB)")
-    pools = []
+    pools: dict[str, int] = {}
     for pair in r.pools:
         if (len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], int)
                 or isinstance(pair[1], bool) or pair[1] < 1):  # fmt: skip
             raise ReservationError(f"refused: a pool is NAME=SLOTS with SLOTS >= 1, got {pair!r}")
-        pools.append((pair[0], pair[1]))
+        pools[pair[0]] = pools.get(pair[0], 0) + pair[1]  # the same pool twice adds up
     reason = " ".join(clean(str(r.reason)).split())[:200]
-    return replace(r, memory_mb=int(r.memory_mb), pools=tuple(pools), reason=reason)
+    return replace(r, memory_mb=int(r.memory_mb), pools=tuple(pools.items()), reason=reason)
 
 
 def new_reservation_id() -> str:
