@@ -1,7 +1,9 @@
 """Measured peaks against the truth, with real processes of known footprint: a task that
-allocates ~200 MB and one that spins two cores for a second each report what they used
-themselves (their own rusage and wall times); the peaks the Runtime records on TaskFinished
-and in the store land within 15 % of that, at the default 1 s sampler interval."""
+allocates ~200 MB and one that spins two cores for a CPU-second each report what they used
+themselves (their own rusage and wall times); the peak RSS, the CPU seconds and the average
+CPU the Runtime records on TaskFinished and in the store land within 15 % of that, at the
+default 1 s sampler interval, however busy the machine (the peak CPU is bounded by the
+average and the two cores)."""
 
 from __future__ import annotations
 
@@ -83,10 +85,14 @@ async def test_measured_peaks_of_known_footprints_are_within_15_percent(make_con
     span = max(k["end"] for k in kids) - min(k["start"] for k in kids)
     spin_pct = 100 * spin_cpu / span  # ~200 on an idle 2-core machine, less when busy
     spin = finished["spin"]
-    print(f"\nspin: cpu_s {spin.cpu_s:.3f} (truth {spin_cpu:.3f}), peak {spin.peak_cpu_pct:.1f}% "
-          f"(truth {spin_pct:.1f}%), duration {spin.duration_s:.2f} s")
+    print(f"\nspin: cpu_s {spin.cpu_s:.3f} (truth {spin_cpu:.3f}), average {spin.avg_cpu_pct:.1f}%"
+          f" (truth {spin_pct:.1f}%), peak {spin.peak_cpu_pct:.1f}%, duration "
+          f"{spin.duration_s:.2f} s")
     assert within(spin.cpu_s, spin_cpu)
-    assert within(spin.peak_cpu_pct, spin_pct)
+    assert within(spin.avg_cpu_pct, spin_pct)
+    # The peak is the busiest sample interval: never under the average, and at most the two
+    # cores the spinners can use (a busy machine may give them a second above their mean).
+    assert spin.avg_cpu_pct <= spin.peak_cpu_pct <= 200 * 1.15
     for task, out in (("alloc", "alloc.out"), ("alloc_short", "alloc2.out")):
         truth = json.loads((tmp_path / out).read_text())["maxrss"]
         assert truth >= 200 * MIB
