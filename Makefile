@@ -1,12 +1,13 @@
-# l3tui: `make run` opens the console on the bundled config/, `make test` runs everything CI runs.
-# Both build .venv from scratch when it is missing or pyproject.toml changed.
+# l3tui: `make run` opens the console on the bundled config/, `make test` runs everything CI runs,
+# `make test-quick` the tests not marked slow.
+# Each builds .venv from scratch when it is missing or pyproject.toml changed.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit bench clean
+.PHONY: install run test test-quick lint unit bench clean
 
 install: $(STAMP)
 
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 		|| { echo "l3tui needs Python >= 3.11 (found $$($(PYTHON) --version 2>&1)); set PYTHON=..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
 	@touch $@
 
 run: install
@@ -28,6 +29,11 @@ lint: install
 
 unit: install
 	$(BIN)/pytest -q
+
+# Everything but the tests marked slow (crash loops, floods, the tmux session): a quick
+# check while working; `make test` still runs everything.
+test-quick: install
+	$(BIN)/pytest -q -m "not slow"
 
 test: lint unit
 

@@ -37,6 +37,11 @@ COMMANDS = {
     "reserve": "Hold CPU, memory or pool slots back from the scheduler for a window",
     "reservations": "Reservations to come and in force (list), or end one (cancel ID)",
     "advise": "Right-sizing from measured peaks, upgrade advice, time blocked per cause",
+    "submit": "Hand l3tui a decision (JSON): through the daemon, else into the inbox",
+    "plan": "What decisions would do (executions, tasks, expected durations, waits), undone",
+    "events": "The event stream from the store (-f follows; --since SEQ resumes)",
+    "schema": "The JSON Schema of a decision",
+    "cluster": "Start a Dask cluster for `executor: dask` (local processes, or over SSH)",
 }
 
 
@@ -75,6 +80,20 @@ def _reset_state(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 def _exec_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("execution", metavar="EXEC", help="execution id (a unique prefix will do)")
+
+
+class _Renamed(argparse.Action):
+    """An option that no longer exists under this name: a usage error saying what replaced
+    it (hidden from --help)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, renamed_to: str,
+                 **kwargs: object) -> None:  # fmt: skip
+        self.renamed_to = renamed_to
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:  # fmt: skip
+        parser.error(f"{option_string} is gone: {self.renamed_to}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -172,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "Exit 1 when unhealthy or when no daemon answers.")
     _common(p, top=False)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _coordinator_commands(sub)
+    _cluster_command(sub)
     return parser
 
 
@@ -222,23 +243,81 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _coordinator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Decisions in, plans and events out (README: Coordinator)."""
+    p = sub.add_parser("submit", help=COMMANDS["submit"], description="Send a decision (or a "
+                       "JSON array of them) to the daemon serving the state directory, or, "
+                       "with none, write it into STATE/inbox/. Exit 0 when each was accepted "
+                       "(or repeats one that was), 1 when any was rejected or did not act.")
+    _common(p, top=False)
+    p.add_argument("source", metavar="FILE", help="a JSON file, or - for stdin")
+    p.add_argument("--json", action="store_true", help="one outcome per line as JSON")
+
+    p = sub.add_parser("plan", help=COMMANDS["plan"], description="What the decisions in FILE "
+                       "would do, without doing it: executions, their tasks in order, "
+                       "priorities, pools, expected durations (p50 of past runs) and what "
+                       "would wait and why. Exit 1 when any would be rejected.")
+    _common(p, top=False)
+    p.add_argument("source", metavar="FILE", help="a JSON file, or - for stdin")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("events", help=COMMANDS["events"], description="Events recorded in the "
+                       "store, oldest first, each with its sequence number (SEQ). Read-only.")
+    _common(p, top=False)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    p.add_argument("--since", type=int, metavar="SEQ",
+                   help="only events after this sequence number (default: the newest --limit)")
+    p.add_argument("--type", action="append", metavar="GLOB",
+                   help="only events whose type (execution.failed, alert.raised, task.*) or "
+                   "kind matches; repeatable")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="at most N events before following (default 100 without --since)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = sub.add_parser("schema", help=COMMANDS["schema"], description="Print the JSON Schema "
+                       "of a decision (what the inbox, `submit` and the socket accept).")
+    _common(p, top=False)
+    p.add_argument("what", choices=["decision"], help="which schema")
+
+
+def _cluster_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("cluster", help=COMMANDS["cluster"], description="Start a Dask "
+                       "scheduler and workers, print the address for `executor: {kind: dask, "
+                       "address: ...}`, keep them until Ctrl-C. `local`: processes of their "
+                       "own on this machine, logs in STATE/cluster/. `ssh HOST...`: Dask's "
+                       "SSHCluster, the scheduler on the first host and a worker on each (they "
+                       "need dask and psutil). Dask's tcp transport is unauthenticated: keep it "
+                       "on localhost and tunnel over SSH, or use TLS.")
+    _common(p, top=False)
+    p.add_argument("kind", choices=["local", "ssh"], help="where the processes run")
+    p.add_argument("hosts", nargs="*", metavar="HOST",
+                   help="ssh: [user@]host, the first runs the scheduler (one host: both there)")
+    p.add_argument("--workers", type=int, metavar="N", help="local: workers (default 2)")
+    p.add_argument("--threads", type=int, default=2, metavar="T",
+                   help="tasks each worker runs at once (default 2)")
+    p.add_argument("--resources", metavar="NAME=N ...",
+                   help="what each worker declares, e.g. 'flutter_build=1 memory_mb=8000': "
+                   "tasks needing a pool land only on such workers")
+    p.add_argument("--host", metavar="ADDR",
+                   help="local: address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8786, help="scheduler port (local: 0 for any)")
+    p.add_argument("--scheduler-host", metavar="ADDR",
+                   help="ssh: address the scheduler listens on (default: the first HOST)")
+    p.add_argument("--remote-python", metavar="PATH",
+                   help="ssh: the python on the hosts that has dask installed")
+
+
 def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands over the store. All but `resume` are read-only: they work while another
     l3tui holds the state directory."""
     since_help = "only executions since then: an age (7d, 12h, 30m) or an ISO date"
     p = sub.add_parser("history", help=COMMANDS["history"],
-                       description="Executions recorded in the state directory, newest first. "
-                       "Here --state filters by execution state; give the state directory "
-                       "before the command (`l3tui --state DIR history`) or as --state-dir.")
-    group = p.add_argument_group("common options")
-    group.add_argument("--config", metavar="DIR", default=argparse.SUPPRESS,
-                       help="config directory (unused; accepted for symmetry)")
-    group.add_argument("--state-dir", dest="state", metavar="DIR", default=argparse.SUPPRESS,
-                       help="state directory (default: $L3TUI_STATE, $XDG_STATE_HOME/l3tui)")
-    group.add_argument("--bidi", choices=["auto", "on", "off"], default=argparse.SUPPRESS,
-                       help="shape and reorder Arabic for display")
+                       description="Executions recorded in the state directory, newest first.")
+    _common(p, top=False)
+    p.add_argument("--state-dir", action=_Renamed, help=argparse.SUPPRESS,
+                   renamed_to="the state directory is --state DIR, in every command")
     p.add_argument("--workflow", metavar="W", help="only this workflow (or template) id")
-    p.add_argument("--state", dest="exec_state", metavar="S",
+    p.add_argument("--status", metavar="S",
                    help="only executions in this state (succeeded, failed, interrupted, ...)")
     p.add_argument("--since", metavar="AGE", help=since_help)
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
@@ -289,6 +368,14 @@ def _store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while starting up (imports), before a command runs
+        print("l3tui: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "console"

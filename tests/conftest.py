@@ -7,14 +7,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
+
+pytest_plugins = ("tests.snapshot_report",)  # snapshot failure reports outside the checkout
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "config"
@@ -59,6 +63,19 @@ def sweep(marker: str, timeout: float = 10.0) -> list[int]:
                 pass
         time.sleep(0.05)
     return sorted(set(killed))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def sweep_module_processes():  # type: ignore[no-untyped-def]
+    """The same for module-scoped fixtures (tests/cli/test_history.py records its history
+    once per module): they run before any test's marker is set, so they get the module's,
+    and what they leave is killed when the module is done. Each test's own marker replaces
+    it while the test runs."""
+    marker = f"{SWEEP_VAR}={uuid.uuid4().hex}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SWEEP_VAR, marker.partition("=")[2])
+        yield marker
+    sweep(marker)
 
 
 @pytest.fixture(autouse=True)
@@ -151,14 +168,146 @@ def group_members(pgid: int) -> list[int]:
 
 
 def descendants_by_marker(marker: str) -> list[int]:
-    """Pids of live processes whose command line contains `marker`."""
+    """Pids of live processes of this test whose command line contains `marker`. Only this
+    test's (they carry its sweep marker): the same suite running in another checkout at the
+    same time starts the same `sleep 1005`s, and a test that counted those sent Ctrl-C to
+    an `l3tui run` still importing its modules."""
+    mine = os.environ.get(SWEEP_VAR)
     found = []
     for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         try:
             if proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if marker in " ".join(proc.info["cmdline"] or []):
+            if marker in " ".join(proc.info["cmdline"] or []) and (
+                    mine is None or f"{SWEEP_VAR}={mine}" in _environ(proc.pid)):
                 found.append(proc.pid)
         except psutil.Error:
             pass
     return found
+
+
+def _environ(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+# ------------------------------------------------------------------ a real daemon process
+# A real `l3tui daemon` on a temp state dir, started by a fixture that also stops it
+# (SIGTERM, then SIGKILL) and sweeps its process tree, pass or fail. Used by tests/daemon/,
+# tests/coordinator/ and tests/faults/.
+
+DAEMON_WORKFLOWS = """
+workflows:
+  sleeper:
+    name: "نائم"
+    tasks:
+      - {id: nap, name: "قيلولة", action: nap, parameters: {seconds: 1021}}
+  quick:
+    name: quick
+    tasks:
+      - {id: one, action: say, parameters: {text: one}}
+      - {id: two, action: say, parameters: {text: two}, dependencies: [one]}
+  short_nap:
+    name: short nap
+    tasks:
+      - {id: nap, action: nap, parameters: {seconds: 2.0217}}
+"""
+DAEMON_ACTIONS = """
+actions:
+  nap: {command: [sleep, "${seconds}"]}
+  say: {command: [echo, "${text}"]}
+"""
+DAEMON_SCHEDULING = """
+scheduling:
+  resource_limits: {max_concurrent_tasks: 8, max_cpu_usage: 100, max_memory_usage: 100}
+  execution: {grace_period: 1s, default_timeout: 600s}
+"""
+
+
+@dataclass
+class Daemon:
+    """One daemon process and where it lives."""
+
+    config: Path
+    state: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=Path)
+
+    def start(self, *extra: str, wait_s: float = 60.0) -> Daemon:
+        from l3tui.daemon.client import daemon_answers
+
+        self.log = self.state.parent / f"daemon-{time.monotonic_ns()}.out"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [L3TUI, "daemon", "--config", str(self.config), "--state", str(self.state),
+                 *extra], env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + wait_s
+        while not daemon_answers(self.state):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the daemon exited {self.proc.returncode}: "
+                                     f"{self.log.read_text(errors='replace')[-2000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no daemon after {wait_s}s: {self.output()[-2000:]}")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, wait_s: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([L3TUI, "--state", str(self.state), *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def daemon_env(tmp_path: Path) -> dict[str, str]:
+    runtime_dir = tmp_path / "xdg"
+    runtime_dir.mkdir(mode=0o700)
+    return {**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)}
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path, daemon_env: dict[str, str],
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Daemon]]:  # fmt: skip
+    """`make_daemon(workflows=..., scheduling=...)`: a Daemon (not started)."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", daemon_env["XDG_RUNTIME_DIR"])
+    made: list[Daemon] = []
+
+    def make(workflows: str = DAEMON_WORKFLOWS, actions: str = DAEMON_ACTIONS,
+             scheduling: str = DAEMON_SCHEDULING) -> Daemon:  # fmt: skip
+        config = write_config(tmp_path / f"config{len(made)}", workflows, actions, scheduling)
+        state = tmp_path / "state"
+        state.mkdir(exist_ok=True)
+        daemon = Daemon(config, state, daemon_env)
+        made.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in made:
+        daemon.stop(signal.SIGTERM, wait_s=15)
+        daemon.kill()

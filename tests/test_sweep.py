@@ -7,6 +7,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from tests.conftest import SWEEP_VAR, live_processes, processes_with_env, sweep
 
 
@@ -21,3 +23,25 @@ def test_a_setsid_grandchild_is_found_by_its_marker_and_killed() -> None:
     killed = sweep(marker)
     assert set(found) <= set(killed)
     assert live_processes(found) == []
+
+
+@pytest.fixture(scope="module")
+def module_escapee() -> list[int]:
+    """A module-scoped fixture starting a process (as tests/cli/test_history.py's does),
+    before any test's own marker exists."""
+    before = set(processes_with_env(f"{SWEEP_VAR}={os.environ.get(SWEEP_VAR, '-')}"))
+    subprocess.run(["sh", "-c", "setsid sleep 302 >/dev/null 2>&1 &"], check=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = set(processes_with_env(f"{SWEEP_VAR}={os.environ.get(SWEEP_VAR, '-')}"))
+        if found - before:
+            return sorted(found - before)
+        time.sleep(0.05)
+    return []
+
+
+def test_processes_of_module_scoped_fixtures_carry_the_modules_marker(
+        module_escapee: list[int], sweep_module_processes: str, sweep_processes: str) -> None:
+    assert module_escapee, "the module fixture's process should carry a sweep marker"
+    assert sweep_module_processes != sweep_processes
+    assert set(module_escapee) <= set(processes_with_env(sweep_module_processes))

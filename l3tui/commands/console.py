@@ -68,7 +68,7 @@ async def _console(config: Any, state_dir: Path, options: dict[str, Any]) -> int
     # The console is the long-lived process: it fires recurring tasks (`l3tui run` does not).
     # adopt_orphans: this process is l3tui alone, whatever re-parents to it is a task's.
     async with Runtime(config, state_dir, watch_config=True, fire_schedules=True,
-                       adopt_orphans=True) as rt:  # fmt: skip
+                       adopt_orphans=True, coordinate="all") as rt:  # fmt: skip
         app = ConsoleApp(rt, **options)
 
         def stop(reason: str) -> None:

@@ -80,14 +80,15 @@ async def serve(config: Config, state_dir: Path, *, on_stop: str = "cancel") -> 
 
     actor = f"daemon ({current_actor()})"
     async with Runtime(config, state_dir, actor=actor, watch_config=True,
-                       fire_schedules=True) as rt:  # fmt: skip
+                       fire_schedules=True, coordinate="all") as rt:  # fmt: skip
         if rt.recovery is not None and rt.recovery.needed:
             log.warning("%s", rt.recovery.message())
+        # Before the socket answers: a client that sees the daemon may signal it at once.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, lambda: rt.spawn(
+            rt.reload_config(actor=f"{actor} (SIGHUP)"), "sighup-reload"))  # fmt: skip
         async with DaemonServer(rt, state_dir) as server:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, on_signal, signum)
-            loop.add_signal_handler(signal.SIGHUP, lambda: rt.spawn(
-                rt.reload_config(actor=f"{actor} (SIGHUP)"), "sighup-reload"))  # fmt: skip
             log.info("l3tui daemon pid %s serving %s on %s", os.getpid(), state_dir, server.path)
             sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving {state_dir}")
             watchdog = watchdog_interval_s()

@@ -1,9 +1,11 @@
 """`l3tui history`: past executions from the store, newest first, filtered by workflow,
-state and age. Read-only: works while another l3tui runs."""
+execution state (`--status`) and age. Read-only: works while another l3tui runs. `--state`
+is the state directory, as in every command."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from l3tui import textdir
 from l3tui.commands._stored import (
@@ -24,15 +26,18 @@ STATES = ("pending", "running", "paused", "succeeded", "failed", "cancelled", "i
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    if args.exec_state and args.exec_state not in STATES:
-        hint = ("; for the state directory use --state-dir, or --state before `history`"
-                if "/" in args.exec_state else "")
-        raise UsageError(f"--state must be one of {', '.join(STATES)}, got "
-                         f"{args.exec_state!r}{hint}")
+    if args.status and args.status not in STATES:
+        raise UsageError(f"--status must be one of {', '.join(STATES)}, got {args.status!r}")
+    state_dir = getattr(args, "state", None)
+    if state_dir in STATES and not Path(state_dir).is_dir():
+        # `history --state failed` filtered by execution state before --state meant the
+        # state directory here as in every command.
+        raise UsageError(f"--state is the state directory and there is no directory "
+                         f"{state_dir!r}; to list {state_dir} executions use --status {state_dir}")
     since = parse_since(args.since)
     conn = open_store(args)
     try:
-        rows = queries.list_executions(conn, workflow=args.workflow, state=args.exec_state,
+        rows = queries.list_executions(conn, workflow=args.workflow, state=args.status,
                                        since=since, limit=args.limit)  # fmt: skip
     finally:
         conn.close()

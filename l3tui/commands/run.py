@@ -98,7 +98,9 @@ async def start_and_follow(
 
     loop = asyncio.get_running_loop()
     # adopt_orphans: this process is l3tui alone, whatever re-parents to it is a task's.
-    async with Runtime(config, state_dir, adopt_orphans=True, record=record) as rt:
+    # coordinate="out": results to the outbox and events to the sinks; it takes no decisions.
+    async with Runtime(config, state_dir, adopt_orphans=True, record=record,
+                       coordinate="out") as rt:  # fmt: skip
         for note in rt.store.notes:
             print(f"l3tui: warning: {note}", file=sys.stderr)
         if rt.recovery is not None and rt.recovery.needed:

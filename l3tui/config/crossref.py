@@ -6,6 +6,7 @@ Each check reports the path of the offending key; `load_config` turns paths into
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +17,11 @@ from l3tui.config import placeholders, secret_checks
 from l3tui.config.builtins import BUILTIN_ACTIONS, outside_roots
 from l3tui.config.errors import ConfigIssue, Severity, humanize, key_path
 from l3tui.config.graph import find_cycle
+from l3tui.config.scheduling_schema import executor_spec
 from l3tui.config.schema import (
     ActionDef,
     AlertRule,
+    ExecutorChoice,
     RecurringTask,
     Scheduling,
     TemplateDef,
@@ -27,10 +30,36 @@ from l3tui.config.schema import (
 from l3tui.config.suggest import did_you_mean
 from l3tui.config.yamlpos import Path_
 
-DASK_NOT_YET = (
-    "executor 'dask' is not available in this version (tasks would run here instead); "
-    "use executor: local"
+DASK_EXTRA = (
+    "executor dask needs the `dask` extra, which is not installed: "
+    "pip install 'l3tui[dask]' (or `make install`), or use executor: local"
 )
+DASK_NO_ADDRESS = (
+    "executor dask needs its scheduler's address: give {kind: dask, address: "
+    '"tcp://HOST:8786"} here or as scheduling.executor in l3-scheduling.yml '
+    "(`l3tui cluster local` starts one and prints it)"
+)
+
+
+def dask_installed() -> bool:
+    """Whether `distributed` can be imported (looked up, not imported: validate stays fast)."""
+    return importlib.util.find_spec("distributed") is not None
+
+
+def _check_executor(choice: ExecutorChoice | None, path: Path_, sched: Scheduling | None,
+                    kind: str = "workflows") -> list[Finding]:  # fmt: skip
+    """A choice of `dask` must be runnable: the extra installed, an address known."""
+    if choice is None or choice.kind == "local":
+        return []
+    spec = executor_spec(choice)
+    if spec is None or spec.kind != "dask":
+        return []
+    if not dask_installed():
+        return [Finding(kind, path, DASK_EXTRA)]
+    resolved = sched.executor_for(choice) if sched is not None else spec
+    if resolved.address is None and sched is not None:
+        return [Finding(kind, path, DASK_NO_ADDRESS)]
+    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +99,9 @@ def cross_check(data: CheckInput, sources: Mapping[str, Any]) -> list[ConfigIssu
         for wf_id, wf in defs.items():
             findings += _check_workflow(section, wf_id, wf, data, priorities, pools)
     findings += _check_trigger_loop(data, everything)
+    if sched is not None:
+        findings += _check_executor(sched.executor, ("scheduling", "executor"), sched,
+                                    kind="scheduling")  # fmt: skip
     if data.actions is not None:
         findings += _check_actions(data.actions)
     findings += _check_recurring(data, everything, sources)
@@ -139,8 +171,7 @@ def _check_workflow(
         if (section, wf_id, index) in data.salvaged:
             continue
         out += _check_action(task.action, task.parameters, tpath, data)
-        if task.executor == "dask":
-            out.append(Finding("workflows", (*tpath, "executor"), DASK_NOT_YET))
+        out += _check_executor(task.executor, (*tpath, "executor"), data.scheduling)
         out += _check_priority(task.priority, (*tpath, "priority"), priorities)
         for pool, slots in task.resources.pools.items():
             if pools is None:
@@ -171,8 +202,7 @@ def _check_workflow(
         out.append(Finding("workflows", _edge_path(base, wf, cycle[0], cycle[1]), message))
     if not wf.name and any(k[:2] == (section, wf_id) for k in data.salvaged):
         return out  # a salvaged workflow: only its graph is known
-    if wf.executor == "dask":
-        out.append(Finding("workflows", (*base, "executor"), DASK_NOT_YET))
+    out += _check_executor(wf.executor, (*base, "executor"), data.scheduling)
     out += _check_priority(wf.priority, (*base, "priority"), priorities, explicit=False)
     for t_index, trigger in enumerate(wf.triggers):
         if trigger.after is not None and trigger.after not in data.workflow_ids:

@@ -169,6 +169,13 @@ class LogViewWidget(WidgetBase):
     """Lines kept in the view; older ones are dropped (and counted)."""
 
 
+class ClusterWidget(WidgetBase):
+    """The Dask clusters tasks run on: each worker with its resources, memory, our tasks
+    running there and its last heartbeat."""
+
+    type: Literal["cluster"]
+
+
 Widget = Annotated[
     MetricsChartWidget
     | TaskQueueWidget
@@ -178,13 +185,14 @@ Widget = Annotated[
     | ResourceSparklinesWidget
     | SchedulesWidget
     | LogViewWidget
-    | AdviceWidget,
+    | AdviceWidget
+    | ClusterWidget,
     Field(discriminator="type"),
 ]
 
 WIDGET_TYPES = (
     "metrics_chart", "task_queue", "workflow_status", "performance_metrics", "alerts",
-    "resource_sparklines", "schedules", "log_view", "advice",
+    "resource_sparklines", "schedules", "log_view", "advice", "cluster",
 )  # fmt: skip
 
 

@@ -118,7 +118,7 @@ def _is_union_member(part: str) -> bool:
 _WIDGET_TAGS = frozenset(
     {
         "metrics_chart", "task_queue", "workflow_status", "performance_metrics", "alerts",
-        "resource_sparklines", "schedules", "log_view",
+        "resource_sparklines", "schedules", "log_view", "cluster",
     }
 )  # fmt: skip
 

@@ -3,14 +3,17 @@ execution settings and retention."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     Field,
+    model_validator,
 )
 
 from l3tui.config import roots
+from l3tui.config.events_schema import EventsSettings
 from l3tui.config.fields import (
     CronExpr,
     Identifier,
@@ -119,6 +122,42 @@ class ExecutionSettings(Model):
     (relative to the config directory); it must be yours and mode 0600."""
 
 
+class ExecutorSpec(Model):
+    """Where tasks run: here (`local`) or on a Dask cluster (`dask`, with its scheduler's
+    address)."""
+
+    kind: Literal["local", "dask"] = "local"
+    """local: a process on this machine; dask: a process on a worker of the cluster."""
+    address: str | None = None
+    """The Dask scheduler, e.g. "tcp://127.0.0.1:8786" or "tls://build-01:8786" (kind dask)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_kind(cls, value: Any) -> Any:
+        """`executor: dask` is `{kind: dask}` (the address then comes from the default)."""
+        return {"kind": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _address_fits(self) -> ExecutorSpec:
+        if self.kind == "local" and self.address is not None:
+            raise ValueError("address is for kind: dask (a local executor has none)")
+        if self.address is not None and not re.fullmatch(r"(tcp|tls|inproc|ucx)://\S+",
+                                                         self.address):  # fmt: skip
+            raise ValueError(f"address {self.address!r} must look like tcp://HOST:PORT "
+                             "(or tls://HOST:PORT)")  # fmt: skip
+        return self
+
+
+ExecutorChoice = ExecutorSpec
+"""`local`, `dask` (the cluster of scheduling.executor), or {kind, address}: all read as a
+spec."""
+
+
+def executor_spec(choice: ExecutorChoice | None) -> ExecutorSpec | None:
+    """`choice` as a spec (None stays None: no choice made here)."""
+    return choice
+
+
 class Retention(Model):
     """How long the store keeps history."""
 
@@ -149,6 +188,22 @@ class Scheduling(Model):
     """Grace period, default timeout, log cap."""
     retention: Retention = Field(default_factory=Retention)
     """History kept in the store."""
+    executor: ExecutorChoice = Field(default_factory=ExecutorSpec)
+    """Where tasks run unless their workflow or task says: local, or {kind: dask, address:
+    "tcp://HOST:8786"} to run them on a Dask cluster (needs the `dask` extra)."""
+
+    def executor_for(self, *choices: ExecutorChoice | None) -> ExecutorSpec:
+        """The executor of a task: the first choice made (task, then workflow), else this
+        file's default; `dask` without an address takes the default's address."""
+        default = executor_spec(self.executor) or ExecutorSpec()
+        for choice in choices:
+            spec = executor_spec(choice)
+            if spec is None:
+                continue
+            if spec.kind == "dask" and spec.address is None and default.kind == "dask":
+                return default
+            return spec
+        return default
 
     def priority_level(self, value: str | int | None, default: int | None = None) -> int:
         """The level of a priority name or number; `default` (else 'medium') when unset."""
@@ -173,3 +228,5 @@ class SchedulingFile(Model):
 
     scheduling: Scheduling = Field(default_factory=Scheduling)
     """Priorities, limits, pools and recurring tasks."""
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    """Where events and results go besides the store: sinks, the outbox, the inbox."""

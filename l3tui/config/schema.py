@@ -25,6 +25,7 @@ from l3tui.config.dashboard_schema import (
     AdviceWidget,
     AlertRule,
     AlertsWidget,
+    ClusterWidget,
     Dashboard,
     DashboardFile,
     LogViewWidget,
@@ -48,6 +49,8 @@ from l3tui.config.fields import (
 )
 from l3tui.config.scheduling_schema import (
     DEFAULT_PRIORITIES,
+    ExecutorChoice,
+    ExecutorSpec,
     RecurringTask,
     Retention,
     Scheduling,
@@ -136,6 +139,7 @@ class RLimits(Model):
 
 
 Executor = Literal["local", "dask"]
+"""Kept for readers of older code: an executor named by its kind alone."""
 
 
 class TaskDef(Model):
@@ -179,8 +183,8 @@ class TaskDef(Model):
     """Hard per-process limits (memory, CPU seconds, files, processes)."""
     env: dict[str, str] = Field(default_factory=dict)
     """Extra environment variables for the task's process."""
-    executor: Executor | None = None
-    """Where it runs: local (default) or dask."""
+    executor: ExecutorChoice | None = None
+    """Where it runs: local, dask, or {kind: dask, address: ...}; defaults to the workflow's."""
 
     @property
     def display_name(self) -> str:
@@ -202,8 +206,27 @@ class TaskDef(Model):
         return value
 
 
+class OnAnalysis(Model):
+    """Start when an `analysis_update` decision on this topic arrives and `when` holds."""
+
+    topic: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:*?\[\]!-]+$")
+    """The update's topic, or a glob of topics (`lint`, `metrics.*`)."""
+    when: list[Condition] = Field(default_factory=list)
+    """Conditions on the update's payload: `param_equals` on its keys (nested keys dotted:
+    `coverage.total`), `env_equals`, `path_exists`, `path_missing`; all must hold."""
+
+    @field_validator("when")
+    @classmethod
+    def _no_upstream(cls, value: list[Condition]) -> list[Condition]:
+        if any(c.upstream is not None for c in value):
+            raise ValueError("`upstream` does not apply to an analysis update (it has no "
+                             "upstream tasks); use param_equals on the payload")
+        return value
+
+
 class Trigger(Model):
-    """Starts the workflow on its own: after another workflow ends, or on a cron schedule."""
+    """Starts the workflow on its own: after another workflow ends, on a cron schedule, or
+    when an analysis update arrives."""
 
     after: Identifier | None = None
     """Start when this workflow's execution ends (see `on`)."""
@@ -213,11 +236,14 @@ class Trigger(Model):
     """Start on this schedule (like a recurring task named after the workflow)."""
     timezone: Timezone | None = None
     """Timezone of `cron`; defaults to the scheduling file's."""
+    on_analysis: OnAnalysis | None = None
+    """Start when an `analysis_update` decision on `topic` arrives and `when` holds."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> Trigger:
-        if (self.after is None) == (self.cron is None):
-            raise ValueError("a trigger takes exactly one of: after, cron")
+        given = [k for k in ("after", "cron", "on_analysis") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a trigger takes exactly one of: after, cron, on_analysis")
         return self
 
 
@@ -238,8 +264,8 @@ class WorkflowDef(Model):
     """The whole execution should end within this long, else a deadline event."""
     max_parallel: int | None = Field(default=None, ge=1)
     """At most this many of its tasks run at once (besides the global limit)."""
-    executor: Executor = "local"
-    """Where its tasks run unless a task says otherwise."""
+    executor: ExecutorChoice | None = None
+    """Where its tasks run unless a task says otherwise; defaults to scheduling.executor."""
     triggers: list[Trigger] = Field(default_factory=list)
     """Automatic starts: after another workflow, or on a cron schedule."""
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -335,13 +361,17 @@ __all__ = [
     "AdviceWidget",
     "AlertRule",
     "AlertsWidget",
+    "ClusterWidget",
     "Condition",
     "Dashboard",
     "DashboardFile",
     "Executor",
+    "ExecutorChoice",
+    "ExecutorSpec",
     "LogViewWidget",
     "MetricsChartWidget",
     "Model",
+    "OnAnalysis",
     "ParamSpec",
     "ParamType",
     "Percent",

@@ -40,6 +40,7 @@ from l3tui.daemon.protocol import (
 from l3tui.daemon.wire import event_from_wire, from_wire, to_wire
 from l3tui.engine import events as ev
 from l3tui.engine.api import (
+    ClusterView,
     ExecutionView,
     HealthView,
     OpResult,
@@ -134,6 +135,7 @@ class RemoteRuntime:
         self._queue: tuple[int, int, list[QueueItemView]] = (-1, 0, [])
         self._series: dict[tuple[str, float], tuple[float, list[tuple[float, float]]]] = {}
         self._performance: dict[float, tuple[float, PerformanceView]] = {}
+        self._cluster: tuple[float, list[ClusterView]] = (0.0, [])
         self._executions: dict[str, tuple[float, ExecutionView | None]] = {}
         self._fetching: set[Any] = set()
 
@@ -355,10 +357,13 @@ class RemoteRuntime:
 
     # ------------------------------------------------------------------ RuntimeAPI: reads
 
-    def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
+    def snapshot(self, recent: int = 20, *, committed: bool = False) -> RuntimeSnapshot:
+        # The daemon pushes only pictures and events its store has: always committed.
         return replace(self._snapshot, connection=self.status)
 
-    def subscribe(self, name: str = "console", maxsize: int = 10_000) -> Subscription:
+    def subscribe(
+        self, name: str = "console", maxsize: int = 10_000, *, committed: bool = False
+    ) -> Subscription:
         return self.bus.subscribe(name, maxsize=maxsize)
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:
@@ -395,6 +400,15 @@ class RemoteRuntime:
             self._fetch(("perf", key), "performance", {"window_s": window_s}, keep)
         return view
 
+    def cluster(self) -> Sequence[ClusterView]:
+        fetched_at, views = self._cluster
+        if time.monotonic() - fetched_at > 1.0:
+            def keep(result: Any) -> None:
+                self._cluster = (time.monotonic(), [from_wire(ClusterView, c) for c in result])
+
+            self._fetch(("cluster",), "cluster", {}, keep)
+        return views
+
     def workflows(self) -> Sequence[WorkflowInfo]:
         return list(self._workflows)
 
@@ -422,6 +436,16 @@ class RemoteRuntime:
         self.execution_id = execution_id
         await self.call("subscribe", {"snapshots": self.want_snapshots, "kinds": self.kinds,
                                       "execution_id": execution_id}, retry=True)  # fmt: skip
+
+    async def submit(self, decision: Any) -> dict[str, Any]:
+        """Hand the daemon a decision (parsed JSON); its outcome. A link lost before the
+        reply is bridged with the same request id (and the decision id acts once anyway)."""
+        result = await self.call("submit", {"decision": decision}, retry=True)
+        return dict(result)
+
+    async def plan(self, decisions: list[Any]) -> list[dict[str, Any]]:
+        """What the daemon would do with these decisions now (nothing acts)."""
+        return list(await self.call("plan", {"decisions": decisions}))
 
     async def health(self) -> HealthView:
         return from_wire(HealthView, await self.call("health"))  # type: ignore[no-any-return]

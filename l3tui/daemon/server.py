@@ -60,7 +60,7 @@ MAX_PENDING_REPLIES = 1000
 REMEMBERED_COMMANDS = 10_000
 COMMANDS = frozenset({"run_workflow", "pause", "resume", "cancel", "resume_interrupted",
                       "ack_alert", "snooze_alert", "set_schedule_enabled", "reload_config",
-                      "reserve", "cancel_reservation"})
+                      "reserve", "cancel_reservation", "submit"})
 
 
 class Client:
@@ -461,6 +461,9 @@ class DaemonServer:
     async def _m_performance(self, client: Client, window_s: float) -> Any:
         return self.runtime.performance(float(window_s))
 
+    async def _m_cluster(self, client: Client) -> Any:
+        return list(self.runtime.cluster())
+
     async def _m_workflows(self, client: Client) -> Any:
         return list(self.runtime.workflows())
 
@@ -524,6 +527,22 @@ class DaemonServer:
 
     async def _m_cancel_reservation(self, client: Client, reservation_id: str) -> OpResult:
         return await self.runtime.cancel_reservation(str(reservation_id), actor=client.actor)
+
+    async def _m_submit(self, client: Client, decision: Any) -> dict[str, Any]:
+        """A decision, checked and handled exactly as one from the inbox (the same id twice
+        acts once); the outcome, rejected ones included."""
+        if self.runtime.coordinator is None:
+            raise StateError("this l3tui takes no decisions")
+        outcome = await self.runtime.coordinator.submit(decision, f"socket ({client.actor})")
+        return outcome.to_dict()
+
+    async def _m_plan(self, client: Client, decisions: list[Any]) -> list[dict[str, Any]]:
+        """What these decisions would do now, judged against what runs; nothing acts."""
+        if self.runtime.coordinator is None:
+            raise StateError("this l3tui takes no decisions")
+        if not isinstance(decisions, list):
+            raise ValueError("decisions must be a list")
+        return await self.runtime.coordinator.plan(decisions)
 
 
     def _log_chunk(self, execution_id: str, task_id: str, attempt: int, offset: int,

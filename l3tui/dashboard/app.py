@@ -210,7 +210,8 @@ class ConsoleApp(App[None]):
         top bar, the sparklines and the chart legends."""
         if self.frozen or not self.is_running or not self.query(DashboardView):
             return  # (not running: shutting down, its widgets are being taken apart)
-        snap = self.api.snapshot(recent=self._recent_needed())
+        # What the console shows as done is on disk (a picture the store has confirmed).
+        snap = self.api.snapshot(recent=self._recent_needed(), committed=True)
         self.snapshot = snap
         self.executions = {e.id: e for e in snap.executions}
         self.feed.dirty.state = False
@@ -501,7 +502,9 @@ class ConsoleApp(App[None]):
         if self.selected_schedule is None:
             return
         schedule_id, enabled = self.selected_schedule
-        current = self.snapshot.schedules if self.snapshot is not None else ()
+        # The state now, not the picture on screen (it waits for the store to confirm it):
+        # two quick presses must toggle twice.
+        current = self.api.snapshot(recent=0).schedules
         enabled = next((s.enabled for s in current if s.id == schedule_id), enabled)
         result = await self.api.set_schedule_enabled(schedule_id, not enabled, actor=self.actor)
         if result.applied:

@@ -71,7 +71,7 @@ class EngineFeed:
     # ------------------------------------------------------------------ events
 
     async def run(self) -> None:
-        sub = self.api.subscribe("console", maxsize=20_000)
+        sub = self.api.subscribe("console", maxsize=20_000, committed=True)
         try:
             while True:
                 try:

@@ -24,6 +24,7 @@ from l3tui.dashboard.text import Bidi, fit
 from l3tui.dashboard.widgets.advice import AdvicePane
 from l3tui.dashboard.widgets.alerts import AlertsPane
 from l3tui.dashboard.widgets.base import RefreshContext
+from l3tui.dashboard.widgets.cluster import ClusterPane
 from l3tui.dashboard.widgets.log_view import LogView
 from l3tui.dashboard.widgets.metrics_chart import MetricsChart
 from l3tui.dashboard.widgets.performance_metrics import PerformanceMetrics
@@ -42,6 +43,7 @@ BODIES: dict[str, Any] = {
     "schedules": SchedulesPane,
     "log_view": LogView,
     "advice": AdvicePane,
+    "cluster": ClusterPane,
 }
 COMPACT_WIDTH = 100
 BodyT = TypeVar("BodyT")

@@ -63,6 +63,8 @@ class TaskView:
         return self.active_s + max(current, 0.0)
     pid: int | None = None
     """The running attempt's process (its process group has the same id)."""
+    worker: str = ""
+    """The Dask worker its attempt runs (or ran) on; empty when it runs here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,44 @@ class QueueItemView:
     """Enqueued at (queued) or started at (running)."""
     cpu_pct: float = 0.0
     rss: int = 0
+    worker: str = ""
+    """The Dask worker it runs on; empty when it runs here."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """One worker of a Dask cluster, as its scheduler last described it."""
+
+    address: str
+    name: str
+    host: str
+    threads: int
+    resources: tuple[tuple[str, float], ...]
+    """What it declared (`--resources pool=N`): tasks needing a pool land only here."""
+    memory: int
+    """Bytes its process uses (RSS, as the worker measured it)."""
+    memory_limit: int
+    running: tuple[str, ...]
+    """Our attempts running there (`execution/task/attempt`)."""
+    last_seen: float
+    """Its last heartbeat (epoch seconds)."""
+    cpu_pct: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """A Dask scheduler l3tui sends tasks to, and its workers."""
+
+    address: str
+    state: str
+    """connecting, connected or lost."""
+    message: str
+    """What is wrong, or how it is going, in one line."""
+    since: float
+    """When it reached this state."""
+    workers: tuple[WorkerView, ...] = ()
+    running: int = 0
+    """Our attempts in flight on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,9 +323,16 @@ class HealthView:
 class RuntimeAPI(Protocol):
     """What a console may ask of the Runtime (in-process today, a daemon client later)."""
 
-    def snapshot(self, recent: int = 20) -> RuntimeSnapshot: ...
+    def snapshot(self, recent: int = 20, *, committed: bool = False) -> RuntimeSnapshot:
+        """`committed`: a picture whose every state the store has (what a console shows as
+        done is on disk); it may be a few milliseconds older than the live one."""
+        ...
 
-    def subscribe(self, name: str = "console", maxsize: int = 10_000) -> Subscription: ...
+    def subscribe(
+        self, name: str = "console", maxsize: int = 10_000, *, committed: bool = False
+    ) -> Subscription:
+        """`committed`: each event once the store has it (and everything before it)."""
+        ...
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]: ...
 
@@ -296,6 +343,10 @@ class RuntimeAPI(Protocol):
     def workflows(self) -> Sequence[WorkflowInfo]: ...
 
     def execution(self, execution_id: str) -> ExecutionView | None: ...
+
+    def cluster(self) -> Sequence[ClusterView]:
+        """The Dask clusters in use or configured (none when everything runs here)."""
+        ...
 
     async def run_workflow(
         self, workflow_id: str, params: dict[str, Any] | None = None, *, actor: str = ""
@@ -338,8 +389,8 @@ class RuntimeAPI(Protocol):
 
 
 __all__ = [
-    "AdviceView", "AlertView", "Event", "ExecutionView", "HealthCheck", "HealthView",
-    "OpResult", "ParamInfo", "PerformanceView", "QueueItemView", "ReservationRequest",
-    "ReservationView", "RuntimeAPI", "RuntimeSnapshot", "ScheduleView", "Subscription",
-    "TaskView", "WorkflowInfo",
+    "AdviceView", "AlertView", "ClusterView", "Event", "ExecutionView", "HealthCheck",
+    "HealthView", "OpResult", "ParamInfo", "PerformanceView", "QueueItemView",
+    "ReservationRequest", "ReservationView", "RuntimeAPI", "RuntimeSnapshot", "ScheduleView",
+    "Subscription", "TaskView", "WorkerView", "WorkflowInfo",
 ]  # fmt: skip

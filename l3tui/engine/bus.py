@@ -241,6 +241,16 @@ class EventBus:
     def has_durable(self) -> bool:
         return bool(self._durable)
 
+    def committed_through(self) -> int:
+        """The sequence number up to which every durable subscriber has acknowledged
+        everything (`published` when nothing is pending, or nothing is durable)."""
+        frontier = self.published
+        for sub in self._durable:
+            mark = sub.frontier()
+            if mark is not None and mark < frontier:
+                frontier = mark
+        return frontier
+
     async def durable(self) -> None:
         """Return once every durable subscriber has committed all events published so far."""
         for sub in self._durable:

@@ -121,6 +121,19 @@ class TaskStarted(Event):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TaskPlaced(Event):
+    """A remote executor's attempt landed on a worker (kept in the store's events)."""
+
+    kind: ClassVar[str] = "task_placed"
+    execution_id: str
+    task_id: str
+    attempt: int
+    worker: str
+    pid: int | None = None
+    """Its process on that worker (not on this machine: never signalled from here)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TaskRetrying(Event):
     kind: ClassVar[str] = "task_retrying"
     execution_id: str
@@ -199,15 +212,22 @@ class DeadlineMissed(Event):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OperatorAction(Event):
-    """A command from a person or a tool (pause, resume, cancel, run...), and its outcome."""
+    """A command from a person or a tool (pause, resume, cancel, run...), and its outcome:
+    one command, one event, one audit entry."""
 
     kind: ClassVar[str] = "operator_action"
     action: str
+    """`noun.verb`, named after what it acts on, as every audit entry is: execution.run,
+    execution.pause, task.pause, execution.resume, task.resume, execution.cancel,
+    task.cancel, execution.resume_interrupted, schedule.enable, schedule.disable, alert.ack,
+    alert.snooze, config.reload."""
     execution_id: str | None
     task_id: str | None
     applied: bool
     detail: str
     actor: str
+    target: str = ""
+    """What it acts on when that is not an execution or task (a schedule id, an alert id)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -283,6 +303,12 @@ class AlertChanged(Event):
     severity: str
     message: str
     source: str
+    key: str = ""
+    """What tells repeats of one problem apart within the rule (a workflow id, a metric)."""
+    name: str = ""
+    count: int = 1
+    """How many times the problem occurred while the alert stayed active."""
+    snoozed_until: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -296,14 +322,77 @@ class SystemNotice(Event):
     severity: str = "info"
 
 
+# ------------------------------------------------------------------ coordinator
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecisionReceived(Event):
+    """A decision from another program is recorded in the store (before anything acts on
+    it), or was a repeat of one already recorded (`duplicate`: nothing more happens)."""
+
+    kind: ClassVar[str] = "decision_received"
+    decision_id: str
+    decision_kind: str
+    source: str
+    via: str
+    """Where it came in: `inbox:NAME`, or `socket` and the client."""
+    duplicate: bool = False
+    not_before: float | None = None
+    """It waits until then before it acts."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecisionRejected(Event):
+    """A decision refused before it was recorded (malformed, oversized, unknown kind, not a
+    regular file, a bad id, a target that does not exist, an id reused for other content)."""
+
+    kind: ClassVar[str] = "decision_rejected"
+    decision_id: str | None
+    via: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecisionActed(Event):
+    """A recorded decision was acted on; `applied` False says it could not be, and why."""
+
+    kind: ClassVar[str] = "decision_acted"
+    decision_id: str
+    decision_kind: str
+    applied: bool
+    message: str
+    execution_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResultReported(Event):
+    """A finished execution's result line is in the outbox, written and fsync'd."""
+
+    kind: ClassVar[str] = "result_reported"
+    execution_id: str
+    decision_id: str | None
+    outcome: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SinkDropped(Event):
+    """An event sink fell behind: events it never got since the last report, and in all."""
+
+    kind: ClassVar[str] = "sink_dropped"
+    sink: str
+    dropped: int
+    total: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
         ExecutionCreated, ExecutionStarted, ExecutionPaused, ExecutionResumed,
         ExecutionFinished, TaskStateChanged, AttemptOpened, TaskStarted, TaskRetrying,
-        TaskFinished,
+        TaskFinished, TaskPlaced,
         TaskOutput, TaskMetric, DeadlineMissed, OperatorAction, ResourceSampled,
         ScheduleFired, ScheduleChanged, AlertChanged, SystemNotice, BottleneckChanged,
         ReservationChanged,
+        DecisionReceived, DecisionRejected, DecisionActed, ResultReported, SinkDropped,
     )
 }  # fmt: skip

@@ -57,6 +57,9 @@ TASK_TERMINAL = frozenset(
     }
 )  # fmt: skip
 TASK_FAILED = frozenset({TaskState.FAILED, TaskState.TIMED_OUT})
+TASK_FAILED_OR_LOST = TASK_FAILED | {TaskState.INTERRUPTED}
+"""Endings that are retried (an attempt lost with its remote worker is interrupted) and that
+fail the execution when no retry is left."""
 
 _E, _T = ExecState, TaskState
 EXEC_TRANSITIONS: dict[ExecState, frozenset[ExecState]] = {
@@ -134,6 +137,8 @@ class TaskRun:
     """CPU seconds the sampler saw the current attempt's processes use."""
     declared_cpu: float = 0.0
     declared_memory_mb: int = 0
+    worker: str = ""
+    """The remote worker its current (or last) attempt runs on; empty when it runs here."""
 
     def record_usage(self, cpu_pct: float, rss: int, cpu_s: float = 0.0) -> None:
         """One sample of the task's process group (the resource manager calls this)."""
@@ -220,6 +225,18 @@ class Execution:
             raise IllegalTransition(f"execution {self.id}: {previous} -> {state} is not allowed")
         self.state = state
         return previous
+
+    def outcome(self) -> tuple[ExecState, str]:
+        """How it ends now that every task has: cancelled (by request), failed (some task
+        did not succeed, named) or succeeded; and the reason for people."""
+        if self.cancel_requested:
+            why = self.cancel_reason
+            return ExecState.CANCELLED, f"cancelled: {why}" if why else "cancelled"
+        bad = [t.task_id for t in self.tasks.values()
+               if t.state in TASK_FAILED_OR_LOST or t.state == TaskState.CANCELLED]  # fmt: skip
+        if bad:
+            return ExecState.FAILED, "not succeeded: " + ", ".join(bad)
+        return ExecState.SUCCEEDED, ""
 
     def counts(self) -> dict[TaskState, int]:
         out: dict[TaskState, int] = {}

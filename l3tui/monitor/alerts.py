@@ -1,16 +1,22 @@
 """AlertManager: alert rules on metric series plus the built-in alerts raised from events
 (execution failed, task timed out, deadline missed, interrupted by a crash, resource
-bottleneck, store write failing). Each alert is raised, acknowledged, snoozed or resolved,
-and every change is published as an `AlertChanged` event (the store persists and audits
-them). Headless: it never imports Textual, and it never blocks (listeners stay tiny).
+bottleneck, store write failing, event hook failed). Each alert is raised, acknowledged,
+snoozed or resolved, and every change is published as an `AlertChanged` event (the store
+persists and audits them). Headless: it never imports Textual, and it never blocks
+(listeners stay tiny).
+
+Ids (`RULE-N`) are unique in a state directory, not only in one process: a manager made with
+`hold=True` keeps the events it is given until `restore` hands it the alerts still active
+from earlier runs and the last number used, so an alert raised during crash recovery cannot
+take the id (and the stored row) of an older one.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from l3tui.config.schema import AlertRule
 from l3tui.engine import events as ev
@@ -31,6 +37,7 @@ BUILTIN_RULES: dict[str, tuple[str, str]] = {
     "execution_interrupted": ("Execution interrupted by a crash", "critical"),
     "resource_bottleneck": ("Resource bottleneck", "warning"),
     "store_write_failing": ("Store writes failing", "critical"),
+    "event_hook_failed": ("Event hook failed", "warning"),
 }
 """Alerts that need no rule in the dashboard file."""
 
@@ -60,6 +67,16 @@ class Alert:
     snoozed_until: float | None = None
     count: int = 1
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Alert:
+        """An alert as the store kept it (a row of `alerts`)."""
+        return cls(id=row["id"], rule=row["rule"], key=row["alert_key"],
+                   name=row["name"] or BUILTIN_RULES.get(row["rule"], (row["rule"], ""))[0],
+                   severity=row["severity"], state=row["state"], message=row["message"],
+                   source=row["source"], raised_at=row["raised_at"],
+                   updated_at=row["updated_at"], snoozed_until=row["snoozed_until"],
+                   count=row["count"])  # fmt: skip
+
     def view(self) -> AlertView:
         return AlertView(id=self.id, rule=self.rule, name=self.name, severity=self.severity,
                          state=self.state, message=self.message, source=self.source,
@@ -78,6 +95,7 @@ class AlertManager:
         *,
         fade_s: float = 600.0,
         keep: int = 500,
+        hold: bool = False,
     ) -> None:
         self.bus = bus
         self._now = now
@@ -91,6 +109,24 @@ class AlertManager:
         self._seq = 0
         self._workflow_of: dict[str, str] = {}
         self._parent_of: dict[str, str] = {}
+        self._held: list[ev.Event] | None = [] if hold else None
+        """Events that arrived before `restore` (crash recovery publishes while the store
+        opens); None once restored, or when nothing is to be restored."""
+
+    def restore(self, alerts: Iterable[Alert], used_ids: Iterable[str]) -> None:
+        """Take over the alerts still active from earlier runs and number new ones after
+        every id in `used_ids`; then handle the events held until now, in order."""
+        self._seq = max([self._seq, *(alert_seq(i) for i in used_ids)])
+        for alert in alerts:
+            if alert.state in ACTIVE_STATES and alert.key:  # no key: stored before v4
+                self._seq = max(self._seq, alert_seq(alert.id))
+                if (alert.rule, alert.key) not in self._active:
+                    self._alerts[alert.id] = alert
+                    self._active[(alert.rule, alert.key)] = alert
+        self.set_rules(self.rules)  # an alert of a rule deleted since then resolves
+        held, self._held = self._held, None
+        for event in held or ():
+            self.on_event(event)
 
     # ------------------------------------------------------------------ rules
 
@@ -146,6 +182,9 @@ class AlertManager:
 
     def on_event(self, event: ev.Event) -> None:
         """Bus listener: the built-in alerts."""
+        if self._held is not None:
+            self._held.append(event)
+            return
         if isinstance(event, ev.ExecutionCreated):
             self._workflow_of[event.execution_id] = event.workflow_id
             if event.parent_id:
@@ -221,6 +260,9 @@ class AlertManager:
                          repeat=False)  # fmt: skip
 
     def _notice(self, event: ev.SystemNotice) -> None:
+        if event.topic == "sinks":
+            self._hook_notice(event)
+            return
         rule = {"recovery": "execution_interrupted", "bottleneck": "resource_bottleneck",
                 "store": "store_write_failing"}.get(event.topic)  # fmt: skip
         if rule is None:
@@ -244,6 +286,16 @@ class AlertManager:
                     self._resolve(rule, active_key, event.message, event.at)
         else:
             self._resolve(rule, key, event.message, event.at)
+
+    def _hook_notice(self, event: ev.SystemNotice) -> None:
+        """An event hook failed (one alert per sink, raised once: a hook on `alert.raised`
+        that fails must not feed itself), or works again (resolved)."""
+        sink = event.message.split(":", 1)[0].strip() or "sinks"
+        if event.severity in ("warning", "error", "critical"):
+            self.raise_alert("event_hook_failed", sink, message=event.message,
+                             source="event sinks", at=event.at, repeat=False)  # fmt: skip
+        else:
+            self._resolve("event_hook_failed", sink, event.message, event.at)
 
     # ------------------------------------------------------------------ state changes
 
@@ -307,7 +359,7 @@ class AlertManager:
             result = OpResult(True, f"alert acknowledged: {alert.name}")
         else:
             result = OpResult(False, f"alert {alert.name} is {alert.state}")
-        return self._record("ack_alert", alert_id, result, actor)
+        return self._record("alert.ack", alert_id, result, actor)
 
     def snooze(self, alert_id: str, seconds: float, actor: str) -> OpResult:
         alert = self._alerts.get(alert_id)
@@ -324,7 +376,7 @@ class AlertManager:
             result = OpResult(True, f"alert snoozed for {_span(seconds)}: {alert.name}")
         else:
             result = OpResult(False, f"alert {alert.name} is {alert.state}")
-        return self._record("snooze_alert", alert_id, result, actor)
+        return self._record("alert.snooze", alert_id, result, actor)
 
     def _wake_snoozed(self, now: float) -> None:
         for alert in self._active.values():
@@ -349,12 +401,14 @@ class AlertManager:
     def _publish(self, alert: Alert, at: float) -> None:
         self.bus.publish(ev.AlertChanged(at=at, alert_id=alert.id, rule=alert.rule,
                                          state=alert.state, severity=alert.severity,
-                                         message=alert.message, source=alert.source))  # fmt: skip
+                                         message=alert.message, source=alert.source,
+                                         key=alert.key, name=alert.name, count=alert.count,
+                                         snoozed_until=alert.snoozed_until))  # fmt: skip
 
     def _record(self, action: str, alert_id: str, result: OpResult, actor: str) -> OpResult:
         self.bus.publish(ev.OperatorAction(at=self._now(), action=action, execution_id=None,
-                                           task_id=None, applied=result.applied,
-                                           detail=f"{alert_id}: {result.message}",
+                                           task_id=None, target=alert_id,
+                                           applied=result.applied, detail=result.message,
                                            actor=actor))  # fmt: skip
         return result
 
@@ -376,6 +430,12 @@ class AlertManager:
                            if a.state == "resolved" and now - a.updated_at <= self.fade_s),
                           key=lambda a: -a.updated_at)  # fmt: skip
         return tuple(a.view() for a in [*live, *resolved])
+
+
+def alert_seq(alert_id: str) -> int:
+    """The number of an alert id (`execution_failed-12` -> 12); 0 when it has none."""
+    tail = alert_id.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else 0
 
 
 def _severity(notice_severity: str, rule: str) -> str:

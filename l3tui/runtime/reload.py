@@ -132,9 +132,10 @@ class ConfigReloader:
                                          severity=severity))  # fmt: skip
 
     def _record(self, result: OpResult, actor: str) -> OpResult:
-        if actor:  # a person asked (ctrl+r); file-change reloads are audited by their notice
-            self.bus.publish(ev.OperatorAction(at=self._now(), action="reload_config",
-                                               execution_id=None, task_id=None,
-                                               applied=result.applied, detail=result.message,
-                                               actor=actor))  # fmt: skip
+        """Every reload is one operator action (its one audit entry); a file-change reload
+        has no actor of its own and is recorded under the one running this l3tui."""
+        self.bus.publish(ev.OperatorAction(at=self._now(), action="config.reload",
+                                           execution_id=None, task_id=None,
+                                           applied=result.applied, detail=result.message,
+                                           actor=actor))  # fmt: skip
         return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,8 +22,10 @@ from typing import Any
 
 from l3tui.config.loader import Config
 from l3tui.config.schema import DashboardFile, WorkflowDef
+from l3tui.coordinator import Coordinator
 from l3tui.engine import events as ev
 from l3tui.engine.api import (
+    ClusterView,
     ExecutionView,
     HealthView,
     OpResult,
@@ -34,7 +37,9 @@ from l3tui.engine.api import (
 )
 from l3tui.engine.bus import EventBus, Subscription
 from l3tui.engine.clock import Clock, SystemClock
+from l3tui.engine.executors.base import SpawnError
 from l3tui.engine.executors.local import LocalExecutor
+from l3tui.engine.executors.select import ExecutorSet
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.resources.manager import ResourceManager
 from l3tui.engine.resources.sampler import Sampler
@@ -48,13 +53,14 @@ from l3tui.engine.scheduling.scheduler import TaskScheduler
 from l3tui.engine.scheduling.timing import keep_time
 from l3tui.engine.workflow.engine import WorkflowEngine
 from l3tui.errors import UsageError
-from l3tui.monitor.alerts import AlertManager
+from l3tui.monitor.alerts import Alert, AlertManager
 from l3tui.monitor.metrics import MetricsCollector
 from l3tui.runtime.actor import current_actor
 from l3tui.runtime.health import WORDS, Parts, assess
 from l3tui.runtime.reload import ConfigReloader
 from l3tui.runtime.resources import ResourceDesk
 from l3tui.runtime.views import RuntimeViews, workflow_infos
+from l3tui.store import queries
 from l3tui.store.recovery import RecoveryReport
 from l3tui.store.schedules import SqliteScheduleStore
 from l3tui.store.sqlite import Store
@@ -90,6 +96,7 @@ class Runtime:
         fire_schedules: bool = False,
         adopt_orphans: bool = False,
         record: bool = True,
+        coordinate: str = "off",
     ) -> None:
         self.config = config
         self.state_dir = state_dir.expanduser().resolve()
@@ -108,12 +115,15 @@ class Runtime:
             grace_s=sched.execution.grace_period / 1000,
             adopt_orphans=adopt_orphans,
         )
+        self.executors = ExecutorSet(self.executor, sched, self._cluster_changed,
+                                     f"{socket.gethostname()}:{self.state_dir}")
+        """Where each attempt runs: `executor` (local processes) or a Dask cluster."""
         self.engine = WorkflowEngine(config, self.state_dir, self.bus, self.scheduler,
-                                     self.executor, self.clock, self.actor)  # fmt: skip
+                                     self.executors, self.clock, self.actor)  # fmt: skip
         self.metrics = MetricsCollector(history=sched.sampler.history, now=self.clock.time)
         self.bus.add_listener(self.metrics.on_event)
         self.alerts = AlertManager(self.bus, self.clock.time, config.dashboard.alerts,
-                                   self.metrics)  # fmt: skip
+                                   self.metrics, hold=record)  # fmt: skip
         self.bus.add_listener(self.alerts.on_event)
         self.watch_config = watch_config
         self.reloader = ConfigReloader(config, self._apply_config, self.bus, self.clock.time)
@@ -132,6 +142,10 @@ class Runtime:
                                             self.run_workflow)  # fmt: skip
         self.fire_schedules = fire_schedules
         """Long-lived consoles and daemons fire recurring tasks; `l3tui run` does not."""
+        self.coordinator = (Coordinator(self, inbox=coordinate == "all")
+                            if record and coordinate in ("all", "out") else None)  # fmt: skip
+        """Decisions in (`all`: daemon, console), results and event sinks out (`out` too:
+        `l3tui run`); none without the store."""
         self.recovery: RecoveryReport | None = None
         """What the store found and did on start after an unclean stop (None: not opened)."""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -140,6 +154,9 @@ class Runtime:
         self.bus.add_listener(self.views.note_change)
         self.started = False
         self.started_at = 0.0
+        self._pictures: list[tuple[int, RuntimeSnapshot]] = []
+        """Snapshots taken for a `committed` reader, waiting for the store (bus seq)."""
+        self._confirmed: RuntimeSnapshot | None = None
         self.loop_lag_s = 0.0
         """How late the event loop woke up last time (health)."""
 
@@ -155,6 +172,11 @@ class Runtime:
             try:
                 (self.state_dir / "runs").mkdir(exist_ok=True)
                 self.views.stored_recent = await self.store.read(recent_views, 50)
+                # Alerts still active from an earlier run show again, and new ids continue
+                # after the stored ones (the alerts recovery raised wait for this).
+                active = await self.store.read(queries.active_alerts)
+                self.alerts.restore([Alert.from_row(row) for row in active],
+                                    await self.store.read(queries.alert_ids))  # fmt: skip
                 await self.recurring.load()
                 await self.desk.load()
             except BaseException:
@@ -175,8 +197,15 @@ class Runtime:
         self.spawn(self._watch_loop_lag(), "loop-lag")
         if self.watch_config:
             self.spawn(self.reloader.watch(), "config-watch")
+        self._connect_clusters()
         self.started = True
         self.started_at = self.clock.time()
+        if self.coordinator is not None:
+            try:
+                await self.coordinator.start()
+            except BaseException:
+                await self.close()
+                raise
         return self
 
     def drain(self, reason: str) -> None:
@@ -201,7 +230,9 @@ class Runtime:
             return
         self.started = False
         await self.engine.shutdown(actor=f"{self.actor} (shutdown)")
-        await self.executor.close()  # what outlived the grace, and what tasks left behind
+        await self.executors.close()  # what outlived the grace, and what tasks left behind
+        if self.coordinator is not None:
+            await self.coordinator.close()  # the results and events of what just ended
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -288,14 +319,16 @@ class Runtime:
         actor: str = "",
         trigger: str = "manual",
         priority: str | int | None = None,
+        definition: WorkflowDef | None = None,
     ) -> OpResult:
-        """Create and start an execution; the result names it (or says why not)."""
+        """Create and start an execution; the result names it (or says why not).
+        `definition` (a decision's task, batch or deadline) replaces the config's."""
         who = actor or self.actor
         try:
             if self.scheduler.draining:
                 raise UsageError(f"not started: {self.scheduler.draining}")
             execution = self.engine.create(workflow_id, params, trigger=trigger,
-                                           priority=priority)  # fmt: skip
+                                           priority=priority, definition=definition)  # fmt: skip
         except UsageError as exc:
             result = OpResult(False, str(exc))
         else:
@@ -303,7 +336,7 @@ class Runtime:
             self.engine.start(execution)
             await self.engine.dispatched(execution.id)
             result = OpResult(True, f"started {workflow_id} as {execution.id}", execution.id)
-        self.bus.publish(ev.OperatorAction(at=self.clock.time(), action="run",
+        self.bus.publish(ev.OperatorAction(at=self.clock.time(), action="execution.run",
                                            execution_id=result.execution_id, task_id=None,
                                            applied=result.applied, detail=result.message,
                                            actor=who))  # fmt: skip
@@ -354,7 +387,7 @@ class Runtime:
                               f"{len(plan.rerun)} to run, the store never saw them succeed: "
                               f"{again or '-'})", execution.id)  # fmt: skip
         self.bus.publish(ev.OperatorAction(
-            at=self.clock.time(), action="resume-interrupted",
+            at=self.clock.time(), action="execution.resume_interrupted",
             execution_id=result.execution_id or execution_id, task_id=None,
             applied=result.applied, detail=result.message, actor=actor or self.actor,
         ))  # fmt: skip
@@ -371,8 +404,8 @@ class Runtime:
     ) -> OpResult:
         result = await self.recurring.set_enabled(schedule_id, enabled)
         self.bus.publish(ev.OperatorAction(
-            at=self.clock.time(), action="enable-schedule" if enabled else "disable-schedule",
-            execution_id=None, task_id=schedule_id, applied=result.applied,
+            at=self.clock.time(), action="schedule.enable" if enabled else "schedule.disable",
+            execution_id=None, task_id=None, target=schedule_id, applied=result.applied,
             detail=result.message, actor=actor or self.actor,
         ))  # fmt: skip
         return result
@@ -383,6 +416,35 @@ class Runtime:
 
     async def cancel_reservation(self, reservation_id: str, *, actor: str = "") -> OpResult:
         return await self.desk.cancel(reservation_id, actor or self.actor)
+
+    # ------------------------------------------------------------------ clusters
+
+    def _connect_clusters(self) -> None:
+        """Connect (in the background) to the default Dask cluster, if there is one, so the
+        cluster pane shows it before a task needs it."""
+        spec = self.config.scheduling.executor_for()
+        if spec.kind == "dask" and spec.address is not None:
+            try:
+                self.executors.cluster(spec.address)
+            except SpawnError as exc:  # the extra is missing: validate says so too
+                log.warning("%s", exc)
+
+    def _cluster_changed(self, address: str, state: str, message: str) -> None:
+        """A Dask scheduler lost (an alert while it is) or reached again (resolved)."""
+        self.bus.publish(ev.SystemNotice(at=self.clock.time(), topic="dask",
+                                         message=f"Dask {address}: {state}: {message}",
+                                         severity="error" if state == "lost" else "info"))
+        if state == "lost":
+            self.alerts.raise_alert(
+                "dask_scheduler_lost", address, name="Dask scheduler lost", severity="error",
+                message=f"{message}; attempts in flight there are lost and retried as their "
+                "policy says", source=address, repeat=False,
+            )  # fmt: skip
+        elif state == "connected":
+            self.alerts.resolve("dask_scheduler_lost", address, "reconnected")
+
+    def cluster(self) -> Sequence[ClusterView]:
+        return self.executors.views()
 
     def queue_report(self) -> QueueReport:
         """What blocks the queue and what would unblock it (`optimizeSchedule`)."""
@@ -403,10 +465,14 @@ class Runtime:
         """A reloaded, valid config: new executions, alert rules and dashboards use it."""
         self.config = config
         self.engine.reconfigure(config)
+        self.executors.configure(config.scheduling)
+        self._connect_clusters()
         self.scheduler.configure(config.scheduling)
         self.resources.configure(config.scheduling)
         self.recurring.reconfigure(config)
         self.alerts.set_rules(config.dashboard.alerts)
+        if self.coordinator is not None:
+            self.coordinator.reconfigure(config)
 
     def dashboards(self) -> DashboardFile:
         return self.config.dashboard
@@ -431,10 +497,26 @@ class Runtime:
     def execution(self, execution_id: str) -> ExecutionView | None:
         return self.views.execution(execution_id)
 
-    def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
-        snapshot = self.views.snapshot(recent)
-        return replace(snapshot, health=WORDS[self.health().verdict],
-                       reservations=self.desk.views(), advice=self.desk.advice())
+    def snapshot(self, recent: int = 20, *, committed: bool = False) -> RuntimeSnapshot:
+        snapshot = replace(self.views.snapshot(recent), health=WORDS[self.health().verdict],
+                           reservations=self.desk.views(), advice=self.desk.advice())
+        if not committed or not self.bus.has_durable:
+            return snapshot
+        # A picture holds states whose events were published before it was taken: it may
+        # be shown once the store has everything up to then. Until that, the newest picture
+        # that is confirmed stands in (a commit is milliseconds; pictures are ~1 a second).
+        through = self.bus.committed_through()
+        taken = self.bus.published
+        pending = [(seq, snap) for seq, snap in self._pictures if seq > through]
+        for seq, snap in self._pictures:
+            if seq <= through:
+                self._confirmed = snap
+        if taken <= through:
+            self._confirmed, pending = snapshot, []
+        else:
+            pending.append((taken, snapshot))
+        self._pictures = pending[-8:]
+        return self._confirmed if self._confirmed is not None else snapshot
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:
         return self.views.queue_slice(offset, limit)

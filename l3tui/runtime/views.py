@@ -94,6 +94,7 @@ class RuntimeViews:
             log_path=run.log_path, cpu_pct=run.cpu_pct, rss=run.rss, pid=run.pid,
             peak_cpu_pct=run.peak_cpu_pct, peak_rss=run.peak_rss,
             metrics=tuple(run.metrics.items()), running_since=run.running_since,
+            worker=run.worker,
         )  # fmt: skip
 
     def _reason(self, run: TaskRun) -> str:
@@ -163,6 +164,7 @@ class RuntimeViews:
                 state=run.state.value if run else "running", reason="",
                 since=(run.started_at or entry.enqueued_at) if run else entry.enqueued_at,
                 cpu_pct=run.cpu_pct if run else 0.0, rss=run.rss if run else 0,
+                worker=run.worker if run else "",
             ))  # fmt: skip
         running.sort(key=lambda q: (-q.priority, q.since))
         shown = [*active, *finished]

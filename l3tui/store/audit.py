@@ -1,6 +1,8 @@
 """The audit trail: who did what, when, with what outcome, hash-chained so an edited or
 deleted entry is found by `verify`. Each entry's hash covers the previous entry's hash and
-the entry's canonical JSON.
+the entry's canonical JSON. Each operator action is one entry, from its OperatorAction event
+and under its `noun.verb` name (execution.pause, schedule.enable, alert.ack, ...); execution
+starts and finishes and crash recoveries are entries of the same scheme, from their events.
 
 Pure functions over events and rows; the store's writer decides when entries are written.
 """
@@ -78,8 +80,8 @@ def entries_for(
     attributed to the person who happens to run the console.
     """
     at = event.at
-    if isinstance(event, ev.OperatorAction):
-        target = event.execution_id or ""
+    if isinstance(event, ev.OperatorAction):  # the one entry of each operator action
+        target = event.target or event.execution_id or ""
         if event.task_id:
             target = f"{target}/{event.task_id}"
         yield AuditEntry(at, event.actor or default_actor, event.action, target,
@@ -98,13 +100,14 @@ def entries_for(
             actor = "recovery"
         yield AuditEntry(at, actor, "execution.finish", event.execution_id, event.state,
                          f"{event.workflow_id}: {event.reason}".rstrip(": "))  # fmt: skip
-    elif isinstance(event, ev.ScheduleChanged):
-        state = "enabled" if event.enabled else "disabled"
-        yield AuditEntry(at, default_actor, f"schedule.{state.removesuffix('d')}",
-                         event.schedule_id, state, "")  # fmt: skip
-    elif isinstance(event, ev.AlertChanged) and event.state == "acknowledged":
-        yield AuditEntry(at, default_actor, "alert.ack", event.alert_id, "acknowledged",
-                         f"{event.rule}: {event.message}")  # fmt: skip
+    elif isinstance(event, ev.DecisionReceived):
+        yield AuditEntry(at, f"{event.source or 'unknown'} (decision via {event.via})",
+                         "decision.receive", event.decision_id,
+                         "duplicate" if event.duplicate else "recorded",
+                         event.decision_kind)  # fmt: skip
+    elif isinstance(event, ev.DecisionRejected):
+        yield AuditEntry(at, f"unknown (decision via {event.via})", "decision.receive",
+                         event.decision_id or "", "rejected", event.reason)  # fmt: skip
     elif isinstance(event, ev.ReservationChanged):
         verb = {"made": "make", "started": "start", "ended": "end",
                 "cancelled": "cancel"}.get(event.change, event.change)  # fmt: skip
@@ -115,10 +118,9 @@ def entries_for(
         yield AuditEntry(at, event.actor or default_actor, f"reservation.{verb}",
                          event.reservation_id, outcome,
                          f"{detail}: {event.reason}" if event.reason else detail)  # fmt: skip
-    elif isinstance(event, ev.SystemNotice) and event.topic in ("config", "recovery"):
-        action = "config.reload" if event.topic == "config" else "recovery"
+    elif isinstance(event, ev.SystemNotice) and event.topic == "recovery":
         outcome = "failed" if event.severity == "error" else "done"
-        yield AuditEntry(at, default_actor, action, "", outcome, event.message)
+        yield AuditEntry(at, default_actor, "state.recover", "", outcome, event.message)
 
 
 # ------------------------------------------------------------------ reading & verifying

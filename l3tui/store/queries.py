@@ -253,3 +253,39 @@ def alerts(conn: sqlite3.Connection, since: float | None = None) -> list[Row]:
         sql += " WHERE updated_at >= ?"
         params = (since,)
     return _rows(conn, sql + " ORDER BY raised_at DESC", params)
+
+
+def active_alerts(conn: sqlite3.Connection) -> list[Row]:
+    """Alerts an earlier run left raised, acknowledged or snoozed, oldest first."""
+    return _rows(conn, "SELECT * FROM alerts WHERE state IN ('raised', 'acknowledged', "
+                 "'snoozed') ORDER BY raised_at")  # fmt: skip
+
+
+
+def alert_ids(conn: sqlite3.Connection) -> list[str]:
+    """Every alert id this state directory has used (new ones must not repeat them)."""
+    return [str(row[0]) for row in conn.execute("SELECT id FROM alerts")]
+
+
+def events_after(conn: sqlite3.Connection, after: int, limit: int = 5000,
+                 before: int | None = None) -> list[Row]:  # fmt: skip
+    """Stored events with ids after `after` (and before `before`), oldest first, each with
+    `seq` (its id), `at`, `kind` and its fields."""
+    sql = "SELECT id, at, kind, data FROM events WHERE id > ?"
+    params: list[Any] = [after]
+    if before is not None:
+        sql += " AND id < ?"
+        params.append(before)
+    out = []
+    for event_id, at, kind, data in conn.execute(sql + f" ORDER BY id LIMIT {int(limit)}",
+                                                 params):  # fmt: skip
+        row = json.loads(data)
+        row.update(seq=event_id, at=at, kind=kind)
+        out.append(row)
+    return out
+
+
+def event_bounds(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(lowest, highest) stored event id; (0, 0) when there is none."""
+    low, high = conn.execute("SELECT min(id), max(id) FROM events").fetchone()
+    return int(low or 0), int(high or 0)

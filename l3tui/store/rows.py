@@ -207,7 +207,8 @@ class BatchBuilder:
                    "finished_at": at, "duration_s": e.duration_s})  # fmt: skip
         elif isinstance(e, ev.AlertChanged):
             b.alerts.append((e.alert_id, e.rule, e.severity, e.state, e.message, e.source,
-                             at, at))  # fmt: skip
+                             at, at, e.key, e.name, e.count, e.snoozed_until,
+                             e.message))  # fmt: skip
         elif isinstance(e, ev.ReservationChanged):
             if e.change == "made":
                 b.reservations.append((e.reservation_id, e.cpu, e.memory_mb,

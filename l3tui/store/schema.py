@@ -152,10 +152,59 @@ ALTER TABLE schedule_state ADD COLUMN cursor REAL;
 ALTER TABLE schedule_state ADD COLUMN last_execution_id TEXT;
 """
 
-# Version 5 (the Resource Manager; numbered after the coordinator's _V4, which lands beside
-# it and touches none of these tables): reservations, persisted bottleneck findings and
-# upgrade advice, time tasks waited per cause by hour, and each task's CPU seconds.
+# Version 4: alerts keep what a restarted l3tui needs to carry on an alert still active (the
+# problem it is about, its name, how many times it occurred, until when it is snoozed) and
+# the message it was raised with, which its repeats do not overwrite.
+_V4 = """
+ALTER TABLE alerts ADD COLUMN alert_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE alerts ADD COLUMN snoozed_until REAL;
+ALTER TABLE alerts ADD COLUMN first_message TEXT NOT NULL DEFAULT '';
+UPDATE alerts SET first_message = message;
+CREATE INDEX alerts_active ON alerts(state) WHERE state IN ('raised', 'acknowledged', 'snoozed')
+"""
+
+# Version 5: the execution coordinator. Decisions from other programs, recorded before
+# anything acts on them (the id is the idempotency key; `digest` tells a repeat from an id
+# reused for other content); the result lines written to the outbox (so none is written
+# twice); its own bookmarks; and the indexes its reads need.
 _V5 = """
+CREATE TABLE decisions (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    source      TEXT NOT NULL DEFAULT '',
+    via         TEXT NOT NULL DEFAULT '',
+    state       TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    not_before  REAL,
+    acted_at    REAL,
+    applied     INTEGER,
+    message     TEXT NOT NULL DEFAULT '',
+    executions  TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX decisions_open ON decisions(received_at) WHERE state = 'received';
+CREATE TABLE outbox (
+    execution_id TEXT PRIMARY KEY,
+    decision_id  TEXT,
+    outcome      TEXT NOT NULL,
+    written_at   REAL NOT NULL,
+    file         TEXT NOT NULL,
+    file_offset  INTEGER NOT NULL
+);
+CREATE TABLE coordinator_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE INDEX task_metrics_by_execution ON task_metrics(execution_id);
+CREATE INDEX executions_by_finish ON executions(finished_at) WHERE finished_at IS NOT NULL;
+"""
+
+# Version 6: the Resource Manager. Reservations, persisted bottleneck findings and upgrade
+# advice, time tasks waited per cause by hour, and each task's CPU seconds.
+_V6 = """
 CREATE TABLE IF NOT EXISTS reservations (
     id         TEXT PRIMARY KEY,
     cpu        REAL NOT NULL DEFAULT 0,
@@ -193,7 +242,7 @@ CREATE TABLE IF NOT EXISTS blocked_time (
 ALTER TABLE task_runs ADD COLUMN cpu_s REAL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V5)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """MIGRATIONS[i] takes a database from version i to version i + 1."""
 LATEST = len(MIGRATIONS)
 

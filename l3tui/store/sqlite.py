@@ -463,6 +463,14 @@ class Store:
         """One statement in its own transaction, on the writer's thread."""
         await self._in_writer(self._writer.execute, sql, params)
 
+    async def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(conn)` in one transaction on the writer's thread, in turn with the event
+        batches (so what it writes is ordered with them). Raises sqlite3 errors and
+        DatabaseReplaced unchanged; nothing is held or retried."""
+        if self._pool is None:
+            raise sqlite3.OperationalError("the store is not open")
+        return await self._in_writer(self._writer.transact, fn)
+
     async def flush(self) -> None:
         """Return once everything published so far is committed (or held, if degraded)."""
         if self._bus is not None:

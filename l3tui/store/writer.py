@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from l3tui.engine import events as ev
 from l3tui.store.audit import GENESIS, chain
@@ -22,6 +23,7 @@ from l3tui.store.database import BUSY_TIMEOUT_MS
 from l3tui.store.rows import TASK_COLUMNS, Batch, BatchBuilder
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DatabaseReplaced(Exception):
@@ -150,6 +152,23 @@ class Writer:
             raise sqlite3.OperationalError("the writer connection is closed")
         self.conn.execute(sql, params)
 
+    def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(conn)` inside one transaction (the coordinator's records): committed when
+        it returns, rolled back when it raises."""
+        conn = self.conn
+        if conn is None:
+            raise sqlite3.OperationalError("the writer connection is closed")
+        self.check_file()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
     def prune(self, metrics_cutoff: float, events_cutoff: float) -> None:
         assert self.conn is not None
         conn = self.conn
@@ -216,10 +235,14 @@ _SQL_METRIC = (
     "INSERT INTO task_metrics (at, execution_id, workflow_id, task_id, name, value) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-_SQL_ALERT = (
-    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+_SQL_ALERT = (  # raised_at and first_message stay as the alert was raised
+    "INSERT INTO alerts (id, rule, severity, state, message, source, raised_at, updated_at, "
+    "alert_key, name, count, snoozed_until, first_message) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
     "rule = excluded.rule, severity = excluded.severity, state = excluded.state, "
-    "message = excluded.message, source = excluded.source, updated_at = excluded.updated_at"
+    "message = excluded.message, source = excluded.source, updated_at = excluded.updated_at, "
+    "alert_key = excluded.alert_key, name = excluded.name, count = excluded.count, "
+    "snoozed_until = excluded.snoozed_until"
 )
 _SQL_SCHEDULE = (
     "INSERT INTO schedule_state (id, last_fire, enabled, last_outcome, updated_at) "

@@ -74,7 +74,7 @@ def test_history_lists_newest_first_with_filters(history):
     assert lines[0].split()[:3] == ["ID", "WORKFLOW", "STATE"]
     assert [line.split()[0] for line in lines[1:]] == [ids["colours"][1], ids["broken"][0],
                                                        ids["colours"][0]]
-    rows = json.loads(run(config, state, "history", "--state", "failed", "--json").stdout)
+    rows = json.loads(run(config, state, "history", "--status", "failed", "--json").stdout)
     assert [r["id"] for r in rows] == ids["broken"]
     rows = json.loads(run(config, state, "history", "--workflow", "colours", "--limit", "1",
                           "--json").stdout)
@@ -125,7 +125,7 @@ def test_logs_strip_control_sequences_only_on_a_terminal(history):
             data += chunk
         elif proc.poll() is not None:
             break
-    proc.wait(timeout=10)
+    proc.wait(timeout=30)
     os.close(master)
     text = data.decode()
     assert "red line" in text

@@ -44,6 +44,10 @@ async def test_an_attached_console_pauses_and_resumes_the_daemons_process_and_q_
             assert f"daemon {daemon.pid}@" in top_line(app)
             await pilot.press("p")
             await until(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED)
+            # r applies once the console shows it paused (as a person sees it first)
+            exec_id = started.execution_id or ""
+            await until(lambda: exec_id in app.executions and any(
+                t.state == "paused" for t in app.executions[exec_id].tasks))
             await pilot.press("r")
             await until(lambda: psutil.Process(pid).status() != psutil.STATUS_STOPPED)
             await pilot.press("q")
@@ -56,7 +60,7 @@ async def test_an_attached_console_pauses_and_resumes_the_daemons_process_and_q_
     # Audited with the client's terminal, and the user the kernel vouches for (SO_PEERCRED),
     # not the one the client claimed ("tester").
     actors = {entry["actor"] for entry in json.loads(daemon.cli("audit", "--json").stdout)
-              if entry["action"].startswith(("pause", "resume"))}  # fmt: skip
+              if entry["action"].endswith((".pause", ".resume"))}  # fmt: skip
     assert actors == {f"{getpass.getuser()}@pts/9 (via daemon, console)"}
 
 

@@ -144,7 +144,7 @@ class TestStopping:
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
         try:
             started = poll(lambda: descendants_by_marker("sleep 1021"), timeout=60)
-            assert daemon.stop(signal.SIGTERM, wait_s=60) == 0
+            assert daemon.stop(signal.SIGTERM, wait_s=60) == 0, daemon.output()[-3000:]
             _, err = run.communicate(timeout=60)
         finally:
             if run.poll() is None:
@@ -164,7 +164,7 @@ class TestStopping:
                                stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             poll(lambda: descendants_by_marker("sleep 2.0217"), timeout=60)
-            assert daemon.stop(signal.SIGTERM, wait_s=60) == 0
+            assert daemon.stop(signal.SIGTERM, wait_s=60) == 0, daemon.output()[-3000:]
             run.wait(60)
         finally:
             if run.poll() is None:
@@ -180,9 +180,19 @@ class TestStopping:
       - {id: one, action: say, parameters: {text: hi}}
 """)
         os.kill(daemon.pid, signal.SIGHUP)
-        result = poll(lambda: (r := daemon.cli("run", "added_later")).returncode == 0 and r,
-                      timeout=60, interval=0.5)  # fmt: skip
+        last: list[Any] = []
+
+        def ran() -> Any:
+            last[:] = [daemon.cli("run", "added_later")]
+            return last[0].returncode == 0 and last[0]
+
+        try:
+            result = poll(ran, timeout=60, interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"{last[0].stderr[-1000:]}\n--- daemon:\n"
+                                 f"{daemon.output()[-2000:]}") from None
         assert "succeeded" in result.stderr
+        assert daemon.proc is not None and daemon.proc.poll() is None
 
 
 class TestProtocol:

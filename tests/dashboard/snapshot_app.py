@@ -247,7 +247,7 @@ class FixedRuntime:
     def dashboards(self) -> DashboardFile:
         return self.dashboard_file
 
-    def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
+    def snapshot(self, recent: int = 20, *, committed: bool = False) -> RuntimeSnapshot:
         running = []
         for view in self.execs:
             for task in view.tasks:
@@ -263,12 +263,13 @@ class FixedRuntime:
             running=tuple(running),
             resources={name: _series(name, 600)[-1][1]
                        for name in ("cpu_usage", "memory_usage", "disk_usage")}
-            | {"per_core": [38.0, 44.0]},
+            | {"per_core": [38.0, 44.0], "at": NOW},  # one sample, however often drawn
             alerts=ALERTS, schedules=_schedules(), queue_version=1,
             reservations=RESERVATIONS, advice=ADVICE,
         )  # fmt: skip
 
-    def subscribe(self, name: str = "console", maxsize: int = 10_000) -> Subscription:
+    def subscribe(self, name: str = "console", maxsize: int = 10_000, *,
+                  committed: bool = False) -> Subscription:  # fmt: skip
         return self.bus.subscribe(name, maxsize=maxsize)
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:

@@ -167,7 +167,7 @@ async def test_editing_the_dashboard_file_rebuilds_the_console(make_config, runt
             stat = path.stat()
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
             await until(lambda: "renamed queue" in screen_text(app))
-            assert any("config reloaded" in n.message for n in app._notifications)
+            await until(lambda: any("config reloaded" in n.message for n in app._notifications))
             await pilot.press("2")
             await until(lambda: "only alerts" in screen_text(app))
 
@@ -229,3 +229,17 @@ async def test_keys_remapped_by_id_work_and_show(make_config, runtime_for):
             await pilot.press("f9")
             assert app.frozen
             assert "f9 Freeze" in screen_text(app).splitlines()[-1]  # the footer shows it
+
+
+async def test_a_refresh_timer_firing_during_shutdown_draws_nothing(make_config, runtime_for):
+    """Textual's timers still fire while the app takes its widgets down; on a loaded machine
+    the full-refresh timer did, and the exit raised NoMatches for the top bar."""
+    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=DASHBOARD)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)):
+            await until(lambda: app.snapshot is not None)
+        drawn = app.snapshot
+        app.refresh_now(full=True)  # what the timer does, once the widgets are gone
+        assert app.snapshot is drawn

@@ -35,7 +35,7 @@ def settle(*keys: str):
 
     async def run_before(pilot) -> None:
         await pilot.press(*keys)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while any(view._loading for screen in pilot.app.screen_stack
                       for view in screen.query(LogView)):  # fmt: skip
                 await pilot.pause(0.02)
@@ -47,7 +47,7 @@ def settle(*keys: str):
 async def select_first_execution(pilot) -> None:
     """Focus the workflow tree: its first row, the running demo execution, is selected."""
     pilot.app.query_one("WorkflowStatus").focus()
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         while pilot.app.selection != ("260921-141000-a1b2", None):
             await pilot.pause(0.02)
 
@@ -146,7 +146,7 @@ class TestScreens:
 
         async def run_before(pilot) -> None:
             pilot.app.query_one("TaskQueue").focus()
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(30):
                 while pilot.app.selection != ("260921-141000-a1b2", "lint"):
                     await pilot.pause(0.02)
             await settle("enter")(pilot)

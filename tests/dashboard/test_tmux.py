@@ -27,7 +27,7 @@ class Tmux:
 
     def run(self, *args: str) -> str:
         out = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
-                             text=True, timeout=10, check=True)  # fmt: skip
+                             text=True, timeout=30, check=True)  # fmt: skip
         return out.stdout
 
     def screen(self) -> str:
@@ -36,7 +36,7 @@ class Tmux:
     def keys(self, *keys: str) -> None:
         self.run("send-keys", "-t", "l3", *keys)
 
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 20.0) -> str:
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 60.0) -> str:
         deadline = time.monotonic() + timeout
         screen = ""
         while time.monotonic() < deadline:

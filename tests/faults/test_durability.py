@@ -392,7 +392,7 @@ def test_read_only_commands_work_on_a_read_only_state_directory(env, tmp_path):
     assert env.l3("run", "six").returncode == 0
     exec_id = (env.work / "ran.txt").read_text().split()[0]
     # closed cleanly: no write-ahead log or shared memory that a reader could use
-    assert sorted(os.listdir(env.state)) == ["l3tui.db", "l3tui.lock", "runs"]
+    assert sorted(os.listdir(env.state)) == ["l3tui.db", "l3tui.lock", "outbox", "runs"]
     with read_only_view(env.state, tmp_path / "ro") as view:
         listing = sorted(os.listdir(view))
         for args in (("history",), ("show", exec_id), ("logs", exec_id, "t1"), ("report",),

@@ -116,7 +116,7 @@ async def until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
 
 
 def history(config: Path, state: Path) -> list[dict]:
-    out = subprocess.run([L3TUI, "history", "--json", "--config", str(config), "--state-dir",
+    out = subprocess.run([L3TUI, "history", "--json", "--config", str(config), "--state",
                           str(state)], capture_output=True, text=True, timeout=60,
                          check=True, stdin=subprocess.DEVNULL)  # fmt: skip
     return json.loads(out.stdout)

@@ -159,8 +159,8 @@ def test_ack_and_snooze_change_state_publish_and_are_audited_as_operator_actions
     states = [e.state for e in events if isinstance(e, ev.AlertChanged)]
     assert states == ["raised", "snoozed", "raised", "acknowledged"]
     actions = [(e.action, e.applied, e.actor) for e in events if isinstance(e, ev.OperatorAction)]
-    assert actions == [("snooze_alert", True, "alice"), ("ack_alert", True, "alice"),
-                       ("ack_alert", False, "alice")]  # fmt: skip
+    assert actions == [("alert.snooze", True, "alice"), ("alert.ack", True, "alice"),
+                       ("alert.ack", False, "alice")]  # fmt: skip
     assert not alerts.ack("nope", actor="alice").applied
 
 
@@ -196,10 +196,115 @@ async def test_a_failing_workflow_shows_up_as_an_alert_in_the_runtime_snapshot(m
     """, actions="actions:\n  fail: {command: [sh, -c, 'exit 3']}\n")
     async with runtime_for(config) as rt:
         result = await rt.run_workflow("breaks")
-        state = await asyncio.wait_for(rt.wait(result.execution_id), 10)
+        state = await asyncio.wait_for(rt.wait(result.execution_id), 60)
         assert state == "failed"
         [alert] = [a for a in rt.snapshot().alerts if a.rule == "execution_failed"]
         assert alert.state == "raised" and result.execution_id in alert.message
         acked = await rt.ack_alert(alert.id, actor="tester")
         assert acked.applied
         assert rt.snapshot().alerts[0].state == "acknowledged"
+
+
+# ---------------------------------------------------------------- across processes
+
+TWO_FAILURES = """
+workflows:
+  breaks:
+    name: breaks
+    tasks:
+      - {id: check, action: check, parameters: {flag: "%s"}}
+  also_breaks:
+    name: also breaks
+    tasks:
+      - {id: boom, action: fail}
+"""
+CHECK_ACTIONS = """
+actions:
+  check: {command: [sh, -c, '[ ! -e "$1" ]', sh, "${flag}"]}
+  fail: {command: [sh, -c, 'exit 3']}
+"""
+
+
+def l3tui_run(config, state, workflow: str) -> str:
+    """`l3tui run WORKFLOW --json` in its own process; the execution id."""
+    import json
+    import subprocess
+
+    from tests.conftest import L3TUI
+
+    out = subprocess.run([L3TUI, "--config", str(config), "--state", str(state), "run",
+                          workflow, "--json"], capture_output=True, text=True, timeout=120,
+                         stdin=subprocess.DEVNULL)  # fmt: skip
+    started = [json.loads(line) for line in out.stdout.splitlines() if "execution_started" in line]
+    assert started, out.stderr
+    return started[0]["execution_id"]
+
+
+def stored_alerts(state) -> dict[str, dict]:
+    import sqlite3
+
+    with sqlite3.connect(state / "l3tui.db") as conn:
+        conn.row_factory = sqlite3.Row
+        return {r["id"]: dict(r) for r in conn.execute("SELECT * FROM alerts")}
+
+
+def stored_alert_messages(state, alert_id: str) -> list[str]:
+    """Every change of one alert, in order, from the store's events."""
+    import sqlite3
+
+    with sqlite3.connect(state / "l3tui.db") as conn:
+        return [m for (m,) in conn.execute(
+            "SELECT json_extract(data, '$.message') FROM events WHERE kind = 'alert_changed' "
+            "AND json_extract(data, '$.alert_id') = ? ORDER BY id", (alert_id,))]  # fmt: skip
+
+
+def failing_state(make_config, state_dir, tmp_path):
+    flag = tmp_path / "broken"
+    flag.touch()
+    config = make_config(TWO_FAILURES % flag, actions=CHECK_ACTIONS)
+    first = l3tui_run(config, state_dir, "breaks")  # each run its own process, one state dir
+    other = l3tui_run(config, state_dir, "also_breaks")
+    again = l3tui_run(config, state_dir, "breaks")
+    return config, flag, first, other, again
+
+
+def test_alert_ids_are_unique_across_processes_and_no_alert_overwrites_another(
+        make_config, state_dir, tmp_path):
+    _config, _flag, first, other, again = failing_state(make_config, state_dir, tmp_path)
+    rows = stored_alerts(state_dir)
+    assert sorted(rows) == ["execution_failed-1", "execution_failed-2"], rows
+    by_source = {r["alert_key"]: r for r in rows.values()}
+    breaks, also = by_source["breaks"], by_source["also_breaks"]
+    assert (breaks["id"], also["id"]) == ("execution_failed-1", "execution_failed-2")
+    assert other in also["message"] and first not in also["message"]
+    # the second failure of `breaks` counts on the alert still active from the first run
+    assert breaks["count"] == 2 and breaks["state"] == "raised"
+    assert first in breaks["first_message"] and again in breaks["message"]
+    history = stored_alert_messages(state_dir, breaks["id"])
+    assert [first in m for m in history] == [True, False]
+    assert [again in m for m in history] == [False, True]
+
+
+async def test_alerts_still_active_from_an_earlier_run_show_after_a_restart_and_resolve(
+        make_config, state_dir, tmp_path, runtime_for):
+    config, flag, _first, other, again = failing_state(make_config, state_dir, tmp_path)
+    async with runtime_for(config) as rt:
+        views = {a.id: a for a in rt.snapshot().alerts}
+        assert set(views) == {"execution_failed-1", "execution_failed-2"}
+        assert views["execution_failed-1"].state == "raised"
+        assert again in views["execution_failed-1"].message
+        assert other in views["execution_failed-2"].message
+        acked = await rt.ack_alert("execution_failed-2", actor="tester")
+        assert acked.applied, acked.message
+        flag.unlink()  # `breaks` succeeds now: the restored alert knows what it is about
+        result = await rt.run_workflow("breaks")
+        assert await asyncio.wait_for(rt.wait(result.execution_id), 60) == "succeeded"
+        states = {a.id: a.state for a in rt.snapshot().alerts}
+        assert states == {"execution_failed-1": "resolved", "execution_failed-2": "acknowledged"}
+        failed = await rt.run_workflow("also_breaks")
+        assert await asyncio.wait_for(rt.wait(failed.execution_id), 60) == "failed"
+        assert rt.alerts.get("execution_failed-2").count == 2  # the same problem, once more
+    rows = stored_alerts(state_dir)
+    assert rows["execution_failed-1"]["state"] == "resolved"
+    assert rows["execution_failed-2"]["state"] == "acknowledged"
+    assert rows["execution_failed-2"]["count"] == 2

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
 
-from l3tui.engine import events as ev
 from l3tui.store import queries
 from l3tui.store.audit import AuditEntry, chain, verify
 from tests.conftest import L3TUI
@@ -21,12 +21,26 @@ workflows:
     name: nap
     tasks:
       - {id: sleepy, action: nap}
+  breaks:
+    name: breaks
+    tasks:
+      - {id: boom, action: fail}
 """
 ACTIONS = """
 actions:
   nap:
     command: [sleep, "30"]
+  fail:
+    command: [sh, -c, 'exit 3']
 """
+SCHEDULING = """
+scheduling:
+  resource_limits: {max_concurrent_tasks: 4}
+  execution: {grace_period: 1s, default_timeout: 60s}
+  recurring_tasks:
+    - {id: nightly, cron: "0 3 * * *", workflow: nap}
+"""
+NOUN_VERB = re.compile(r"[a-z]+\.[a-z_]+")
 
 
 def cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -35,45 +49,84 @@ def cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def record_some_actions(make_config, runtime_for) -> str:
-    config = make_config(WORKFLOWS, actions=ACTIONS)
+    config = make_config(WORKFLOWS, actions=ACTIONS, scheduling=SCHEDULING)
     async with runtime_for(config) as rt:
         result = await rt.run_workflow("nap", actor="alice@pts/1 via 10.0.0.7")
         exec_id = result.execution_id
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while rt.engine.executions[exec_id].tasks["sleepy"].state != "running":
                 await asyncio.sleep(0.02)
         assert (await rt.pause(exec_id, actor="bob@pts/2")).applied
         assert (await rt.resume(exec_id, actor="bob@pts/2")).applied
         assert (await rt.cancel(exec_id, actor="alice@pts/1 via 10.0.0.7")).applied
         assert not (await rt.pause("no-such-execution", actor="carol@notty")).applied
-        rt.bus.publish(ev.ScheduleChanged(at=1.0, schedule_id="nightly", enabled=False))
-        rt.bus.publish(ev.SystemNotice(at=2.0, topic="config", message="reloaded 4 files"))
-        async with asyncio.timeout(10):
+        assert (await rt.set_schedule_enabled("nightly", False, actor="dave@pts/3")).applied
+        assert (await rt.reload_config(actor="erin@pts/4")).applied
+        async with asyncio.timeout(30):
             await rt.wait(exec_id)
     return exec_id
+
+
+def audit_rows(state_dir: Path) -> list[tuple[str, str, str, str]]:
+    with sqlite3.connect(state_dir / "l3tui.db") as conn:
+        return [(c.entry.actor, c.entry.action, c.entry.target, c.entry.outcome)
+                for c in queries.all_audit_entries(conn)]  # fmt: skip
 
 
 async def test_operator_actions_and_executions_are_audited_with_who_and_outcome(
     make_config, runtime_for, state_dir
 ):
     exec_id = await record_some_actions(make_config, runtime_for)
-    with sqlite3.connect(state_dir / "l3tui.db") as conn:
-        entries = [(c.entry.actor, c.entry.action, c.entry.target, c.entry.outcome)
-                   for c in queries.all_audit_entries(conn)]
-    assert ("alice@pts/1 via 10.0.0.7", "run", exec_id, "applied") in entries
-    assert ("bob@pts/2", "pause", exec_id, "applied") in entries
-    assert ("bob@pts/2", "resume", exec_id, "applied") in entries
-    assert ("alice@pts/1 via 10.0.0.7", "cancel", exec_id, "applied") in entries
-    assert ("carol@notty", "pause", "no-such-execution", "refused") in entries
+    entries = audit_rows(state_dir)
+    assert ("alice@pts/1 via 10.0.0.7", "execution.run", exec_id, "applied") in entries
+    assert ("bob@pts/2", "execution.pause", exec_id, "applied") in entries
+    assert ("bob@pts/2", "execution.resume", exec_id, "applied") in entries
+    assert ("alice@pts/1 via 10.0.0.7", "execution.cancel", exec_id, "applied") in entries
+    assert ("carol@notty", "execution.pause", "no-such-execution", "refused") in entries
     assert ("test", "execution.start", exec_id, "started") in entries
     assert ("test", "execution.finish", exec_id, "cancelled") in entries
-    assert ("test", "schedule.disable", "nightly", "disabled") in entries
-    assert ("test", "config.reload", "", "done") in entries
+    assert ("dave@pts/3", "schedule.disable", "nightly", "applied") in entries
+    assert ("erin@pts/4", "config.reload", "", "applied") in entries
     listing = cli(state_dir, "audit", "--json")
     assert listing.returncode == 0
-    assert {e["action"] for e in json.loads(listing.stdout)} >= {"run", "pause", "cancel"}
+    assert {e["action"] for e in json.loads(listing.stdout)} >= {
+        "execution.run", "execution.pause", "execution.cancel"}
     ok = cli(state_dir, "audit", "verify")
     assert ok.returncode == 0 and "intact" in ok.stdout
+
+
+async def test_one_operator_action_is_one_audit_entry_named_noun_verb(make_config, runtime_for,
+                                                                      state_dir):
+    """A schedule toggle was audited twice, as `disable-schedule` (by the operator) and as
+    `schedule.disable` (by whoever ran the console); an alert acknowledgement and a manual
+    reload were audited twice too. One action, one entry, one naming scheme."""
+    config = make_config(WORKFLOWS, actions=ACTIONS, scheduling=SCHEDULING)
+    async with runtime_for(config) as rt:
+        assert (await rt.set_schedule_enabled("nightly", False, actor="dave")).applied
+        assert (await rt.set_schedule_enabled("nightly", True, actor="dave")).applied
+        failed = await rt.run_workflow("breaks", actor="dave")
+        assert await asyncio.wait_for(rt.wait(failed.execution_id), 30) == "failed"
+        [alert] = [a for a in rt.snapshot().alerts if a.rule == "execution_failed"]
+        assert (await rt.ack_alert(alert.id, actor="dave")).applied
+        assert (await rt.snooze_alert(alert.id, 60, actor="dave")).applied
+        assert (await rt.reload_config(actor="dave")).applied
+        assert (await rt.pause(failed.execution_id, "boom", actor="dave")).applied is False
+    entries = audit_rows(state_dir)
+    by_dave = [(action, target, outcome) for actor, action, target, outcome in entries
+               if actor == "dave"]  # fmt: skip
+    assert by_dave == [
+        ("schedule.disable", "nightly", "applied"),
+        ("schedule.enable", "nightly", "applied"),
+        ("execution.run", failed.execution_id, "applied"),
+        ("alert.ack", alert.id, "applied"),
+        ("alert.snooze", alert.id, "applied"),
+        ("config.reload", "", "applied"),
+        ("task.pause", f"{failed.execution_id}/boom", "refused"),
+    ]
+    others = [e for e in entries if e[0] != "dave"]
+    assert {action for _actor, action, _t, _o in others} == {"execution.start",
+                                                             "execution.finish"}
+    assert all(NOUN_VERB.fullmatch(action) for _actor, action, _t, _o in entries), entries
 
 
 async def test_audit_verify_finds_an_edited_entry(make_config, runtime_for, state_dir):

@@ -190,7 +190,7 @@ async def test_an_older_database_is_migrated_forward(config, runtime_for, state_
         ids = [r["id"] for r in queries.list_executions(conn)]
         assert "250101-000000-aaaa" in ids and len(ids) == 2
         actions = [c.entry.action for c in queries.all_audit_entries(conn)]  # a v2 table
-        assert actions == ["execution.start", "run", "execution.finish"]
+        assert actions == ["execution.start", "execution.run", "execution.finish"]
 
 
 def test_a_newer_database_is_refused_with_one_line(config, tmp_path):
@@ -227,13 +227,14 @@ def test_a_corrupt_database_is_named_and_reset_state_moves_it_aside(config, tmp_
     assert cli(config, state, "history").returncode == 0
 
 
+@pytest.mark.slow  # eight l3tui processes, one after another
 def test_a_second_instance_names_the_holder_and_readers_still_work(config, tmp_path):
     state = tmp_path / "state"
     holder = subprocess.Popen([L3TUI, "run", "slow", "--config", str(config), "--state",
                                str(state)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not (state / "l3tui.db").exists() or not _running(state):
             assert time.monotonic() < deadline, "the first instance never started its task"
             time.sleep(0.05)
@@ -311,7 +312,7 @@ async def test_a_full_disk_degrades_without_stalling_and_loses_nothing_committed
         await rt.store._in_writer(rt.store._writer.execute, f"PRAGMA max_page_count = {pages}")
         started = time.monotonic()
         second = await run_to_end(rt, "pair")
-        assert time.monotonic() - started < 10  # not stalled on durability
+        assert time.monotonic() - started < 30  # not stalled on durability (a bound, not a pace)
         error = await _notices(sub, "error")
         assert "full" in error.message
         with ro(state_dir) as conn:

@@ -113,7 +113,8 @@ class ExecutionScreen(DetailScreen):
             STATE_ICONS.get(task.state, "?"), task.task_id, self.bidi(task.name), task.state,
             attempt, "" if task.exit_code is None else str(task.exit_code),
             duration(task_elapsed(task, now)), duration(task.wait_s) if task.wait_s else "",
-            str(task.pid) if task.pid and task.state in ("running", "paused") else "",
+            str(task.pid) if task.pid and task.state in ("running", "paused")
+            else self.bidi(task.worker),  # a Dask worker's name where it ran elsewhere
             f"{task.peak_cpu_pct:.0f}%" if task.peak_cpu_pct else "",
             size(task.peak_rss) if task.peak_rss else "", ", ".join(task.dependencies),
             Text(one_line(task.reason or task.last_line), no_wrap=True, overflow="ellipsis"),
@@ -179,6 +180,7 @@ class TaskScreen(DetailScreen):
             ("priority", str(task.priority)),
             ("depends on", ", ".join(task.dependencies) or "—"),
             ("process", f"pid {task.pid} (own process group)" if task.pid and live else "—"),
+            *([("worker", self.bidi(task.worker) + " (Dask)")] if task.worker else []),
             ("cpu now", f"{task.cpu_pct:.0f}%" if live else "—"),
             ("peak cpu", f"{task.peak_cpu_pct:.0f}%" if task.peak_cpu_pct else "—"),
             ("rss now", size(task.rss) if live and task.rss else "—"),

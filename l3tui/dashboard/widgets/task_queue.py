@@ -164,7 +164,9 @@ class TaskQueue(RowList):
             (item.state, state_cls),
             (item.workflow_id, ""),
             (self.bidi(item.name), ""),
-            (item.reason, "rowlist--muted"),
+            # A running task waits on nothing: where it runs, when that is a Dask worker.
+            (item.reason or (self.bidi(f"on {item.worker}") if item.worker else ""),
+             "rowlist--muted"),
             (f"{item.cpu_pct:.0f}%" if live else "", ""),
             (size(item.rss) if live and item.rss else "", ""),
             (elapsed, ""),

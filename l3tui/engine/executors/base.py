@@ -4,18 +4,23 @@ about where or how the process runs. `local.py` runs each job as a process group
 machine; a remote executor (Dask) implements the same two protocols.
 
 Usage (CPU, RSS) of a local task is measured by the resource sampler through the task's
-process group (`pgid`); an executor whose processes run elsewhere reports `pgid=None`.
+process group (`pgid`); an executor whose processes run elsewhere reports `pgid=None` and
+hands its own samples to `Placement.on_usage`.
+
+A remote executor can lose an attempt without it failing (its worker died, its scheduler went
+away): `ProcessResult.lost` then says why, and the engine records the attempt as interrupted
+and retries it as its policy says.
 """
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from l3tui.config.schema import RLimits
+from l3tui.config.schema import ExecutorChoice, RLimits
 from l3tui.engine.executors.output import SecretMask
 
 OnLines = Callable[[list[str]], None]
@@ -49,6 +54,32 @@ class CommandJob:
         return self.mask.text(text) if self.mask is not None else text
 
 
+OnWorker = Callable[[str, "int | None"], None]
+"""Called with the worker an attempt landed on and its pid there (remote executors)."""
+OnUsage = Callable[[float, int], None]
+"""Called with one sample of a remote task's process tree: CPU % and RSS bytes."""
+
+
+def _ignore(*_args: object) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where an attempt runs and what it asks of the machine that runs it. The local
+    executor needs none of it; the executor set routes by `choices` (resolved against the
+    configured default) and a remote executor maps `resources` onto its workers'."""
+
+    key: str
+    """Unique per attempt: `execution/task/attempt`."""
+    choices: tuple[ExecutorChoice | None, ...] = ()
+    """The task's and its workflow's `executor`, most specific first (None: not chosen)."""
+    resources: Mapping[str, float] = field(default_factory=dict)
+    """Pool slots and `memory_mb` the task declared."""
+    on_worker: OnWorker = _ignore
+    on_usage: OnUsage = _ignore
+
+
 class SpawnError(Exception):
     """The process could not be started."""
 
@@ -68,12 +99,17 @@ class ProcessResult:
     """Bytes: the largest resident set of any one of those processes (the kernel's
     high-water mark, not a sum over the tree); None when unknown, or when not above l3tui's
     own (Linux counts the parent's memory in a spawned child's mark, see local.py)."""
+    lost: str = ""
+    """Why the attempt was lost rather than ended (its worker died...); empty when it ran
+    to an end of its own."""
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0
+        return self.exit_code == 0 and not self.lost
 
     def describe(self) -> str:
+        if self.lost:
+            return self.lost
         if self.signal is not None:
             try:
                 name = signal.Signals(self.signal).name
@@ -87,7 +123,9 @@ class TaskProcess(Protocol):
     """A started task: owned by the engine until `wait()` returns."""
 
     @property
-    def pid(self) -> int: ...
+    def pid(self) -> int | None:
+        """Its process here; None for one that runs on another machine."""
+        ...
 
     @property
     def pgid(self) -> int | None:
@@ -118,7 +156,8 @@ class Executor(Protocol):
     """Starts jobs. `start` raises SpawnError when the job cannot be started at all."""
 
     def start(
-        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric
+        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric,
+        placement: Placement | None = None,
     ) -> TaskProcess: ...
 
     async def close(self) -> None:

@@ -24,7 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from l3tui.config.schema import RLimits
-from l3tui.engine.executors.base import CommandJob, OnLines, OnMetric, ProcessResult, SpawnError
+from l3tui.engine.executors.base import (
+    CommandJob,
+    OnLines,
+    OnMetric,
+    Placement,
+    ProcessResult,
+    SpawnError,
+)
 from l3tui.engine.executors.cgroups import JOIN
 from l3tui.engine.executors.containment import Containment, Enclosure
 from l3tui.engine.executors.output import OutputCapture, open_private_log
@@ -34,7 +41,7 @@ F_SETPIPE_SZ = 1031
 READ_BYTES = 256 * 1024
 """One read of a task's output per loop turn. The console shares the loop: a 1 MiB read (split,
 written, published) made every key wait behind it, and `?` took 0.7-1.5 s during a 1 GiB
-flood on a busy machine; at 256 KiB 0.2-0.5 s (docs/reliability.d/logs.md)."""
+flood on a busy machine; at 256 KiB 0.2-0.5 s (docs/reliability.md, Task output)."""
 EOF_WAIT_AFTER_EXIT = 2.0
 _RESET_SIGNALS = tuple(
     s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None), signal.SIGINT,
@@ -377,7 +384,8 @@ class LocalExecutor:
         return self.containment.mode
 
     def start(
-        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric
+        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric,
+        placement: Placement | None = None,
     ) -> LocalProcess:
         spawned_at = time.clock_gettime(time.CLOCK_BOOTTIME)
         try:

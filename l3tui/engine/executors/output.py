@@ -219,6 +219,13 @@ class OutputCapture:
         if end:
             self.last_line = clean(end.decode("utf-8", "replace"))
 
+    def skipped(self, nbytes: int, nlines: int) -> None:
+        """Output past the cap that was counted elsewhere and never handed to `feed` (a
+        remote runner keeps a flood on its worker): counted as dropped, as if fed."""
+        self.total_bytes += nbytes
+        self.dropped_bytes += nbytes
+        self.dropped_lines += nlines
+
     def _give_up_log(self, exc: OSError) -> None:
         self.log_error = exc.strerror or str(exc)
         name = getattr(self.log, "name", "") if self.log is not None else ""

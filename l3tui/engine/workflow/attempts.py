@@ -12,14 +12,13 @@ nothing and do not wait."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from l3tui.config.schema import TaskDef
 from l3tui.engine import events as ev
 from l3tui.engine.actions.registry import ActionError, ActionRegistry, InProcessJob
 from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
-from l3tui.engine.executors.base import CommandJob, Executor, SpawnError, TaskProcess
+from l3tui.engine.executors.base import CommandJob, Executor, Placement, SpawnError, TaskProcess
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.timers import PausableTimer
@@ -67,7 +66,8 @@ class AttemptRunner:
         if isinstance(job, InProcessJob):  # `noop`: nothing acts, so nothing to wait for
             self._publish_started(execution, run, None, (task.action,), wait)
             return await self._execute_in_process(run, job, attempt)
-        return await self._execute_process(live, run, job, attempt, wait, live.directory)
+        placement = self._placement(live, run, task)
+        return await self._execute_process(live, run, job, attempt, wait, placement)
 
     async def _execute_in_process(
         self, run: TaskRun, job: InProcessJob, attempt: Attempt
@@ -124,10 +124,10 @@ class AttemptRunner:
         job: CommandJob,
         attempt: Attempt,
         wait: float,
-        execution_dir: Path,
+        placement: Placement,
     ) -> Outcome:
         execution = live.execution
-        log_path = execution_dir / f"{run.task_id}.{run.attempt}.log"
+        log_path = live.directory / f"{run.task_id}.{run.attempt}.log"
         run.log_path = str(log_path)
         publish = self.bus.publish
         clock = self.clock
@@ -163,7 +163,7 @@ class AttemptRunner:
                                  wait_s=wait))  # fmt: skip
         await self._durable()
         try:
-            proc = self.executor.start(job, log_path, on_lines, on_metric)
+            proc = self.executor.start(job, log_path, on_lines, on_metric, placement)
         except SpawnError as exc:
             self._publish_started(execution, run, None, job.shown_argv, wait)
             return TaskState.FAILED, job.shown(str(exc)), None
@@ -191,9 +191,30 @@ class AttemptRunner:
             return TaskState.CANCELLED, "cancelled", result.exit_code
         if attempt.timed_out:
             return TaskState.TIMED_OUT, f"timed out after {job.timeout_s:g}s", result.exit_code
+        if result.lost:  # not the task's doing: retried as its policy says
+            return TaskState.INTERRUPTED, job.shown(result.lost), None
         if result.ok:
             return TaskState.SUCCEEDED, "", 0
         return TaskState.FAILED, result.describe(), result.exit_code
+
+    def _placement(self, live: LiveExecution, run: TaskRun, task: TaskDef) -> Placement:
+        """Where this attempt runs (the executor set resolves the choices against the
+        default) and how a remote executor reports its worker and usage."""
+        execution = live.execution
+        run.worker = ""
+        needs: dict[str, float] = {pool: float(n) for pool, n in task.resources.pools.items()}
+        if task.resources.memory_mb:
+            needs["memory_mb"] = float(task.resources.memory_mb)
+
+        def on_worker(worker: str, pid: int | None = None) -> None:
+            run.worker = worker
+            self.bus.publish(ev.TaskPlaced(at=self.clock.time(), execution_id=execution.id,
+                                           task_id=run.task_id, attempt=run.attempt,
+                                           worker=worker, pid=pid))  # fmt: skip
+
+        return Placement(f"{execution.id}/{run.task_id}/{run.attempt}",
+                         (task.executor, live.definition.executor), needs, on_worker,
+                         run.record_usage)  # fmt: skip
 
     # ------------------------------------------------------------------ pause
 

@@ -27,7 +27,7 @@ from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import Executor
 from l3tui.engine.model import (
-    TASK_FAILED,
+    TASK_FAILED_OR_LOST,
     ExecState,
     Execution,
     TaskRun,
@@ -37,7 +37,6 @@ from l3tui.engine.model import (
 from l3tui.engine.scheduling.scheduler import QueueEntry, TaskScheduler
 from l3tui.engine.workflow.attempts import AttemptRunner
 from l3tui.engine.workflow.conditions import judge
-from l3tui.engine.workflow.dag import ReadyTracker
 from l3tui.engine.workflow.deadlines import arm_deadlines
 from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.operations import OperatorCommands
@@ -139,23 +138,8 @@ class WorkflowEngine:
                 priority=levels.priority_level(task.priority, base_priority),
             )
         self.executions[exec_id] = execution
-        deps = {t.id: list(t.dependencies) for t in definition.tasks}
-        live = LiveExecution(
-            execution,
-            definition,
-            ReadyTracker(deps),
-            keep_results=dict(keep or {}),
-            task_defs={t.id: t for t in definition.tasks},
-            unfinished=len(definition.tasks),
-        )
-        live.done = asyncio.get_running_loop().create_future()
-        live.directory = self.state_dir / "runs" / exec_id
-        live.context = {
-            "l3.state_dir": str(self.state_dir), "l3.execution_id": exec_id,
-            "l3.execution_dir": str(live.directory),
-            "l3.config_dir": str(self.config.directory), "l3.workflow_id": workflow_id,
-        }  # fmt: skip
-        self._live[exec_id] = live
+        self._live[exec_id] = LiveExecution.begin(execution, definition, keep, self.state_dir,
+                                                  self.config.directory)  # fmt: skip
         self.bus.publish(ev.ExecutionCreated(
             at=now, execution_id=exec_id, workflow_id=workflow_id,
             workflow_name=definition.name, definition_hash=execution.definition_hash,
@@ -314,7 +298,7 @@ class WorkflowEngine:
         if run.state == TaskState.PAUSED:  # ended while frozen (killed from outside)
             run.state = TaskState.RUNNING
         if (
-            outcome in TASK_FAILED
+            outcome in TASK_FAILED_OR_LOST
             and run.attempt < run.max_attempts
             and not (attempt.cancelled or attempt.permanent or execution.cancel_requested)
         ):
@@ -370,19 +354,7 @@ class WorkflowEngine:
         execution = live.execution
         if execution.state.terminal or live.unfinished:
             return
-        states = [t.state for t in execution.tasks.values()]
-        if execution.cancel_requested:
-            final, why = ExecState.CANCELLED, execution.cancel_reason
-            reason = f"cancelled: {why}" if why else "cancelled"
-        elif any(s in TASK_FAILED or s == TaskState.CANCELLED for s in states):
-            bad = [
-                t.task_id
-                for t in execution.tasks.values()
-                if t.state in TASK_FAILED or t.state == TaskState.CANCELLED
-            ]
-            final, reason = ExecState.FAILED, "not succeeded: " + ", ".join(bad)
-        else:
-            final, reason = ExecState.SUCCEEDED, ""
+        final, reason = execution.outcome()
         if execution.state == ExecState.PAUSED:
             execution.state = ExecState.RUNNING  # the last task ended while paused
         if execution.state == ExecState.PENDING:

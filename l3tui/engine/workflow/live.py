@@ -63,6 +63,25 @@ class LiveExecution:
     dispatched: bool = False
     """Its first tasks have been queued."""
 
+    @classmethod
+    def begin(cls, execution: Execution, definition: WorkflowDef,
+              keep: Mapping[str, TaskState] | None, state_dir: Path,
+              config_dir: Path) -> LiveExecution:  # fmt: skip
+        """What the engine holds for a new execution: its ready set, its task definitions,
+        the tasks a resume carries over, its log directory and its `l3.*` context."""
+        deps = {t.id: list(t.dependencies) for t in definition.tasks}
+        live = cls(execution, definition, ReadyTracker(deps), keep_results=dict(keep or {}),
+                   task_defs={t.id: t for t in definition.tasks},
+                   unfinished=len(definition.tasks))  # fmt: skip
+        live.done = asyncio.get_running_loop().create_future()
+        live.directory = state_dir / "runs" / execution.id
+        live.context = {
+            "l3.state_dir": str(state_dir), "l3.execution_id": execution.id,
+            "l3.execution_dir": str(live.directory), "l3.config_dir": str(config_dir),
+            "l3.workflow_id": execution.workflow_id,
+        }  # fmt: skip
+        return live
+
     def make_directory(self) -> None:
         """Its log directory; a full or read-only disk only costs the logs (tasks run)."""
         try:

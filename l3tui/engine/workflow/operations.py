@@ -46,8 +46,9 @@ class OperatorCommands:
         self._maybe_finish = maybe_finish
         self.actor = actor
 
-    def _record(self, action: str, exec_id: str | None, task_id: str | None, result: OpResult,
+    def _record(self, verb: str, exec_id: str | None, task_id: str | None, result: OpResult,
                 actor: str | None) -> OpResult:  # fmt: skip
+        action = f"{'task' if task_id else 'execution'}.{verb}"  # see ev.OperatorAction
         self.bus.publish(ev.OperatorAction(at=self.clock.time(), action=action,
                                            execution_id=exec_id, task_id=task_id,
                                            applied=result.applied, detail=result.message,

@@ -44,7 +44,7 @@ class FakeSampler:
         self.values.update(values)
 
 
-async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01):
+async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.01):
     async with asyncio.timeout(timeout):
         while not (result := predicate()):
             await asyncio.sleep(interval)
@@ -98,7 +98,7 @@ async def test_priority_order_under_contention_with_concurrency_1(make_config, r
         assert view.tasks[0].state == "queued" and view.tasks[0].reason == "concurrency 1/1"
         go.touch()
         for exec_id in ids:
-            assert await asyncio.wait_for(rt.wait(exec_id), 10) == "succeeded"
+            assert await asyncio.wait_for(rt.wait(exec_id), 60) == "succeeded"
         started = [ids[e.execution_id] for e in sub.drain()
                    if isinstance(e, ev.TaskStarted) and e.execution_id in ids]
         assert started == ["crit", "high", "medium", "low", "bg"]
@@ -158,7 +158,7 @@ workflows:
             if len(finished) < 3:
                 await wait_for(lambda: any(task_state(rt, exec_id, f"build{i}") == "running"
                                            for i in range(3)))
-        assert await asyncio.wait_for(rt.wait(exec_id), 10) == "succeeded"
+        assert await asyncio.wait_for(rt.wait(exec_id), 60) == "succeeded"
         assert rt.scheduler.pool_used == {"flutter_build": 0}
 
 
@@ -177,7 +177,7 @@ async def test_memory_over_limit_holds_admission_until_it_drops_below_hysteresis
         assert rt.queue_slice(0, 10)[0].reason == "memory 81% > 75%"
 
         urgent = await rt.run_workflow("urgent")  # critical bypasses measured load
-        assert await asyncio.wait_for(rt.wait(urgent.execution_id), 5) == "succeeded"
+        assert await asyncio.wait_for(rt.wait(urgent.execution_id), 60) == "succeeded"
         assert task_state(rt, job.execution_id, "t") == "queued"
 
         sampler.set(memory_usage=72.0)  # under the limit, not under limit - hysteresis
@@ -188,7 +188,7 @@ async def test_memory_over_limit_holds_admission_until_it_drops_below_hysteresis
 
         sampler.set(memory_usage=64.0)
         await rt.resources.sample_once()
-        assert await asyncio.wait_for(rt.wait(job.execution_id), 5) == "succeeded"
+        assert await asyncio.wait_for(rt.wait(job.execution_id), 60) == "succeeded"
         waited = rt.scheduler.wait_totals.get("memory", 0.0)
         assert waited > 0
 
@@ -212,7 +212,7 @@ async def test_cpu_over_limit_holds_only_while_one_of_ours_runs(make_config, run
         job = await rt.run_workflow("job")
         assert rt.execution(job.execution_id).tasks[0].reason == "cpu 97% > 80%"
         go.touch()  # ours ends: the other program's load alone no longer holds one task
-        assert await asyncio.wait_for(rt.wait(job.execution_id), 5) == "succeeded"
+        assert await asyncio.wait_for(rt.wait(job.execution_id), 60) == "succeeded"
 
 
 async def test_declared_memory_waits_for_the_ledger(make_config, runtime_for, tmp_path):
@@ -239,7 +239,7 @@ workflows:
         assert reason == "needs 600 MB memory, 400 MB of 1000 MB free"
         assert rt.resources.ledger.memory_allocated_mb == 600
         first.touch()
-        assert await asyncio.wait_for(rt.wait(exec_id), 10) == "succeeded"
+        assert await asyncio.wait_for(rt.wait(exec_id), 60) == "succeeded"
         assert rt.resources.ledger.allocations == {}
 
 
@@ -274,11 +274,11 @@ async def test_paused_execution_holds_its_queued_tasks_with_a_reason(make_config
         assert (await rt.pause(job.execution_id)).applied
         assert rt.execution(job.execution_id).tasks[0].reason == "held: execution paused"
         go.touch()
-        await asyncio.wait_for(rt.wait(gate.execution_id), 5)
+        await asyncio.wait_for(rt.wait(gate.execution_id), 60)
         await asyncio.sleep(0.1)  # a free slot must not admit a held task
         assert task_state(rt, job.execution_id, "t") == "queued"
         assert (await rt.resume(job.execution_id)).applied
-        assert await asyncio.wait_for(rt.wait(job.execution_id), 5) == "succeeded"
+        assert await asyncio.wait_for(rt.wait(job.execution_id), 60) == "succeeded"
 
 
 async def test_max_parallel_limits_one_execution(make_config, runtime_for, tmp_path):
@@ -295,4 +295,4 @@ async def test_max_parallel_limits_one_execution(make_config, runtime_for, tmp_p
         queued = [t for t in rt.execution(exec_id).tasks if t.state == "queued"]
         assert [t.reason for t in queued] == ["workflow max_parallel 2/2"] * 2
         go.touch()
-        assert await asyncio.wait_for(rt.wait(exec_id), 10) == "succeeded"
+        assert await asyncio.wait_for(rt.wait(exec_id), 60) == "succeeded"
