@@ -68,7 +68,7 @@ class OfflineReservations:
         try:
             r = make_reservation(self.book, request, self.actor, now)
         except ReservationError as exc:
-            self._refused("reserve", str(exc))
+            self._refused("reservation.make", str(exc))
             return OpResult(False, str(exc))
         self.bus.publish(to_event(r, "made", now, self.actor))
         return OpResult(True, reserved_message(r, now), reservation_id=r.id)
@@ -78,11 +78,11 @@ class OfflineReservations:
         try:
             r = await self.store.read(stored.resolve_reservation, reservation_id)
         except UsageError as exc:
-            self._refused("cancel-reservation", str(exc))
+            self._refused("reservation.cancel", str(exc))
             return OpResult(False, str(exc))
         if r.ends_at <= now:
             why = f"{r.label()} already ended at {day_and_time(r.ends_at, now)}"
-            self._refused("cancel-reservation", why)
+            self._refused("reservation.cancel", why)
             return OpResult(False, why)
         self.bus.publish(to_event(r, "cancelled", now, self.actor))
         return OpResult(True, f"cancelled {r.label()}: {r.holds()} will not be held",

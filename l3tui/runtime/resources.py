@@ -28,6 +28,7 @@ from l3tui.engine.resources.reservations import (
     Reservation,
     ReservationBook,
     ReservationError,
+    from_request,
     new_reservation_id,
     to_event,
 )
@@ -66,11 +67,16 @@ def sizing_advice(s: Sizing) -> AdviceView:
 
 
 def make_reservation(book: ReservationBook, request: ReservationRequest, actor: str,
-                     now: float) -> Reservation:  # fmt: skip
-    """A new reservation from a request, checked against the book (ReservationError)."""
-    starts = now if request.starts_at is None else request.starts_at
-    r = Reservation(new_reservation_id(), request.cpu, request.memory_mb, tuple(request.pools),
-                    starts, starts + request.duration_s, request.reason, actor, now)  # fmt: skip
+                     now: float, reservation_id: str | None = None) -> Reservation:  # fmt: skip
+    """A new reservation from a request, checked against the book (ReservationError).
+    `reservation_id`: the id it must have (a decision's, so acting twice is seen), else a
+    new one."""
+    if reservation_id is not None:
+        if reservation_id in book.upcoming:
+            raise ReservationError(f"refused: {book.upcoming[reservation_id].label()} exists "
+                                   "already")  # fmt: skip
+        return book.check(from_request(request, reservation_id, actor, now), now)
+    r = from_request(request, new_reservation_id(), actor, now)
     while r.id in book.upcoming:
         r = replace(r, id=new_reservation_id())
     return book.check(r, now)
@@ -140,12 +146,13 @@ class ResourceDesk:
 
     # ------------------------------------------------------------------ reservations
 
-    async def reserve(self, request: ReservationRequest, actor: str) -> OpResult:
+    async def reserve(self, request: ReservationRequest, actor: str,
+                      reservation_id: str | None = None) -> OpResult:  # fmt: skip
         now = self.clock.time()
         try:
-            r = make_reservation(self.book, request, actor, now)
+            r = make_reservation(self.book, request, actor, now, reservation_id)
         except ReservationError as exc:
-            return self._refused("reserve", str(exc), actor)
+            return self._refused("reservation.make", str(exc), actor)
         self.bus.publish(to_event(r, "made", now, actor))
         self.book.add(r)  # "started" follows at once when it starts now
         return OpResult(True, reserved_message(r, now), reservation_id=r.id)
@@ -154,7 +161,7 @@ class ResourceDesk:
         try:
             r = self.book.cancel(reservation_id)
         except ReservationError as exc:
-            return self._refused("cancel-reservation", str(exc), actor)
+            return self._refused("reservation.cancel", str(exc), actor)
         self.bus.publish(to_event(r, "cancelled", self.clock.time(), actor))
         return OpResult(True, f"cancelled {r.label()}: {r.holds()} is free again",
                         reservation_id=r.id)  # fmt: skip

@@ -410,9 +410,11 @@ class Runtime:
         ))  # fmt: skip
         return result
 
-    async def reserve(self, request: ReservationRequest, *, actor: str = "") -> OpResult:
-        """Hold capacity for a window (`l3tui reserve`, the console's `v`, the daemon)."""
-        return await self.desk.reserve(request, actor or self.actor)
+    async def reserve(self, request: ReservationRequest, *, actor: str = "",
+                      reservation_id: str | None = None) -> OpResult:  # fmt: skip
+        """Hold capacity for a window (`l3tui reserve`, the console's `v`, the daemon, a
+        `reserve` decision, which names the id so that acting twice is seen)."""
+        return await self.desk.reserve(request, actor or self.actor, reservation_id)
 
     async def cancel_reservation(self, reservation_id: str, *, actor: str = "") -> OpResult:
         return await self.desk.cancel(reservation_id, actor or self.actor)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from l3tui.engine import events as ev
+from l3tui.engine.api import ReservationRequest
 from l3tui.engine.resources.ledger import Ledger
 from l3tui.sanitize import clean
 
@@ -80,6 +81,14 @@ def to_event(r: Reservation, change: str, at: float, actor: str) -> ev.Reservati
 def from_event(e: ev.ReservationChanged) -> Reservation:
     return Reservation(e.reservation_id, e.cpu, e.memory_mb, tuple(e.pools), e.starts_at,
                        e.ends_at, e.reason, e.actor, e.created_at)  # fmt: skip
+
+
+def from_request(request: ReservationRequest, reservation_id: str, actor: str,
+                 now: float) -> Reservation:  # fmt: skip
+    """The reservation a request asks for, made at `now` (not checked: see `check`)."""
+    starts = now if request.starts_at is None else request.starts_at
+    return Reservation(reservation_id, request.cpu, request.memory_mb, tuple(request.pools),
+                       starts, starts + request.duration_s, request.reason, actor, now)  # fmt: skip
 
 
 def _well_formed(r: Reservation) -> Reservation:
