@@ -7,6 +7,8 @@ booking and marking the decision acted; `plan` says what a reserve would hold.""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from l3tui.coordinator.decisions import canonical, digest, validate_decision
 from l3tui.engine.api import ReservationRequest
 from l3tui.store import coordination
-from tests.conftest import write_config
+from tests.conftest import L3TUI, write_config
 from tests.coordinator.conftest import query, until
 
 WORKFLOWS = """
@@ -85,6 +87,16 @@ async def test_a_reserve_decision_holds_a_run_back_until_cancel_reservation_ends
                          "refused")  # fmt: skip
     states = query(state_dir, "SELECT id, state, applied FROM decisions ORDER BY id")
     assert states == [("d-50", "acted", 1), ("d-51", "acted", 1), ("d-52", "acted", 0)]
+    proc = await asyncio.create_subprocess_exec(
+        L3TUI, "--state", str(state_dir), "events", "--type", "reservation.*", "--json",
+        stdout=asyncio.subprocess.PIPE)  # fmt: skip
+    async with asyncio.timeout(60):
+        stdout, _ = await proc.communicate()
+    assert proc.returncode == 0
+    seen = [json.loads(line) for line in stdout.decode().splitlines()]
+    assert [(e["type"], e["reservation_id"]) for e in seen] == [
+        ("reservation.made", "r-d-50"), ("reservation.started", "r-d-50"),
+        ("reservation.cancelled", "r-d-50")]
 
 
 async def test_a_reserve_decision_booked_before_a_stop_is_not_booked_again(
