@@ -292,8 +292,9 @@ def main() -> None:
     _, floor_rss = first_paint("floor", "100000")
     per_task = (rss[100_000] - rss[0]) / 100_000
     floor_per_task = (floor_rss - rss[0]) / 100_000
-    print(f"  100k queued cost {per_task:.0f} B per task; floor (the console with no queue "
-          f"plus one bare heap item per task) {floor_rss / 2**20:.1f} MB, "
+    print(f"  100k queued cost {per_task:.0f} B per task, rss {rss[100_000] / floor_rss:.2f}x "
+          f"the floor; floor (the console with no queue plus one bare heap item per task) "
+          f"{floor_rss / 2**20:.1f} MB, "
           f"{floor_per_task:.0f} B per task; the first paint's floor is the console with "
           f"nothing queued ({paint[0]:.3f} s)")  # fmt: skip
     refresh_ms, refresh_cpu_ms = asyncio.run(refresh_cost())
