@@ -106,6 +106,12 @@ async def test_history_is_bounded_and_monitor_yields_each_new_sample(make_config
                 if len(seen) == 3:
                     return
 
+        # The Runtime's own sampler takes its first reading at start (in a thread): let it
+        # land first, or on a busy machine the watcher sees it before ours (the next is 60 s
+        # away).
+        async with asyncio.timeout(30):
+            while not rt.resources.history:
+                await asyncio.sleep(0.01)
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0)
         for value in (20.0, 30.0, 40.0):

@@ -7,13 +7,13 @@ average and the two cores)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import subprocess
 import sys
 from pathlib import Path
 
-from l3tui.engine import events as ev
 from l3tui.store.database import connect_readonly, db_path
+from tests.conftest import L3TUI
 
 MIB = 1024 * 1024
 SPIN = """
@@ -71,40 +71,45 @@ def within(measured: float, truth: float, share: float = 0.15) -> bool:
     return abs(measured - truth) <= share * truth
 
 
-async def test_measured_peaks_of_known_footprints_are_within_15_percent(make_config, runtime_for,
-                                                                       tmp_path, state_dir):
+def test_measured_peaks_of_known_footprints_are_within_15_percent(make_config, tmp_path,
+                                                                 state_dir):
+    """Run by `l3tui run` in a process of its own, as a user runs it: the kernel's peak RSS of
+    a child started by posix_spawn starts from its parent's, so a figure not above the
+    parent's own peak is left to the sampler (which a 50 ms task escapes). Inside this
+    pytest process, grown by earlier tests past 200 MB, that rule would hide the truth."""
     config = footprint_config(make_config, tmp_path)
-    async with runtime_for(config) as rt:
-        sub = rt.subscribe("measure")
-        run = await rt.run_workflow("footprints")
-        async with asyncio.timeout(120):
-            assert await rt.wait(run.execution_id) == "succeeded"
-        finished = {e.task_id: e for e in sub.drain() if isinstance(e, ev.TaskFinished)}
+    out = subprocess.run([L3TUI, "run", "footprints", "--config", str(config), "--state",
+                          str(state_dir), "--json"], capture_output=True, text=True,
+                         timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    finished = {e["task_id"]: e for e in map(json.loads, out.stdout.splitlines())
+                if e.get("kind") == "task_finished"}  # fmt: skip
     kids = [json.loads((tmp_path / f"spin.out.{i}").read_text()) for i in (0, 1)]
     spin_cpu = sum(k["cpu"] for k in kids)
     span = max(k["end"] for k in kids) - min(k["start"] for k in kids)
     spin_pct = 100 * spin_cpu / span  # ~200 on an idle 2-core machine, less when busy
     spin = finished["spin"]
-    print(f"\nspin: cpu_s {spin.cpu_s:.3f} (truth {spin_cpu:.3f}), average {spin.avg_cpu_pct:.1f}%"
-          f" (truth {spin_pct:.1f}%), peak {spin.peak_cpu_pct:.1f}%, duration "
-          f"{spin.duration_s:.2f} s")
-    assert within(spin.cpu_s, spin_cpu)
-    assert within(spin.avg_cpu_pct, spin_pct)
+    print(f"\nspin: cpu_s {spin['cpu_s']:.3f} (truth {spin_cpu:.3f}), average "
+          f"{spin['avg_cpu_pct']:.1f}% (truth {spin_pct:.1f}%), peak {spin['peak_cpu_pct']:.1f}%,"
+          f" duration {spin['duration_s']:.2f} s")  # fmt: skip
+    assert within(spin["cpu_s"], spin_cpu)
+    assert within(spin["avg_cpu_pct"], spin_pct)
     # The peak is the busiest sample interval: never under the average, and at most the two
     # cores the spinners can use (a busy machine may give them a second above their mean).
-    assert spin.avg_cpu_pct <= spin.peak_cpu_pct <= 200 * 1.15
-    for task, out in (("alloc", "alloc.out"), ("alloc_short", "alloc2.out")):
-        truth = json.loads((tmp_path / out).read_text())["maxrss"]
+    assert spin["avg_cpu_pct"] <= spin["peak_cpu_pct"] <= 200 * 1.15
+    for task, name in (("alloc", "alloc.out"), ("alloc_short", "alloc2.out")):
+        truth = json.loads((tmp_path / name).read_text())["maxrss"]
         assert truth >= 200 * MIB
         measured = finished[task]
-        print(f"{task}: peak_rss {measured.peak_rss / MIB:.1f} MiB (truth {truth / MIB:.1f}), "
-              f"avg_rss {measured.avg_rss / MIB:.1f} MiB, duration {measured.duration_s:.2f} s")
-        assert within(measured.peak_rss, truth)
+        print(f"{task}: peak_rss {measured['peak_rss'] / MIB:.1f} MiB (truth "
+              f"{truth / MIB:.1f}), avg_rss {measured['avg_rss'] / MIB:.1f} MiB, duration "
+              f"{measured['duration_s']:.2f} s")  # fmt: skip
+        assert within(measured["peak_rss"], truth)
     conn = connect_readonly(db_path(state_dir))
     try:
         rows = {r[0]: r[1:] for r in conn.execute(
             "SELECT task_id, peak_rss, peak_cpu_pct, cpu_s FROM task_runs")}  # fmt: skip
     finally:
         conn.close()
-    assert rows["spin"][1:] == (spin.peak_cpu_pct, spin.cpu_s)
-    assert rows["alloc"][0] == finished["alloc"].peak_rss
+    assert rows["spin"][1:] == (spin["peak_cpu_pct"], spin["cpu_s"])
+    assert rows["alloc"][0] == finished["alloc"]["peak_rss"]
