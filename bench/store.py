@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import shutil
 import sqlite3
@@ -50,8 +51,8 @@ def synthetic_events() -> list[ev.Event]:
     """What EXECUTIONS executions of TASKS tasks publish (minus output and samples)."""
     out: list[ev.Event] = []
     now = time.time()
-    definition = {"name": "bench", "tasks": [{"id": f"t{i}", "action": "noop"}
-                                             for i in range(TASKS)]}  # fmt: skip
+    definition = json.dumps({"name": "bench", "tasks": [{"id": f"t{i}", "action": "noop"}
+                                                         for i in range(TASKS)]})  # fmt: skip
     for n in range(EXECUTIONS):
         eid = f"bench-{n:06d}"
         tasks = tuple((f"t{i}", f"task {i}") for i in range(TASKS))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,7 +37,8 @@ class ExecutionCreated(Event):
     workflow_id: str
     workflow_name: str
     definition_hash: str
-    definition: dict[str, Any]
+    definition: str
+    """The definition as JSON, encoded once (what the store keeps)."""
     params: dict[str, Any]
     trigger: str
     parent_id: str | None
@@ -44,11 +46,19 @@ class ExecutionCreated(Event):
     tasks: tuple[tuple[str, str], ...]
     """(task id, display name) in definition order."""
 
+    def to_dict(self) -> dict[str, Any]:
+        data = Event.to_dict(self)
+        data["definition"] = json.loads(self.definition)  # shown as the object it is
+        return data
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ExecutionStarted(Event):
     kind: ClassVar[str] = "execution_started"
     execution_id: str
+    waiting: tuple[tuple[str, str], ...] = ()
+    """(task id, reason) of each task that now waits on upstream tasks: one event for
+    them all rather than a `task_state` event per task."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

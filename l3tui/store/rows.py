@@ -169,7 +169,7 @@ class BatchBuilder:
                         acc[3] += 1
         elif isinstance(e, ev.ExecutionCreated):
             b.definitions.append((e.definition_hash, e.workflow_id, e.workflow_name,
-                                  _encode(e.definition), at))  # fmt: skip
+                                  e.definition, at))  # fmt: skip
             b.executions.append((e.execution_id, e.workflow_id, e.workflow_name,
                                  e.definition_hash, _encode(e.params), e.trigger, e.parent_id,
                                  e.priority, at))  # fmt: skip
@@ -180,6 +180,9 @@ class BatchBuilder:
                 b.task_runs[(e.execution_id, task_id)] = row
         elif isinstance(e, ev.ExecutionStarted):
             _merge(b.exec_updates, e.execution_id, {"state": "running", "started_at": at})
+            for task_id, reason in e.waiting:
+                _task(b, (e.execution_id, task_id), {"state": "waiting", "reason": reason,
+                                                     "attempt": 0})  # fmt: skip
         elif isinstance(e, ev.ExecutionPaused):
             _merge(b.exec_updates, e.execution_id, {"state": "paused"})
         elif isinstance(e, ev.ExecutionResumed):
