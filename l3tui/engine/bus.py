@@ -31,8 +31,8 @@ class Subscription:
     """One subscriber's queue. Iterate it (`async for event in sub`) or `get_batch()`."""
 
     __slots__ = ("_accepts", "_acked", "_bus", "_queue", "_seqs", "_unconfirmed", "_waiter",
-                 "_waiters", "closed", "committed", "delivered", "dropped", "durable",
-                 "maxsize", "name")  # fmt: skip
+                 "_waiters", "_wanted", "_wanted_most", "closed", "committed", "delivered",
+                 "dropped", "durable", "maxsize", "name")  # fmt: skip
 
     def __init__(
         self,
@@ -57,6 +57,9 @@ class Subscription:
         """Durable: the bus sequence number of each delivered, unacknowledged event."""
         self._unconfirmed: deque[tuple[int, Event]] = deque()
         """Committed: (sequence number, event) not yet acknowledged by the durable ones."""
+        self._wanted: asyncio.Future[None] | None = None
+        """Durable: set once someone waits for what it holds (see `wanted`)."""
+        self._wanted_most = 0
         self.delivered = 0
         self.dropped = 0
         self.closed = False
@@ -80,6 +83,9 @@ class Subscription:
             self.dropped += 1  # the deque drops the oldest itself
         queue.append(event)
         self.delivered += 1
+        wanted = self._wanted
+        if wanted is not None and len(queue) >= self._wanted_most and not wanted.done():
+            wanted.set_result(None)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -149,13 +155,35 @@ class Subscription:
             return None
         future = asyncio.get_running_loop().create_future()
         self._waiters.append((self.delivered, future))
+        wanted = self._wanted
+        if wanted is not None and not wanted.done():
+            wanted.set_result(None)
         return future
+
+    async def wanted(self, within: float, most: int) -> None:
+        """Durable: return once someone waits for what was delivered (`bus.durable()`), or
+        `most` events are queued, or `within` seconds have passed, or it is closed. The
+        store commits at once what the engine waits for, and lazily, in fewer and larger
+        commits, what nobody waits for (task starts and ends, samples)."""
+        if self._waiters or self.closed or len(self._queue) >= most:
+            return
+        loop = asyncio.get_running_loop()
+        wanted = self._wanted = loop.create_future()
+        self._wanted_most = most
+        timer = loop.call_later(within, _set_done, wanted)
+        try:
+            await wanted
+        finally:
+            timer.cancel()
+            self._wanted = None
 
     def close(self) -> None:
         self.closed = True
         self._bus._remove(self)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        if self._wanted is not None:
+            _set_done(self._wanted)
         self.ack(self.delivered)  # nobody will commit the rest; do not hold the engine
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -163,6 +191,11 @@ class Subscription:
 
     async def __anext__(self) -> Event:
         return await self.get()
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class EventBus:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from l3tui.engine import events as ev
-from l3tui.store.audit import AuditEntry, entries_for
+from l3tui.store.audit import AUDITED, AuditEntry, entries_for
 
 METRIC_BUCKET_S = 30.0
 """Resource samples are kept as one avg/max/min row per metric per this many seconds."""
@@ -103,7 +103,8 @@ class BatchBuilder:
                 rows.append((event.at, event.kind, getattr(event, "execution_id", None),
                              event_json(event)))  # fmt: skip
             self._apply(batch, event)
-            batch.audit.extend(entries_for(event, self.default_actor, self.triggers))
+            if type(event) in AUDITED:  # most events (task ones) stand for no audit entry
+                batch.audit.extend(entries_for(event, self.default_actor, self.triggers))
         if len(self.triggers) > 10_000:  # executions that never finished in this process
             for key in list(self.triggers)[:5_000]:
                 del self.triggers[key]
