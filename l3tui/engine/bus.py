@@ -9,7 +9,9 @@ on disk before a process is spawned (many attempts share one wait: group commit)
 
 A `committed` subscriber (the console, `l3tui run`'s printer) receives each event only once
 every durable subscriber has acknowledged it and everything published before it, in
-publication order: what it shows as done is on disk. Without a durable subscriber
+publication order: what it shows as done is on disk. A durable subscriber may wait a
+little before committing what nobody waits for (`Subscription.wanted`); a `durable()`
+call or a committed reader waiting for an event ends that wait at once. Without a durable subscriber
 (`--no-record`) it receives events at once, and nothing ever waits.
 """
 
@@ -74,6 +76,8 @@ class Subscription:
                 self._unconfirmed.popleft()
                 self.dropped += 1
             self._unconfirmed.append((seq, event))
+            if self._waiter is not None:
+                self._bus._wanted()  # its reader waits for this one: no lazy commit
             return
         self._deliver(event)
 
@@ -123,6 +127,8 @@ class Subscription:
         while not self._queue:
             if self.closed:
                 raise StopAsyncIteration
+            if self._unconfirmed:
+                self._bus._wanted()
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
 
@@ -162,10 +168,11 @@ class Subscription:
 
     async def wanted(self, within: float, most: int) -> None:
         """Durable: return once someone waits for what was delivered (`bus.durable()`), or
-        `most` events are queued, or `within` seconds have passed, or it is closed. The
-        store commits at once what the engine waits for, and lazily, in fewer and larger
-        commits, what nobody waits for (task starts and ends, samples)."""
-        if self._waiters or self.closed or len(self._queue) >= most:
+        `most` events are queued, or `within` seconds have passed, or it is closed, or a
+        `committed` reader waits for an event it holds. The store commits at once what the
+        engine or a reader waits for, and lazily, in fewer and larger commits, what nobody
+        waits for (task starts and ends, samples, with no console or printer following)."""
+        if self._waiters or self.closed or len(self._queue) >= most or self._bus._reading():
             return
         loop = asyncio.get_running_loop()
         wanted = self._wanted = loop.create_future()
@@ -244,6 +251,16 @@ class EventBus:
         if sub in self._durable:
             self._durable.remove(sub)
             self._confirmed()
+
+    def _wanted(self) -> None:
+        """Someone waits for what the durable subscribers hold: no lazy commit."""
+        for sub in self._durable:
+            if sub._wanted is not None:
+                _set_done(sub._wanted)
+
+    def _reading(self) -> bool:
+        """A committed reader waits for an event not yet acknowledged."""
+        return any(sub._waiter is not None and sub._unconfirmed for sub in self._committed)
 
     def _confirmed(self) -> None:
         """A durable subscriber acknowledged (or left): release what committed ones may see."""
