@@ -232,7 +232,7 @@ async def test_pause_stops_the_group_on_the_worker_and_resume_continues_it(
 
 
 async def test_a_console_attached_to_a_daemon_sees_the_cluster_and_the_worker(
-    cluster, make_daemon  # noqa: F811 (the daemon tests' fixture)
+    cluster, make_daemon
 ):
     from l3tui.daemon.client import RemoteRuntime
 
