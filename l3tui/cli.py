@@ -34,6 +34,9 @@ COMMANDS = {
     "resume": "Run an interrupted (or failed) execution again, keeping succeeded tasks",
     "daemon": "Run the scheduler and executions with no UI; consoles attach to it",
     "doctor": "Ask the daemon how it is (loop lag, store, queue, sampler, clients)",
+    "reserve": "Hold CPU, memory or pool slots back from the scheduler for a window",
+    "reservations": "Reservations to come and in force (list), or end one (cancel ID)",
+    "advise": "Right-sizing from measured peaks, upgrade advice, time blocked per cause",
     "submit": "Hand l3tui a decision (JSON): through the daemon, else into the inbox",
     "plan": "What decisions would do (executions, tasks, expected durations, waits), undone",
     "events": "The event stream from the store (-f follows; --since SEQ resumes)",
@@ -181,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "them finish first (a second SIGTERM cancels)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
+    _resource_commands(sub)
+
     p = sub.add_parser("doctor", help=COMMANDS["doctor"], description="The health of the "
                        "daemon serving the state directory, check by check, with what to do. "
                        "Exit 1 when unhealthy or when no daemon answers.")
@@ -189,6 +194,53 @@ def build_parser() -> argparse.ArgumentParser:
     _coordinator_commands(sub)
     _cluster_command(sub)
     return parser
+
+
+def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Reservations and advice (the Resource Manager)."""
+    p = sub.add_parser("reserve", help=COMMANDS["reserve"], description="Hold capacity back "
+                       "from the scheduler for a window: tasks that would need it wait, "
+                       "their reason naming the reservation. Sent to the daemon when one "
+                       "serves the state dir; with no l3tui running, kept in the store until "
+                       "one starts. Exit 1 when refused (in the past, overlapping others "
+                       "beyond the capacity, larger than the machine).")
+    _common(p, top=False)
+    p.add_argument("--cpu", type=float, metavar="CORES", help="cores to hold (e.g. 4)")
+    p.add_argument("--memory", metavar="SIZE", help="memory to hold: 8G, 512M, or MB")
+    p.add_argument("--pool", action="append", default=[], metavar="NAME=SLOTS",
+                   help="pool slots to hold (repeatable), e.g. flutter_build=1")
+    p.add_argument("--from", dest="from_time", default="now", metavar="WHEN",
+                   help="start: now (default), +30m, 18:00 (the next time the clock shows "
+                   "it) or an ISO date-time")
+    p.add_argument("--for", dest="duration", metavar="DURATION", help="how long: 2h, 90m")
+    p.add_argument("--until", metavar="WHEN", help="or until when: 20:00, ISO date-time")
+    p.add_argument("--reason", default="", help="why (shown in waiting tasks' reasons)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("reservations", help=COMMANDS["reservations"], description="List "
+                       "reservations to come and in force (read-only), or cancel one.")
+    _common(p, top=False)
+    p.add_argument("action", nargs="?", choices=["list", "cancel"], default="list")
+    p.add_argument("id", nargs="?", metavar="ID", help="with cancel: the reservation's id "
+                   "(a unique prefix will do)")
+    p.add_argument("--all", action="store_true", help="ended and cancelled ones too")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("advise", help=COMMANDS["advise"], description="Per task, what it "
+                       "declares against the peaks of its last runs (the suggested resources "
+                       "block, with the evidence); upgrade advice and bottlenecks as kept by "
+                       "the Runtime; how long tasks waited by cause. Read-only.")
+    _common(p, top=False)
+    p.add_argument("--runs", type=int, default=10, metavar="N",
+                   help="look at the last N runs of each task (default 10)")
+    p.add_argument("--min-runs", type=int, default=3, metavar="M",
+                   help="advise only from at least M measured runs (default 3)")
+    p.add_argument("--workflow", metavar="W", help="only this workflow's tasks")
+    p.add_argument("--since", default="30d", metavar="AGE",
+                   help="only runs of executions since then (default 30d)")
+    p.add_argument("--all", action="store_true",
+                   help="also tasks that fit, and those with too few runs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _coordinator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,4 +1,4 @@
-"""l3-dashboard.yml: dashboards (layout, refresh, widgets of eight types, each with its options)
+"""l3-dashboard.yml: dashboards (layout, refresh, widgets of nine types, each with its options)
 and alert rules; the metric names widgets and rules may use."""
 
 from __future__ import annotations
@@ -109,6 +109,9 @@ class PerformanceMetricsWidget(WidgetBase):
     """Which figures: response_time, throughput, error_rate, success_rate, queue_wait."""
     window: PositiveMs = 3_600_000
     """Time span the figures cover."""
+    efficiency: bool = True
+    """Also show utilisation efficiency: the share of the CPU and memory tasks declared that
+    they used, and how busy the machine was while ready tasks waited for admission."""
 
 
 class AlertsWidget(WidgetBase):
@@ -139,6 +142,25 @@ class SchedulesWidget(WidgetBase):
     type: Literal["schedules"]
 
 
+AdviceKind = Literal["bottleneck", "upgrade", "rightsizing"]
+ADVICE_KINDS: tuple[AdviceKind, ...] = ("bottleneck", "upgrade", "rightsizing")
+
+
+class AdviceWidget(WidgetBase):
+    """What the Resource Manager advises: reservations, bottlenecks, upgrades, right-sizing."""
+
+    type: Literal["advice"]
+    show_reservations: bool = True
+    """List reservations to come and in force first (`x` cancels the highlighted one)."""
+    kinds: list[AdviceKind] = Field(default_factory=lambda: list(ADVICE_KINDS))
+    """Which advice: bottleneck (now), upgrade (from the last day's waits), rightsizing
+    (declared resources against measured peaks)."""
+    evidence: bool = True
+    """Show each piece of advice's evidence under it."""
+    max_items: int = Field(default=30, ge=1)
+    """Show at most this many pieces of advice."""
+
+
 class LogViewWidget(WidgetBase):
     """Output of the selected task, following."""
 
@@ -163,13 +185,14 @@ Widget = Annotated[
     | ResourceSparklinesWidget
     | SchedulesWidget
     | LogViewWidget
+    | AdviceWidget
     | ClusterWidget,
     Field(discriminator="type"),
 ]
 
 WIDGET_TYPES = (
     "metrics_chart", "task_queue", "workflow_status", "performance_metrics", "alerts",
-    "resource_sparklines", "schedules", "log_view", "cluster",
+    "resource_sparklines", "schedules", "log_view", "advice", "cluster",
 )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from l3tui.config.dashboard_schema import (
+    AdviceWidget,
     AlertRule,
     AlertsWidget,
     ClusterWidget,
@@ -357,6 +358,7 @@ __all__ = [
     "PLACEHOLDER_RE",
     "ActionDef",
     "ActionsFile",
+    "AdviceWidget",
     "AlertRule",
     "AlertsWidget",
     "ClusterWidget",

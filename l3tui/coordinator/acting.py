@@ -33,7 +33,7 @@ from l3tui.coordinator.decisions import (
     TaskSpec,
     when_at,
 )
-from l3tui.engine.api import OpResult
+from l3tui.engine.api import OpResult, ReservationRequest
 from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.scheduling.scheduler import TaskScheduler
@@ -72,6 +72,12 @@ class Host(Protocol):
     async def cancel(self, execution_id: str, task_id: str | None = None, *,
                      actor: str = "") -> OpResult: ...  # fmt: skip
 
+    async def reserve(self, request: ReservationRequest, *, actor: str = "",
+                      reservation_id: str | None = None) -> OpResult: ...  # fmt: skip
+
+    async def cancel_reservation(self, reservation_id: str, *,
+                                 actor: str = "") -> OpResult: ...  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Start:
@@ -93,7 +99,8 @@ class Start:
 
 def starts(config: Config, decision: AnyDecision, received_at: float,
            now: float) -> list[Start]:  # fmt: skip
-    """The executions `decision` starts (none for cancel, pause and resume). DecisionError
+    """The executions `decision` starts (none for cancel, pause, resume and reservations).
+    DecisionError
     saying why when it cannot start what it names (an unknown workflow, a missing param,
     an action with no binding, an unknown priority)."""
     if isinstance(decision, AnalysisUpdate):

@@ -28,15 +28,17 @@ from functools import partial
 from typing import Any
 
 from l3tui.config.loader import Config
-from l3tui.coordinator import planning
+from l3tui.coordinator import planning, reserving
 from l3tui.coordinator.acting import Host, Start, starts
 from l3tui.coordinator.decisions import (
     RUN_KINDS,
     AnalysisUpdate,
     AnyDecision,
     Cancel,
+    CancelReservation,
     DecisionError,
     Pause,
+    Reserve,
     Resume,
     canonical,
     digest,
@@ -225,6 +227,12 @@ class Coordinator:
         outcomes: list[Outcome | None] = [None] * len(items)
         pending: list[tuple[int, AnyDecision, db.DecisionRecord]] = []
         planned: dict[int, list[Start]] = {}
+        # A reserve's id already recorded is a repeat (or an id reused), not a new booking
+        # to check against the book, which holds its reservation already.
+        reserves = [i.decision.id for i in items if isinstance(i.decision, Reserve)]
+        repeats = (await self.host.store.read(
+            lambda conn: {r for r in reserves if db.decision(conn, r) is not None})
+            if reserves else set())  # fmt: skip
         for index, item in enumerate(items):
             decision = item.decision
             try:
@@ -233,6 +241,10 @@ class Coordinator:
                 planned[index] = starts(self.config, decision, now, now)  # can it act at all?
                 not_before = (when_at(decision.not_before, now)
                               if decision.not_before is not None else None)  # fmt: skip
+                if isinstance(decision, Reserve) and decision.id not in repeats:
+                    # Refused now: rejected, nothing recorded.
+                    reserving.check(self.host.scheduler.book, decision, now,
+                                    max(not_before or now, now))  # fmt: skip
             except DecisionError as exc:
                 outcomes[index] = self._reject(item, exc)
                 continue
@@ -365,6 +377,10 @@ class Coordinator:
         actor = f"{decision.source or 'decision'} (decision {decision.id} via {entry.via})"
         if isinstance(decision, Cancel | Pause | Resume):
             return await self._control(decision, actor)
+        if isinstance(decision, Reserve | CancelReservation):
+            result = await reserving.act(host, decision, entry.received_at, host.clock.time(),
+                                         actor, host.scheduler.book)  # fmt: skip
+            return Acted(result.applied, result.message)
         try:
             planned = (entry.planned if entry.planned is not None and entry.config is self.config
                        else starts(self.config, decision, entry.received_at, host.clock.time()))
@@ -427,6 +443,9 @@ class Coordinator:
         recorded = await self.host.store.read(db.decision, ref)
         if recorded is not None:
             self.started[ref] = recorded.executions
+            if not recorded.executions and recorded.kind == "reserve":
+                return [], (f"decision {ref} made a reservation, not an execution: end it "
+                            "with a cancel_reservation decision")  # fmt: skip
             if not recorded.executions:
                 return [], f"decision {ref} started no execution ({recorded.message})"
             return list(recorded.executions), ""
@@ -450,6 +469,8 @@ class Coordinator:
             return
         found = await self.host.store.read(db.executions_started_by,
                                            min(r.received_at for r in left) - 1)  # fmt: skip
+        booked = await self.host.store.read(db.reservations_made, [
+            reserving.reservation_id(r.id) for r in left if r.kind == "reserve"])  # fmt: skip
         already: list[tuple[str, bool, str, Sequence[str], float]] = []
         due: list[_Due] = []
         now = self.host.clock.time()
@@ -459,6 +480,10 @@ class Coordinator:
                 self.started[record.id] = tuple(ids)
                 already.append((record.id, True, "acted before l3tui stopped: started "
                                 + ", ".join(ids), ids, now))  # fmt: skip
+                continue
+            if reserving.reservation_id(record.id) in booked:  # booked, not marked: not twice
+                already.append((record.id, True, "acted before l3tui stopped: reserved "
+                                + reserving.reservation_id(record.id), (), now))  # fmt: skip
                 continue
             try:
                 decision = validate_decision(json.loads(record.body))

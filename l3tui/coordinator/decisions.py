@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
@@ -25,11 +26,12 @@ from pydantic import (
 
 from l3tui.config.durations import DurationMs, parse_duration_ms
 from l3tui.config.fields import Identifier, PriorityRef
+from l3tui.config.quantities import memory_mb
 
 MAX_DECISION_BYTES = 1024 * 1024
 """A decision larger than this (1 MiB) is refused unread."""
 KINDS = ("run_workflow", "instantiate_template", "run_task", "run_batch", "cancel", "pause",
-         "resume", "analysis_update")  # fmt: skip
+         "resume", "analysis_update", "reserve", "cancel_reservation")  # fmt: skip
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
 PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 """A run_task param name: it becomes a `${name}` placeholder of the task."""
@@ -239,13 +241,78 @@ class AnalysisUpdate(_Decision):
     """The update's data; `when` conditions look at its keys (nested ones dotted)."""
 
 
+def _memory(value: str | int) -> str | int:
+    if isinstance(value, str):
+        memory_mb(value)  # ValueError naming the expected form
+    return value
+
+
+MemorySize = Annotated[
+    Annotated[str, Field(min_length=1, max_length=32)] | Annotated[int, Field(ge=0)],
+    AfterValidator(_memory),
+]
+"""`8G`, `512M`, `1.5GiB`, or a number of MB."""
+
+
+class Reserve(_Decision):
+    """Hold CPU, memory or pool slots back from the scheduler for a window, as `l3tui
+    reserve` does: tasks that would need them wait, their reason naming the reservation,
+    whose id is `r-` and the decision's id. Refused (rejected, nothing booked) when its
+    window is in the past, it holds more than the scheduler has in all or than a pool's size,
+    names an unknown pool, or would hold more than the capacity with the reservations it
+    overlaps. `reason` is the reservation's reason."""
+
+    kind: Literal["reserve"]
+    cpu: float = Field(default=0.0, ge=0, le=1_000_000)
+    """Cores to hold (`4`, `0.5`)."""
+    memory: MemorySize | None = None
+    """Memory to hold: `8G`, `512M`, or a number of MB."""
+    pools: dict[Annotated[str, Field(min_length=1, max_length=64)],
+                Annotated[int, Field(ge=1, le=1_000_000)]] = Field(default_factory=dict,
+                                                                   max_length=64)
+    """Pool slots to hold, by pool of scheduling.pools: `{"flutter_build": 1}`."""
+    start: When | None = None
+    """When it starts: an ISO 8601 instant, or a duration after receipt; default: when the
+    decision acts."""
+    duration: Annotated[DurationMs, Field(gt=0)] | None = None
+    """How long it lasts (`2h`, `90m`, or milliseconds); give this or `until`."""
+    until: When | None = None
+    """When it ends: an ISO 8601 instant, or a duration after receipt."""
+
+    @model_validator(mode="after")
+    def _window_and_holdings(self) -> Reserve:
+        if not math.isfinite(self.cpu):
+            raise ValueError("cpu must be a number of cores")
+        if (self.duration is None) == (self.until is None):
+            raise ValueError("give the window's length as `duration` (2h) or its end as "
+                             "`until`, one of them")  # fmt: skip
+        if not (self.cpu or self.memory_mb() or self.pools):
+            raise ValueError("it holds nothing: give cpu, memory or pools")
+        return self
+
+    def memory_mb(self) -> int:
+        if self.memory is None:
+            return 0
+        return self.memory if isinstance(self.memory, int) else memory_mb(self.memory)
+
+
+class CancelReservation(_Decision):
+    """End a reservation now (as `l3tui reservations cancel` does): what it held is free
+    again at once."""
+
+    kind: Literal["cancel_reservation"]
+    reservation: str = Field(min_length=1, max_length=140)
+    """The reservation: its id (a unique prefix will do), or the id of the `reserve`
+    decision that made it."""
+
+
 Decision = Annotated[
     RunWorkflow | InstantiateTemplate | RunTask | RunBatch | Cancel | Pause | Resume
-    | AnalysisUpdate,
+    | AnalysisUpdate | Reserve | CancelReservation,
     Field(discriminator="kind"),
 ]
 AnyDecision = (RunWorkflow | InstantiateTemplate | RunTask | RunBatch | Cancel | Pause | Resume
-               | AnalysisUpdate)  # fmt: skip
+               | AnalysisUpdate | Reserve | CancelReservation)  # fmt: skip
 RUN_KINDS = frozenset({"run_workflow", "instantiate_template", "run_task", "run_batch"})
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Decision)
 

@@ -28,7 +28,7 @@ _BY_FIELD = {
     "execution_finished": ("execution", "state"), "task_state": ("task", "state"),
     "task_finished": ("task", "state"), "operator_action": ("operator", "action"),
     "schedule_fired": ("schedule", "outcome"), "alert_changed": ("alert", "state"),
-    "system_notice": ("notice", "topic"),
+    "system_notice": ("notice", "topic"), "reservation": ("reservation", "change"),
 }  # fmt: skip
 _WORD = re.compile(r"[^a-z0-9_-]+")
 
@@ -40,7 +40,8 @@ TYPE_EXAMPLES = (
     "alert.resolved", "operator.run", "schedule.started", "schedule.enabled",
     "bottleneck.found", "bottleneck.cleared", "resource.sampled", "notice.store",
     "decision.received", "decision.duplicate", "decision.rejected", "decision.acted",
-    "decision.failed", "result.reported", "sinks.dropped",
+    "decision.failed", "result.reported", "sinks.dropped", "reservation.made",
+    "reservation.started", "reservation.ended", "reservation.cancelled",
 )  # fmt: skip
 """Types a glob is usually written against (not every one that can occur)."""
 
@@ -116,7 +117,7 @@ def summary(kind: str, data: Mapping[str, Any]) -> str:
     """One line for people: what happened to what."""
     parts: list[str] = []
     for key in ("execution_id", "workflow_id", "task_id", "decision_id", "alert_id",
-                "schedule_id", "sink"):  # fmt: skip
+                "schedule_id", "reservation_id", "sink"):  # fmt: skip
         value = data.get(key)
         if value:
             parts.append(str(value) if key != "task_id" else f"/{value}")

@@ -13,24 +13,29 @@ import bisect
 import graphlib
 import heapq
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from l3tui.config.durations import format_ms
 from l3tui.config.loader import Config
+from l3tui.coordinator import reserving
 from l3tui.coordinator.acting import Start, starts
 from l3tui.coordinator.decisions import (
     AnyDecision,
     Cancel,
+    CancelReservation,
     DecisionError,
     Pause,
+    Reserve,
     Resume,
     canonical,
     digest,
     when_at,
 )
 from l3tui.engine.clock import SystemClock
+from l3tui.engine.resources.reservations import from_request
 from l3tui.engine.scheduling.queue_entry import QueueEntry
 from l3tui.engine.scheduling.scheduler import TaskScheduler
 from l3tui.store import coordination as db
@@ -200,10 +205,15 @@ def _plan_one(config: Config, decision: AnyDecision, history: History,
         planned = starts(config, decision, now, now)
         waits_until = when_at(decision.not_before, now) if decision.not_before is not None \
             else None
+        if isinstance(decision, Reserve):
+            reserving.check(scheduler.book, decision, now, max(waits_until or now, now))
     except DecisionError as exc:
         return DecisionPlan(decision.id, decision.kind, "rejected", str(exc))
     status = "would wait" if waits_until is not None and waits_until > now else "would act"
     result = DecisionPlan(decision.id, decision.kind, status, "", waits_until=waits_until)
+    if isinstance(decision, Reserve | CancelReservation):
+        result.message = _reservation_plan(decision, now, max(waits_until or now, now))
+        return result
     if isinstance(decision, Cancel | Pause | Resume):
         result.targets = [decision.execution]
         what = f"task {decision.task} of " if decision.task else ""
@@ -222,6 +232,21 @@ def _plan_one(config: Config, decision: AnyDecision, history: History,
         result.message = (result.message + f"creates {len(result.executions)} execution(s): "
                           f"{names}")  # fmt: skip
     return result
+
+
+def _reservation_plan(decision: Reserve | CancelReservation, received_at: float,
+                      acts_at: float) -> str:  # fmt: skip
+    if isinstance(decision, CancelReservation):
+        return (f"ends reservation {decision.reservation} (an id, or what that reserve "
+                "decision made)")  # fmt: skip
+    request = reserving.request_for(decision, received_at, acts_at)
+    held = from_request(request, reserving.reservation_id(decision.id), "", acts_at)
+    return (f"reserves {held.holds()} from {_clock(held.starts_at)} until "
+            f"{_clock(held.ends_at)} as {held.id}")
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
 
 
 def _execution(config: Config, start: Start, history: History, scheduler: TaskScheduler,

@@ -37,7 +37,7 @@ from l3tui.daemon.protocol import (
     encode,
     socket_path,
 )
-from l3tui.daemon.wire import event_from_wire, from_wire
+from l3tui.daemon.wire import event_from_wire, from_wire, to_wire
 from l3tui.engine import events as ev
 from l3tui.engine.api import (
     ClusterView,
@@ -46,6 +46,7 @@ from l3tui.engine.api import (
     OpResult,
     PerformanceView,
     QueueItemView,
+    ReservationRequest,
     RuntimeSnapshot,
     WorkflowInfo,
 )
@@ -490,3 +491,9 @@ class RemoteRuntime:
 
     async def reload_config(self, *, actor: str = "") -> OpResult:
         return await self._command("reload_config")
+
+    async def reserve(self, request: ReservationRequest, *, actor: str = "") -> OpResult:
+        return await self._command("reserve", request=to_wire(request))
+
+    async def cancel_reservation(self, reservation_id: str, *, actor: str = "") -> OpResult:
+        return await self._command("cancel_reservation", reservation_id=reservation_id)

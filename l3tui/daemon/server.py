@@ -42,9 +42,9 @@ from l3tui.daemon.protocol import (
     private_dir,
     socket_path,
 )
-from l3tui.daemon.wire import to_wire
+from l3tui.daemon.wire import from_wire, to_wire
 from l3tui.engine import events as ev
-from l3tui.engine.api import ExecutionView, OpResult
+from l3tui.engine.api import ExecutionView, OpResult, ReservationRequest
 from l3tui.engine.bus import Subscription
 from l3tui.errors import StateError
 from l3tui.runtime import Runtime
@@ -60,7 +60,7 @@ MAX_PENDING_REPLIES = 1000
 REMEMBERED_COMMANDS = 10_000
 COMMANDS = frozenset({"run_workflow", "pause", "resume", "cancel", "resume_interrupted",
                       "ack_alert", "snooze_alert", "set_schedule_enabled", "reload_config",
-                      "submit"})
+                      "reserve", "cancel_reservation", "submit"})
 
 
 class Client:
@@ -516,6 +516,17 @@ class DaemonServer:
 
     async def _m_reload_config(self, client: Client) -> OpResult:
         return await self.runtime.reload_config(actor=client.actor)
+
+    async def _m_reserve(self, client: Client, request: dict[str, Any]) -> OpResult:
+        try:
+            wanted = from_wire(ReservationRequest, request)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"a reservation request is {{cpu, memory_mb, pools, starts_at, "
+                             f"duration_s, reason}} ({exc})") from None  # fmt: skip
+        return await self.runtime.reserve(wanted, actor=client.actor)
+
+    async def _m_cancel_reservation(self, client: Client, reservation_id: str) -> OpResult:
+        return await self.runtime.cancel_reservation(str(reservation_id), actor=client.actor)
 
     async def _m_submit(self, client: Client, decision: Any) -> dict[str, Any]:
         """A decision, checked and handled exactly as one from the inbox (the same id twice

@@ -30,6 +30,7 @@ from l3tui.dashboard.feed import EngineFeed
 from l3tui.dashboard.messages import (
     AlertSelected,
     EngineActivity,
+    ReservationSelected,
     ScheduleSelected,
     SelectionChanged,
 )
@@ -38,6 +39,7 @@ from l3tui.dashboard.screens.confirm import ConfirmScreen, Wording, cancel_text,
 from l3tui.dashboard.text import Bidi, clean
 from l3tui.dashboard.themes import load_themes, themes_dir
 from l3tui.dashboard.views import DashboardView
+from l3tui.dashboard.widgets.advice import AdvicePane, holds
 from l3tui.dashboard.widgets.alerts import AlertsPane
 from l3tui.dashboard.widgets.base import RefreshContext
 from l3tui.dashboard.widgets.footer import KeyFooter
@@ -48,6 +50,7 @@ from l3tui.engine.api import (
     AlertView,
     ExecutionView,
     OpResult,
+    ReservationRequest,
     RuntimeAPI,
     RuntimeSnapshot,
     TaskView,
@@ -205,7 +208,7 @@ class ConsoleApp(App[None]):
         """Take one snapshot and redraw from it: the top bar and the live panes always, the
         history charts too when `full`. One snapshot: one reading, shown the same in the
         top bar, the sparklines and the chart legends."""
-        if self.frozen or not self.is_running or not self.query(DashboardView):
+        if self.frozen or not self.is_running or not self._has_views():
             return  # (not running: shutting down, its widgets are being taken apart)
         # What the console shows as done is on disk (a picture the store has confirmed).
         snap = self.api.snapshot(recent=self._recent_needed(), committed=True)
@@ -275,6 +278,9 @@ class ConsoleApp(App[None]):
     def on_alert_selected(self, message: AlertSelected) -> None:
         self._maybe_refresh_bindings()
 
+    def on_reservation_selected(self, message: ReservationSelected) -> None:
+        self._maybe_refresh_bindings()
+
     def on_schedule_selected(self, message: ScheduleSelected) -> None:
         self.selected_schedule = (
             (message.schedule_id, message.enabled) if message.schedule_id else None
@@ -326,6 +332,8 @@ class ConsoleApp(App[None]):
         view, task = self._target()
         current = self.current_view() if self._views_ready() else None
         alerts_pane = current.body_of(AlertsPane) if current is not None else None
+        advice_pane = current.body_of(AdvicePane) if current is not None else None
+        reservation = advice_pane.selected_reservation() if advice_pane else None
         focused = current.focused_pane() if current is not None else None
         return Situation(
             dashboard=self.dashboard, dashboard_name=self.bidi(self.dashboard.name),
@@ -335,10 +343,17 @@ class ConsoleApp(App[None]):
             schedule_selected=self.selected_schedule is not None,
             focus_filterable=focused is not None and focused.body.filterable,
             on_dashboards=current is not None and current.screen.is_active,
+            reservation_selected=reservation.id if reservation is not None else None,
         )  # fmt: skip
 
     def _views_ready(self) -> bool:
-        return bool(self._dom_ready) and bool(self.query(DashboardView))
+        return bool(self._dom_ready) and self._has_views()
+
+    def _has_views(self) -> bool:
+        """The dashboards are mounted. Asked twice a refresh: the views `current_view`
+        keeps answer without walking the whole DOM (a query did, ~1 ms each time)."""
+        views = self._view_list
+        return (bool(views) and views[0].is_attached) or bool(self.query(DashboardView))
 
     async def run_action(self, action: str | ActionParseResult,
                          default_namespace: DOMNode | None = None,
@@ -501,6 +516,32 @@ class ConsoleApp(App[None]):
         if result.applied:
             self.selected_schedule = (schedule_id, not enabled)
         self._report(result)
+
+    def action_reserve(self) -> None:
+        from l3tui.dashboard.screens.reserve import ReserveScreen
+
+        async def given(request: ReservationRequest | None) -> None:
+            if request is not None:
+                self._report(await self.api.reserve(request, actor=self.actor))
+
+        self.push_screen(ReserveScreen(), given)
+
+    def action_cancel_reservation(self) -> None:
+        current = self.current_view().body_of(AdvicePane)
+        chosen = current.selected_reservation() if current is not None else None
+        if chosen is None:
+            return
+
+        async def decided(confirmed: bool | None) -> None:
+            if confirmed:
+                self._report(await self.api.cancel_reservation(chosen.id, actor=self.actor))
+
+        reason = f" ({self.bidi(chosen.reason)})" if chosen.reason else ""
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(chosen.ends_at))
+        self.push_screen(ConfirmScreen(
+            f"End reservation {chosen.id}{reason}?",
+            f"It holds {holds(chosen)} until {until}. Ended now, tasks waiting for that "
+            "capacity may start at once.", yes="End it", no="Keep it"), decided)  # fmt: skip
 
     def action_filter(self) -> None:
         pane = self.current_view().focused_pane()

@@ -23,7 +23,7 @@ from l3tui.engine.api import (
 
 WRITE_ACTIONS = frozenset({
     "pause", "resume", "cancel", "resume_interrupted", "run_workflow", "start_workflow",
-    "ack_alert", "snooze_alert", "toggle_schedule",
+    "ack_alert", "snooze_alert", "toggle_schedule", "reserve", "cancel_reservation",
 })  # fmt: skip
 """What a read-only dashboard refuses: everything that changes what runs or what is shown
 as handled."""
@@ -57,6 +57,8 @@ class Situation:
     """The focused pane has a `/` filter."""
     on_dashboards: bool = True
     """No screen (details, a dialog) is on top of the dashboards."""
+    reservation_selected: str | None = None
+    """The reservation highlighted in the advice pane."""
 
 
 def verdict(action: str, parameters: tuple[object, ...],
@@ -83,6 +85,11 @@ def _absent(action: str, parameters: tuple[object, ...], now: Situation) -> str:
             return execution_refusal(action, now.view, None)
     elif action == "toggle_schedule" and not _has_pane(now.dashboard, "schedules"):
         return "s toggles schedules: this dashboard has no schedules pane"
+    elif action == "reserve" and not (_has_pane(now.dashboard, "schedules")
+                                      or _has_pane(now.dashboard, "advice")):  # fmt: skip
+        return "v reserves capacity on a dashboard with a schedules or advice pane"
+    elif action == "cancel_reservation" and not _has_pane(now.dashboard, "advice"):
+        return "x ends a reservation: this dashboard has no advice pane"
     elif action in ALERT_OK and not _has_pane(now.dashboard, "alerts"):
         return f"{DESCRIPTIONS[action]}: this dashboard has no alerts pane"
     elif action == "filter" and not now.on_dashboards:
@@ -103,6 +110,8 @@ def _why_not(action: str, now: Situation) -> str:
         return alert_choice(action, now.highlighted_alert, now.alerts)[1]
     if action == "toggle_schedule" and not now.schedule_selected:
         return "no schedule highlighted: Tab to the schedules pane and pick one"
+    if action == "cancel_reservation" and not now.reservation_selected:
+        return "no reservation highlighted: Tab to the advice pane and pick one"
     if action == "filter" and not now.focus_filterable:
         return "the focused pane has no filter: / filters lists and logs"
     return ""

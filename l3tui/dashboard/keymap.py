@@ -35,6 +35,8 @@ KEYS: tuple[Key, ...] = (
     Key("ack", "a", "ack_alert", "Ack", "Alerts & schedules"),
     Key("snooze", "z", "snooze_alert", "Snooze 30m", "Alerts & schedules", show=False),
     Key("schedule", "s", "toggle_schedule", "Schedule on/off", "Alerts & schedules"),
+    Key("reserve", "v", "reserve", "Reserve", "Alerts & schedules"),
+    Key("end_reservation", "x", "cancel_reservation", "End reservation", "Alerts & schedules"),
     Key("filter", "slash", "filter", "Filter", "View"),
     Key("freeze", "f", "freeze", "Freeze", "View"),
     *(

@@ -33,6 +33,13 @@ class ScheduleSelected(Message):
 
 
 @dataclass
+class ReservationSelected(Message):
+    """The advice pane's cursor now points at this reservation (None: at something else)."""
+
+    reservation_id: str | None
+
+
+@dataclass
 class EngineActivity(Message):
     """Something happened in the engine since the last redraw (what is in `App.dirty`)."""
 

@@ -21,6 +21,7 @@ from l3tui.config.schema import Dashboard
 from l3tui.dashboard import keymap
 from l3tui.dashboard.messages import LogLinesArrived
 from l3tui.dashboard.text import Bidi, fit
+from l3tui.dashboard.widgets.advice import AdvicePane
 from l3tui.dashboard.widgets.alerts import AlertsPane
 from l3tui.dashboard.widgets.base import RefreshContext
 from l3tui.dashboard.widgets.cluster import ClusterPane
@@ -41,6 +42,7 @@ BODIES: dict[str, Any] = {
     "resource_sparklines": ResourceSparklines,
     "schedules": SchedulesPane,
     "log_view": LogView,
+    "advice": AdvicePane,
     "cluster": ClusterPane,
 }
 COMPACT_WIDTH = 100

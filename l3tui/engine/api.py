@@ -23,6 +23,8 @@ class OpResult:
     applied: bool
     message: str
     execution_id: str | None = None
+    reservation_id: str | None = None
+    """The reservation a `reserve` made or a `cancel_reservation` ended."""
 
     def __bool__(self) -> bool:
         return self.applied
@@ -213,6 +215,59 @@ class PerformanceView:
     error_rate_pct: float
     success_rate_pct: float
     queue_wait_p50_s: float | None
+    cpu_efficiency_pct: float | None = None
+    """CPU seconds tasks used over the CPU seconds they declared (cpu x running time),
+    over tasks that declared cpu; None when none did."""
+    memory_efficiency_pct: float | None = None
+    """The same for memory (average RSS x time over memory_mb x time)."""
+    busy_while_queued_pct: float | None = None
+    """The machine's mean CPU % while ready tasks waited for admission (None: none did)."""
+    queued_s: float = 0.0
+    """How long ready tasks waited for admission in the window (any number at once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationView:
+    """Capacity held back from admission for a window (see `RuntimeAPI.reserve`)."""
+
+    id: str
+    cpu: float
+    memory_mb: int
+    pools: tuple[tuple[str, int], ...]
+    starts_at: float
+    ends_at: float
+    reason: str
+    actor: str
+    state: str
+    """scheduled, active, ended or cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRequest:
+    """What to hold, from when (None: now) and for how long."""
+
+    cpu: float = 0.0
+    memory_mb: int = 0
+    pools: tuple[tuple[str, int], ...] = ()
+    starts_at: float | None = None
+    duration_s: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AdviceView:
+    """Something the Resource Manager advises, with the evidence it rests on."""
+
+    kind: str
+    """rightsizing, upgrade or bottleneck."""
+    subject: str
+    """What it is about: `build/compile`, `pool flutter_build`, `memory`."""
+    severity: str
+    summary: str
+    suggestion: str
+    """`resources: {cpu: 2, memory_mb: 320}`, `raise pools.flutter_build to 2`, ..."""
+    evidence: tuple[str, ...] = ()
+    since: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +290,10 @@ class RuntimeSnapshot:
     connection: str = ""
     """Empty in the process that runs the work; an attached console's link to the daemon
     ("attached to daemon pid 4242 on build-01 since 08:00", or why it is not)."""
+    reservations: tuple[ReservationView, ...] = ()
+    """Reservations still to come or in force, earliest first."""
+    advice: tuple[AdviceView, ...] = ()
+    """Bottlenecks, upgrade advice and right-sizing, most pressing first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,13 +376,21 @@ class RuntimeAPI(Protocol):
 
     async def reload_config(self, *, actor: str = "") -> OpResult: ...
 
+    async def reserve(self, request: ReservationRequest, *, actor: str = "") -> OpResult:
+        """Hold capacity for a window; the result names the reservation or says in one
+        line why it was refused."""
+        ...
+
+    async def cancel_reservation(self, reservation_id: str, *, actor: str = "") -> OpResult: ...
+
     def dashboards(self) -> DashboardFile:
         """The dashboard file in force (it changes when the config is reloaded)."""
         ...
 
 
 __all__ = [
-    "AlertView", "ClusterView", "Event", "ExecutionView", "HealthCheck", "HealthView", "OpResult",
-    "ParamInfo", "PerformanceView", "QueueItemView", "RuntimeAPI", "RuntimeSnapshot",
-    "ScheduleView", "Subscription", "TaskView", "WorkerView", "WorkflowInfo",
+    "AdviceView", "AlertView", "ClusterView", "Event", "ExecutionView", "HealthCheck",
+    "HealthView", "OpResult", "ParamInfo", "PerformanceView", "QueueItemView",
+    "ReservationRequest", "ReservationView", "RuntimeAPI", "RuntimeSnapshot", "ScheduleView",
+    "Subscription", "TaskView", "WorkerView", "WorkflowInfo",
 ]  # fmt: skip

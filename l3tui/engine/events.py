@@ -174,9 +174,19 @@ class TaskFinished(Event):
     wait_s: float
     reason: str
     peak_cpu_pct: float = 0.0
+    """Highest CPU % of the task's process tree over a sampling interval (100 = one core),
+    and never less than its average over the whole run."""
     peak_rss: int = 0
+    """Bytes: the tree's summed RSS at the highest sample, or the largest single process's
+    high-water mark as the kernel reported it at exit, whichever is larger."""
     avg_cpu_pct: float = 0.0
+    """CPU seconds over running time (paused time excluded), in %."""
     avg_rss: int = 0
+    cpu_s: float = 0.0
+    """CPU seconds used by the task's processes (user + system, all attempts)."""
+    declared_cpu: float = 0.0
+    """What the task declared in `resources` (0: nothing), for efficiency and right-sizing."""
+    declared_memory_mb: int = 0
 
 
 @dataclass(kw_only=True, slots=True, unsafe_hash=True)
@@ -274,6 +284,26 @@ class BottleneckChanged(Event):
     summary: str
     evidence: tuple[str, ...]
     suggestion: str = ""
+
+
+@dataclass(kw_only=True, slots=True, unsafe_hash=True)
+class ReservationChanged(Event):
+    """A reservation was made, started (its time came), ended (its time was up) or was
+    cancelled. Carries the whole reservation, so the store and a console need nothing else."""
+
+    kind: ClassVar[str] = "reservation"
+    reservation_id: str
+    change: str
+    """made, started, ended, cancelled."""
+    cpu: float
+    memory_mb: int
+    pools: tuple[tuple[str, int], ...]
+    starts_at: float
+    ends_at: float
+    reason: str
+    actor: str
+    """Who made it (or cancelled it, for `cancelled`)."""
+    created_at: float
 
 
 @dataclass(kw_only=True, slots=True, unsafe_hash=True)
@@ -375,6 +405,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskFinished, TaskPlaced,
         TaskOutput, TaskMetric, DeadlineMissed, OperatorAction, ResourceSampled,
         ScheduleFired, ScheduleChanged, AlertChanged, SystemNotice, BottleneckChanged,
+        ReservationChanged,
         DecisionReceived, DecisionRejected, DecisionActed, ResultReported, SinkDropped,
     )
 }  # fmt: skip

@@ -131,17 +131,48 @@ class TaskRun:
     avg_rss: int = 0
     usage_samples: int = 0
     """Resource samples taken while it ran (the averages are over these)."""
+    cpu_s: float = 0.0
+    """CPU seconds of the attempts that ended (see `end_attempt_usage`)."""
+    attempt_cpu_s: float = 0.0
+    """CPU seconds the sampler saw the current attempt's processes use."""
+    declared_cpu: float = 0.0
+    declared_memory_mb: int = 0
     worker: str = ""
     """The remote worker its current (or last) attempt runs on; empty when it runs here."""
 
-    def record_usage(self, cpu_pct: float, rss: int) -> None:
+    def record_usage(self, cpu_pct: float, rss: int, cpu_s: float = 0.0) -> None:
         """One sample of the task's process group (the resource manager calls this)."""
         self.cpu_pct, self.rss = cpu_pct, rss
         self.peak_cpu_pct = max(self.peak_cpu_pct, cpu_pct)
         self.peak_rss = max(self.peak_rss, rss)
+        self.attempt_cpu_s += cpu_s
         n = self.usage_samples = self.usage_samples + 1
         self.avg_cpu_pct += (cpu_pct - self.avg_cpu_pct) / n
         self.avg_rss = int(self.avg_rss + (rss - self.avg_rss) / n)
+
+    def end_attempt_usage(self, cpu_s: float | None, max_rss: int | None) -> None:
+        """An attempt's process was reaped: the kernel's figures for it and the descendants
+        it waited for (exact, where sampling misses a short task) join the sampled ones.
+        CPU seconds: the larger of the two counts (the sampler also sees what was not
+        waited for); the average is then CPU time over running time, and the peak never
+        less than that average."""
+        self.cpu_s += max(cpu_s or 0.0, self.attempt_cpu_s)
+        self.attempt_cpu_s = 0.0
+        if max_rss:
+            self.peak_rss = max(self.peak_rss, max_rss)
+        if self.active_s > 0 and self.cpu_s > 0:
+            self.avg_cpu_pct = 100.0 * self.cpu_s / self.active_s
+            self.peak_cpu_pct = max(self.peak_cpu_pct, round(self.avg_cpu_pct, 1))
+        if not self.usage_samples:
+            self.avg_rss = self.peak_rss  # never sampled: its high-water mark stands for it
+
+    def usage(self) -> dict[str, Any]:
+        """Measured and declared figures, as TaskFinished carries them."""
+        return {"peak_cpu_pct": self.peak_cpu_pct, "peak_rss": self.peak_rss,
+                "avg_cpu_pct": round(self.avg_cpu_pct, 1), "avg_rss": self.avg_rss,
+                "cpu_s": round(self.cpu_s + self.attempt_cpu_s, 3),
+                "declared_cpu": self.declared_cpu,
+                "declared_memory_mb": self.declared_memory_mb}  # fmt: skip
 
     def start_running(self, now: float) -> None:
         self.running_since = now

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from l3tui.engine import events as ev
+from l3tui.engine.resources.usage import task_efficiency, total
 
 FAILED_STATES = frozenset({"failed", "timed_out"})
 
@@ -23,6 +24,10 @@ class FinishedTask:
     duration_s: float
     wait_s: float
     state: str
+    declared_cpu: float = 0.0
+    declared_memory_mb: int = 0
+    cpu_s: float = 0.0
+    avg_rss: int = 0
 
 
 class MetricsCollector:
@@ -48,7 +53,9 @@ class MetricsCollector:
     def on_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.TaskFinished):
             self._finished.append(FinishedTask(event.at, event.duration_s, event.wait_s,
-                                               event.state))  # fmt: skip
+                                               event.state, event.declared_cpu,
+                                               event.declared_memory_mb, event.cpu_s,
+                                               event.avg_rss))  # fmt: skip
         elif isinstance(event, ev.TaskMetric):
             self.record(f"task.{event.name}", event.at, event.value)
         elif isinstance(event, ev.ResourceSampled):
@@ -58,6 +65,11 @@ class MetricsCollector:
                 value = event.sample.get(name)
                 if isinstance(value, int | float):
                     self.record(name, event.at, float(value))
+            busy = event.sample.get("busy_while_queued")
+            if isinstance(busy, int | float):  # only while ready tasks waited
+                self.record("busy_while_queued", event.at, float(busy))
+                self.record("queued_interval_s", event.at,
+                            float(event.sample.get("queued_interval_s") or 0.0))  # fmt: skip
 
     def tick(self, at: float, queue_depth: int, running: int) -> None:
         """Once a second: engine figures that are states, not events."""
@@ -103,6 +115,11 @@ class MetricsCollector:
         waits = sorted(f.wait_s for f in ran)
         failed = sum(1 for f in ran if f.state in FAILED_STATES)
         ok = sum(1 for f in ran if f.state == "succeeded")
+        used = total(task_efficiency(f.declared_cpu, f.declared_memory_mb, f.duration_s,
+                                     f.cpu_s, f.avg_rss) for f in ran)  # fmt: skip
+        busy = [v for t, v in self.series("busy_while_queued", window_s, now) if t >= cutoff]
+        queued = sum(v for t, v in self.series("queued_interval_s", window_s, now)
+                     if t >= cutoff)  # fmt: skip
         return {
             "window_s": window_s,
             "finished_tasks": len(ran),
@@ -112,6 +129,10 @@ class MetricsCollector:
             "error_rate_pct": 100.0 * failed / len(ran) if ran else 0.0,
             "success_rate_pct": 100.0 * ok / len(ran) if ran else 0.0,
             "queue_wait_p50_s": _quantile(waits, 0.5),
+            "cpu_efficiency_pct": used.cpu_pct,
+            "memory_efficiency_pct": used.memory_pct,
+            "busy_while_queued_pct": sum(busy) / len(busy) if busy else None,
+            "queued_s": queued,
         }
 
 

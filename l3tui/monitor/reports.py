@@ -1,9 +1,13 @@
 """Reports over the store's history: per-workflow success rates and durations, slowest and
 most failing tasks, queue waits, resource peaks and the seed's business metrics (build
-success rate, task-reported metrics over time, recovery time after failures), rendered as
-Markdown with terminal charts (plotext), JSON, or HTML with inline SVG charts.
+success rate, task-reported metrics over time, recovery time after failures), and the
+Resource Manager's view (time blocked per cause, upgrade advice and bottlenecks with their
+evidence, right-sizing, utilisation efficiency per workflow and the machine's idle capacity
+while tasks waited), rendered as Markdown with terminal charts (plotext), JSON, or HTML with
+inline SVG charts.
 
-Reads through `l3tui.store.queries` only; never writes, never imports Textual.
+Reads through `l3tui.store.queries` and `l3tui.store.resources` only; never writes, never
+imports Textual.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from l3tui.engine.resources.usage import rank, size_task
 from l3tui.store import queries
+from l3tui.store import resources as stored
 
 DAY = 86400.0
 BUILD_TYPES = ("flutter_build", "build")
@@ -76,7 +82,8 @@ def build_report(
                        / sum(s["runs"] for s in waits)) if waits else None,
             "by_task": sorted(waits, key=lambda s: -s["mean_wait_s"])[:10],
         },
-        "resource_peaks": queries.resource_peaks(conn, since),
+        "resource_peaks": [p for p in queries.resource_peaks(conn, since)
+                           if p["name"] not in ("busy_while_queued", "queued_interval_s")],
         "business": {
             "build_success_rate_pct": _rate(sum(b["state"] == "succeeded" for b in builds_ended),
                                             len(builds_ended)),
@@ -90,7 +97,45 @@ def build_report(
             "recovery": recovery_times(executions),
         },
         "daily": [{"day": d, **counts} for d, counts in sorted(days.items())],
+        "resources": resource_section(conn, since),
     }
+
+
+def resource_section(conn: sqlite3.Connection, since: float) -> dict[str, Any]:
+    """Time blocked per cause, advice kept with its evidence, right-sizing of the tasks that
+    ran in the period, and how much of what tasks were allocated they used."""
+    sizings = rank(s for s in (
+        size_task(t["workflow_id"], t["task_id"], t["declared_cpu"], t["declared_memory_mb"],
+                  t["runs"]) for t in stored.task_usage(conn, since=since)) if s is not None)
+    efficiency = stored.efficiency_by_workflow(conn, since)
+    return {
+        "blocked": [{**b, "text": blocked_sentence(b["cause"], b["seconds"])}
+                    for b in stored.blocked_by_cause(conn, since)],
+        "findings": stored.findings(conn, since=since),
+        "rightsizing": [{"workflow_id": s.workflow_id, "task_id": s.task_id,
+                         "verdict": s.verdict, "runs": s.runs, "summary": s.summary,
+                         "suggested": s.block(), "evidence": list(s.evidence)}
+                        for s in sizings if s.actionable],
+        "efficiency": {wf: e.as_dict() for wf, e in sorted(efficiency.items())},
+        "busy_while_queued": stored.busy_while_queued(conn, since),
+    }  # fmt: skip
+
+
+def blocked_sentence(cause: str, seconds: float) -> str:
+    """`tasks waited 3 h 12 min for pool flutter_build`."""
+    minutes = round(seconds / 60)
+    if seconds < 90:
+        took = f"{seconds:.0f} s"
+    elif minutes < 60:
+        took = f"{minutes} min"
+    else:
+        took = f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
+    words = (f"pool {cause[5:]}" if cause.startswith("pool:") else
+             {"concurrency": "a free slot (max_concurrent_tasks)", "cpu": "CPU",
+              "memory": "memory", "load": "measured load", "reservation": "capacity a "
+              "reservation held", "max_parallel": "their workflow's max_parallel",
+              "held": "an operator", "not_before": "their not_before time"}.get(cause, cause))
+    return f"tasks waited {took} for {words}"
 
 
 def recovery_times(executions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -190,16 +235,43 @@ def _tables(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
          [[wf, str(v["recoveries"]), _s(v["mean_s"]), _s(v["max_s"]),
            _when(v["broken_since"]) if v.get("broken_since") else "-"]
           for wf, v in r["business"]["recovery"].items()]),
+        *_resource_tables(r.get("resources") or {}),
+    ]  # fmt: skip
+
+
+def _resource_tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    return [
+        ("Time blocked, by cause", ["cause", "waited", ""],
+         [[b["cause"], _s(b["seconds"]), b["text"]] for b in res.get("blocked", [])]),
+        ("Upgrade advice and bottlenecks", ["state", "finding", "suggestion", "evidence",
+                                            "since"],
+         [[f["state"], f["summary"], f["suggestion"] or "-", "; ".join(f["evidence"]),
+           _when(f["first_seen"])] for f in res.get("findings", [])]),
+        ("Right-sizing", ["task", "verdict", "runs", "suggested", "why"],
+         [[f"{s['workflow_id']}/{s['task_id']}", s["verdict"], str(s["runs"]), s["suggested"],
+           s["summary"]] for s in res.get("rightsizing", [])]),
+        ("Utilisation efficiency (used / allocated)", ["workflow", "cpu", "cpu-s used/alloc",
+                                                       "memory", "MB-s used/alloc"],
+         [[wf, _pct(e["cpu_pct"]), f"{e['cpu_used_s']:g}/{e['cpu_allocated_s']:g}",
+           _pct(e["memory_pct"]),
+           f"{e['memory_used_mb_s']:g}/{e['memory_allocated_mb_s']:g}"]
+          for wf, e in res.get("efficiency", {}).items()]),
     ]  # fmt: skip
 
 
 def _headline(r: dict[str, Any]) -> list[str]:
     b = r["business"]
-    return [
+    lines = [
         f"Period: {_when(r['since'])} to {_when(r['until'])}; {r['executions']} execution(s).",
         f"Build success rate: {_pct(b['build_success_rate_pct'])} over {b['builds']} build(s).",
         f"Mean queue wait: {_s(r['queue_wait']['mean_s'])}.",
     ]
+    busy = (r.get("resources") or {}).get("busy_while_queued") or {}
+    if busy.get("busy_pct") is not None:
+        lines.append(f"While ready tasks waited ({_s(busy['queued_s'])} in all), the CPU was "
+                     f"{_pct(busy['busy_pct'])} busy: {_pct(busy['idle_pct'])} of it stood "
+                     "idle (capacity the scheduling left unused).")  # fmt: skip
+    return lines
 
 
 def render_markdown(r: dict[str, Any], charts: bool = True) -> str:

@@ -31,6 +31,7 @@ from l3tui.engine.api import (
     OpResult,
     PerformanceView,
     QueueItemView,
+    ReservationRequest,
     RuntimeSnapshot,
     WorkflowInfo,
 )
@@ -57,6 +58,7 @@ from l3tui.monitor.metrics import MetricsCollector
 from l3tui.runtime.actor import current_actor
 from l3tui.runtime.health import WORDS, Parts, assess
 from l3tui.runtime.reload import ConfigReloader
+from l3tui.runtime.resources import ResourceDesk
 from l3tui.runtime.views import RuntimeViews, workflow_infos
 from l3tui.store import queries
 from l3tui.store.recovery import RecoveryReport
@@ -105,7 +107,8 @@ class Runtime:
         sched = config.scheduling
         self.resources = ResourceManager(sched, self.bus, self.clock, self.state_dir,
                                          sampler=sampler, tasks=self._running_runs)  # fmt: skip
-        self.scheduler = TaskScheduler(sched, self.clock, self.resources.ledger)
+        self.scheduler = TaskScheduler(sched, self.clock, self.resources.ledger,
+                                       self.resources.reservations)  # fmt: skip
         self.resources.attach(self.scheduler)
         self.executor = LocalExecutor(
             log_cap_bytes=int(sched.execution.log_cap_mb * 1024 * 1024),
@@ -129,6 +132,10 @@ class Runtime:
         """False (`l3tui run --no-record`): no store at all, so nothing waits for a disk."""
         self.store = Store(self.state_dir, actor=self.actor, retention=sched.retention,
                            now=self.clock.time)  # fmt: skip
+        self.desk = ResourceDesk(self.resources, self.bus, self.clock,
+                                 self.store if record else None)  # fmt: skip
+        """Reservations and advice (kept in the store)."""
+        self.bus.add_listener(self.desk.on_event)
         if schedule_store is None:
             schedule_store = SqliteScheduleStore(self.store) if record else _Unrecorded()
         self.recurring = RecurringScheduler(config, self.clock, self.bus, schedule_store,
@@ -171,6 +178,7 @@ class Runtime:
                 self.alerts.restore([Alert.from_row(row) for row in active],
                                     await self.store.read(queries.alert_ids))  # fmt: skip
                 await self.recurring.load()
+                await self.desk.load()
             except BaseException:
                 await self.store.close()
                 raise
@@ -230,6 +238,7 @@ class Runtime:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.desk.close()
         if self.record:
             await self.store.close()
 
@@ -401,6 +410,15 @@ class Runtime:
         ))  # fmt: skip
         return result
 
+    async def reserve(self, request: ReservationRequest, *, actor: str = "",
+                      reservation_id: str | None = None) -> OpResult:  # fmt: skip
+        """Hold capacity for a window (`l3tui reserve`, the console's `v`, the daemon, a
+        `reserve` decision, which names the id so that acting twice is seen)."""
+        return await self.desk.reserve(request, actor or self.actor, reservation_id)
+
+    async def cancel_reservation(self, reservation_id: str, *, actor: str = "") -> OpResult:
+        return await self.desk.cancel(reservation_id, actor or self.actor)
+
     # ------------------------------------------------------------------ clusters
 
     def _connect_clusters(self) -> None:
@@ -482,7 +500,8 @@ class Runtime:
         return self.views.execution(execution_id)
 
     def snapshot(self, recent: int = 20, *, committed: bool = False) -> RuntimeSnapshot:
-        snapshot = replace(self.views.snapshot(recent), health=WORDS[self.health().verdict])
+        snapshot = replace(self.views.snapshot(recent), health=WORDS[self.health().verdict],
+                           reservations=self.desk.views(), advice=self.desk.advice())
         if not committed or not self.bus.has_durable:
             return snapshot
         # A picture holds states whose events were published before it was taken: it may

@@ -186,12 +186,16 @@ class RuntimeViews:
         )
 
     def queue_slice(self, offset: int, limit: int) -> Sequence[QueueItemView]:
-        """Queued tasks `offset`..`offset+limit` in dispatch order. The order is sorted once
-        per queue change; views (and their reasons) are made for the slice only, so a pane
-        showing 30 rows of 100,000 pays for 30."""
+        """Queued tasks `offset`..`offset+limit` in dispatch order. Only the head up to twice
+        the slice is ordered, once per queue change; views (and their reasons) are made for
+        the slice only, so a pane showing 30 rows of 100,000 pays for 30 (and no ordered copy
+        of 100,000 is kept)."""
         version, entries = self._queue_cache
-        if version != self.scheduler.version:
-            entries = self.scheduler.queue()
+        wanted = offset + limit
+        if version != self.scheduler.version or (len(entries) < wanted
+                                                 and len(entries) < self.scheduler.queue_length()):
+            # the head the pane shows, doubled for scrolling: no ordered copy of the rest
+            entries = self.scheduler.queue(limit=max(2 * wanted, 256))
             self._queue_cache = (self.scheduler.version, entries)
         return [
             QueueItemView(execution_id=e.execution_id, task_id=e.task_id,

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from l3tui.engine import events as ev
+from l3tui.engine.resources.reservations import from_event
 
 GENESIS = "0" * 64
 
@@ -113,6 +115,16 @@ def entries_for(
     elif isinstance(event, ev.DecisionRejected):
         yield AuditEntry(at, f"unknown (decision via {event.via})", "decision.receive",
                          event.decision_id or "", "rejected", event.reason)  # fmt: skip
+    elif isinstance(event, ev.ReservationChanged):
+        verb = {"made": "make", "started": "start", "ended": "end",
+                "cancelled": "cancel"}.get(event.change, event.change)  # fmt: skip
+        outcome = "applied" if event.change == "made" else event.change
+        window = (f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(event.starts_at))} to "
+                  f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(event.ends_at))}")
+        detail = f"{from_event(event).holds()}, {window}"
+        yield AuditEntry(at, event.actor or default_actor, f"reservation.{verb}",
+                         event.reservation_id, outcome,
+                         f"{detail}: {event.reason}" if event.reason else detail)  # fmt: skip
     elif isinstance(event, ev.SystemNotice) and event.topic == "recovery":
         outcome = "failed" if event.severity == "error" else "done"
         yield AuditEntry(at, default_actor, "state.recover", "", outcome, event.message)

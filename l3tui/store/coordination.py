@@ -155,6 +155,19 @@ def executions_started_by(conn: sqlite3.Connection, since: float) -> dict[str, l
     return out
 
 
+def reservations_made(conn: sqlite3.Connection, ids: Iterable[str]) -> set[str]:
+    """Which of these reservation ids the store holds, in whatever state (a reserve
+    decision's reservation is named after it)."""
+    wanted = list(ids)
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        marks = ",".join("?" for _ in chunk)
+        found.update(r[0] for r in conn.execute(
+            f"SELECT id FROM reservations WHERE id IN ({marks})", chunk))
+    return found
+
+
 def booked(conn: sqlite3.Connection, execution_ids: Iterable[str]) -> set[str]:
     """Which of these executions already have their result line."""
     ids = list(execution_ids)

@@ -17,8 +17,11 @@ from l3tui.store.audit import AUDITED, AuditEntry, entries_for
 
 METRIC_BUCKET_S = 30.0
 """Resource samples are kept as one avg/max/min row per metric per this many seconds."""
+BLOCKED_BUCKET_S = 3600.0
+"""Time tasks waited, by cause, is kept per hour (upgrade advice rests on the last day)."""
 SAMPLE_KEYS = ("cpu_usage", "memory_usage", "swap_usage", "disk_usage", "load_avg",
-               "disk_iops", "net_in", "net_out", "net_connections")  # fmt: skip
+               "disk_iops", "net_in", "net_out", "net_connections", "busy_while_queued",
+               "queued_interval_s")  # fmt: skip
 # Kept in their own tables (or nowhere) rather than in `events`.
 _NOT_IN_EVENTS = (ev.ResourceSampled, ev.TaskOutput)
 _SKIP_FIELDS = {"at", "definition"}
@@ -59,6 +62,13 @@ class Batch:
     alerts: list[tuple[Any, ...]] = field(default_factory=list)
     schedules: list[tuple[Any, ...]] = field(default_factory=list)
     samples: dict[tuple[str, float], list[float]] = field(default_factory=dict)
+    blocked: dict[tuple[str, float], float] = field(default_factory=dict)
+    reservations: list[tuple[Any, ...]] = field(default_factory=list)
+    """New reservations (`made`) in order."""
+    reservation_ends: list[tuple[Any, ...]] = field(default_factory=list)
+    """(state, at, actor, id) of reservations started, ended or cancelled, in order."""
+    findings: list[tuple[bool, tuple[Any, ...]]] = field(default_factory=list)
+    """(raised, row) of bottleneck findings and upgrade advice, in event order."""
     audit: list[AuditEntry] = field(default_factory=list)
 
 
@@ -67,7 +77,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "attempt": 0, "reason": "", "exit_code": None, "queued_at": None, "started_at": None,
     "finished_at": None, "duration_s": None, "wait_s": None, "peak_cpu_pct": None,
     "avg_cpu_pct": None, "peak_rss": None, "avg_rss": None, "pid": None, "pgid": None,
-    "proc_start": None, "log_path": None,
+    "proc_start": None, "log_path": None, "cpu_s": None,
 }  # fmt: skip
 TASK_COLUMNS = tuple(TASK_DEFAULTS)
 
@@ -128,6 +138,7 @@ class BatchBuilder:
                 "wait_s": e.wait_s, "reason": e.reason, "finished_at": at,
                 "peak_cpu_pct": e.peak_cpu_pct, "avg_cpu_pct": e.avg_cpu_pct,
                 "peak_rss": e.peak_rss, "avg_rss": e.avg_rss, "attempt": e.attempt,
+                "cpu_s": e.cpu_s,
             })  # fmt: skip
             if e.attempt:
                 _merge(b.attempt_updates, (e.execution_id, e.task_id, e.attempt), {
@@ -155,6 +166,13 @@ class BatchBuilder:
             b.task_metrics.append((at, e.execution_id, e.workflow_id, e.task_id, e.name,
                                    e.value))  # fmt: skip
         elif isinstance(e, ev.ResourceSampled):
+            waited = e.sample.get("waited")
+            if isinstance(waited, dict):
+                hour = at - at % BLOCKED_BUCKET_S
+                for cause, seconds in waited.items():
+                    if isinstance(seconds, int | float) and seconds > 0:
+                        key = (str(cause), hour)
+                        b.blocked[key] = b.blocked.get(key, 0.0) + float(seconds)
             bucket = at - at % METRIC_BUCKET_S
             for name in SAMPLE_KEYS:
                 value = e.sample.get(name)
@@ -195,6 +213,22 @@ class BatchBuilder:
             b.alerts.append((e.alert_id, e.rule, e.severity, e.state, e.message, e.source,
                              at, at, e.key, e.name, e.count, e.snoozed_until,
                              e.message))  # fmt: skip
+        elif isinstance(e, ev.ReservationChanged):
+            if e.change == "made":
+                b.reservations.append((e.reservation_id, e.cpu, e.memory_mb,
+                                       _encode([list(p) for p in e.pools]), e.starts_at,
+                                       e.ends_at, e.reason, e.actor, e.created_at))  # fmt: skip
+            else:
+                state = "active" if e.change == "started" else e.change
+                ended = None if e.change == "started" else at
+                b.reservation_ends.append((state, ended, e.actor if ended else "",
+                                           e.reservation_id))  # fmt: skip
+        elif isinstance(e, ev.BottleneckChanged):
+            if e.active:
+                b.findings.append((True, (e.finding, e.severity, e.summary,
+                                          _encode(list(e.evidence)), e.suggestion, at, at)))
+            else:
+                b.findings.append((False, (at, at, e.finding)))
         elif isinstance(e, ev.ScheduleChanged):
             b.schedules.append((e.schedule_id, None, int(e.enabled), None, at))
         elif isinstance(e, ev.ScheduleFired):

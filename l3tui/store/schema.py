@@ -202,7 +202,47 @@ CREATE INDEX task_metrics_by_execution ON task_metrics(execution_id);
 CREATE INDEX executions_by_finish ON executions(finished_at) WHERE finished_at IS NOT NULL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+# Version 6: the Resource Manager. Reservations, persisted bottleneck findings and upgrade
+# advice, time tasks waited per cause by hour, and each task's CPU seconds.
+_V6 = """
+CREATE TABLE IF NOT EXISTS reservations (
+    id         TEXT PRIMARY KEY,
+    cpu        REAL NOT NULL DEFAULT 0,
+    memory_mb  INTEGER NOT NULL DEFAULT 0,
+    pools      TEXT NOT NULL DEFAULT '[]',
+    starts_at  REAL NOT NULL,
+    ends_at    REAL NOT NULL,
+    reason     TEXT NOT NULL DEFAULT '',
+    actor      TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    state      TEXT NOT NULL DEFAULT 'scheduled',
+    ended_at   REAL,
+    ended_by   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS reservations_open ON reservations(ends_at)
+    WHERE state IN ('scheduled', 'active');
+CREATE TABLE IF NOT EXISTS findings (
+    kind        TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    summary     TEXT NOT NULL,
+    evidence    TEXT NOT NULL DEFAULT '[]',
+    suggestion  TEXT NOT NULL DEFAULT '',
+    first_seen  REAL NOT NULL,
+    last_seen   REAL NOT NULL,
+    resolved_at REAL,
+    times       INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS blocked_time (
+    cause   TEXT NOT NULL,
+    bucket  REAL NOT NULL,
+    seconds REAL NOT NULL,
+    PRIMARY KEY (cause, bucket)
+) WITHOUT ROWID;
+ALTER TABLE task_runs ADD COLUMN cpu_s REAL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """MIGRATIONS[i] takes a database from version i to version i + 1."""
 LATEST = len(MIGRATIONS)
 

@@ -175,6 +175,7 @@ class Writer:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM resource_metrics WHERE bucket < ?", (metrics_cutoff,))
+            conn.execute("DELETE FROM blocked_time WHERE bucket < ?", (metrics_cutoff,))
             conn.execute(
                 "DELETE FROM events WHERE at < ? AND (execution_id IS NULL OR execution_id "
                 "NOT IN (SELECT id FROM executions WHERE state IN ('pending', 'running', "
@@ -257,6 +258,32 @@ _SQL_SAMPLE = (
     "max = max(max, excluded.max), min = min(min, excluded.min), n = n + excluded.n"
 )
 _SQL_AUDIT = "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SQL_BLOCKED = (
+    "INSERT INTO blocked_time VALUES (?, ?, ?) ON CONFLICT(cause, bucket) DO UPDATE "
+    "SET seconds = seconds + excluded.seconds"
+)
+_SQL_RESERVATION = (
+    "INSERT OR IGNORE INTO reservations (id, cpu, memory_mb, pools, starts_at, ends_at, reason, "
+    "actor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQL_RESERVATION_END = (
+    "UPDATE reservations SET state = ?, ended_at = ?, ended_by = ? "
+    "WHERE id = ? AND state IN ('scheduled', 'active')"
+)
+# One row per kind: raised again after it was resolved, it is reopened and counted.
+_SQL_FINDING = (
+    "INSERT INTO findings (kind, state, severity, summary, evidence, suggestion, first_seen, "
+    "last_seen) VALUES (?, 'active', ?, ?, ?, ?, ?, ?) ON CONFLICT(kind) DO UPDATE SET "
+    "times = times + (state = 'resolved'), "
+    "first_seen = CASE WHEN state = 'resolved' THEN excluded.first_seen ELSE first_seen END, "
+    "state = 'active', severity = excluded.severity, summary = excluded.summary, "
+    "evidence = excluded.evidence, suggestion = excluded.suggestion, "
+    "last_seen = excluded.last_seen, resolved_at = NULL"
+)
+_SQL_FINDING_RESOLVED = (
+    "UPDATE findings SET state = 'resolved', resolved_at = ?, last_seen = ? "
+    "WHERE kind = ? AND state = 'active'"
+)
 
 
 def apply(
@@ -287,6 +314,15 @@ def apply(
         conn.executemany(_SQL_ALERT, b.alerts)
     if b.schedules:
         conn.executemany(_SQL_SCHEDULE, b.schedules)
+    if b.blocked:
+        conn.executemany(_SQL_BLOCKED, [(cause, bucket, seconds)
+                                        for (cause, bucket), seconds in b.blocked.items()])
+    if b.reservations:
+        conn.executemany(_SQL_RESERVATION, b.reservations)
+    if b.reservation_ends:
+        conn.executemany(_SQL_RESERVATION_END, b.reservation_ends)
+    for raised, row in b.findings:  # in event order: raised then resolved ends resolved
+        conn.execute(_SQL_FINDING if raised else _SQL_FINDING_RESOLVED, row)
     if b.samples:
         conn.executemany(_SQL_SAMPLE, [
             (name, bucket, acc[0] / acc[3], acc[1], acc[2], int(acc[3]))

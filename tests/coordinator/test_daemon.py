@@ -82,6 +82,32 @@ def test_submit_goes_through_the_socket_and_says_what_happened(
         "*.json"))  # through the socket, not the inbox  # fmt: skip
 
 
+def test_a_reserve_submitted_to_the_daemon_is_listed_by_l3tui_reservations_and_audited(
+    coord_daemon: Callable[..., Daemon],
+) -> None:
+    daemon = coord_daemon(SCHEDULING.replace("max_memory_usage: 100}",
+                                             "max_memory_usage: 100, cpu_cores: 4}"))
+    done = submit(daemon, {"id": "v-1", "kind": "reserve", "cpu": 2, "start": "1h",
+                           "duration": "30m", "reason": "نافذة صيانة", "source": "L2"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("v-1: accepted: reserved r-v-1: 2 cpu from ")
+    bad = submit(daemon, {"id": "v-2", "kind": "reserve", "cpu": 3, "start": "70m",
+                          "duration": "10m"})  # fmt: skip
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "together they would hold 5 of 4 cpu" in bad.stderr
+    listed = daemon.cli("reservations", "--json")
+    [held] = json.loads(listed.stdout)
+    assert (held["id"], held["state"], held["cpu"]) == ("r-v-1", "scheduled", 2)
+    assert held["reason"] == "نافذة صيانة"
+    ended = submit(daemon, {"id": "v-3", "kind": "cancel_reservation", "reservation": "v-1"})
+    assert ended.returncode == 0, ended.stderr
+    assert daemon.stop() == 0
+    audit = query(daemon.state, "SELECT actor, action, outcome FROM audit WHERE action LIKE "
+                  "'reservation.%' ORDER BY seq")  # fmt: skip
+    assert [(a.split(" (")[0], action, outcome) for a, action, outcome in audit] == [
+        ("L2", "reservation.make", "applied"), ("decision", "reservation.cancel", "cancelled")]
+
+
 def test_cancel_by_decision_kills_the_real_process_tree(
     coord_daemon: Callable[..., Daemon],
 ) -> None:

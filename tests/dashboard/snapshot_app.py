@@ -17,12 +17,15 @@ from l3tui.config import load_config
 from l3tui.config.schema import DashboardFile
 from l3tui.dashboard.app import ConsoleApp
 from l3tui.engine.api import (
+    AdviceView,
     AlertView,
     ExecutionView,
     OpResult,
     ParamInfo,
     PerformanceView,
     QueueItemView,
+    ReservationRequest,
+    ReservationView,
     RuntimeSnapshot,
     ScheduleView,
     TaskView,
@@ -206,6 +209,29 @@ ALERTS = (
 )  # fmt: skip
 
 
+RESERVATIONS = (
+    ReservationView(id="r3f2a91", cpu=4.0, memory_mb=8192, pools=(("flutter_build", 1),),
+                    starts_at=NOW - 1800, ends_at=NOW + 5400, reason="بناء الإصدار",
+                    actor="alice@pts/3", state="active"),
+    ReservationView(id="r77c0de", cpu=0.0, memory_mb=0, pools=(("flutter_build", 1),),
+                    starts_at=NOW + 6 * 3600, ends_at=NOW + 8 * 3600, reason="nightly backup",
+                    actor="bob@pts/1", state="scheduled"),
+)  # fmt: skip
+ADVICE = (
+    AdviceView(kind="upgrade", subject="pool flutter_build", severity="info",
+               summary="pool flutter_build (1 slot(s)) is a bottleneck",
+               suggestion="raise pools.flutter_build to 2 if the resource allows",
+               evidence=("tasks waited 3.2 h for pool flutter_build in the last 24 h",),
+               since=NOW - 7200),
+    AdviceView(kind="rightsizing", subject="flutter_build_apk/build_apk", severity="warning",
+               summary="under-declared: admission lets the machine overcommit: peaks at "
+               "3100 MB (p95) but declares memory_mb 2048",
+               suggestion="resources: {cpu: 2, memory_mb: 3904}",
+               evidence=("8 measured run(s) from 2026-09-14 02:00 to 2026-09-21 02:00",
+                         "RSS peak p95 3100 MB (max 3260 MB); declared 2048 MB")),
+)  # fmt: skip
+
+
 class FixedRuntime:
     """RuntimeAPI over fixed data; commands are recorded and answered, nothing runs."""
 
@@ -239,6 +265,7 @@ class FixedRuntime:
                        for name in ("cpu_usage", "memory_usage", "disk_usage")}
             | {"per_core": [38.0, 44.0], "at": NOW},  # one sample, however often drawn
             alerts=ALERTS, schedules=_schedules(), queue_version=1,
+            reservations=RESERVATIONS, advice=ADVICE,
         )  # fmt: skip
 
     def subscribe(self, name: str = "console", maxsize: int = 10_000, *,
@@ -254,7 +281,9 @@ class FixedRuntime:
     def performance(self, window_s: float) -> PerformanceView:
         return PerformanceView(window_s=window_s, finished_tasks=240, p50_s=1.42, p95_s=7.8,
                                throughput_per_min=4.0, error_rate_pct=3.3,
-                               success_rate_pct=96.7, queue_wait_p50_s=0.8)  # fmt: skip
+                               success_rate_pct=96.7, queue_wait_p50_s=0.8,
+                               cpu_efficiency_pct=38.0, memory_efficiency_pct=61.0,
+                               busy_while_queued_pct=42.0, queued_s=1260.0)  # fmt: skip
 
     def workflows(self) -> Sequence[WorkflowInfo]:
         wf = self.config.workflows
@@ -305,6 +334,12 @@ class FixedRuntime:
 
     async def reload_config(self, *, actor: str = "") -> OpResult:
         return await self._record("reload_config")
+
+    async def reserve(self, request: ReservationRequest, *, actor: str = "") -> OpResult:
+        return await self._record("reserve", request)
+
+    async def cancel_reservation(self, reservation_id: str, *, actor: str = "") -> OpResult:
+        return await self._record("cancel_reservation", reservation_id)
 
 
 def build_app(*, theme: str = "l3-dark", bidi: bool = True, queued: int = 25,

@@ -45,8 +45,11 @@ async def test_a_success_shows_only_once_the_store_has_it(
             started = await rt.run_workflow("one")
             exec_id = started.execution_id
             assert exec_id is not None
-            await until(lambda: rt.engine.executions[exec_id].tasks["quick"].state.value
-                        == "running", timeout=60)  # fmt: skip
+            # Spawned: its start is committed (durable before action), so holding the
+            # store from here holds only what comes after. The state says "running" before
+            # that commit; holding the store then would hold the spawn too.
+            await until(lambda: rt.engine.executions[exec_id].tasks["quick"].pid is not None,
+                        timeout=60)  # fmt: skip
             gate.clear()  # from now on the store is held
             await until(lambda: rt.engine.executions[exec_id].tasks["quick"].state.value
                         == "succeeded", timeout=60)  # fmt: skip

@@ -101,6 +101,68 @@ async def test_an_unknown_kind_is_rejected(
     assert error["decision_id"] == "k-1"
 
 
+async def test_a_reservation_beyond_the_machine_or_with_a_broken_window_is_rejected_unbooked(
+    runtime_for: Callable[..., Any], tmp_path: Path, state_dir: Path
+) -> None:
+    """Each refused with its reason (as `l3tui reserve` words it, in the decision's terms),
+    not recorded, nothing booked or audited as booked; the good decision after them runs."""
+    config_dir = write_config(tmp_path / "config", WORKFLOWS, ACTIONS, SCHEDULING.replace(
+        "max_memory_usage: 100}", "max_memory_usage: 100, cpu_cores: 4, memory_mb: 8192}")
+        + "  pools: {flutter_build: 1}\n")  # fmt: skip
+    hostile_decisions = {
+        "cpu.json": {"cpu": 64, "duration": "1h"},
+        "memory.json": {"memory": "1T", "duration": "1h"},
+        "pool.json": {"pools": {"flutter_build": 2}, "duration": "1h"},
+        "unknown-pool.json": {"pools": {"gpu": 1}, "duration": "1h"},
+        "past.json": {"cpu": 1, "start": "2020-01-01T18:00", "duration": "1h"},
+        "past-start.json": {"cpu": 1, "start": "2020-01-01T18:00", "until": "2h"},
+        "backwards.json": {"cpu": 1, "start": "2h", "until": "1h"},
+        "no-end.json": {"cpu": 1, "start": "10m"},
+        "both-ends.json": {"cpu": 1, "duration": "1h", "until": "3h"},
+        "nothing.json": {"duration": "1h"},
+        "garbage.json": {"cpu": 1, "duration": "soon"},
+        "negative.json": {"cpu": -2, "duration": "1h"},
+        "overflow.json": {"cpu": 1e300, "duration": "1h"},
+        "month.json": {"cpu": 1, "duration": "40d"},
+    }
+
+    def hostile(inbox: Path) -> None:
+        for index, (name, body) in enumerate(hostile_decisions.items()):
+            drop(inbox, name, {"id": f"h-{index}", "kind": "reserve", **body})
+
+    await run_inbox(runtime_for, config_dir, state_dir, hostile, "h-ok")
+    reasons = {name: rejected_reason(state_dir, name) for name in hostile_decisions}
+    assert reasons["cpu.json"] == ("refused: 64 cpu is more than the 4 the scheduler has in "
+                                   "all (resource_limits.cpu_cores, or the machine's cores)")
+    assert reasons["memory.json"].startswith("refused: 1024.0 GB is more than the 8.0 GB")
+    assert reasons["pool.json"] == "refused: pool flutter_build has 1 slot(s), not 2"
+    assert reasons["unknown-pool.json"].startswith("refused: there is no pool 'gpu' in "
+                                                   "scheduling.pools")  # fmt: skip
+    assert reasons["past.json"] == ("refused: it would end at 2020-01-01 19:00, which is in "
+                                    "the past")  # fmt: skip
+    assert reasons["past-start.json"] == ("refused: it would start at 2020-01-01 18:00, which "
+                                          "is in the past (leave out start: it starts when it "
+                                          "acts)")  # fmt: skip
+    assert reasons["backwards.json"] == ("refused: it must last a while (duration 2h, or until "
+                                         "after start)")  # fmt: skip
+    for name in ("no-end.json", "both-ends.json"):
+        assert reasons[name] == ("decision: give the window's length as `duration` (2h) or its "
+                                 "end as `until`, one of them")  # fmt: skip
+    assert reasons["nothing.json"] == "decision: it holds nothing: give cpu, memory or pools"
+    assert reasons["garbage.json"].startswith("duration: ")
+    assert reasons["negative.json"].startswith("cpu: Input should be greater than or equal")
+    assert reasons["overflow.json"].startswith("cpu: Input should be less than or equal")
+    assert reasons["month.json"].startswith("refused: a reservation lasts at most 31 days")
+    assert all("\n" not in reason for reason in reasons.values())
+    assert query(state_dir, "SELECT id FROM decisions") == [("h-ok",)]
+    assert query(state_dir, "SELECT count(*) FROM reservations") == [(0,)]
+    assert query(state_dir, "SELECT count(*) FROM audit WHERE action LIKE 'reservation.%'") \
+        == [(0,)]
+    rejected = query(state_dir, "SELECT count(*) FROM audit WHERE action = 'decision.receive' "
+                     "AND outcome = 'rejected'")  # fmt: skip
+    assert rejected == [(len(hostile_decisions),)]
+
+
 async def test_a_symlink_a_fifo_or_a_directory_in_the_inbox_is_rejected_unread(
     runtime_for: Callable[..., Any], config_dir: Path, state_dir: Path, tmp_path: Path
 ) -> None:

@@ -477,6 +477,7 @@ def _token_pids(token: str) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 50 runs: 60-110 s on a quiet machine, several minutes when busy
 def test_crash_loop_fifty_kills(env):
     """Runs and resumes until 50 of them were SIGKILLed, each right after a line chosen at
     random from its own output (the execution started, a task started, a task succeeded,

@@ -333,9 +333,12 @@ def test_sighup_to_l3tui_run_cancels_and_exits(tmp_path):
     (its escapee included) dead within the grace period, exit 130, no traceback."""
     config = escape_config(tmp_path, LONG % (tmp_path, tmp_path))
     state = tmp_path / "state"
+    # SIGHUP at its default in the child even when the suite itself runs under nohup
+    # (an ignored signal is inherited, and `run` then keeps ignoring it, as it should).
     proc = subprocess.Popen([L3TUI, "run", "w", "--config", str(config), "--state",
                              str(state)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))  # fmt: skip
     try:
         tree = [read_pid(tmp_path / "long.pid"), read_pid(tmp_path / "long.pid.main")]
         proc.send_signal(signal.SIGHUP)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from l3tui.engine import events as ev
+from l3tui.engine.api import ReservationRequest
 from l3tui.engine.bus import EventBus, Subscription
 from l3tui.store import queries
 from l3tui.store.schema import LATEST, apply_migrations
@@ -191,6 +192,39 @@ async def test_an_older_database_is_migrated_forward(config, runtime_for, state_
         assert "250101-000000-aaaa" in ids and len(ids) == 2
         actions = [c.entry.action for c in queries.all_audit_entries(conn)]  # a v2 table
         assert actions == ["execution.start", "execution.run", "execution.finish"]
+
+
+async def test_a_database_at_the_coordinators_version_takes_the_resource_managers_tables(
+    config, runtime_for, state_dir
+):
+    """Version 5 (alerts, decisions) to 6 (reservations, findings, blocked time, CPU
+    seconds): what was there stays, the new tables work at once."""
+    path = state_dir / "l3tui.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    apply_migrations(conn, 0, 5)
+    conn.execute("INSERT INTO definitions VALUES ('h1', 'old', 'old', '{}', 1.0)")
+    conn.execute("INSERT INTO executions (id, workflow_id, workflow_name, definition_hash, "
+                 "state, created_at) VALUES ('250101-000000-aaaa', 'old', 'old', 'h1', "
+                 "'succeeded', 1.0)")
+    conn.execute("INSERT INTO task_runs (execution_id, task_id, name, position, state, "
+                 "peak_rss) VALUES ('250101-000000-aaaa', 't', 't', 0, 'succeeded', 1024)")
+    conn.execute("INSERT INTO decisions (id, kind, body, digest, state, received_at) VALUES "
+                 "('d-1', 'run_workflow', '{}', 'x', 'acted', 1.0)")
+    conn.close()
+    async with runtime_for(config) as rt:
+        made = await rt.reserve(ReservationRequest(cpu=0.5, duration_s=600, reason="old db"))
+        assert made.applied, made.message
+        await run_to_end(rt, "quick")
+    with ro(state_dir) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST == 6
+        old = conn.execute("SELECT peak_rss, cpu_s FROM task_runs WHERE execution_id = "
+                           "'250101-000000-aaaa'").fetchone()  # fmt: skip
+        assert tuple(old) == (1024, None)
+        assert conn.execute("SELECT id FROM decisions").fetchall()[0][0] == "d-1"
+        [(reason, state)] = conn.execute("SELECT reason, state FROM reservations").fetchall()
+        assert reason == "old db" and state == "active"
+        assert conn.execute("SELECT count(*) FROM task_runs WHERE cpu_s IS NOT NULL"
+                            ).fetchone()[0] >= 1  # the new run has its CPU seconds
 
 
 def test_a_newer_database_is_refused_with_one_line(config, tmp_path):

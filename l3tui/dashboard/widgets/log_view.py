@@ -270,6 +270,14 @@ class LogView(ScrollView, PaneBody, can_focus=True):
         """Show task `key` (attempt `attempt`, whose output is `log_path`): the tail of its
         log, then what it appends. Cheap when nothing changed: call it on every refresh."""
         self.task_name = name
+        if key == self.key and self.log_path is not None and (
+            log_path is None or attempt < self.attempt
+        ):
+            # An older picture of the same task: the committed snapshot a refresh reads can
+            # lag the live view the output hub asked. Going back would read the file again
+            # under a rule for an attempt that is already shown.
+            self.poke()
+            return
         self.live = live
         if key != self.key:
             hub: LogHub | None = getattr(self.app, "log_hub", None)

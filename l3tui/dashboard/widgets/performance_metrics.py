@@ -1,5 +1,7 @@
 """The `performance_metrics` pane: task duration p50/p95, throughput, error and success
-rates and queue wait over the widget's window, from `RuntimeAPI.performance()`.
+rates, queue wait and utilisation efficiency (the share of declared CPU and memory tasks
+used; the machine's CPU while ready tasks waited) over the widget's window, from
+`RuntimeAPI.performance()`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ LABELS = {
     "success_rate": "success rate",
     "queue_wait": "queue wait",
 }
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}%"
 
 
 def seconds(value: float | None) -> str:
@@ -72,6 +78,16 @@ class PerformanceMetrics(Static, PaneBody):
             elif metric == "queue_wait":
                 text.append(f"p50 {seconds(view.queue_wait_p50_s)}")
             text.append("\n")
+        if self.config.efficiency:
+            text.append(f"{'efficiency':<15}", label)
+            text.append(f"cpu {percent(view.cpu_efficiency_pct)} · mem "
+                        f"{percent(view.memory_efficiency_pct)} of declared used\n")
+            if view.busy_while_queued_pct is not None:
+                idle = 100 - view.busy_while_queued_pct
+                text.append(f"{'while queued':<15}", label)
+                text.append(f"CPU {idle:.0f}% idle while tasks waited "
+                            f"({duration(view.queued_s)})\n",
+                            bad if idle >= 50 else muted)  # fmt: skip
         text.append(f"over the last {duration(view.window_s)} · "
                     f"{view.finished_tasks:,} tasks finished", muted)  # fmt: skip
         return text

@@ -92,6 +92,13 @@ class ProcessResult:
     total_bytes: int
     dropped_bytes: int
     last_line: str
+    cpu_s: float | None = None
+    """CPU seconds (user + system) of the process and the descendants it waited for, as the
+    kernel counted them when it was reaped; None when not known (a remote executor)."""
+    max_rss: int | None = None
+    """Bytes: the largest resident set of any one of those processes (the kernel's
+    high-water mark, not a sum over the tree); None when unknown, or when not above l3tui's
+    own (Linux counts the parent's memory in a spawned child's mark, see local.py)."""
     lost: str = ""
     """Why the attempt was lost rather than ended (its worker died...); empty when it ran
     to an end of its own."""

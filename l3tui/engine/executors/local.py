@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -104,6 +105,7 @@ class LocalProcess:
         self.enclosure = enclosure
         self.cgroup = enclosure.cgroup
         self._reaped = False
+        self.rusage: resource.struct_rusage | None = None
         self.done_callbacks: list[Callable[[LocalProcess], None]] = []
         """Called once `wait()` has finished."""
         self._loop = asyncio.get_running_loop()
@@ -165,8 +167,10 @@ class LocalProcess:
             threading.Thread(target=self._wait_thread, daemon=True).start()
 
     def _on_pidfd(self) -> None:
+        # wait4, not waitpid: the kernel's CPU time and peak RSS of the task's process and
+        # the descendants it waited for, exact even for a task shorter than a sample.
         try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            pid, status, self.rusage = os.wait4(self.pid, os.WNOHANG)
         except ChildProcessError:
             pid, status = self.pid, 255 << 8
         if pid == 0:
@@ -179,7 +183,7 @@ class LocalProcess:
 
     def _wait_thread(self) -> None:
         try:
-            _, status = os.waitpid(self.pid, 0)
+            _, status, self.rusage = os.wait4(self.pid, 0)
         except ChildProcessError:
             status = 255 << 8
         self._loop.call_soon_threadsafe(self._set_exited, status)
@@ -343,20 +347,22 @@ class LocalProcess:
         self.capture.close()
         for callback in self.done_callbacks:
             callback(self)
-        if os.WIFSIGNALED(status):
-            return ProcessResult(
-                None,
-                os.WTERMSIG(status),
-                self.capture.total_bytes,
-                self.capture.dropped_bytes,
-                self.capture.last_line,
-            )
+        usage = self.rusage
+        cpu_s = usage.ru_utime + usage.ru_stime if usage is not None else None
+        # The child shares (or copies) l3tui's memory until its exec, and Linux carries that
+        # memory's high-water mark into the child's ru_maxrss: a figure not above l3tui's
+        # own peak may be l3tui's, so it says nothing about the task (the sampler's does).
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        max_rss = usage.ru_maxrss * 1024 if usage is not None and usage.ru_maxrss > own else None
+        signalled = os.WIFSIGNALED(status)
         return ProcessResult(
-            os.waitstatus_to_exitcode(status),
-            None,
+            None if signalled else os.waitstatus_to_exitcode(status),
+            os.WTERMSIG(status) if signalled else None,
             self.capture.total_bytes,
             self.capture.dropped_bytes,
             self.capture.last_line,
+            cpu_s,
+            max_rss,
         )
 
 

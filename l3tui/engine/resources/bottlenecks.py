@@ -8,7 +8,7 @@ Pure bookkeeping on numbers it is given: it never samples, never touches the bus
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,12 +188,15 @@ class UpgradeAdvisor:
         self._last_totals: dict[str, float] = {}
 
     def observe(self, at: float, sample: Mapping[str, Any], wait_totals: Mapping[str, float],
-                queued_memory_mb: int) -> None:  # fmt: skip
+                queued_memory_mb: int) -> dict[str, float]:  # fmt: skip
+        """Take one sample; returns the seconds waited since the last one, by cause."""
         hour = self._hour(at)
+        waited: dict[str, float] = {}
         for cause, total in wait_totals.items():
             delta = total - self._last_totals.get(cause, 0.0)
             if delta > 0:
                 hour.waits[cause] = hour.waits.get(cause, 0.0) + delta
+                waited[cause] = round(delta, 3)
         self._last_totals = dict(wait_totals)
         used = _number(sample.get("memory_used")) or 0.0
         hour.peak_memory_demand = max(hour.peak_memory_demand,
@@ -204,6 +207,26 @@ class UpgradeAdvisor:
                                    _number(sample.get("memory_usage")) or 0.0)  # fmt: skip
         self._memory_total = _number(sample.get("memory_total")) or 0.0
         self._cores = _number(sample.get("cpu_count")) or 0.0
+        return waited
+
+    def restore(self, waits: Iterable[tuple[str, float, float]],
+                peaks: Iterable[tuple[str, float, float]]) -> None:  # fmt: skip
+        """Hours kept by the store: (cause, hour start, seconds waited) and (metric, hour
+        start, peak) for cpu_usage, load_avg and memory_usage."""
+        hours: dict[float, _Hour] = {h.start: h for h in self._hours}
+        for cause, start, seconds in waits:
+            hour = hours.setdefault(start, _Hour(start))
+            hour.waits[cause] = hour.waits.get(cause, 0.0) + seconds
+        for name, start, peak in peaks:
+            hour = hours.setdefault(start, _Hour(start))
+            if name == "cpu_usage":
+                hour.peak_cpu = max(hour.peak_cpu, peak)
+            elif name == "load_avg":
+                hour.peak_load = max(hour.peak_load, peak)
+            elif name == "memory_usage":
+                hour.peak_memory_pct = max(hour.peak_memory_pct, peak)
+        self._hours = deque(sorted(hours.values(), key=lambda h: h.start),
+                            maxlen=self._hours.maxlen)  # fmt: skip
 
     def _hour(self, at: float) -> _Hour:
         start = at - at % 3600

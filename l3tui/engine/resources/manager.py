@@ -1,7 +1,10 @@
 """ResourceManager: samples the machine at `scheduling.sampler.interval` (in a worker
 thread, never on the loop), keeps a bounded history, feeds measured load to admission,
-attaches CPU % and RSS to each running task's record, holds the allocation ledger, and
-publishes samples and bottleneck findings on the bus.
+attaches CPU % and RSS to each running task's record, holds the allocation ledger and the
+reservation book, and publishes samples (with the time tasks waited since the last one, by
+cause, and the machine's CPU while ready work waited), bottleneck findings and upgrade
+suggestions (raised, refreshed, resolved when their evidence stops) and reservations starting
+and ending on the bus.
 
 It decides nothing about which task runs; the scheduler does, from what this module tells it.
 """
@@ -12,6 +15,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,10 +26,14 @@ from l3tui.engine.clock import Clock
 from l3tui.engine.model import TaskRun, TaskState
 from l3tui.engine.resources.bottlenecks import BottleneckDetector, Finding, UpgradeAdvisor, Waiter
 from l3tui.engine.resources.ledger import Ledger
+from l3tui.engine.resources.reservations import Reservation, ReservationBook, to_event
 from l3tui.engine.resources.sampler import Reading, Sampler
 
 log = logging.getLogger(__name__)
 _MEASURED = (TaskState.RUNNING, TaskState.PAUSED)
+REFRESH_EVIDENCE_S = 600.0
+"""A standing suggestion whose evidence changed is published (and stored) again at most
+this often: its figures grow by the minute."""
 
 
 class WaitingTask(Protocol):
@@ -42,6 +50,10 @@ class WaitingTask(Protocol):
     def reason(self) -> str: ...
 
 
+class Timed(Protocol):
+    def entries(self) -> Sequence[object]: ...
+
+
 class Queue(Protocol):
     """What the resource manager needs of the scheduler: somewhere to send measured load,
     and the queue to read for findings. (The scheduler depends on this package for the
@@ -52,6 +64,13 @@ class Queue(Protocol):
 
     @property
     def queued_memory_mb(self) -> int: ...
+
+    @property
+    def timed(self) -> Timed:
+        """Entries waiting for their `not_before` time (not work the machine could do)."""
+        ...
+
+    def queue_length(self) -> int: ...
 
     def update_load(self, cpu: float | None, memory: float | None) -> None: ...
 
@@ -84,13 +103,17 @@ class ResourceManager:
         limits = settings.resource_limits
         self.ledger = Ledger(limits.cpu_cores or self.machine_cores,
                              limits.memory_mb or self.machine_memory_mb, clock.time)  # fmt: skip
+        self.reservations = ReservationBook(self.ledger, clock.time)
+        self.reservations.on_change(self._reservation_changed)
         self.history: deque[dict[str, Any]] = deque(maxlen=settings.sampler.history)
         self.latest: dict[str, Any] = {}
         self.detector = BottleneckDetector(settings)
         self.advisor = UpgradeAdvisor(settings)
         self.suggested: dict[str, Finding] = {}
+        self._refreshed: dict[str, float] = {}
         self.scheduler: Queue | None = None
         self.samples = 0
+        self._last_at = 0.0
         self._sampled = asyncio.Event()
         self.configure(settings)
 
@@ -142,12 +165,13 @@ class ResourceManager:
             usage = reading.groups.get(run.pgid or 0)
             # The attempt may have ended while the reading was taken: its numbers are final.
             if usage is not None and run.state in _MEASURED:
-                run.record_usage(usage.cpu_pct, usage.rss)
+                run.record_usage(usage.cpu_pct, usage.rss, usage.cpu_s)
         sample = dict(reading.system)
         sample["at"] = at
         sample["tasks_measured"] = len(reading.groups)
         sample["ledger_cpu_free"] = self.ledger.cpu_free
         sample["ledger_memory_free_mb"] = self.ledger.memory_free_mb
+        self._account(at, sample)
         self.history.append(sample)
         self.latest = sample
         self.samples += 1
@@ -169,17 +193,68 @@ class ResourceManager:
             threshold = self.detector.wait_alert_s
             waiters = [Waiter(f"{e.workflow_id}/{e.task_id}", mono - e.enqueued_mono, e.reason)
                        for e in scheduler.waiting_longer_than(threshold)]  # fmt: skip
-            self.advisor.observe(at, sample, scheduler.wait_totals, scheduler.queued_memory_mb)
         raised, cleared = self.detector.observe(at, sample, waiters)
         for finding in raised:
             self._publish(at, finding, True)
         for finding in cleared:
             self._publish(at, finding, False)
         if self.samples % 60 == 1:  # suggestions rest on hours of history: once a minute
-            for finding in self.advisor.suggestions(at):
-                if finding.kind not in self.suggested:
-                    self._publish(at, finding, True)
+            self.suggest(at)
+
+    def _account(self, at: float, sample: dict[str, Any]) -> None:
+        """Add to the sample what the store keeps for reports and advice: the seconds tasks
+        waited since the last sample, by cause (`waited`, counted when a wait ends), and
+        while ready work was queued, the machine's CPU % and how long that was."""
+        elapsed, self._last_at = (at - self._last_at if self._last_at else 0.0), at
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        waited = self.advisor.observe(at, sample, scheduler.wait_totals,
+                                      scheduler.queued_memory_mb)  # fmt: skip
+        if waited:
+            sample["waited"] = waited
+        queued = scheduler.queue_length()
+        cpu = _number(sample.get("cpu_usage"))
+        if queued and cpu is not None and queued > len(scheduler.timed.entries()):
+            sample["busy_while_queued"] = cpu
+            sample["queued_interval_s"] = round(min(elapsed, 10 * self.interval_s), 3)
+
+    def suggest(self, at: float) -> None:
+        """Publish new suggestions, standing ones whose evidence moved (at most every
+        REFRESH_EVIDENCE_S), and resolve those the last day no longer supports."""
+        current = {f.kind: f for f in self.advisor.suggestions(at)}
+        for kind, finding in current.items():
+            known = self.suggested.get(kind)
+            if known is not None:
+                finding = replace(finding, since=known.since)
+            stale = at - self._refreshed.get(kind, 0.0) >= REFRESH_EVIDENCE_S
+            if known is None or (finding.evidence != known.evidence and stale):
+                self._publish(at, finding, True)
+                self._refreshed[kind] = at
+            self.suggested[kind] = finding
+        for kind in [k for k in self.suggested if k not in current]:
+            self._publish(at, self.suggested.pop(kind), False)
+            self._refreshed.pop(kind, None)
+
+    def restore(self, waits: Iterable[tuple[str, float, float]],
+                peaks: Iterable[tuple[str, float, float]],
+                findings: Iterable[Finding]) -> None:  # fmt: skip
+        """What the store kept from before a restart: the hourly waits by cause and peaks of
+        the last day (so advice rests on the same evidence), and the findings still open:
+        suggestions stand until the evidence no longer supports them (not raised twice);
+        a bottleneck seen live is resolved, to be raised again if it is still there."""
+        self.advisor.restore(waits, peaks)
+        now = self.clock.time()
+        for finding in findings:
+            if finding.kind.startswith("upgrade_"):
                 self.suggested[finding.kind] = finding
+                self._refreshed[finding.kind] = now
+            else:
+                self._publish(now, replace(finding, evidence=(
+                    *finding.evidence, "not seen since l3tui restarted")), False)
+
+    def _reservation_changed(self, reservation: Reservation, change: str) -> None:
+        self.bus.publish(to_event(reservation, change, self.clock.time(), "scheduler"))
 
     def _publish(self, at: float, finding: Finding, active: bool) -> None:
         self.bus.publish(ev.BottleneckChanged(

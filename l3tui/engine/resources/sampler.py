@@ -21,11 +21,14 @@ import psutil
 
 @dataclass(frozen=True, slots=True)
 class GroupUsage:
-    """One process group: CPU % (100 = one core busy) and resident memory, summed."""
+    """One process group: CPU % (100 = one core busy) and resident memory, summed over its
+    processes at the moment of reading; `cpu_s` the CPU seconds they used since the last
+    reading (a process seen for the first time counts from then)."""
 
     cpu_pct: float
     rss: int
     processes: int
+    cpu_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ class PsutilSampler:
         ticks_per_s = self._clock_ticks
         seen: dict[tuple[int, int], int] = {}
         cpu: dict[int, float] = {}
+        ticks_used: dict[int, int] = {}
         rss: dict[int, int] = {}
         count: dict[int, int] = {}
         previous = self._last_ticks
@@ -187,10 +191,12 @@ class PsutilSampler:
             seen[key] = ticks
             delta = ticks - previous.get(key, ticks)  # a new process counts from now
             cpu[pgrp] = cpu.get(pgrp, 0.0) + delta / ticks_per_s / elapsed * 100.0
+            ticks_used[pgrp] = ticks_used.get(pgrp, 0) + delta
             rss[pgrp] = rss.get(pgrp, 0) + int(fields[21]) * self._page_size
             count[pgrp] = count.get(pgrp, 0) + 1
         self._last_ticks = seen
-        return {g: GroupUsage(round(cpu[g], 1), rss[g], count[g]) for g in count}
+        return {g: GroupUsage(round(cpu[g], 1), rss[g], count[g], ticks_used[g] / ticks_per_s)
+                for g in count}  # fmt: skip
 
     def _groups_psutil(self, wanted: set[int], elapsed: float) -> dict[int, GroupUsage]:
         seen: dict[tuple[int, int], int] = {}
@@ -209,12 +215,14 @@ class PsutilSampler:
                 continue
             seen[key] = ticks
             delta = ticks - self._last_ticks.get(key, ticks)
-            acc = out.setdefault(pgrp, [0.0, 0.0, 0.0])
+            acc = out.setdefault(pgrp, [0.0, 0.0, 0.0, 0.0])
             acc[0] += delta / 100 / elapsed * 100.0
             acc[1] += memory
             acc[2] += 1
+            acc[3] += delta / 100
         self._last_ticks = seen
-        return {g: GroupUsage(round(a[0], 1), int(a[1]), int(a[2])) for g, a in out.items()}
+        return {g: GroupUsage(round(a[0], 1), int(a[1]), int(a[2]), a[3])
+                for g, a in out.items()}  # fmt: skip
 
 
 def _sum_times(cores: list[Any]) -> Any:

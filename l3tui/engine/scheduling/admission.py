@@ -1,6 +1,7 @@
 """What keeps a queued task from starting: one `Blocker` per distinct cause (a pool, an
 execution's max_parallel, a hold, declared needs that do not fit, measured load), each with
-its own heap of parked entries, plus the measured-load gate with hysteresis.
+its own heap of parked entries, plus the measured-load gate with hysteresis. A pool or the
+ledger short because a reservation holds part of it says so, naming the reservation.
 
 Parking blocked entries under their cause is what keeps admission O(log n): the scheduler
 never re-scans tasks whose cause has not changed. This module holds no policy about order
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sized
 from typing import Any
 
 from l3tui.engine.resources.ledger import Ledger
+from l3tui.engine.resources.reservations import ReservationBook
 from l3tui.engine.scheduling.queue_entry import Blocker, QueueEntry, waiting
 
 
@@ -61,14 +63,15 @@ class GroupBlocker(Blocker):
 
 
 class PoolBlocker(Blocker):
-    __slots__ = ("sizes", "slots", "used")
+    __slots__ = ("book", "sizes", "slots", "used")
 
     def __init__(self, name: str, slots: int, sizes: Mapping[str, int],
-                 used: Mapping[str, int]) -> None:  # fmt: skip
+                 used: Mapping[str, int], book: ReservationBook) -> None:  # fmt: skip
         super().__init__(("pool", name, slots), f"pool:{name}")
         self.slots = slots
         self.sizes = sizes
         self.used = used
+        self.book = book
 
     @property
     def name(self) -> str:
@@ -76,25 +79,37 @@ class PoolBlocker(Blocker):
 
     def clear(self) -> bool:
         name = self.key[1]
-        return self.used.get(name, 0) + self.slots <= self.sizes.get(name, -1)
+        taken = self.used.get(name, 0) + self.book.pool_reserved.get(name, 0)
+        return taken + self.slots <= self.sizes.get(name, -1)
+
+    def by_reservation(self) -> bool:
+        """It would fit but for what reservations hold."""
+        return self.used.get(self.name, 0) + self.slots <= self.sizes.get(self.name, -1)
 
     def blocking(self) -> str | None:
         name = self.name
         size = self.sizes.get(name)
         if size is None:
             return f"pool {name} is not defined in scheduling.pools"
-        used = self.used.get(name, 0)
+        reserved = self.book.pool_reserved.get(name, 0)
+        used = self.used.get(name, 0) + reserved
         if used + self.slots <= size:
             return None
         if self.slots > size:
             return f"needs {self.slots} slots of pool {name}, which has {size}"
         extra = f" (needs {self.slots})" if self.slots > 1 else ""
-        return f"pool {name} {used}/{size}{extra}"
+        note = ""
+        if reserved:
+            note = self.book.note(self.book.holding(pool=name),
+                                  lambda r: f"{sum(n for p, n in r.pools if p == name)} slot(s)")
+        return f"pool {name} {used}/{size}{extra}{note}"
 
     def unblock_hint(self) -> str:
         name = self.name
         if name not in self.sizes:
             return f"define pools.{name} in l3-scheduling.yml"
+        if self.book.pool_reserved.get(name) and self.by_reservation():
+            return "the reservation ends (or is cancelled: `l3tui reservations cancel ID`)"
         return (f"a task holding pool {name} ends (or raise pools.{name} to "
                 f"{self.sizes[name] + self.slots})")  # fmt: skip
 
@@ -102,17 +117,33 @@ class PoolBlocker(Blocker):
 class FitBlocker(Blocker):
     """Declared cpu / memory that the ledger cannot grant now."""
 
-    __slots__ = ("cpu", "ledger", "memory_mb")
+    __slots__ = ("book", "cpu", "ledger", "memory_mb")
 
-    def __init__(self, cpu: float, memory_mb: int, ledger: Ledger) -> None:
+    def __init__(self, cpu: float, memory_mb: int, ledger: Ledger, book: ReservationBook) -> None:
         short_memory = memory_mb > ledger.memory_free_mb
         super().__init__(("fit", cpu, memory_mb), "memory" if short_memory else "cpu")
         self.cpu = cpu
         self.memory_mb = memory_mb
         self.ledger = ledger
+        self.book = book
 
     def blocking(self) -> str | None:
-        return self.ledger.shortfall(self.cpu, self.memory_mb)
+        why = self.ledger.shortfall(self.cpu, self.memory_mb)
+        if why is None or not self.book.active:
+            return why
+        ledger = self.ledger
+        short_cpu = bool(self.cpu) and self.cpu > ledger.cpu_free + 1e-9
+        short_memory = self.memory_mb > ledger.memory_free_mb
+        held = self.book.holding(cpu=short_cpu, memory=short_memory)
+        return why + self.book.note(held, lambda r: r.holds())
+
+    def by_reservation(self) -> bool:
+        """It would fit but for what reservations hold."""
+        ledger = self.ledger
+        cpu = sum(r.cpu for r in self.book.active.values())
+        memory = sum(r.memory_mb for r in self.book.active.values())
+        return (self.cpu <= ledger.cpu_free + cpu + 1e-9
+                and self.memory_mb <= ledger.memory_free_mb + memory)  # fmt: skip
 
     def unblock_hint(self) -> str:
         if self.ledger.never_fits(self.cpu, self.memory_mb):
@@ -138,6 +169,11 @@ class LoadGate:
     @property
     def closed(self) -> bool:
         return self.cpu_over or self.memory_over
+
+    def limit(self, max_cpu: float, max_memory: float, hysteresis: float) -> None:
+        """New limits (a config reload), the last readings judged against them."""
+        self.max_cpu, self.max_memory, self.hysteresis = max_cpu, max_memory, hysteresis
+        self.update(self.cpu, self.memory)
 
     def update(self, cpu: float | None, memory: float | None) -> bool:
         """Take new readings; True when the reason text (or the open/closed state) changed."""

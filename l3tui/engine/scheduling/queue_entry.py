@@ -9,7 +9,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -24,6 +23,9 @@ bump it), so stale items are dropped lazily when they surface."""
 
 class Explainer(Protocol):
     """Whoever queued an entry can say why it still waits (the scheduler)."""
+
+    wall_offset: float
+    """Wall time minus monotonic time when it last queued an entry."""
 
     def reason_for(self, entry: QueueEntry) -> str: ...
 
@@ -54,45 +56,124 @@ class Blocker:
         return ""
 
 
-@dataclass(slots=True, eq=False)
-class QueueEntry:
-    """A task waiting to be admitted (or running, once admitted)."""
+class Needs:
+    """What a task asks beyond a concurrency slot, and a caller's note: rare, so every entry
+    that asks nothing shares `PLAIN` (80 bytes saved per entry; 100,000 queued tasks are
+    100,000 entries). Read-only once made: an entry that changes its note gets its own."""
 
-    execution_id: str
-    task_id: str
-    workflow_id: str
-    name: str
-    priority: int
-    on_admit: Callable[[QueueEntry], None]
-    critical: bool = False
-    cpu: float = 0.0
-    memory_mb: int = 0
-    pools: Mapping[str, int] = field(default_factory=lambda: NO_POOLS)
-    deadline: float | None = None
-    not_before: float | None = None
-    group_limit: int | None = None
-    """At most this many running entries of the same execution (workflow max_parallel)."""
-    seq: int = 0
-    enqueued_at: float = 0.0
-    enqueued_mono: float = 0.0
-    admitted: bool = False
-    withdrawn: bool = False
-    boost: int = 0
-    """Priority points gained by waiting (aging)."""
-    note: str = field(default="", repr=False)
-    """A caller's own remark, shown only when nothing else explains the wait."""
-    _gen: int = field(default=0, init=False, repr=False)
-    _home: Blocker | None = field(default=None, init=False, repr=False)
-    _sched: Explainer | None = field(default=None, init=False, repr=False)
-    _deadline: float = field(default=INF, init=False, repr=False)
-    _cause: str = field(default="concurrency", init=False, repr=False)
-    _cause_since: float = field(default=0.0, init=False, repr=False)
-    _alloc: str | None = field(default=None, init=False, repr=False)
-    _plain: bool = field(default=False, init=False, repr=False)
-    _ekey: tuple[str, str] = field(default=("", ""), init=False, repr=False)
-    _origin: Blocker | None = field(default=None, init=False, repr=False)
-    """The cause this entry was parked under, while it stands in the main heap for it."""
-    """No pools, needs, max_parallel or not_before: only holds and load can stop it."""
+    __slots__ = ("cpu", "deadline", "group_limit", "memory_mb", "not_before", "note", "pools")
+
+    def __init__(self, cpu: float = 0.0, memory_mb: int = 0,
+                 pools: Mapping[str, int] = NO_POOLS, deadline: float | None = None,
+                 not_before: float | None = None, group_limit: int | None = None,
+                 note: str = "") -> None:  # fmt: skip
+        self.cpu, self.memory_mb, self.pools = cpu, memory_mb, pools
+        self.deadline, self.not_before, self.group_limit = deadline, not_before, group_limit
+        self.note = note
+
+    def plain(self) -> bool:
+        """No pools, needs, max_parallel or not_before: only holds and load can stop it."""
+        return not (self.pools or self.cpu or self.memory_mb or self.group_limit is not None
+                    or self.not_before is not None)  # fmt: skip
+
+
+PLAIN = Needs()
+
+
+class QueueEntry:
+    """A task waiting to be admitted (or running, once admitted).
+
+    23 slots (216 bytes): what every queued entry carries; what few ask for lives in `Needs`.
+    """
+
+    __slots__ = ("_alloc", "_cause", "_cause_since", "_deadline", "_ekey", "_gen", "_home",
+                 "_needs", "_origin", "_plain", "_sched", "admitted", "boost", "critical",
+                 "enqueued_mono", "execution_id", "name", "on_admit", "priority", "seq",
+                 "task_id", "withdrawn", "workflow_id")  # fmt: skip
+
+    def __init__(self, execution_id: str, task_id: str, workflow_id: str, name: str,
+                 priority: int, on_admit: Callable[[QueueEntry], None], critical: bool = False,
+                 cpu: float = 0.0, memory_mb: int = 0, pools: Mapping[str, int] = NO_POOLS,
+                 deadline: float | None = None, not_before: float | None = None,
+                 group_limit: int | None = None, note: str = "") -> None:  # fmt: skip
+        self.execution_id, self.task_id = execution_id, task_id
+        self.workflow_id, self.name = workflow_id, name
+        self.priority, self.on_admit, self.critical = priority, on_admit, critical
+        if (cpu or memory_mb or pools or deadline is not None or not_before is not None
+                or group_limit is not None or note):  # fmt: skip
+            self._needs = Needs(cpu, memory_mb, pools, deadline, not_before, group_limit, note)
+        else:
+            self._needs = PLAIN
+        self.seq = 0
+        self.enqueued_mono = 0.0
+        self.admitted = self.withdrawn = False
+        self.boost = 0
+        """Priority points gained by waiting (aging)."""
+        self._gen = 0
+        self._home: Blocker | None = None
+        self._sched: Explainer | None = None
+        self._deadline = INF
+        self._cause = "concurrency"
+        self._cause_since = 0.0
+        self._alloc: str | None = None
+        self._plain = False
+        """No pools, needs, max_parallel or not_before: only holds and load can stop it."""
+        self._ekey: tuple[str, str] = ("", "")
+        self._origin: Blocker | None = None
+        """The cause this entry was parked under, while it stands in the main heap for it."""
+
+    @property
+    def cpu(self) -> float:
+        """Declared CPU (cores)."""
+        return self._needs.cpu
+
+    @property
+    def memory_mb(self) -> int:
+        """Declared memory (MB)."""
+        return self._needs.memory_mb
+
+    @property
+    def pools(self) -> Mapping[str, int]:
+        """Pool slots it takes, by pool name."""
+        return self._needs.pools
+
+    @property
+    def deadline(self) -> float | None:
+        """Wall time it should have started by (orders the queue)."""
+        return self._needs.deadline
+
+    @property
+    def not_before(self) -> float | None:
+        """Wall time before which it may not start."""
+        return self._needs.not_before
+
+    @property
+    def group_limit(self) -> int | None:
+        """At most this many running entries of its execution (max_parallel)."""
+        return self._needs.group_limit
+
+    @property
+    def note(self) -> str:
+        """A caller's own remark, shown only when nothing else explains the wait."""
+        return self._needs.note
+
+    @note.setter
+    def note(self, text: str) -> None:
+        old = self._needs
+        self._needs = Needs(old.cpu, old.memory_mb, old.pools, old.deadline, old.not_before,
+                            old.group_limit, text)  # fmt: skip
+
+    @property
+    def enqueued_at(self) -> float:
+        """Wall time it was queued: its monotonic time on the wall clock of its scheduler
+        (one float fewer per entry than storing both)."""
+        sched = self._sched
+        return self.enqueued_mono + sched.wall_offset if sched is not None else 0.0
+
+    def __repr__(self) -> str:
+        return (f"QueueEntry({self.execution_id!r}, {self.task_id!r}, "
+                f"priority={self.priority}, boost={self.boost}, admitted={self.admitted}, "
+                f"withdrawn={self.withdrawn})")  # fmt: skip
 
     @property
     def effective_priority(self) -> int:

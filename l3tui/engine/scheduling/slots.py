@@ -1,5 +1,6 @@
 """What admitted tasks hold while they run: pool slots, their execution's running count
-(`max_parallel`) and a ledger allocation of their declared cpu / memory.
+(`max_parallel`) and a ledger allocation of their declared cpu / memory. Pool slots held by
+reservations count as taken.
 
 `shortfall` names the cause (a `Blocker`) that keeps an entry from taking its slots now;
 `take` hands them over on admission; `give_back` returns them when the attempt ends and
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from functools import partial
 
 from l3tui.engine.resources.ledger import Ledger
+from l3tui.engine.resources.reservations import ReservationBook
 from l3tui.engine.scheduling.admission import Causes, FitBlocker, GroupBlocker, PoolBlocker
 from l3tui.engine.scheduling.queue_entry import Blocker, QueueEntry
 
@@ -19,9 +21,10 @@ from l3tui.engine.scheduling.queue_entry import Blocker, QueueEntry
 class Slots:
     """Pools, per-execution running counts and ledger allocations of admitted entries."""
 
-    def __init__(self, ledger: Ledger, causes: Causes) -> None:
+    def __init__(self, ledger: Ledger, causes: Causes, book: ReservationBook) -> None:
         self.ledger = ledger
         self.causes = causes
+        self.book = book
         self.pool_sizes: dict[str, int] = {}
         """Configured sizes; updated in place (the pool blockers hold this very dict)."""
         self.pool_used: dict[str, int] = {}
@@ -40,14 +43,17 @@ class Slots:
                 ("group", group, limit), lambda: GroupBlocker(group, limit, per_group)
             )
         if entry.pools:
+            reserved = self.book.pool_reserved
             for pool, slots in entry.pools.items():
-                if self.pool_used.get(pool, 0) + slots > self.pool_sizes.get(pool, 0):
-                    make = partial(PoolBlocker, pool, slots, self.pool_sizes, self.pool_used)
+                taken = self.pool_used.get(pool, 0) + reserved.get(pool, 0)
+                if taken + slots > self.pool_sizes.get(pool, 0):
+                    make = partial(PoolBlocker, pool, slots, self.pool_sizes, self.pool_used,
+                                   self.book)  # fmt: skip
                     return self.causes.get_or_make(("pool", pool, slots), make)
         cpu, memory = entry.cpu, entry.memory_mb
         if (cpu or memory) and self.ledger.shortfall(cpu, memory):
             return self.causes.get_or_make(
-                ("fit", cpu, memory), lambda: FitBlocker(cpu, memory, self.ledger)
+                ("fit", cpu, memory), lambda: FitBlocker(cpu, memory, self.ledger, self.book)
             )
         return None
 

@@ -23,6 +23,8 @@ def next_wake(scheduler: TaskScheduler) -> float | None:
     expiry = scheduler.ledger.next_expiry()
     if expiry is not None:
         candidates.append(expiry)
+    if scheduler.book.due_at < INF:  # a reservation starts or ends
+        candidates.append(scheduler.book.due_at)
     return min(candidates) if candidates else None
 
 

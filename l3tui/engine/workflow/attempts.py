@@ -50,6 +50,7 @@ class AttemptRunner:
     ) -> Outcome:
         execution = live.execution
         run.attempt += 1
+        run.declared_cpu, run.declared_memory_mb = task.resources.cpu, task.resources.memory_mb
         now = self.clock.time()
         wait = now - (run.queued_at or now)
         run.wait_s += wait
@@ -184,6 +185,7 @@ class AttemptRunner:
             proc.terminate()
             raise
         run.stop_running(clock.time())
+        run.end_attempt_usage(result.cpu_s, result.max_rss)
         run.last_line = result.last_line or run.last_line
         if attempt.cancelled or execution.cancel_requested:
             return TaskState.CANCELLED, "cancelled", result.exit_code

@@ -251,16 +251,10 @@ class WorkflowEngine:
     def _enqueue(self, live: LiveExecution, run: TaskRun, task: TaskDef) -> None:
         execution = live.execution
         entry = QueueEntry(
-            execution_id=execution.id,
-            task_id=task.id,
-            workflow_id=execution.workflow_id,
-            name=run.name,
-            priority=run.priority,
-            on_admit=self._on_admit,
-            critical=run.priority >= self._critical,
-            cpu=task.resources.cpu,
-            memory_mb=task.resources.memory_mb,
-            pools=task.resources.pools,
+            execution_id=execution.id, task_id=task.id, workflow_id=execution.workflow_id,
+            name=run.name, priority=run.priority, on_admit=self._on_admit,
+            critical=run.priority >= self._critical, cpu=task.resources.cpu,
+            memory_mb=task.resources.memory_mb, pools=task.resources.pools,
             deadline=(execution.started_at + task.deadline / 1000)
             if task.deadline and execution.started_at
             else execution.deadline_at,
@@ -350,8 +344,7 @@ class WorkflowEngine:
         self.bus.publish(ev.TaskFinished(
             at=now, execution_id=execution.id, task_id=run.task_id, state=state,
             attempt=run.attempt, exit_code=run.exit_code, duration_s=run.active_s,
-            wait_s=run.wait_s, reason=reason, peak_cpu_pct=run.peak_cpu_pct,
-            peak_rss=run.peak_rss, avg_cpu_pct=round(run.avg_cpu_pct, 1), avg_rss=run.avg_rss,
+            wait_s=run.wait_s, reason=reason, **run.usage(),
         ))  # fmt: skip
         self._settle(live, run.task_id)
 

@@ -230,3 +230,52 @@ def test_reloaded_limits_admit_what_now_fits():
     sched.configure(settings(resource_limits={"max_concurrent_tasks": 10}, pools={"build": 3}))
     assert sorted(rec.order) == ["b0", "b1", "b2", "plain"]
     assert sched.pool_used == {"build": 3}
+
+
+def test_a_note_given_to_one_plain_entry_is_not_given_to_every_other():
+    """Entries that ask for nothing share one `Needs`: changing one's note must copy it."""
+    rec = Recorder()
+    first, second = entry("a", 5, rec), entry("b", 5, rec)
+    first.reason = "waiting for the lab"
+    assert first.note == "waiting for the lab"
+    assert second.note == "" and entry("c", 5, rec).note == ""
+    assert second.pools == {} and second.cpu == 0.0 and second.deadline is None
+
+
+def test_a_limited_queue_is_the_head_of_the_whole_queue_in_dispatch_order():
+    clock = FakeClock()
+    rec = Recorder()
+    sched = TaskScheduler(settings(), clock)
+    sched.submit(entry("busy", 10, rec))  # holds the only slot: the rest wait
+    rng = random.Random(7)
+    for n in range(500):
+        deadline = clock.time() + rng.randrange(1000) if rng.random() < 0.3 else None
+        sched.submit(entry(f"t{n}", rng.choice([1, 3, 5, 8, 10]), rec, deadline=deadline))
+    whole = sched.queue()
+    assert len(whole) == 500
+    assert [e.task_id for e in sched.queue(limit=30)] == [e.task_id for e in whole[:30]]
+    assert [e.task_id for e in sched.queue(limit=400)] == [e.task_id for e in whole[:400]]
+    eights = sched.queue(priority=8, limit=5)
+    assert [e.task_id for e in eights] == [e.task_id for e in whole if e.priority == 8][:5]
+    assert all(e.enqueued_at == pytest.approx(clock.time()) for e in whole)
+
+
+def test_the_queue_pane_slices_deep_rows_beyond_the_ordered_head():
+    """queue_slice orders only the head it needs: a slice past that head (a pane scrolled
+    down) and a slice after the queue changed are still the whole queue's rows."""
+    from l3tui.runtime.views import RuntimeViews
+
+    clock = FakeClock()
+    rec = Recorder()
+    sched = TaskScheduler(settings(), clock)
+    sched.submit(entry("busy", 10, rec))
+    for n in range(2000):
+        sched.submit(entry(f"t{n}", (1, 3, 5, 8, 10)[n % 5], rec))
+    views = RuntimeViews(None, sched, None, None, None, None, clock)  # type: ignore[arg-type]
+    ids = [e.task_id for e in sched.queue()]
+    assert [q.task_id for q in views.queue_slice(0, 30)] == ids[:30]
+    assert [q.task_id for q in views.queue_slice(1500, 30)] == ids[1500:1530]
+    assert [q.task_id for q in views.queue_slice(1990, 30)] == ids[1990:]
+    sched.submit(entry("late", 10, rec))  # the queue changed: the cached head is stale
+    assert views.queue_slice(0, 1)[0].task_id == sched.queue(limit=1)[0].task_id
+    assert views.queue_slice(0, 1)[0].since == pytest.approx(clock.time())
