@@ -73,7 +73,7 @@ def _scheduled(trigger: str) -> bool:
 
 AUDITED: frozenset[type[ev.Event]] = frozenset({
     ev.OperatorAction, ev.ExecutionCreated, ev.ExecutionStarted, ev.ExecutionFinished,
-    ev.DecisionReceived, ev.DecisionRejected, ev.SystemNotice,
+    ev.DecisionReceived, ev.DecisionRejected, ev.SystemNotice, ev.ReservationChanged,
 })  # fmt: skip
 """The event types `entries_for` may turn into entries (or must see: ExecutionCreated)."""
 
