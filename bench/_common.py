@@ -55,3 +55,10 @@ async def time_in_runtime(definition: WorkflowDef, scheduling: str, actions: str
     shutil.rmtree(state, ignore_errors=True)
     assert result == "succeeded", result
     return took
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, to print beside every figure (a shared machine)."""
+    import os
+
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())

@@ -9,7 +9,9 @@ on disk before a process is spawned (many attempts share one wait: group commit)
 
 A `committed` subscriber (the console, `l3tui run`'s printer) receives each event only once
 every durable subscriber has acknowledged it and everything published before it, in
-publication order: what it shows as done is on disk. Without a durable subscriber
+publication order: what it shows as done is on disk. A durable subscriber may wait a
+little before committing what nobody waits for (`Subscription.wanted`); a `durable()`
+call or a committed reader waiting for an event ends that wait at once. Without a durable subscriber
 (`--no-record`) it receives events at once, and nothing ever waits.
 """
 
@@ -31,8 +33,8 @@ class Subscription:
     """One subscriber's queue. Iterate it (`async for event in sub`) or `get_batch()`."""
 
     __slots__ = ("_accepts", "_acked", "_bus", "_queue", "_seqs", "_unconfirmed", "_waiter",
-                 "_waiters", "closed", "committed", "delivered", "dropped", "durable",
-                 "maxsize", "name")  # fmt: skip
+                 "_waiters", "_wanted", "_wanted_most", "closed", "committed", "delivered",
+                 "dropped", "durable", "maxsize", "name")  # fmt: skip
 
     def __init__(
         self,
@@ -57,6 +59,9 @@ class Subscription:
         """Durable: the bus sequence number of each delivered, unacknowledged event."""
         self._unconfirmed: deque[tuple[int, Event]] = deque()
         """Committed: (sequence number, event) not yet acknowledged by the durable ones."""
+        self._wanted: asyncio.Future[None] | None = None
+        """Durable: set once someone waits for what it holds (see `wanted`)."""
+        self._wanted_most = 0
         self.delivered = 0
         self.dropped = 0
         self.closed = False
@@ -71,6 +76,8 @@ class Subscription:
                 self._unconfirmed.popleft()
                 self.dropped += 1
             self._unconfirmed.append((seq, event))
+            if self._waiter is not None:
+                self._bus._wanted()  # its reader waits for this one: no lazy commit
             return
         self._deliver(event)
 
@@ -80,6 +87,9 @@ class Subscription:
             self.dropped += 1  # the deque drops the oldest itself
         queue.append(event)
         self.delivered += 1
+        wanted = self._wanted
+        if wanted is not None and len(queue) >= self._wanted_most and not wanted.done():
+            wanted.set_result(None)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -117,6 +127,8 @@ class Subscription:
         while not self._queue:
             if self.closed:
                 raise StopAsyncIteration
+            if self._unconfirmed:
+                self._bus._wanted()
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
 
@@ -149,13 +161,36 @@ class Subscription:
             return None
         future = asyncio.get_running_loop().create_future()
         self._waiters.append((self.delivered, future))
+        wanted = self._wanted
+        if wanted is not None and not wanted.done():
+            wanted.set_result(None)
         return future
+
+    async def wanted(self, within: float, most: int) -> None:
+        """Durable: return once someone waits for what was delivered (`bus.durable()`), or
+        `most` events are queued, or `within` seconds have passed, or it is closed, or a
+        `committed` reader waits for an event it holds. The store commits at once what the
+        engine or a reader waits for, and lazily, in fewer and larger commits, what nobody
+        waits for (task starts and ends, samples, with no console or printer following)."""
+        if self._waiters or self.closed or len(self._queue) >= most or self._bus._reading():
+            return
+        loop = asyncio.get_running_loop()
+        wanted = self._wanted = loop.create_future()
+        self._wanted_most = most
+        timer = loop.call_later(within, _set_done, wanted)
+        try:
+            await wanted
+        finally:
+            timer.cancel()
+            self._wanted = None
 
     def close(self) -> None:
         self.closed = True
         self._bus._remove(self)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        if self._wanted is not None:
+            _set_done(self._wanted)
         self.ack(self.delivered)  # nobody will commit the rest; do not hold the engine
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -163,6 +198,11 @@ class Subscription:
 
     async def __anext__(self) -> Event:
         return await self.get()
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class EventBus:
@@ -211,6 +251,16 @@ class EventBus:
         if sub in self._durable:
             self._durable.remove(sub)
             self._confirmed()
+
+    def _wanted(self) -> None:
+        """Someone waits for what the durable subscribers hold: no lazy commit."""
+        for sub in self._durable:
+            if sub._wanted is not None:
+                _set_done(sub._wanted)
+
+    def _reading(self) -> bool:
+        """A committed reader waits for an event not yet acknowledged."""
+        return any(sub._waiter is not None and sub._unconfirmed for sub in self._committed)
 
     def _confirmed(self) -> None:
         """A durable subscriber acknowledged (or left): release what committed ones may see."""

@@ -71,6 +71,13 @@ def _scheduled(trigger: str) -> bool:
     return trigger.startswith(("schedule", "cron", "after:"))
 
 
+AUDITED: frozenset[type[ev.Event]] = frozenset({
+    ev.OperatorAction, ev.ExecutionCreated, ev.ExecutionStarted, ev.ExecutionFinished,
+    ev.DecisionReceived, ev.DecisionRejected, ev.SystemNotice, ev.ReservationChanged,
+})  # fmt: skip
+"""The event types `entries_for` may turn into entries (or must see: ExecutionCreated)."""
+
+
 def entries_for(
     event: ev.Event, default_actor: str, triggers: dict[str, str]
 ) -> Iterator[AuditEntry]:

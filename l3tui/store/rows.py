@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from l3tui.engine import events as ev
-from l3tui.store.audit import AuditEntry, entries_for
+from l3tui.store.audit import AUDITED, AuditEntry, entries_for
 
 METRIC_BUCKET_S = 30.0
 """Resource samples are kept as one avg/max/min row per metric per this many seconds."""
@@ -113,7 +113,8 @@ class BatchBuilder:
                 rows.append((event.at, event.kind, getattr(event, "execution_id", None),
                              event_json(event)))  # fmt: skip
             self._apply(batch, event)
-            batch.audit.extend(entries_for(event, self.default_actor, self.triggers))
+            if type(event) in AUDITED:  # most events (task ones) stand for no audit entry
+                batch.audit.extend(entries_for(event, self.default_actor, self.triggers))
         if len(self.triggers) > 10_000:  # executions that never finished in this process
             for key in list(self.triggers)[:5_000]:
                 del self.triggers[key]
@@ -187,7 +188,7 @@ class BatchBuilder:
                         acc[3] += 1
         elif isinstance(e, ev.ExecutionCreated):
             b.definitions.append((e.definition_hash, e.workflow_id, e.workflow_name,
-                                  _encode(e.definition), at))  # fmt: skip
+                                  e.definition, at))  # fmt: skip
             b.executions.append((e.execution_id, e.workflow_id, e.workflow_name,
                                  e.definition_hash, _encode(e.params), e.trigger, e.parent_id,
                                  e.priority, at))  # fmt: skip
@@ -198,6 +199,9 @@ class BatchBuilder:
                 b.task_runs[(e.execution_id, task_id)] = row
         elif isinstance(e, ev.ExecutionStarted):
             _merge(b.exec_updates, e.execution_id, {"state": "running", "started_at": at})
+            for task_id, reason in e.waiting:
+                _task(b, (e.execution_id, task_id), {"state": "waiting", "reason": reason,
+                                                     "attempt": 0})  # fmt: skip
         elif isinstance(e, ev.ExecutionPaused):
             _merge(b.exec_updates, e.execution_id, {"state": "paused"})
         elif isinstance(e, ev.ExecutionResumed):

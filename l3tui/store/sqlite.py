@@ -72,6 +72,8 @@ MAX_HELD_EVENTS = 100_000
 CLOSE_RETRY_S = 30.0
 """How long closing waits for a full or read-only disk to take what is held."""
 PRUNE_EVERY_S = 3600.0
+LAZY_COMMIT_S = 0.05
+"""Longest an event waits for its commit when nothing waits for it (`Subscription.wanted`)."""
 # Errors that may go away (full disk, read-only file, I/O): hold and retry. Other
 # DatabaseErrors (IntegrityError, ProgrammingError...) mean a bug in the mapping.
 _TRANSIENT = (sqlite3.OperationalError, OSError)
@@ -278,6 +280,9 @@ class Store:
                     # One turn of the loop first: what woke us (a success) usually set going
                     # what waits for it (a dependant's start); both then share this commit.
                     await asyncio.sleep(0)
+                    # What nobody waits for yet is committed within LAZY_COMMIT_S, with
+                    # whatever follows it: fewer commits, less of the writer holding the GIL.
+                    await sub.wanted(LAZY_COMMIT_S, self.batch_rows)
                     events = await sub.get_batch(self.batch_rows)
                 else:
                     events = await self._next_while_degraded(sub)

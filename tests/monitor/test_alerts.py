@@ -97,7 +97,7 @@ def test_builtin_alerts_for_timeouts_deadlines_crashes_bottlenecks_and_store_err
     alerts, bus, clock, _m, _sub = manager()
     at = clock()
     bus.publish(ev.ExecutionCreated(at=at, execution_id="e1", workflow_id="build",
-                                    workflow_name="b", definition_hash="h", definition={},
+                                    workflow_name="b", definition_hash="h", definition="{}",
                                     params={}, trigger="manual", parent_id=None, priority=5,
                                     tasks=(("compile", "compile"),)))  # fmt: skip
     bus.publish(ev.TaskFinished(at=at, execution_id="e1", task_id="compile", state="timed_out",

@@ -332,7 +332,10 @@ class LocalProcess:
         """Wait for the process, clean up its group, drain its output."""
         status = await self._exited
         try:
-            await self.terminate()  # leftovers: systemd's KillMode=control-group
+            # Leftovers (systemd's KillMode=control-group); an empty group, the usual case,
+            # costs no Task.
+            if self._terminating is not None or self.group_alive():
+                await self.terminate()
         finally:
             self.enclosure.ended()
         if not self._eof.done():

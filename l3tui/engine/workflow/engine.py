@@ -40,7 +40,7 @@ from l3tui.engine.workflow.conditions import judge
 from l3tui.engine.workflow.deadlines import arm_deadlines
 from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.operations import OperatorCommands
-from l3tui.engine.workflow.templates import definition_for, definition_hash, resolve_params
+from l3tui.engine.workflow.templates import definition_for, encode_definition, resolve_params
 from l3tui.engine.workflow.timers import PausableTimer, resolve_not_before
 
 log = logging.getLogger(__name__)
@@ -117,12 +117,13 @@ class WorkflowEngine:
         levels = self.config.scheduling
         base_priority = levels.priority_level(priority if priority is not None
                                               else definition.priority)  # fmt: skip
+        definition_json, digest = encode_definition(definition)
         execution = Execution(
             id=exec_id,
             workflow_id=workflow_id,
             workflow_name=definition.name,
             definition=definition,
-            definition_hash=definition_hash(definition),
+            definition_hash=digest,
             params=params,
             trigger=trigger,
             parent_id=parent_id,
@@ -143,7 +144,7 @@ class WorkflowEngine:
         self.bus.publish(ev.ExecutionCreated(
             at=now, execution_id=exec_id, workflow_id=workflow_id,
             workflow_name=definition.name, definition_hash=execution.definition_hash,
-            definition=definition.model_dump(mode="json", by_alias=True), params=params,
+            definition=definition_json, params=params,
             trigger=trigger, parent_id=parent_id, priority=base_priority,
             tasks=tuple((t.id, t.display_name) for t in definition.tasks),
         ))  # fmt: skip
@@ -158,15 +159,18 @@ class WorkflowEngine:
         now = self.clock.time()
         execution.to(ExecState.RUNNING)
         execution.started_at = now
-        self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id))
-        arm_deadlines(live, self.bus, self.clock)
-        live.make_directory()
         ready = set(live.tracker.initial())
+        waiting = []
         for task in live.definition.tasks:
             if task.id not in ready:
-                deps = ", ".join(task.dependencies)
+                reason = f"waiting on {', '.join(task.dependencies)}"
                 self.transitions.move(execution, execution.tasks[task.id], TaskState.WAITING,
-                                f"waiting on {deps}")  # fmt: skip
+                                      reason, announce=False)  # ExecutionStarted says it
+                waiting.append((task.id, reason))
+        self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id,
+                                             waiting=tuple(waiting)))  # fmt: skip
+        arm_deadlines(live, self.bus, self.clock)
+        live.make_directory()
         if not self.bus.has_durable:
             self._dispatch(live)
             return
