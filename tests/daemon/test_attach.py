@@ -19,6 +19,7 @@ import pytest
 
 from l3tui.daemon.client import find_socket
 from l3tui.daemon.protocol import decode, encode
+from l3tui.daemon.server import QUEUE_BYTES
 from l3tui.dashboard.app import ConsoleApp
 from tests.conftest import L3TUI, descendants_by_marker
 from tests.daemon.conftest import ACTIONS, SCHEDULING, WORKFLOWS, Daemon
@@ -172,7 +173,9 @@ def test_a_client_that_reads_nothing_costs_the_daemon_nothing(make_daemon: Any) 
         print(f"daemon RSS growth during a 10k-task run: {control_growth / 2**20:.1f} MiB "
               f"with a console that reads, {stalled_growth / 2**20:.1f} MiB with one that "
               "reads nothing")  # fmt: skip
-        assert stalled_growth - control_growth < 20 * 2**20
+        # What waits for it is bounded by QUEUE_BYTES of lines, plus their objects, the
+        # socket's buffer and the allocator's slack (measured 12-22 MiB over the control).
+        assert stalled_growth - control_growth < 3 * QUEUE_BYTES
         assert daemon.cli("doctor").returncode == 0
     finally:
         stalled.close()
