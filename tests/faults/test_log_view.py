@@ -13,8 +13,8 @@ import os
 import pty
 import select
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 import tty
 from pathlib import Path
@@ -266,21 +266,27 @@ async def test_the_log_view_reads_a_bounded_tail_of_a_huge_log(make_config, runt
     assert peak_kib < 300 * 1024, f"l3tui logs peaked at {peak_kib // 1024} MiB"
 
 
+# Started by a small Python of its own: Linux carries the memory high-water mark of whoever
+# spawns a process into that process's ru_maxrss, so a command spawned by this pytest (300 MB
+# on CI after the earlier tests) would report pytest's peak, not its own.
+PEAK_OF = """
+import os, subprocess, sys
+with open(sys.argv[1], "wb") as err:
+    proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=err,
+                            stdin=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def run_with_peak(argv: list[str], timeout: float = 300) -> tuple[int, str, int]:
-    """(exit code, stderr, peak RSS in KiB) of this one command: its own rusage, not
-    RUSAGE_CHILDREN, which holds the largest child any earlier test of the session reaped."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err,
-                                stdin=subprocess.DEVNULL)  # fmt: skip
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return proc.returncode, err.read().decode(errors="replace"), usage.ru_maxrss
+    """(exit code, stderr, peak RSS in KiB) of this one command, its own: not RUSAGE_CHILDREN
+    (the largest child any earlier test reaped) nor the peak of the process that spawned it."""
+    with tempfile.NamedTemporaryFile() as err:
+        out = subprocess.run([sys.executable, "-c", PEAK_OF, err.name, *argv], timeout=timeout,
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        code, peak_kib = map(int, out.stdout.split())
+        return code, Path(err.name).read_text(errors="replace"), peak_kib
 
 
 async def test_a_retried_task_shows_each_attempt_to_its_end(make_config, runtime_for):

@@ -352,8 +352,7 @@ class LocalProcess:
         # The child shares (or copies) l3tui's memory until its exec, and Linux carries that
         # memory's high-water mark into the child's ru_maxrss: a figure not above l3tui's
         # own peak may be l3tui's, so it says nothing about the task (the sampler's does).
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        max_rss = usage.ru_maxrss * 1024 if usage is not None and usage.ru_maxrss > own else None
+        max_rss = usage.ru_maxrss * 1024 if usage is not None and above_own_peak(usage) else None
         signalled = os.WIFSIGNALED(status)
         return ProcessResult(
             None if signalled else os.waitstatus_to_exitcode(status),
@@ -364,6 +363,34 @@ class LocalProcess:
             cpu_s,
             max_rss,
         )
+
+
+_own_peak_kib = 0
+
+
+def above_own_peak(usage: resource.struct_rusage) -> bool:
+    """Whether a child's ru_maxrss is above this process's own memory high-water mark.
+
+    Not RUSAGE_SELF's ru_maxrss: that, too, holds what l3tui's parent weighed when it
+    started l3tui (CI's 300 MB pytest hid every task under that). VmHWM is this process's
+    memory alone, and only grows, so it is read again only when a child is above the last
+    reading."""
+    global _own_peak_kib
+    if usage.ru_maxrss > _own_peak_kib:
+        _own_peak_kib = vm_hwm_kib()
+    return usage.ru_maxrss > _own_peak_kib
+
+
+def vm_hwm_kib() -> int:
+    """This process's own peak resident memory in KiB (VmHWM), not what it inherited."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 class LocalExecutor:
