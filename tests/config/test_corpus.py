@@ -179,7 +179,7 @@ def test_billion_laughs_fails_fast_without_eating_memory(tmp_path: Path) -> None
         """
         import json, sys, time
         from l3tui.config import ConfigError, load_config
-        from l3tui.engine.executors.local import vm_hwm_kib  # not ru_maxrss: holds pytest's
+        from l3tui.engine.executors.procs import vm_hwm_kib  # not ru_maxrss: holds pytest's
         load_config(sys.argv[2])  # warm up imports (pydantic, croniter) on a valid config
         before = vm_hwm_kib()
         start = time.process_time()  # CPU time: what the bomb costs, however busy the machine

@@ -35,7 +35,12 @@ from l3tui.engine.executors.base import (
 from l3tui.engine.executors.cgroups import JOIN
 from l3tui.engine.executors.containment import Containment, Enclosure
 from l3tui.engine.executors.output import OutputCapture, open_private_log
-from l3tui.engine.executors.procs import group_has_live_member, read_proc, reap_orphans
+from l3tui.engine.executors.procs import (
+    above_own_peak,
+    group_has_live_member,
+    read_proc,
+    reap_orphans,
+)
 
 F_SETPIPE_SZ = 1031
 READ_BYTES = 256 * 1024
@@ -363,34 +368,6 @@ class LocalProcess:
             cpu_s,
             max_rss,
         )
-
-
-_own_peak_kib = 0
-
-
-def above_own_peak(usage: resource.struct_rusage) -> bool:
-    """Whether a child's ru_maxrss is above this process's own memory high-water mark.
-
-    Not RUSAGE_SELF's ru_maxrss: that, too, holds what l3tui's parent weighed when it
-    started l3tui (CI's 300 MB pytest hid every task under that). VmHWM is this process's
-    memory alone, and only grows, so it is read again only when a child is above the last
-    reading."""
-    global _own_peak_kib
-    if usage.ru_maxrss > _own_peak_kib:
-        _own_peak_kib = vm_hwm_kib()
-    return usage.ru_maxrss > _own_peak_kib
-
-
-def vm_hwm_kib() -> int:
-    """This process's own peak resident memory in KiB (VmHWM), not what it inherited."""
-    try:
-        with open("/proc/self/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 class LocalExecutor:

@@ -1,8 +1,9 @@
 """This machine's processes as /proc shows them: start times on the boot clock, a scan of
 (pid, state, ppid, pgrp, session, start), environment look-ups, and signalling or reaping a
 process only while it is provably the one we looked at (same pid and same start time, held
-by a pidfd, so a reused pid is never touched). Shared by the local executor, its
-containment and crash recovery; it decides nothing about which process belongs to whom.
+by a pidfd, so a reused pid is never touched), and this process's own memory peak. Shared
+by the local executor, its containment and crash recovery; it decides nothing about which
+process belongs to whom.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 from typing import NamedTuple
 
@@ -185,3 +187,31 @@ def reap_same(pid: int, start: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         return os.waitpid(pid, os.WNOHANG)[0] == pid
     return False
+
+
+_own_peak_kib = 0
+
+
+def above_own_peak(usage: resource.struct_rusage) -> bool:
+    """Whether a child's ru_maxrss is above this process's own memory high-water mark.
+
+    Not RUSAGE_SELF's ru_maxrss: that, too, holds what l3tui's parent weighed when it
+    started l3tui (CI's 300 MB pytest hid every task under that). VmHWM is this process's
+    memory alone, and only grows, so it is read again only when a child is above the last
+    reading."""
+    global _own_peak_kib
+    if usage.ru_maxrss > _own_peak_kib:
+        _own_peak_kib = vm_hwm_kib()
+    return usage.ru_maxrss > _own_peak_kib
+
+
+def vm_hwm_kib() -> int:
+    """This process's own peak resident memory in KiB (VmHWM), not what it inherited."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
