@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -19,6 +21,12 @@ import psutil
 from tests.conftest import SWEEP_VAR, processes_with_env, sweep
 
 DASK = str(Path(sys.executable).with_name("dask"))
+# The action every Dask test runs: its command is the task's parameter.
+SH_ACTION = """
+actions:
+  sh:
+    command: [/bin/sh, -c, "${cmd}"]
+"""
 
 
 class DaskCluster:
@@ -119,3 +127,18 @@ class DaskCluster:
             except subprocess.TimeoutExpired:
                 pass
         sweep(self.marker)
+
+
+@contextmanager
+def running_cluster(root: Path, **workers: str) -> Iterator[DaskCluster]:
+    """A scheduler and the named workers (name=resources), all registered; every process of
+    the cluster (and of its tasks) killed on the way out, pass or fail."""
+    dask = DaskCluster(root)
+    try:
+        dask.start_scheduler()
+        for name, resources in workers.items():
+            dask.start_worker(name, resources)
+        dask.wait_workers(*workers)
+        yield dask
+    finally:
+        dask.stop()

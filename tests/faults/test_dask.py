@@ -15,28 +15,17 @@ import psutil
 import pytest
 
 from tests.conftest import live_processes
-from tests.dask_cluster import DaskCluster
+from tests.dask_cluster import SH_ACTION, DaskCluster, running_cluster
 
 pytest.importorskip("distributed")
 
-ACTIONS = """
-actions:
-  sh:
-    command: [/bin/sh, -c, "${cmd}"]
-"""
+ACTIONS = SH_ACTION
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    dask = DaskCluster(tmp_path_factory.mktemp("dask-faults"))
-    try:
-        dask.start_scheduler()
-        dask.start_worker("w1", "solo=1")
-        dask.start_worker("w2")
-        dask.wait_workers("w1", "w2")
+    with running_cluster(tmp_path_factory.mktemp("dask-faults"), w1="solo=1", w2="") as dask:
         yield dask
-    finally:
-        dask.stop()
 
 
 def scheduling(address: str) -> str:

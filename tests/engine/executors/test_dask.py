@@ -14,28 +14,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.dask_cluster import DaskCluster
+from tests.dask_cluster import SH_ACTION, DaskCluster, running_cluster
 
 pytest.importorskip("distributed")  # the `dask` extra; `make install` installs it
 
-ACTIONS = """
-actions:
-  sh:
-    command: [/bin/sh, -c, "${cmd}"]
-"""
+ACTIONS = SH_ACTION
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    dask = DaskCluster(tmp_path_factory.mktemp("dask"))
-    try:
-        dask.start_scheduler()
-        dask.start_worker("w1", "pool_a=1 slot=1")
-        dask.start_worker("w2", "slot=1")
-        dask.wait_workers("w1", "w2")
+    with running_cluster(tmp_path_factory.mktemp("dask"), w1="pool_a=1 slot=1", w2="slot=1") as dask:
         yield dask
-    finally:
-        dask.stop()
 
 
 def scheduling(address: str, pools: str = "{pool_a: 1, slot: 2}") -> str:
