@@ -71,7 +71,9 @@ class TaskCgroup:
         self.rel = rel
         """Its path inside the hierarchy, as /proc/PID/cgroup names it."""
         self.procs_file = f"{path}/cgroup.procs"
-        self._events_file = f"{path}/cgroup.events"
+        self._fds: tuple[int, int] | None = None
+        """cgroup.events and cgroup.procs, open for the cgroup's life: checked after every
+        task, each by one pread (the open/read/close of a path is three syscalls)."""
         self._signalled: dict[int, int] = {}
         """pid -> start of every process we signalled: reaped when it ends (they may be
         escapees re-parented to us, which nobody else waits for)."""
@@ -83,16 +85,41 @@ class TaskCgroup:
             return []
         return [p for pid in pids if (p := read_proc(int(pid))) is not None]
 
+    def _read(self, which: int) -> bytes | None:
+        try:
+            if self._fds is None:
+                events = os.open(f"{self.path}/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    procs = os.open(self.procs_file, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    os.close(events)
+                    raise
+                self._fds = (events, procs)
+            return os.pread(self._fds[which], 4096, 0)
+        except OSError:
+            return None
+
     def populated(self) -> bool:
         """True while a live process is in the cgroup (zombies do not count)."""
-        return b"populated 1" in (read_file(self._events_file) or b"")
+        return b"populated 1" in (self._read(0) or b"")
 
     def empty(self) -> bool:
-        """Nothing in it, not even a zombie, and nothing we signalled left to reap."""
+        """Nothing in it, not even a zombie, nothing we signalled left to reap, and as it was
+        made: the knobs a task may turn in its own cgroup (freeze, type, limits on cgroups
+        below, cgroups below) are untouched, so that the next task finds a new cgroup."""
         for pid, start in self._signalled.items():
             reap_same(pid, start)
         self._signalled.clear()
-        return read_file(self.procs_file) == b"" and not self.populated()
+        if self._read(1) != b"":
+            return False
+        events = self._read(0) or b""
+        if b"populated 0" not in events or b"frozen 0" not in events:
+            return False
+        path = str(self.path)
+        return (read_file(f"{path}/cgroup.type") == b"domain\n"
+                and (read_file(f"{path}/cgroup.stat") or b"").startswith(b"nr_descendants 0\n")
+                and read_file(f"{path}/cgroup.max.descendants") == b"max\n"
+                and read_file(f"{path}/cgroup.max.depth") == b"max\n")  # fmt: skip
 
     def signal(self, sig: int) -> set[int]:
         """`sig` to every process in the cgroup, each checked to be still in it (by pidfd,
@@ -123,6 +150,10 @@ class TaskCgroup:
         for pid, start in self._signalled.items():
             reap_same(pid, start)
         self._signalled.clear()
+        if self._fds is not None:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = None
         try:
             self.path.rmdir()
             return True

@@ -105,3 +105,27 @@ async def test_a_reused_cgroup_holds_nothing_of_its_previous_task(tmp_path, monk
         assert len(lines) == 1, f"task B shares its cgroup with {lines}"
     finally:
         await ex.close()  # what is left is killed by the sweep fixture (environment kept)
+
+
+async def test_a_cgroup_whose_task_turned_its_knobs_is_not_reused(monkeypatch):
+    """A task lowers a limit in its own cgroup (it may: the cgroup is its user's); the next
+    task must not inherit it: the cgroup is removed, not kept."""
+    monkeypatch.setenv("L3TUI_CONTAINMENT", "auto")
+    ex = LocalExecutor(1 << 20, 0.3)
+    try:
+        await run(ex, sh("exit 0"))
+        if ex.mode != "cgroup":
+            pytest.skip(f"no task cgroups on this machine ({ex.containment.describe()})")
+        assert ex.containment.home is not None
+        (cgroup,) = ex.containment.home._free
+        result, lines = await run(ex, sh(f"echo 0 > {cgroup.path}/cgroup.max.depth"))
+        assert result.exit_code == 0, lines
+        assert cgroup not in ex.containment.home._free
+        assert not cgroup.path.exists(), "the cgroup was neither kept nor removed"
+        home = ex.containment.home
+        mount = str(home.path)[: -len(home.rel)]
+        result, lines = await run(ex, sh(
+            f'exec cat "{mount}$(sed -n "s/^0:://p" /proc/self/cgroup)/cgroup.max.depth"'))
+        assert lines == ["max"], lines
+    finally:
+        await ex.close()
