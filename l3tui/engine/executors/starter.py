@@ -77,15 +77,28 @@ def _elf(code: bytes, machine: int) -> bytes:
 
 _helper: str | None = None
 _helper_tried = False
+_helper_id: tuple[int, int] | None = None
+"""(device, inode) of the helper's memfd: the fd is checked to hold it still before each use
+(something may have closed it, and its number then names another file)."""
 
 
 def helper_path() -> str | None:
     """`/proc/self/fd/N` of the helper, once it ran correctly here; None where it cannot."""
     global _helper, _helper_tried
+    if _helper is not None and not _still_ours(_helper):
+        _helper, _helper_tried = None, False  # made again, or given up
     if not _helper_tried:
         _helper_tried = True
         _helper = _make_helper()
     return _helper
+
+
+def _still_ours(path: str) -> bool:
+    try:
+        st = os.stat(int(path.rsplit("/", 1)[1]))
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == _helper_id
 
 
 def _make_helper() -> str | None:
@@ -109,6 +122,9 @@ def _make_helper() -> str | None:
             low, ro = ro, fcntl.fcntl(ro, fcntl.F_DUPFD_CLOEXEC, 3)
             os.close(low)
         path = f"/proc/self/fd/{ro}"
+        global _helper_id
+        st = os.fstat(ro)
+        _helper_id = (st.st_dev, st.st_ino)
         # Proven before use: it runs a command in a directory and passes its exit status.
         pid = os.posix_spawn(path, [HELPER_ARGV0, "", "/", "/bin/sh", "sh", "-c",
                                     'test "$PWD" = / && exit 7'], {})  # fmt: skip

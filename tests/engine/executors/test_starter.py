@@ -129,3 +129,27 @@ async def test_a_cgroup_whose_task_turned_its_knobs_is_not_reused(monkeypatch):
         assert lines == ["max"], lines
     finally:
         await ex.close()
+
+
+async def test_the_helper_fd_closed_and_reused_by_another_file(tmp_path, monkeypatch):
+    """Something in the process closes the helper's fd and the number goes to another file
+    (an executable script here): tasks still run their own command, never that file."""
+    monkeypatch.setenv("L3TUI_CONTAINMENT", "subreaper")
+    path = starter.helper_path()
+    if path is None:
+        pytest.skip("no helper on this machine (not x86-64, or no memfd): /bin/sh is used")
+    fd = int(path.rsplit("/", 1)[1])
+    intruder = tmp_path / "intruder"
+    intruder.write_text("#!/bin/sh\necho intruder\n")
+    intruder.chmod(0o700)
+    other = os.open(intruder, os.O_RDONLY)
+    os.dup2(other, fd)
+    os.close(other)
+    ex = LocalExecutor(1 << 20, 1.0)
+    try:
+        result, lines = await run(ex, sh("echo mine", cwd=str(tmp_path)))
+        assert (result.exit_code, lines) == (0, ["mine"])
+        assert starter.helper_path() != path
+    finally:
+        await ex.close()
+        os.close(fd)
