@@ -95,6 +95,27 @@ def scan() -> list[Proc]:
     return out
 
 
+def own_children() -> list[Proc] | None:
+    """This process's children (of every thread), from /proc/self/task/*/children: a few
+    files instead of every process on the machine. None where the kernel has no such file
+    (CONFIG_PROC_CHILDREN). A child that changes while the files are read may be missed:
+    callers look again later."""
+    me = os.getpid()
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    pids: set[int] = set()
+    for tid in threads:
+        text = read_file(f"/proc/self/task/{tid}/children", 1 << 20)
+        if text is None:
+            if not os.path.exists(f"/proc/self/task/{tid}"):
+                continue  # the thread ended meanwhile
+            return None
+        pids.update(int(pid) for pid in text.split())
+    return [p for pid in pids if (p := read_proc(pid)) is not None and p.ppid == me]
+
+
 def process_start_time(pid: int) -> float | None:
     """When `pid` started, in seconds since boot (immune to wall-clock changes), or None if
     it is gone. Recovery compares it with the boot-clock reading recorded at spawn (the

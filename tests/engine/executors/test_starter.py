@@ -6,6 +6,7 @@ this machine has (`auto`: task cgroups where l3tui's cgroup is delegated) and in
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -153,3 +154,22 @@ async def test_the_helper_fd_closed_and_reused_by_another_file(tmp_path, monkeyp
     finally:
         await ex.close()
         os.close(fd)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_orphan_that_ended_during_its_task_is_reaped(mode, monkeypatch):
+    """A task's grandchild outlives its parent (so it re-parents to l3tui, the subreaper)
+    and ends before the task: a zombie child of l3tui that nobody waits for. The sweep
+    after the task (in cgroup mode it reads only l3tui's own children) reaps it."""
+    monkeypatch.setenv("L3TUI_CONTAINMENT", mode)
+    ex = LocalExecutor(1 << 20, 1.0)
+    try:
+        result, lines = await run(ex, sh("(sleep 0.05 >/dev/null & echo $!); sleep 0.5"))
+        assert result.exit_code == 0, lines
+        pid = int(lines[0])
+        async with asyncio.timeout(30):
+            while os.path.exists(f"/proc/{pid}"):  # a zombie still has its /proc entry
+                await asyncio.sleep(0.05)
+        print(ex.containment.describe(), "swept", ex.containment.orphans.swept)
+    finally:
+        await ex.close()
