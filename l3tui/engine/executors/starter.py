@@ -20,8 +20,11 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
+import select
+import signal
 import struct
 import subprocess
+import time
 
 from l3tui.config.schema import RLimits
 from l3tui.engine.executors.base import CommandJob
@@ -185,18 +188,33 @@ def shell_wrap(job: CommandJob, join: str | None = None) -> tuple[str, list[str]
     return "/bin/sh", argv
 
 
-def run_probe(join: str) -> tuple[int, str]:
+def run_probe(join: str, timeout_s: float = 10.0) -> tuple[int, str]:
     """A process started as tasks are (helper or shell) joins the cgroup of `join` (its
-    cgroup.procs file) and exits 0: (its exit status, the last line of its stderr)."""
+    cgroup.procs file) and exits 0: (its exit status, the last line of its output); killed
+    after `timeout_s` (status -9)."""
     executable, argv = wrap(CommandJob(("sh", "-c", "exit 0"), "/bin/sh", {}, None, 10.0), join)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.posix_spawn(executable, argv, {}, file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)])  # fmt: skip
+    except OSError:
+        os.close(read_fd)
+        raise
     finally:
         os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as out:
-        said = out.read(65536).decode("utf-8", "replace").strip().splitlines()
+    said, deadline = b"", time.monotonic() + timeout_s
+    try:
+        while len(said) < 65536 and select.select([read_fd], [], [],
+                                                  max(deadline - time.monotonic(), 0))[0]:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            said += chunk
+        else:
+            os.kill(pid, signal.SIGKILL)  # still running at the deadline
+    finally:
+        os.close(read_fd)
     _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), said[-1] if said else ""
+    lines = said.decode("utf-8", "replace").strip().splitlines()
+    return os.waitstatus_to_exitcode(status), lines[-1] if lines else ""
