@@ -11,12 +11,20 @@ task at this one size (no slope of two noisy wall times):
 - bare: the floor, a bare asyncio loop doing what any spawner must: `os.posix_spawn` in a
   new session, stdout and stderr into one pipe read on the loop, exit seen through a pidfd,
   graphlib for readiness; nothing else (no logs, events, store);
+- contained: the floor of a spawner that keeps each task's processes in a cgroup of their
+  own (l3tui's containment when this machine has delegated cgroups): the bare loop, each
+  child started in an empty cgroup kept for its lane, joined by the cheapest means there is
+  from Python (l3tui's exec helper: Python cannot clone into a cgroup), the cgroup checked
+  empty after the exit; the bare loop again where there are no task cgroups;
 - make: `make -j2` on a generated Makefile of the same DAG;
 - LocalExecutor: l3tui's executor alone in the bare loop (logs to files, containment);
 - asyncio: `asyncio.create_subprocess_exec` in the bare loop (the path l3tui does not use).
 
 Goals (issue 15): bare_ratio = l3tui / bare <= 1.2; parent_cpu_ms <= 0.4 per task. The bare
-loop is itself ~1.5x make on this machine: that is the floor, not a goal.
+loop is itself ~1.5x make on this machine: that is the floor, not a goal. With cgroups, the
+contained loop is the floor of what l3tui promises (no process outlives its task), one exec
+more per task than bare: `contained_ratio` = l3tui / contained, `contained_bare` = contained /
+bare.
 """
 
 from __future__ import annotations
@@ -107,12 +115,12 @@ async def bare_loop(definition: WorkflowDef, spawn: Callable[[], Awaitable[None]
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-async def bare_spawn() -> None:
+async def bare_spawn(executable: str = TRUE, argv: tuple[str, ...] = ("true",)) -> None:
     """posix_spawn (new session, output into a pipe), the pipe read to EOF on the loop, the
     exit seen through a pidfd and reaped."""
     loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    pid = os.posix_spawn(TRUE, ["true"], os.environ, setsid=True, file_actions=[  # noqa: ASYNC221
+    pid = os.posix_spawn(executable, argv, os.environ, setsid=True, file_actions=[  # noqa: ASYNC221
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)])  # fmt: skip
     os.close(write_fd)
@@ -139,6 +147,44 @@ async def bare_spawn() -> None:
     await eof
     os.close(read_fd)
     os.close(pidfd)
+
+
+class Contained:
+    """The contained floor: empty cgroups reused by the tasks (one in use per running task),
+    joined by the exec helper; the bare loop where l3tui would have no task cgroups."""
+
+    def __init__(self) -> None:
+        from l3tui.engine.executors.cgroups import CgroupHome, CgroupUnavailable, choice
+        from l3tui.engine.executors.starter import helper_path
+
+        self.helper = helper_path()
+        self.free: list[str] = []
+        self.made: list[str] = []
+        self.home: CgroupHome | None = None
+        self.why = "" if self.helper else "no exec helper on this machine"
+        try:
+            self.home = CgroupHome.open(choice()[0])
+        except (CgroupUnavailable, OSError) as exc:
+            self.why = f"no task cgroups ({exc})"
+
+    async def spawn(self) -> None:
+        if self.home is None or self.helper is None:
+            return await bare_spawn()
+        if not self.free:
+            self.made.append(f"{self.home.path}/t{len(self.made)}")
+            os.mkdir(self.made[-1])
+        cgroup = self.free.pop() if self.free else self.made[-1]
+        await bare_spawn(self.helper, ("l3tui-task", f"{cgroup}/cgroup.procs", "", TRUE, "true"))
+        with open(f"{cgroup}/cgroup.events", "rb") as events:
+            assert b"populated 0" in events.read()  # nothing left: the task is over
+        self.free.append(cgroup)
+        return None
+
+    def close(self) -> None:
+        for cgroup in self.made:
+            os.rmdir(cgroup)
+        if self.home is not None:
+            self.home.close()
 
 
 async def asyncio_spawn() -> None:
@@ -180,11 +226,13 @@ def main() -> None:
     tasks = len(definition.tasks)
     folder = Path(tempfile.mkdtemp(prefix="l3bench-make-"))
     (folder / "Makefile").write_text(makefile(definition))
-    runs: dict[str, list[Timing]] = {k: [] for k in ("l3tui", "bare", "make", "executor",
-                                                     "asyncio")}  # fmt: skip
+    runs: dict[str, list[Timing]] = {k: [] for k in ("l3tui", "bare", "contained", "make",
+                                                     "executor", "asyncio")}  # fmt: skip
+    contained = Contained()
     contestants: dict[str, Callable[[], Timing]] = {
         "l3tui": lambda: asyncio.run(time_l3tui(definition)),
         "bare": lambda: asyncio.run(bare_loop(definition, bare_spawn)),
+        "contained": lambda: asyncio.run(bare_loop(definition, contained.spawn)),
         "make": lambda: time_make(folder),
         "executor": lambda: asyncio.run(time_local_executor(definition)),
         "asyncio": lambda: asyncio.run(bare_loop(definition, asyncio_spawn)),
@@ -193,6 +241,7 @@ def main() -> None:
         for name, run in contestants.items():
             runs[name].append(run())
     shutil.rmtree(folder, ignore_errors=True)
+    contained.close()
     med = statistics.median
 
     def ms(name: str, which: int = 0) -> float:
@@ -204,7 +253,8 @@ def main() -> None:
     print(f"{tasks} `true` tasks ({LANES} lanes of {LENGTH} + sink) at parallelism 2, "
           f"{ROUNDS} interleaved rounds, medians per task:")
     for name, label in (("l3tui", "l3tui (whole Runtime)"), ("bare", "bare posix_spawn+pidfd"),
-                        ("make", "make -j2"), ("executor", "LocalExecutor, bare loop"),
+                        ("contained", "contained (cgroup per task)"), ("make", "make -j2"),
+                        ("executor", "LocalExecutor, bare loop"),
                         ("asyncio", "asyncio subprocess, bare loop")):  # fmt: skip
         walls = [r[0] / tasks * 1e3 for r in runs[name]]
         cpu = f", parent CPU {ms(name, 1):.3f} ms" if name != "make" else ""
@@ -212,10 +262,17 @@ def main() -> None:
     print(f"l3tui / bare {ratio('l3tui', 'bare'):.2f} (goal <= 1.2), parent CPU "
           f"{ms('l3tui', 1):.3f} ms/task (goal <= 0.4); bare / make {ratio('bare', 'make'):.2f}"
           f"; load average {load_average()}")
+    if contained.why:
+        print(f"contained = bare here: {contained.why}")
+    print(f"l3tui / contained {ratio('l3tui', 'contained'):.2f}, contained / bare "
+          f"{ratio('contained', 'bare'):.2f}: the floor of contained spawning")
     print(f"RESULT bare_ratio={ratio('l3tui', 'bare'):.2f} parent_cpu_ms={ms('l3tui', 1):.3f} "
           f"make_ratio={ratio('l3tui', 'make'):.2f} ratio={ratio('l3tui', 'make'):.2f} "
           f"l3tui_ms_per_task={ms('l3tui'):.3f} bare_ms_per_task={ms('bare'):.3f} "
           f"make_ms_per_task={ms('make'):.3f} bare_cpu_ms={ms('bare', 1):.3f} "
+          f"contained_ratio={ratio('l3tui', 'contained'):.2f} "
+          f"contained_bare={ratio('contained', 'bare'):.2f} "
+          f"contained_ms_per_task={ms('contained'):.3f} contained_cpu_ms={ms('contained', 1):.3f} "
           f"asyncio_ratio={ratio('asyncio', 'make'):.2f} "
           f"posix_spawn_ratio={ratio('executor', 'make'):.2f}")
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import subprocess
 from pathlib import Path
 
-from l3tui.engine.executors.procs import Proc, read_proc, reap_same, signal_same
+from l3tui.engine.executors.procs import Proc, read_file, read_proc, reap_same, signal_same
+from l3tui.engine.executors.starter import run_probe
 
 CHOICE_VAR = "L3TUI_CONTAINMENT"
 CHOICES = ("auto", "cgroup", "subreaper")
+KEEP_FREE = 16
+"""Empty task cgroups kept for reuse, at most (tasks running at once reuse as many)."""
 _serial = itertools.count(1)
 
 
@@ -68,7 +70,10 @@ class TaskCgroup:
         self.path = path
         self.rel = rel
         """Its path inside the hierarchy, as /proc/PID/cgroup names it."""
-        self.procs_file = str(path / "cgroup.procs")
+        self.procs_file = f"{path}/cgroup.procs"
+        self._fds: tuple[int, int] | None = None
+        """cgroup.events and cgroup.procs, open for the cgroup's life: checked after every
+        task, each by one pread (the open/read/close of a path is three syscalls)."""
         self._signalled: dict[int, int] = {}
         """pid -> start of every process we signalled: reaped when it ends (they may be
         escapees re-parented to us, which nobody else waits for)."""
@@ -80,12 +85,41 @@ class TaskCgroup:
             return []
         return [p for pid in pids if (p := read_proc(int(pid))) is not None]
 
+    def _read(self, which: int) -> bytes | None:
+        try:
+            if self._fds is None:
+                events = os.open(f"{self.path}/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    procs = os.open(self.procs_file, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    os.close(events)
+                    raise
+                self._fds = (events, procs)
+            return os.pread(self._fds[which], 4096, 0)
+        except OSError:
+            return None
+
     def populated(self) -> bool:
         """True while a live process is in the cgroup (zombies do not count)."""
-        try:
-            return "populated 1" in (self.path / "cgroup.events").read_text()
-        except OSError:
+        return b"populated 1" in (self._read(0) or b"")
+
+    def empty(self) -> bool:
+        """Nothing in it, not even a zombie, nothing we signalled left to reap, and as it was
+        made: the knobs a task may turn in its own cgroup (freeze, type, limits on cgroups
+        below, cgroups below) are untouched, so that the next task finds a new cgroup."""
+        for pid, start in self._signalled.items():
+            reap_same(pid, start)
+        self._signalled.clear()
+        if self._read(1) != b"":
             return False
+        events = self._read(0) or b""
+        if b"populated 0" not in events or b"frozen 0" not in events:
+            return False
+        path = str(self.path)
+        return (read_file(f"{path}/cgroup.type") == b"domain\n"
+                and (read_file(f"{path}/cgroup.stat") or b"").startswith(b"nr_descendants 0\n")
+                and read_file(f"{path}/cgroup.max.descendants") == b"max\n"
+                and read_file(f"{path}/cgroup.max.depth") == b"max\n")  # fmt: skip
 
     def signal(self, sig: int) -> set[int]:
         """`sig` to every process in the cgroup, each checked to be still in it (by pidfd,
@@ -116,6 +150,10 @@ class TaskCgroup:
         for pid, start in self._signalled.items():
             reap_same(pid, start)
         self._signalled.clear()
+        if self._fds is not None:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = None
         try:
             self.path.rmdir()
             return True
@@ -133,6 +171,9 @@ class CgroupHome:
         self.rel = rel
         self._tasks = itertools.count(1)
         self._left: list[TaskCgroup] = []
+        """Task cgroups that could not be removed yet (still populated): retried at close."""
+        self._free: list[TaskCgroup] = []
+        """Empty task cgroups, ready for the next tasks."""
 
     @classmethod
     def open(cls, choice: str) -> CgroupHome:
@@ -171,13 +212,10 @@ class CgroupHome:
             probe.mkdir()
             if not (probe / "cgroup.kill").exists():
                 raise CgroupUnavailable("this kernel has no cgroup.kill (Linux 5.14+)")
-            done = subprocess.run(["/bin/sh", "-c", JOIN + "exit 0", "l3tui-probe",
-                                   str(probe / "cgroup.procs")], capture_output=True,
-                                  stdin=subprocess.DEVNULL, check=False, timeout=10)  # fmt: skip
-            if done.returncode != 0:
-                why = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            status, said = run_probe(str(probe / "cgroup.procs"))
+            if status != 0:
                 raise CgroupUnavailable(f"a process cannot join {probe}: "
-                                        + (why[-1] if why else f"exit {done.returncode}"))
+                                        + (said or f"exit {status}"))  # fmt: skip
         except OSError as exc:
             raise CgroupUnavailable(f"cannot use {self.path}: {exc.strerror}") from None
         finally:
@@ -185,28 +223,36 @@ class CgroupHome:
                 probe.rmdir()
 
     def new_task(self) -> TaskCgroup:
+        """An empty cgroup for a task: one an ended task left empty, else a new one."""
+        if self._free:
+            return self._free.pop()
         name = f"task-{next(self._tasks)}"
-        (self.path / name).mkdir()
+        os.mkdir(f"{self.path}/{name}")
         return TaskCgroup(self.path / name, f"{self.rel}/{name}")
 
-    def leave(self, cgroup: TaskCgroup) -> None:
-        """A task cgroup that could not be removed yet (still populated): retried at close."""
-        self._left.append(cgroup)
+    def release(self, cgroup: TaskCgroup) -> None:
+        """The task of `cgroup` has ended: the cgroup is kept for the next task if it is
+        empty (nothing listed, not even a zombie: mkdir, rmdir and a first join cost a task
+        about 0.2 ms here), removed if enough are kept, retried at close if it is not empty.
+        Nothing can enter an empty cgroup but by a write to its cgroup.procs, which only our
+        tasks' wrappers make (before their command runs)."""
+        if len(self._free) < KEEP_FREE and cgroup.empty():
+            self._free.append(cgroup)
+            return
+        if not cgroup.remove():
+            self._left.append(cgroup)
 
     def close(self) -> None:
         """Kill what is left in task cgroups (nothing, unless removal failed) and remove
-        our directory."""
+        them and our directory."""
         for cgroup in self._left:
             cgroup.kill()
-        for cgroup in self._left:
+        for cgroup in self._left + self._free:
             cgroup.remove()
         self._left.clear()
+        self._free.clear()
         with contextlib.suppress(OSError):
             self.path.rmdir()
-
-
-JOIN = 'echo $$ > "$1" || exit 126; shift; '
-"""The wrapper's first step: join the task cgroup named by $1, before the command runs."""
 
 
 def _remove_stale(base: Path) -> None:

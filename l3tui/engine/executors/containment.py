@@ -50,12 +50,12 @@ class Enclosure:
         self.owner.orphans.leaders.discard(pid)
 
     def ended(self) -> None:
-        """The task and its group are gone: remove its cgroup, sweep for what it left."""
+        """The task and its group are gone: give its cgroup back, sweep for what it left."""
         if self._ended:
             return
         self._ended = True
-        if self.cgroup is not None and not self.cgroup.remove() and self.owner.home:
-            self.owner.home.leave(self.cgroup)
+        if self.cgroup is not None and self.owner.home is not None:
+            self.owner.home.release(self.cgroup)
         self.owner.orphans.exited(self.tag)
 
 

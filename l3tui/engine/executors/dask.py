@@ -30,7 +30,7 @@ from typing import Any
 from l3tui.engine.api import ClusterView, WorkerView
 from l3tui.engine.executors.base import CommandJob, OnLines, OnMetric, Placement, SpawnError
 from l3tui.engine.executors.dask_process import DaskProcess, Lost
-from l3tui.engine.executors.local import _wrap
+from l3tui.engine.executors.starter import shell_wrap
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class DaskExecutor:
         self.warm()
         # The program by the name it was given: the worker's PATH finds it there (l3tui
         # resolved it against its own PATH, which need not be the worker's).
-        argv = _wrap(replace(job, executable=job.argv[0]))
+        argv = shell_wrap(replace(job, executable=job.argv[0]))
         proc = DaskProcess(self, job, log_path, on_lines, on_metric, placement, argv)
         self._procs[proc.key] = proc
         return proc

@@ -17,13 +17,11 @@ import fcntl
 import os
 import resource
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from l3tui.config.schema import RLimits
 from l3tui.engine.executors.base import (
     CommandJob,
     OnLines,
@@ -32,7 +30,6 @@ from l3tui.engine.executors.base import (
     ProcessResult,
     SpawnError,
 )
-from l3tui.engine.executors.cgroups import JOIN
 from l3tui.engine.executors.containment import Containment, Enclosure
 from l3tui.engine.executors.output import OutputCapture, open_private_log
 from l3tui.engine.executors.procs import (
@@ -41,6 +38,7 @@ from l3tui.engine.executors.procs import (
     read_proc,
     reap_orphans,
 )
+from l3tui.engine.executors.starter import wrap
 
 F_SETPIPE_SZ = 1031
 READ_BYTES = 256 * 1024
@@ -53,43 +51,6 @@ _RESET_SIGNALS = tuple(
                 signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
     if s is not None
 )  # fmt: skip
-
-
-_nproc_flag: str | None = None
-
-
-def _ulimit_nproc_flag() -> str:
-    """dash spells the process limit `-p`, bash `-u`."""
-    global _nproc_flag
-    if _nproc_flag is None:
-        probe = subprocess.run(["/bin/sh", "-c", "ulimit -p 100000"], capture_output=True,
-                               check=False)  # fmt: skip
-        _nproc_flag = "-p" if probe.returncode == 0 else "-u"
-    return _nproc_flag
-
-
-def _wrap(job: CommandJob, join: str | None = None) -> tuple[str, list[str]]:
-    """The executable and argv to spawn: direct, or via /bin/sh to join the task's cgroup
-    (`join`: its cgroup.procs file), chdir and set rlimits before the command runs."""
-    if job.cwd is None and job.rlimits is None and join is None:
-        return job.executable, list(job.argv)
-    limits: list[str] = []
-    r: RLimits | None = job.rlimits
-    if r is not None:
-        if r.address_space_mb:
-            limits.append(f"ulimit -v {r.address_space_mb * 1024}")
-        if r.cpu_seconds:
-            limits.append(f"ulimit -t {r.cpu_seconds}")
-        if r.open_files:
-            limits.append(f"ulimit -n {r.open_files}")
-        if r.processes:
-            limits.append(f"ulimit {_ulimit_nproc_flag()} {r.processes}")
-    script = JOIN if join is not None else ""
-    script += 'cd -- "$1" || exit 126; shift; ' + "".join(f"{cmd} || exit 126; " for cmd in limits)
-    script += 'exec "$@"'
-    argv = ["/bin/sh", "-c", script, "l3tui-task", *([join] if join is not None else []),
-            job.cwd or ".", job.executable, *job.argv[1:]]  # fmt: skip
-    return "/bin/sh", argv
 
 
 class LocalProcess:
@@ -122,7 +83,7 @@ class LocalProcess:
         self._terminating: asyncio.Task[None] | None = None
         self._pidfd: int | None = None
         self._read_fd: int | None = None
-        executable, argv = _wrap(job, enclosure.join)
+        executable, argv = wrap(job, enclosure.join)
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         # The kernel stamps the child with the boot clock at clone, in 10 ms ticks: this
         # reading is within one tick of it (reading /proc/PID/stat instead would wait for

@@ -33,6 +33,7 @@ from l3tui.engine.executors.procs import (
     Proc,
     alive_same,
     environ_value,
+    own_children,
     read_proc,
     reap_same,
     scan,
@@ -153,7 +154,12 @@ class OrphanTracker:
         """One look at our roots; starts ending the ripe ones. Returns how many processes
         it condemned."""
         self.swept += 1
-        procs = scan()
+        # Ending escapees needs their subtrees (every process); otherwise (cgroup mode: the
+        # cgroups end them) only our own children matter, the zombies among them to reap:
+        # /proc/self/task/*/children, not a scan of every process (1.7 ms for 92 here).
+        procs = None if self.kill else own_children()
+        if procs is None:
+            procs = scan()
         me = os.getpid()
         kids: dict[int, list[Proc]] = {}
         for proc in procs:
