@@ -8,9 +8,14 @@
 - RSS of that process at 100k after the first paint. Goal: <= 90 MB. Floor, measured the
   same way: the console with nothing queued plus one bare heap item per task (-priority,
   arrival, execution id, task id), the least a dispatch-ordered queue holds.
-- idle CPU over 12 s at a 1 Hz refresh (the sampler and the engine ticker run too). Floor,
-  same harness: a Textual app with a header clock and a sparkline fed once a second (the
-  top bar and sparklines are what an idle console repaints). Goal: <= 1 % of a core.
+- idle CPU over 12 s at a 1 Hz refresh (the sampler and the engine ticker run too), and the
+  bytes it writes to the terminal per minute (what crosses an SSH link; independent of the
+  machine's load). Floors, measured over the same 12 s window at the same time (the load
+  and the CPU's speed are then the same for all three: measured one after another, a
+  busier or quieter minute moved the figures more than the code did): a Textual app with a
+  header clock and a sparkline fed once a second (the top bar and sparklines are what an
+  idle console repaints), and a bare Textual app doing nothing (Textual's own idle cost:
+  its input thread wakes ten times a second). Goal: <= 1 % of a core.
 - time to apply one refresh (snapshot + redraw of the state panes) with 1,000 running
   executions. Goal: <= 10 ms.
 
@@ -19,6 +24,7 @@ start compiles l3tui's modules (~0.2 s more than users' installs pay).
 
 Last line: RESULT first_paint_100k_s=<a> idle_cpu_pct=<b> rss_100k_mb=<c> refresh_ms=<d>
 rss_floor_100k_mb=<e> first_paint_0_s=<f> idle_floor_pct=<g> refresh_cpu_ms=<h>
+idle_bytes_per_min=<i> idle_floor_bytes_per_min=<j> idle_bare_pct=<k>
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ def bench_config(refresh_ms: int = 1000) -> Path:
 
 def child(mode: str, arg: str, report_fd: int) -> None:
     """Runs inside the pty. Writes one line to `report_fd` when its measurement is ready."""
-    if mode in ("empty", "live-idle"):
+    if mode in ("empty", "live-idle", "bare-idle"):
         import random
 
         from textual.app import App, ComposeResult
@@ -94,9 +100,10 @@ def child(mode: str, arg: str, report_fd: int) -> None:
                 os.write(report_fd, b"PAINTED 0\n")
                 if mode == "empty":
                     self.exit()
-                else:
+                    return
+                if mode == "live-idle":
                     self.set_interval(1.0, self._feed)
-                    self.call_later(lambda: os.write(report_fd, b"IDLE-START\n"))
+                self.call_later(lambda: os.write(report_fd, b"IDLE-START\n"))
 
             def _feed(self) -> None:
                 spark = self.query_one(Sparkline)
@@ -187,14 +194,16 @@ class PtyChild:
         os.close(slave)
         os.close(write_fd)
         self.master = master
+        self.written = 0
+        """Bytes the child wrote to its terminal so far."""
         self.reports = os.fdopen(read_fd, "r")
         self._drain = threading.Thread(target=self._drain_output, daemon=True)
         self._drain.start()
 
     def _drain_output(self) -> None:
         try:
-            while os.read(self.master, 65536):
-                pass
+            while data := os.read(self.master, 65536):
+                self.written += len(data)
         except OSError:
             pass
 
@@ -224,25 +233,30 @@ def first_paint(*args: str) -> tuple[float, int]:
     return took - build_s, rss
 
 
-def idle_cpu(mode: str = "idle") -> float:
-    """% of one core a console (or, `live-idle`, a Textual app with a header clock and a
-    1 Hz sparkline) uses while nothing happens."""
+def idle_costs(modes: tuple[str, ...]) -> list[tuple[float, float]]:
+    """(% of one core, bytes written per minute) of each child while nothing happens: the
+    console (`idle`) and the floors, all measured over the same window at the same time."""
     import psutil
 
-    child_proc = PtyChild(mode, "0")
-    child_proc.report()
-    child_proc.report()  # IDLE-START
+    children = [PtyChild(mode, "0") for mode in modes]
+    for child_proc in children:
+        child_proc.report()
+        child_proc.report()  # IDLE-START
     time.sleep(1.0)  # the first chart import and plot are not idle work
-    proc = psutil.Process(child_proc.proc.pid)
-    before = proc.cpu_times()
+    procs = [psutil.Process(c.proc.pid) for c in children]
+    before = [(p.cpu_times(), c.written) for p, c in zip(procs, children, strict=True)]
     start = time.perf_counter()
     time.sleep(IDLE_S)
-    after = proc.cpu_times()
+    after = [(p.cpu_times(), c.written) for p, c in zip(procs, children, strict=True)]
     elapsed = time.perf_counter() - start
-    used = (after.user - before.user) + (after.system - before.system)
-    child_proc.proc.terminate()
-    child_proc.finish()
-    return 100.0 * used / elapsed
+    out = []
+    for (cpu0, bytes0), (cpu1, bytes1) in zip(before, after, strict=True):
+        used = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        out.append((100.0 * used / elapsed, (bytes1 - bytes0) * 60.0 / elapsed))
+    for child_proc in children:
+        child_proc.proc.terminate()
+        child_proc.finish()
+    return out
 
 
 async def refresh_cost(executions: int = 1000, rounds: int = 30) -> tuple[float, float]:
@@ -301,17 +315,20 @@ def main() -> None:
     print(f"one refresh with 1,000 running executions: {refresh_ms:.2f} ms "
           f"({refresh_ms / 16:.2f}x the 16 ms frame budget), "
           f"{refresh_cpu_ms:.2f} ms CPU")  # fmt: skip
-    cpu = idle_cpu()
-    floor_cpu = idle_cpu("live-idle")
-    print(f"idle CPU over {IDLE_S:.0f} s at 1 Hz refresh: {cpu:.2f} % of a core "
-          f"(floor: a Textual app with a header clock and a 1 Hz sparkline: "
-          f"{floor_cpu:.2f} %)")  # fmt: skip
+    (cpu, idle_bytes), (floor_cpu, floor_bytes), (bare_cpu, _) = idle_costs(
+        ("idle", "live-idle", "bare-idle"))
+    print(f"idle over the same {IDLE_S:.0f} s, at once: the console at 1 Hz refresh "
+          f"{cpu:.2f} % of a core, {idle_bytes / 1024:.1f} KiB written per minute; floor: a "
+          f"Textual app with a header clock and a 1 Hz sparkline {floor_cpu:.2f} %, "
+          f"{floor_bytes / 1024:.1f} KiB per minute; a bare Textual app {bare_cpu:.2f} %")
     print(f"bench took {time.perf_counter() - started:.1f} s; load average "
           f"{os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"RESULT first_paint_100k_s={paint[100_000]:.3f} idle_cpu_pct={cpu:.2f} "
           f"rss_100k_mb={rss[100_000] / 2**20:.1f} refresh_ms={refresh_ms:.2f} "
           f"rss_floor_100k_mb={floor_rss / 2**20:.1f} first_paint_0_s={paint[0]:.3f} "
-          f"idle_floor_pct={floor_cpu:.2f} refresh_cpu_ms={refresh_cpu_ms:.2f}")  # fmt: skip
+          f"idle_floor_pct={floor_cpu:.2f} refresh_cpu_ms={refresh_cpu_ms:.2f} "
+          f"idle_bytes_per_min={idle_bytes:.0f} idle_floor_bytes_per_min={floor_bytes:.0f} "
+          f"idle_bare_pct={bare_cpu:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
