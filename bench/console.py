@@ -17,14 +17,15 @@
   idle console repaints), and a bare Textual app doing nothing (Textual's own idle cost:
   its input thread wakes ten times a second). Goal: <= 1 % of a core.
 - time to apply one refresh (snapshot + redraw of the state panes) with 1,000 running
-  executions. Goal: <= 10 ms.
+  executions. Goal: <= 10 ms. Floor: the CPU of the same harness round without the refresh
+  (Pilot's wait for every widget's message queue, a render with nothing changed).
 
 Children inherit PYTHONDONTWRITEBYTECODE (the first line says which): without .pyc every
 start compiles l3tui's modules (~0.2 s more than users' installs pay).
 
 Last line: RESULT first_paint_100k_s=<a> idle_cpu_pct=<b> rss_100k_mb=<c> refresh_ms=<d>
 rss_floor_100k_mb=<e> first_paint_0_s=<f> idle_floor_pct=<g> refresh_cpu_ms=<h>
-idle_bytes_per_min=<i> idle_floor_bytes_per_min=<j> idle_bare_pct=<k>
+idle_bytes_per_min=<i> idle_floor_bytes_per_min=<j> idle_bare_pct=<k> refresh_floor_cpu_ms=<l>
 """
 
 from __future__ import annotations
@@ -259,10 +260,12 @@ def idle_costs(modes: tuple[str, ...]) -> list[tuple[float, float]]:
     return out
 
 
-async def refresh_cost(executions: int = 1000, rounds: int = 30) -> tuple[float, float]:
+async def refresh_cost(executions: int = 1000, rounds: int = 30) -> tuple[float, float, float]:
     """Median ms of one full refresh (snapshot, every pane, rendering what changed) with
-    `executions` running executions: wall, and CPU of the loop's thread (what a busy
-    machine's other work does not inflate)."""
+    `executions` running executions: wall, CPU of the loop's thread (what a busy machine's
+    other work does not inflate), and the floor: CPU of the same round without the refresh
+    (the harness's wait for every widget's queue and a render with nothing dirty),
+    interleaved with the refreshes."""
     from l3tui.config import load_config
     from l3tui.dashboard.app import ConsoleApp
     from l3tui.runtime import Runtime
@@ -279,7 +282,7 @@ async def refresh_cost(executions: int = 1000, rounds: int = 30) -> tuple[float,
             await pilot.pause()
             active = sum(1 for e in app.snapshot.executions if e.state == "running")
             assert active == executions, f"{active} running executions, wanted {executions}"
-            samples, cpu = [], []
+            samples, cpu, floor = [], [], []
             for _ in range(rounds):
                 started, cpu_started = time.perf_counter(), time.thread_time()
                 app.refresh_now(full=True)  # every pane of the dashboard redraws
@@ -287,7 +290,11 @@ async def refresh_cost(executions: int = 1000, rounds: int = 30) -> tuple[float,
                 app.screen._on_timer_update()  # and the changed lines are rendered
                 samples.append((time.perf_counter() - started) * 1000)
                 cpu.append((time.thread_time() - cpu_started) * 1000)
-            return statistics.median(samples), statistics.median(cpu)
+                cpu_started = time.thread_time()
+                await pilot._wait_for_screen()  # the floor: the same round, no refresh
+                app.screen._on_timer_update()
+                floor.append((time.thread_time() - cpu_started) * 1000)
+            return statistics.median(samples), statistics.median(cpu), statistics.median(floor)
 
 
 def main() -> None:
@@ -311,10 +318,12 @@ def main() -> None:
           f"{floor_rss / 2**20:.1f} MB, "
           f"{floor_per_task:.0f} B per task; the first paint's floor is the console with "
           f"nothing queued ({paint[0]:.3f} s)")  # fmt: skip
-    refresh_ms, refresh_cpu_ms = asyncio.run(refresh_cost())
+    refresh_ms, refresh_cpu_ms, refresh_floor_ms = asyncio.run(refresh_cost())
     print(f"one refresh with 1,000 running executions: {refresh_ms:.2f} ms "
           f"({refresh_ms / 16:.2f}x the 16 ms frame budget), "
-          f"{refresh_cpu_ms:.2f} ms CPU")  # fmt: skip
+          f"{refresh_cpu_ms:.2f} ms CPU; floor (the same round without the refresh: the "
+          f"harness's wait for every widget and a render) "
+          f"{refresh_floor_ms:.2f} ms CPU")  # fmt: skip
     (cpu, idle_bytes), (floor_cpu, floor_bytes), (bare_cpu, _) = idle_costs(
         ("idle", "live-idle", "bare-idle"))
     print(f"idle over the same {IDLE_S:.0f} s, at once: the console at 1 Hz refresh "
@@ -328,7 +337,7 @@ def main() -> None:
           f"rss_floor_100k_mb={floor_rss / 2**20:.1f} first_paint_0_s={paint[0]:.3f} "
           f"idle_floor_pct={floor_cpu:.2f} refresh_cpu_ms={refresh_cpu_ms:.2f} "
           f"idle_bytes_per_min={idle_bytes:.0f} idle_floor_bytes_per_min={floor_bytes:.0f} "
-          f"idle_bare_pct={bare_cpu:.2f}")  # fmt: skip
+          f"idle_bare_pct={bare_cpu:.2f} refresh_floor_cpu_ms={refresh_floor_ms:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -94,6 +94,25 @@ async def test_a_long_queue_scrolls_to_its_end_and_filters(make_config, runtime_
             await until(lambda: queue.row_total == MANY)
 
 
+async def test_a_filtered_queue_follows_the_queue_as_it_grows(make_config, runtime_for):
+    """A filter re-reads a moving queue at a bounded pace (a read of 100,000 entries takes
+    half a second): the rows it shows still catch up with what was queued since."""
+    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=DASHBOARD)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await rt.run_workflow("wide")
+            queue = app.query_one(TaskQueue)
+            await until(lambda: queue.row_total == MANY)
+            queue.focus()
+            await pilot.press("slash", *"t29[0-9]", "enter")
+            await until(lambda: queue.row_total == 10)
+            await rt.run_workflow("wide")  # ten more rows match, nobody touches the filter
+            await until(lambda: queue.row_total == 20)
+            assert "/t29[0-9]/ 20" in app.query_one(Pane).border_subtitle
+
+
 async def test_log_view_follows_real_output_without_escape_sequences(make_config, runtime_for):
     config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
                          dashboard=DASHBOARD)  # fmt: skip
