@@ -134,6 +134,41 @@ async def test_log_view_follows_real_output_without_escape_sequences(make_config
             assert "needle" in screen_text(app) and "red line one" not in screen_text(app)
 
 
+TWO_DASHBOARDS = """
+dashboards:
+  logs:
+    name: logs
+    widgets:
+      - {type: log_view, title: output}
+  queue:
+    name: queue
+    widgets:
+      - {type: task_queue, title: the queue}
+"""
+
+
+async def test_a_log_view_on_a_dashboard_not_shown_reads_nothing_until_shown(make_config,
+                                                                              runtime_for):
+    """A log view following a live task re-reads its file every second while shown; on a
+    dashboard behind the current one it starts no read (nobody sees it), and shown again
+    it follows the task as before."""
+    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=TWO_DASHBOARDS)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await rt.run_workflow("chatty")
+            log = app.query_one(LogView)
+            await until(lambda: len(log.buffer.lines) >= 2)
+            assert log.live and log.log_path is not None  # it re-reads each second
+            await pilot.press("2")
+            await until(lambda: app.current_dash == 1 and not log._reading)
+            log.poke()  # what its timer and the task's output do
+            assert not log._reading
+            await pilot.press("1")
+            await until(lambda: "needle" in screen_text(app))
+
+
 async def test_freeze_stops_redraws_while_the_engine_keeps_running(make_config, runtime_for):
     config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
                          dashboard=DASHBOARD)  # fmt: skip
