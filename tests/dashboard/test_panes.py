@@ -169,6 +169,42 @@ async def test_a_log_view_on_a_dashboard_not_shown_reads_nothing_until_shown(mak
             await until(lambda: "needle" in screen_text(app))
 
 
+QUEUE_THEN_LOGS = """
+dashboards:
+  queue:
+    name: queue
+    widgets:
+      - {type: task_queue, title: the queue}
+  logs:
+    name: logs
+    widgets:
+      - {type: workflow_status, title: runs}
+      - {type: log_view, title: output}
+"""
+
+
+async def test_a_dashboard_built_when_first_shown_is_complete_and_keeps_the_freeze(
+    make_config, runtime_for
+):
+    """Only the first dashboard is built before the first paint; another is built when it
+    is first shown: with its panes filled from the current state, and frozen if the display
+    is."""
+    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=QUEUE_THEN_LOGS)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert not app.query(LogView)  # the second dashboard is not built yet
+            await rt.run_workflow("wide")
+            await until(lambda: app.query_one(TaskQueue).row_total == MANY)
+            await pilot.press("f")
+            await pilot.press("2")
+            await until(lambda: app.current_dash == 1)
+            assert app.query_one(LogView).frozen
+            await pilot.press("f")
+            await until(lambda: "wide" in screen_text(app) and "t000" in screen_text(app))
+
+
 async def test_freeze_stops_redraws_while_the_engine_keeps_running(make_config, runtime_for):
     config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
                          dashboard=DASHBOARD)  # fmt: skip

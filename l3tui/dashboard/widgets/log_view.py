@@ -233,6 +233,8 @@ class LogView(ScrollView, PaneBody, can_focus=True):
     # ------------------------------------------------------------------ which task
 
     def on_mount(self) -> None:
+        if getattr(self.app, "frozen", False):  # a dashboard built while the display is frozen
+            self.frozen = True
         if self.pinned is not None:
             self.follow(self.pinned, self.log_path, self.pinned[1])
         # A line still being written (a progress bar) raises no event, and a view behind
