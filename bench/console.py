@@ -4,21 +4,30 @@
   imports, config, Runtime, app) until the first frame is written; the seconds spent
   building the synthetic queue are subtracted (a live queue grows while the console runs).
   Baselines: an empty Textual app in the same harness, and the console with nothing queued
-  (the floor of any queue size). Goal: <= 1.0 s at 100k.
+  (the floor of any queue size). Goal: <= 1.0 s at 100k. The child's CPU until its first
+  paint (queue building subtracted) is printed too: a busy machine inflates it far less.
 - RSS of that process at 100k after the first paint. Goal: <= 90 MB. Floor, measured the
   same way: the console with nothing queued plus one bare heap item per task (-priority,
   arrival, execution id, task id), the least a dispatch-ordered queue holds.
-- idle CPU over 12 s at a 1 Hz refresh (the sampler and the engine ticker run too). Floor,
-  same harness: a Textual app with a header clock and a sparkline fed once a second (the
-  top bar and sparklines are what an idle console repaints). Goal: <= 1 % of a core.
+- idle CPU over 12 s at a 1 Hz refresh (the sampler and the engine ticker run too), and the
+  bytes it writes to the terminal per minute (what crosses an SSH link; independent of the
+  machine's load). Floors, measured over the same 12 s window at the same time (the load
+  and the CPU's speed are then the same for all three: measured one after another, a
+  busier or quieter minute moved the figures more than the code did): a Textual app with a
+  header clock and a sparkline fed once a second (the top bar and sparklines are what an
+  idle console repaints), and a bare Textual app doing nothing (Textual's own idle cost:
+  its input thread wakes ten times a second). Goal: <= 1 % of a core.
 - time to apply one refresh (snapshot + redraw of the state panes) with 1,000 running
-  executions. Goal: <= 10 ms.
+  executions. Goal: <= 10 ms. Floor: the CPU of the same harness round without the refresh
+  (Pilot's wait for every widget's message queue, a render with nothing changed).
 
 Children inherit PYTHONDONTWRITEBYTECODE (the first line says which): without .pyc every
 start compiles l3tui's modules (~0.2 s more than users' installs pay).
 
 Last line: RESULT first_paint_100k_s=<a> idle_cpu_pct=<b> rss_100k_mb=<c> refresh_ms=<d>
 rss_floor_100k_mb=<e> first_paint_0_s=<f> idle_floor_pct=<g> refresh_cpu_ms=<h>
+idle_bytes_per_min=<i> idle_floor_bytes_per_min=<j> idle_bare_pct=<k> refresh_floor_cpu_ms=<l>
+first_paint_100k_cpu_s=<m> first_paint_0_cpu_s=<n>
 """
 
 from __future__ import annotations
@@ -75,7 +84,7 @@ def bench_config(refresh_ms: int = 1000) -> Path:
 
 def child(mode: str, arg: str, report_fd: int) -> None:
     """Runs inside the pty. Writes one line to `report_fd` when its measurement is ready."""
-    if mode in ("empty", "live-idle"):
+    if mode in ("empty", "live-idle", "bare-idle"):
         import random
 
         from textual.app import App, ComposeResult
@@ -94,9 +103,10 @@ def child(mode: str, arg: str, report_fd: int) -> None:
                 os.write(report_fd, b"PAINTED 0\n")
                 if mode == "empty":
                     self.exit()
-                else:
+                    return
+                if mode == "live-idle":
                     self.set_interval(1.0, self._feed)
-                    self.call_later(lambda: os.write(report_fd, b"IDLE-START\n"))
+                self.call_later(lambda: os.write(report_fd, b"IDLE-START\n"))
 
             def _feed(self) -> None:
                 spark = self.query_one(Sparkline)
@@ -122,7 +132,7 @@ async def _console_child(mode: str, queued: int, report_fd: int) -> None:
     config = load_config(bench_config())
     state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))
     async with Runtime(config, state, actor="bench") as rt:
-        built = time.perf_counter()
+        built, built_cpu = time.perf_counter(), time.process_time()
         if mode == "floor":
             # The least any dispatch-ordered queue of these tasks holds: one heap item per
             # task, (-priority, arrival, execution id, task id), the id strings shared.
@@ -147,11 +157,13 @@ async def _console_child(mode: str, queued: int, report_fd: int) -> None:
                         name=names[n], priority=(10, 8, 5, 3, 1)[n % 5], on_admit=_admitted,
                     ))  # fmt: skip
         build_s = time.perf_counter() - built
+        build_cpu = time.process_time() - built_cpu
 
         class Bench(ConsoleApp):
             def on_ready(self) -> None:
                 rss = psutil.Process().memory_info().rss
-                os.write(report_fd, f"PAINTED {build_s:.4f} {rss}\n".encode())
+                cpu = time.process_time() - build_cpu  # the whole process's, until now
+                os.write(report_fd, f"PAINTED {build_s:.4f} {rss} {cpu:.4f}\n".encode())
                 if mode in ("paint", "floor"):
                     self.exit()
                 else:
@@ -187,14 +199,16 @@ class PtyChild:
         os.close(slave)
         os.close(write_fd)
         self.master = master
+        self.written = 0
+        """Bytes the child wrote to its terminal so far."""
         self.reports = os.fdopen(read_fd, "r")
         self._drain = threading.Thread(target=self._drain_output, daemon=True)
         self._drain.start()
 
     def _drain_output(self) -> None:
         try:
-            while os.read(self.master, 65536):
-                pass
+            while data := os.read(self.master, 65536):
+                self.written += len(data)
         except OSError:
             pass
 
@@ -214,41 +228,51 @@ class PtyChild:
         self.reports.close()
 
 
-def first_paint(*args: str) -> tuple[float, int]:
-    """(seconds to first paint minus queue building, rss) of one child."""
+def first_paint(*args: str) -> tuple[float, int, float]:
+    """(seconds to first paint minus queue building, rss, CPU seconds of the child until
+    its first paint minus queue building: what a busy machine's other work inflates less)
+    of one child."""
     child_proc = PtyChild(*args)
     took, words = child_proc.report()
     child_proc.finish()
     build_s = float(words[1]) if len(words) > 1 else 0.0
     rss = int(words[2]) if len(words) > 2 else 0
-    return took - build_s, rss
+    cpu = float(words[3]) if len(words) > 3 else 0.0
+    return took - build_s, rss, cpu
 
 
-def idle_cpu(mode: str = "idle") -> float:
-    """% of one core a console (or, `live-idle`, a Textual app with a header clock and a
-    1 Hz sparkline) uses while nothing happens."""
+def idle_costs(modes: tuple[str, ...]) -> list[tuple[float, float]]:
+    """(% of one core, bytes written per minute) of each child while nothing happens: the
+    console (`idle`) and the floors, all measured over the same window at the same time."""
     import psutil
 
-    child_proc = PtyChild(mode, "0")
-    child_proc.report()
-    child_proc.report()  # IDLE-START
+    children = [PtyChild(mode, "0") for mode in modes]
+    for child_proc in children:
+        child_proc.report()
+        child_proc.report()  # IDLE-START
     time.sleep(1.0)  # the first chart import and plot are not idle work
-    proc = psutil.Process(child_proc.proc.pid)
-    before = proc.cpu_times()
+    procs = [psutil.Process(c.proc.pid) for c in children]
+    before = [(p.cpu_times(), c.written) for p, c in zip(procs, children, strict=True)]
     start = time.perf_counter()
     time.sleep(IDLE_S)
-    after = proc.cpu_times()
+    after = [(p.cpu_times(), c.written) for p, c in zip(procs, children, strict=True)]
     elapsed = time.perf_counter() - start
-    used = (after.user - before.user) + (after.system - before.system)
-    child_proc.proc.terminate()
-    child_proc.finish()
-    return 100.0 * used / elapsed
+    out = []
+    for (cpu0, bytes0), (cpu1, bytes1) in zip(before, after, strict=True):
+        used = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        out.append((100.0 * used / elapsed, (bytes1 - bytes0) * 60.0 / elapsed))
+    for child_proc in children:
+        child_proc.proc.terminate()
+        child_proc.finish()
+    return out
 
 
-async def refresh_cost(executions: int = 1000, rounds: int = 30) -> tuple[float, float]:
+async def refresh_cost(executions: int = 1000, rounds: int = 30) -> tuple[float, float, float]:
     """Median ms of one full refresh (snapshot, every pane, rendering what changed) with
-    `executions` running executions: wall, and CPU of the loop's thread (what a busy
-    machine's other work does not inflate)."""
+    `executions` running executions: wall, CPU of the loop's thread (what a busy machine's
+    other work does not inflate), and the floor: CPU of the same round without the refresh
+    (the harness's wait for every widget's queue and a render with nothing dirty),
+    interleaved with the refreshes."""
     from l3tui.config import load_config
     from l3tui.dashboard.app import ConsoleApp
     from l3tui.runtime import Runtime
@@ -265,7 +289,7 @@ async def refresh_cost(executions: int = 1000, rounds: int = 30) -> tuple[float,
             await pilot.pause()
             active = sum(1 for e in app.snapshot.executions if e.state == "running")
             assert active == executions, f"{active} running executions, wanted {executions}"
-            samples, cpu = [], []
+            samples, cpu, floor = [], [], []
             for _ in range(rounds):
                 started, cpu_started = time.perf_counter(), time.thread_time()
                 app.refresh_now(full=True)  # every pane of the dashboard redraws
@@ -273,23 +297,29 @@ async def refresh_cost(executions: int = 1000, rounds: int = 30) -> tuple[float,
                 app.screen._on_timer_update()  # and the changed lines are rendered
                 samples.append((time.perf_counter() - started) * 1000)
                 cpu.append((time.thread_time() - cpu_started) * 1000)
-            return statistics.median(samples), statistics.median(cpu)
+                cpu_started = time.thread_time()
+                await pilot._wait_for_screen()  # the floor: the same round, no refresh
+                app.screen._on_timer_update()
+                floor.append((time.thread_time() - cpu_started) * 1000)
+            return statistics.median(samples), statistics.median(cpu), statistics.median(floor)
 
 
 def main() -> None:
     started = time.perf_counter()
     bytecode = "without" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "with"
     print(f"load average {os.getloadavg()[0]:.2f}; children run {bytecode} .pyc writing")
-    empty_s, _ = first_paint("empty", "0")
+    empty_s, _, _ = first_paint("empty", "0")
     print(f"empty Textual app, first paint: {empty_s:.3f} s (baseline)")
     paint: dict[int, float] = {}
     rss: dict[int, int] = {}
+    paint_cpu: dict[int, float] = {}
     for queued in (0, 10_000, 100_000):
-        paint[queued], rss[queued] = first_paint("paint", str(queued))
+        paint[queued], rss[queued], paint_cpu[queued] = first_paint("paint", str(queued))
         mb = rss[queued] / 2**20
         print(f"console first paint, {queued:>7,} queued: {paint[queued]:.3f} s "
-              f"({paint[queued] / empty_s:.2f}x empty app), rss {mb:.1f} MB")  # fmt: skip
-    _, floor_rss = first_paint("floor", "100000")
+              f"({paint[queued] / empty_s:.2f}x empty app), {paint_cpu[queued]:.3f} s CPU, "
+              f"rss {mb:.1f} MB")  # fmt: skip
+    _, floor_rss, _ = first_paint("floor", "100000")
     per_task = (rss[100_000] - rss[0]) / 100_000
     floor_per_task = (floor_rss - rss[0]) / 100_000
     print(f"  100k queued cost {per_task:.0f} B per task, rss {rss[100_000] / floor_rss:.2f}x "
@@ -297,21 +327,28 @@ def main() -> None:
           f"{floor_rss / 2**20:.1f} MB, "
           f"{floor_per_task:.0f} B per task; the first paint's floor is the console with "
           f"nothing queued ({paint[0]:.3f} s)")  # fmt: skip
-    refresh_ms, refresh_cpu_ms = asyncio.run(refresh_cost())
+    refresh_ms, refresh_cpu_ms, refresh_floor_ms = asyncio.run(refresh_cost())
     print(f"one refresh with 1,000 running executions: {refresh_ms:.2f} ms "
           f"({refresh_ms / 16:.2f}x the 16 ms frame budget), "
-          f"{refresh_cpu_ms:.2f} ms CPU")  # fmt: skip
-    cpu = idle_cpu()
-    floor_cpu = idle_cpu("live-idle")
-    print(f"idle CPU over {IDLE_S:.0f} s at 1 Hz refresh: {cpu:.2f} % of a core "
-          f"(floor: a Textual app with a header clock and a 1 Hz sparkline: "
-          f"{floor_cpu:.2f} %)")  # fmt: skip
+          f"{refresh_cpu_ms:.2f} ms CPU; floor (the same round without the refresh: the "
+          f"harness's wait for every widget and a render) "
+          f"{refresh_floor_ms:.2f} ms CPU")  # fmt: skip
+    (cpu, idle_bytes), (floor_cpu, floor_bytes), (bare_cpu, _) = idle_costs(
+        ("idle", "live-idle", "bare-idle"))
+    print(f"idle over the same {IDLE_S:.0f} s, at once: the console at 1 Hz refresh "
+          f"{cpu:.2f} % of a core, {idle_bytes / 1024:.1f} KiB written per minute; floor: a "
+          f"Textual app with a header clock and a 1 Hz sparkline {floor_cpu:.2f} %, "
+          f"{floor_bytes / 1024:.1f} KiB per minute; a bare Textual app {bare_cpu:.2f} %")
     print(f"bench took {time.perf_counter() - started:.1f} s; load average "
           f"{os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"RESULT first_paint_100k_s={paint[100_000]:.3f} idle_cpu_pct={cpu:.2f} "
           f"rss_100k_mb={rss[100_000] / 2**20:.1f} refresh_ms={refresh_ms:.2f} "
           f"rss_floor_100k_mb={floor_rss / 2**20:.1f} first_paint_0_s={paint[0]:.3f} "
-          f"idle_floor_pct={floor_cpu:.2f} refresh_cpu_ms={refresh_cpu_ms:.2f}")  # fmt: skip
+          f"idle_floor_pct={floor_cpu:.2f} refresh_cpu_ms={refresh_cpu_ms:.2f} "
+          f"idle_bytes_per_min={idle_bytes:.0f} idle_floor_bytes_per_min={floor_bytes:.0f} "
+          f"idle_bare_pct={bare_cpu:.2f} refresh_floor_cpu_ms={refresh_floor_ms:.2f} "
+          f"first_paint_100k_cpu_s={paint_cpu[100_000]:.3f} "
+          f"first_paint_0_cpu_s={paint_cpu[0]:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ from l3tui.engine.workflow.engine import WorkflowEngine
 from l3tui.monitor.alerts import AlertManager
 from l3tui.monitor.metrics import MetricsCollector
 
+QUEUE_CACHE_MAX = 4096
+"""Ordered queue entries kept between `queue_slice` calls (a pane's head and scrolling);
+a longer read (a filter over 100,000) is not kept."""
+
 
 class RuntimeViews:
     """Snapshots of one Runtime's live state, with the caches that keep them cheap."""
@@ -153,7 +157,8 @@ class RuntimeViews:
 
     def snapshot(self, recent: int = 20) -> RuntimeSnapshot:
         active = sorted(self.engine.active(), key=lambda e: e.created_at, reverse=True)
-        finished = [e for e in list(self.recent)[:recent] if e not in active]
+        live = {id(e) for e in active} if self.recent else set()  # not `in active`: O(n)
+        finished = [e for e in list(self.recent)[:recent] if id(e) not in live]
         running = []
         for entry in self.scheduler.running:
             execution = self.engine.executions.get(entry.execution_id)
@@ -196,7 +201,10 @@ class RuntimeViews:
                                                  and len(entries) < self.scheduler.queue_length()):
             # the head the pane shows, doubled for scrolling: no ordered copy of the rest
             entries = self.scheduler.queue(limit=max(2 * wanted, 256))
-            self._queue_cache = (self.scheduler.version, entries)
+            if len(entries) <= QUEUE_CACHE_MAX:
+                self._queue_cache = (self.scheduler.version, entries)
+            else:  # a filter reads the whole queue: hold no ordered copy of it afterwards
+                self._queue_cache = (-1, [])
         return [
             QueueItemView(execution_id=e.execution_id, task_id=e.task_id,
                           workflow_id=e.workflow_id, name=e.name, priority=e.priority,

@@ -200,3 +200,32 @@ async def test_paused_tasks_are_not_counted_as_running(slow_config, runtime_for)
                                     for t in rt.execution(result.execution_id).tasks))  # fmt: skip
             await until(lambda: "‖ 2 paused" in app.query_one(TopBar)._status_text, timeout=5)
             assert "▶ 0 running" in app.query_one(TopBar)._status_text
+
+
+async def test_the_screen_shows_each_new_reading_when_only_its_digits_change(
+    slow_config, runtime_for
+):
+    """The panes repaint only the lines that moved and the top bar keeps its width when a
+    figure loses a digit (no layout of the whole screen): what is drawn must still be the
+    new reading, never the line drawn before it."""
+    sampler = FakeSampler(cpu=100.0)
+
+    def drawn() -> list[str]:
+        return screen_text(app).splitlines()
+
+    def shows(cpu: str) -> bool:
+        lines = drawn()
+        spark = [line for line in lines[1:] if " cpu " in line and "mem" not in line]
+        return (f"cpu {cpu}" in lines[0] and bool(spark)
+                and all(line.rstrip(" │┃").endswith(f" {cpu}") for line in spark))  # fmt: skip
+
+    async with runtime_for(slow_config, sampler=sampler) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)):
+            await until(lambda: shows("100%"))
+            sampler.values["cpu_usage"] = 9.0
+            await until(lambda: shows("9%"), timeout=6)
+            assert not any("100%" in line for line in drawn())
+            sampler.values["cpu_usage"] = 10.0
+            await until(lambda: shows("10%"), timeout=6)
+            assert "cpu 9%" not in drawn()[0]

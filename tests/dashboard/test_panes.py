@@ -94,6 +94,25 @@ async def test_a_long_queue_scrolls_to_its_end_and_filters(make_config, runtime_
             await until(lambda: queue.row_total == MANY)
 
 
+async def test_a_filtered_queue_follows_the_queue_as_it_grows(make_config, runtime_for):
+    """A filter re-reads a moving queue at a bounded pace (a read of 100,000 entries takes
+    half a second): the rows it shows still catch up with what was queued since."""
+    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=DASHBOARD)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await rt.run_workflow("wide")
+            queue = app.query_one(TaskQueue)
+            await until(lambda: queue.row_total == MANY)
+            queue.focus()
+            await pilot.press("slash", *"t29[0-9]", "enter")
+            await until(lambda: queue.row_total == 10)
+            await rt.run_workflow("wide")  # ten more rows match, nobody touches the filter
+            await until(lambda: queue.row_total == 20)
+            assert "/t29[0-9]/ 20" in app.query_one(Pane).border_subtitle
+
+
 async def test_log_view_follows_real_output_without_escape_sequences(make_config, runtime_for):
     config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
                          dashboard=DASHBOARD)  # fmt: skip
@@ -113,6 +132,77 @@ async def test_log_view_follows_real_output_without_escape_sequences(make_config
             await pilot.press("slash", *"needle", "enter")
             await until(lambda: len(log.matches) == 1)
             assert "needle" in screen_text(app) and "red line one" not in screen_text(app)
+
+
+TWO_DASHBOARDS = """
+dashboards:
+  logs:
+    name: logs
+    widgets:
+      - {type: log_view, title: output}
+  queue:
+    name: queue
+    widgets:
+      - {type: task_queue, title: the queue}
+"""
+
+
+async def test_a_log_view_on_a_dashboard_not_shown_reads_nothing_until_shown(make_config,
+                                                                              runtime_for):
+    """A log view following a live task re-reads its file every second while shown; on a
+    dashboard behind the current one it starts no read (nobody sees it), and shown again
+    it follows the task as before."""
+    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=TWO_DASHBOARDS)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await rt.run_workflow("chatty")
+            log = app.query_one(LogView)
+            await until(lambda: len(log.buffer.lines) >= 2)
+            assert log.live and log.log_path is not None  # it re-reads each second
+            await pilot.press("2")
+            await until(lambda: app.current_dash == 1 and not log._reading)
+            log.poke()  # what its timer and the task's output do
+            assert not log._reading
+            await pilot.press("1")
+            await until(lambda: "needle" in screen_text(app))
+
+
+QUEUE_THEN_LOGS = """
+dashboards:
+  queue:
+    name: queue
+    widgets:
+      - {type: task_queue, title: the queue}
+  logs:
+    name: logs
+    widgets:
+      - {type: workflow_status, title: runs}
+      - {type: log_view, title: output}
+"""
+
+
+async def test_a_dashboard_built_when_first_shown_is_complete_and_keeps_the_freeze(
+    make_config, runtime_for
+):
+    """Only the first dashboard is built before the first paint; another is built when it
+    is first shown: with its panes filled from the current state, and frozen if the display
+    is."""
+    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
+                         dashboard=QUEUE_THEN_LOGS)  # fmt: skip
+    async with runtime_for(config) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert not app.query(LogView)  # the second dashboard is not built yet
+            await rt.run_workflow("wide")
+            await until(lambda: app.query_one(TaskQueue).row_total == MANY)
+            await pilot.press("f")
+            await pilot.press("2")
+            await until(lambda: app.current_dash == 1)
+            assert app.query_one(LogView).frozen
+            await pilot.press("f")
+            await until(lambda: "wide" in screen_text(app) and "t000" in screen_text(app))
 
 
 async def test_freeze_stops_redraws_while_the_engine_keeps_running(make_config, runtime_for):

@@ -82,6 +82,7 @@ class Column:
 
 Cell = tuple[str, str]
 """(text, component class) of one cell; '' means the row's base style."""
+_UNSEEN = object()
 
 
 def allocate(columns: Sequence[Column], width: int) -> list[int]:
@@ -147,6 +148,8 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         highlight until the user moves the cursor."""
         self._styles: dict[str, Style] = {}
         self._signature: object = None
+        self._shown: dict[int, object] = {}
+        """Row index -> the key of what render_line last drew there (`repaint_changed`)."""
 
     # ------------------------------------------------------------------ subclass API
 
@@ -188,14 +191,42 @@ class RowList(ScrollView, PaneBody, can_focus=True):
 
     def unchanged(self, signature: object, ctx: RefreshContext) -> bool:
         """True when a refresh brings no new rows (same views, same order): the pane keeps
-        its row list and only repaints the rows on screen, whose ages and times moved on
-        (a repaint draws the visible rows only, so it costs what the screen shows)."""
+        its row list and repaints only the rows on screen whose text moved on (an age, an
+        elapsed time); an idle pane repaints nothing and writes nothing to the terminal."""
         if signature == self._signature:
-            if self._count:
-                self.refresh()
+            self.repaint_changed()
             return True
         self._signature = signature
         return False
+
+    def _line_key(self, index: int) -> object:
+        """What row `index` shows (its cells, and its highlight when it has the cursor),
+        or the placeholder text of an empty list: a line is repainted when this moved."""
+        if index >= self._count:
+            return ("empty", self.empty_message()) if index == 0 else None
+        cells, row_class = self.row_cells(index)
+        return self._key_of(index, cells, row_class)
+
+    def _key_of(self, index: int, cells: list[Cell], row_class: str) -> object:
+        cursor = index == self.cursor and not self.cursor_lost
+        return cells, row_class, (self.has_focus if cursor else None)
+
+    def repaint_changed(self) -> None:
+        """Repaint the rows on screen whose key differs from what was last drawn (rows
+        never drawn count as changed); everything when most of them moved."""
+        shown = self._shown
+        rows = self._visible_rows()
+        if len(shown) > 4 * rows + 64:  # scrolled far: forget rows long off screen
+            shown.clear()
+        header = 1 if self.show_header else 0
+        top = round(self.scroll_offset.y)
+        changed = [index for index in range(top, min(top + rows, max(self._count, 1)))
+                   if shown.get(index, _UNSEEN) != self._line_key(index)]  # fmt: skip
+        if len(changed) * 2 > rows:
+            self.refresh()
+            return
+        for index in changed:
+            self.refresh_line(index + header)
 
     @property
     def row_total(self) -> int:
@@ -203,7 +234,7 @@ class RowList(ScrollView, PaneBody, can_focus=True):
 
     def set_row_count(self, count: int) -> None:
         """The rows changed: resize the scroll area, keep the cursor in range, repaint."""
-        self._count = count
+        old, self._count = self._count, count
         header = 1 if self.show_header else 0
         self.virtual_size = Size(self.size.width, max(count, 1) + header)
         # Rows moved under the cursor. A refresh never changes what is selected (keys act on
@@ -216,7 +247,10 @@ class RowList(ScrollView, PaneBody, can_focus=True):
                 self.cursor_lost = True
         if self.cursor >= count:
             self.cursor = max(count - 1, 0)
-        self.refresh()
+        if count != old:
+            self.refresh()  # rows came or went: the scrollbar and the blank tail move too
+        else:
+            self.repaint_changed()  # same number of rows: repaint the ones that moved
 
     # ------------------------------------------------------------------ cursor
 
@@ -283,6 +317,7 @@ class RowList(ScrollView, PaneBody, can_focus=True):
 
     def on_resize(self) -> None:
         self.set_row_count(self._count)
+        self.refresh()  # new column widths: every line is drawn again
 
     # ------------------------------------------------------------------ drawing
 
@@ -314,10 +349,12 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         index = round(self.scroll_offset.y) + y - header
         if index >= self._count:
             if index == 0 and y == header:
+                self._shown[0] = ("empty", self.empty_message())
                 text = fit(" " + self.empty_message(), width)
                 return Strip([Segment(text, base + self._style("rowlist--empty"))], width)
             return Strip.blank(width, base)
         cells, row_class = self.row_cells(index)
+        self._shown[index] = self._key_of(index, cells, row_class)
         row_style = base + self._style(row_class)
         if index == self.cursor and not self.cursor_lost:
             row_style += self._style(

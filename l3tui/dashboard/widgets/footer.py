@@ -12,6 +12,7 @@ from rich.cells import cell_len
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey  # not re-exported; Textual is pinned exactly
 
@@ -38,6 +39,8 @@ class KeyFooter(Footer):
     def __init__(self) -> None:
         super().__init__()
         self._composed_width = -1
+        self._composed_keys: list[tuple[Binding, bool, str, bool]] = []
+        self._pending = False
 
     def _width(self) -> int:
         return self.size.width or self.app.size.width
@@ -45,7 +48,21 @@ class KeyFooter(Footer):
     def compose(self) -> ComposeResult:
         if not self._bindings_ready:
             return
-        width = self._composed_width = self._width()
+        self._composed_width = self._width()
+        keys = self._composed_keys = self._keys()
+        for binding, enabled, tooltip, palette in keys:
+            display = self.app.get_key_display(binding)
+            if palette:
+                yield FooterKey(binding.key, display, binding.description, binding.action,
+                                classes="-command-palette", disabled=not enabled,
+                                tooltip=tooltip)  # fmt: skip
+            else:
+                yield FooterKey(binding.key, display, binding.description, binding.action,
+                                disabled=not enabled,
+                                tooltip=tooltip).data_bind(compact=Footer.compact)  # fmt: skip
+
+    def _keys(self) -> list[tuple[Binding, bool, str, bool]]:
+        """(binding, enabled, tooltip, is the palette key) of each key shown, in order."""
         active = self.screen.active_bindings
         shown: dict[str, Shown] = {}
         for _node, binding, enabled, tooltip in active.values():
@@ -54,16 +71,33 @@ class KeyFooter(Footer):
         palette = None
         if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:
             palette = active.get(self.app.COMMAND_PALETTE_BINDING)
-        budget = width - (self._palette_cost(palette[1]) if palette else 0)
-        for binding, enabled, tooltip in self.fitting(list(shown.values()), budget):
-            yield FooterKey(binding.key, self.app.get_key_display(binding), binding.description,
-                            binding.action, disabled=not enabled,
-                            tooltip=tooltip).data_bind(compact=Footer.compact)  # fmt: skip
+        budget = self._width() - (self._palette_cost(palette[1]) if palette else 0)
+        keys = [(binding, enabled, tooltip, False)
+                for binding, enabled, tooltip in self.fitting(list(shown.values()), budget)]
         if palette is not None:
             _node, binding, enabled, _tooltip = palette
-            yield FooterKey(binding.key, self.app.get_key_display(binding), binding.description,
-                            binding.action, classes="-command-palette", disabled=not enabled,
-                            tooltip=binding.tooltip or binding.description)  # fmt: skip
+            keys.append((binding, enabled, binding.tooltip or binding.description, True))
+        return keys
+
+    def bindings_changed(self, screen: Screen[object]) -> None:
+        """As Footer's, except that a burst of binding updates (focus moving, a key's state
+        changing, a refresh) recomposes once, and only when a key shown changed: Footer
+        recomposed on each one (seven times, ~0.25 s, while the console starts)."""
+        self._bindings_ready = True
+        if screen.app.app_focus and self.is_attached and screen is self.screen:
+            self._recompose_soon()
+
+    def _recompose_soon(self) -> None:
+        if not self._pending:
+            self._pending = True
+            self.call_after_refresh(self._recompose_if_changed)
+
+    async def _recompose_if_changed(self) -> None:
+        self._pending = False
+        if not self.is_attached:
+            return
+        if self._width() != self._composed_width or self._keys() != self._composed_keys:
+            await self.recompose()
 
     def _cost(self, binding: Binding) -> int:
         """Cells one key takes (FooterKey's padding, and its margin when compact)."""
@@ -104,4 +138,4 @@ class KeyFooter(Footer):
     def on_resize(self, event: events.Resize) -> None:
         self.compact = event.size.width < NARROW
         if self._bindings_ready and event.size.width != self._composed_width:
-            self.call_after_refresh(self.recompose)
+            self._recompose_soon()

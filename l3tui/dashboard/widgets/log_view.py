@@ -29,6 +29,7 @@ from rich.style import Style
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 
 from l3tui.config.schema import LogViewWidget
 from l3tui.dashboard import keymap
@@ -232,6 +233,8 @@ class LogView(ScrollView, PaneBody, can_focus=True):
     # ------------------------------------------------------------------ which task
 
     def on_mount(self) -> None:
+        if getattr(self.app, "frozen", False):  # a dashboard built while the display is frozen
+            self.frozen = True
         if self.pinned is not None:
             self.follow(self.pinned, self.log_path, self.pinned[1])
         # A line still being written (a progress bar) raises no event, and a view behind
@@ -331,9 +334,11 @@ class LogView(ScrollView, PaneBody, can_focus=True):
 
     def poke(self) -> None:
         """Read what the log file gained: soon, in a thread, one read at a time, paced; not
-        while frozen or behind another screen (the next refresh pokes again)."""
+        while frozen, behind another screen, or hidden (a pane of a dashboard not shown, a
+        pane the tabs hide): the refresh that shows it again pokes again."""
         self._dirty = True
-        if self._reading or self.frozen or not self.is_mounted or not self.screen.is_current:
+        if (self._reading or self.frozen or not self.is_mounted or not self.screen.is_current
+                or not self._displayed()):  # fmt: skip
             return
         if self.log_path is None and self._finishing is None:
             if self._loading:
@@ -342,6 +347,14 @@ class LogView(ScrollView, PaneBody, can_focus=True):
             return
         self._reading = True
         self.run_worker(self._read_loop(), group="log-read", exit_on_error=False)
+
+    def _displayed(self) -> bool:
+        node: object = self
+        while isinstance(node, Widget):
+            if not node.display:
+                return False
+            node = node.parent
+        return True
 
     async def _read_loop(self) -> None:
         try:

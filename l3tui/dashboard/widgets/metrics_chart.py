@@ -62,6 +62,8 @@ class MetricsChart(Container, PaneBody):
         self._signature: Any = None
         self._ctx: RefreshContext | None = None
         self._legend_text = ""
+        self._first_frame = False
+        """The first frame is drawn (or due): plotext may be imported and plotted now."""
 
     def compose(self) -> ComposeResult:
         names = ", ".join(self.config.metrics)
@@ -83,6 +85,12 @@ class MetricsChart(Container, PaneBody):
         if not any(series.values()):
             return
         if self._plot is None:
+            if not self._first_frame:
+                # The samples were there before the console started (the Runtime ran
+                # first): plot after the first frame, which must not wait for plotext.
+                self._first_frame, self._signature = True, None
+                self.call_after_refresh(self._plot_late)
+                return
             from textual_plotext import PlotextPlot  # ~0.1 s: only once a chart has data
 
             self._plot = PlotextPlot(classes="chart--plot")
@@ -91,6 +99,10 @@ class MetricsChart(Container, PaneBody):
         self._draw({n: downsample(s, ctx.now, window_s, dots) for n, s in series.items()},
                    ctx.now, window_s)  # fmt: skip
         self._legend(ctx, series)
+
+    def _plot_late(self) -> None:
+        if self._ctx is not None and self.is_attached:
+            self.refresh_from(self._ctx)
 
     def refresh_live(self, ctx: RefreshContext) -> None:
         """Between plots (every refresh_interval) the legend follows the live reading."""

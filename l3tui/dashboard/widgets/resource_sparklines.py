@@ -1,7 +1,7 @@
 """The `resource_sparklines` pane: one compact line per metric (label, sparkline of the
 recent samples, current value), plus one per CPU core with `per_core`. Drawn with the Line
-API from `metric_series`; a live pane (asked every tick), it repaints only when a new sample
-arrived. The current value is the snapshot's reading, the same one the top bar shows.
+API from `metric_series`; a live pane (asked every tick), it repaints only the lines a new
+sample changed. The current value is the snapshot's reading, the same one the top bar shows.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -95,6 +96,8 @@ class ResourceSparklines(Widget, PaneBody):
         self._signature: Any = None
         self._last_sample: Any = None
         self._styles: dict[str, Style] = {}
+        self._drawn: dict[int, tuple[str, str, str, str]] = {}
+        """Line -> what render_line last drew there: a new sample repaints the lines it moved."""
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         lines = []
@@ -121,8 +124,17 @@ class ResourceSparklines(Widget, PaneBody):
                 signature.append((n, len(history), history[-1] if history else None))
         if signature != self._signature:
             self._signature = signature
+            count = len(self.lines)
             self.lines = lines
-            self.refresh()
+            if len(lines) != count:
+                self.refresh()
+                return
+            # A new sample moves the busy metrics' lines only: repaint those (over SSH every
+            # line written crosses the link).
+            width = self.size.width
+            for y in range(len(lines)):
+                if self._drawn.get(y) != self._parts(y, width):
+                    self.refresh(Region(0, y, width, 1))
 
     def _style(self, name: str) -> Style:
         style = self._styles.get(name)
@@ -137,16 +149,14 @@ class ResourceSparklines(Widget, PaneBody):
         super().notify_style_update()
         self._styles.clear()
 
-    def _value_style(self, metric: str, value: float | None) -> Style:
+    def _value_style(self, metric: str, value: float | None) -> str:
         if value is None or metric not in PERCENT or metric == "success_rate":
-            name = "spark--muted" if value is None else "spark--ok"
-        elif value >= 90:
-            name = "spark--bad"
-        elif value >= 75:
-            name = "spark--warn"
-        else:
-            name = "spark--ok"
-        return self._style(name)
+            return "spark--muted" if value is None else "spark--ok"
+        if value >= 90:
+            return "spark--bad"
+        if value >= 75:
+            return "spark--warn"
+        return "spark--ok"
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -156,18 +166,27 @@ class ResourceSparklines(Widget, PaneBody):
                 text = fit(" waiting for the first resource samples…", width)
                 return Strip([Segment(text, base + self._muted())], width)
             return Strip.blank(width, base)
+        parts = self._drawn[y] = self._parts(y, width)
+        label, graph, value, value_style = parts
+        style = base + self._style(value_style)
+        segments = [
+            Segment(label, base + self._style("spark--label")),
+            Segment(" ", base),
+            Segment(graph, style),
+            Segment(" ", base),
+            Segment(value, style),
+        ]  # fmt: skip
+        return Strip(segments, width).crop_extend(0, width, base)
+
+    def _parts(self, y: int, width: int) -> tuple[str, str, str, str]:
+        """Line `y` as drawn at `width`: label, sparkline, value, the value's style."""
         label, metric, values, current = self.lines[y]
         graph_w = max(width - LABEL_W - VALUE_W - 2, 0)
         top = 100.0 if metric in PERCENT else None
-        style = base + self._value_style(metric, current)
-        segments = [
-            Segment(fit(f" {label}", LABEL_W), base + self._style("spark--label")),
-            Segment(" ", base),
-            Segment(spark(values[-graph_w * 2:] if graph_w else [], graph_w, top), style),
-            Segment(" ", base),
-            Segment(fit(format_value(metric, current), VALUE_W, "right"), style),
-        ]  # fmt: skip
-        return Strip(segments, width).crop_extend(0, width, base)
+        return (fit(f" {label}", LABEL_W),
+                spark(values[-graph_w * 2:] if graph_w else [], graph_w, top),
+                fit(format_value(metric, current), VALUE_W, "right"),
+                self._value_style(metric, current))  # fmt: skip
 
     def _muted(self) -> Style:
         return self._style("spark--muted")

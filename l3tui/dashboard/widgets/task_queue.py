@@ -6,6 +6,7 @@ time with `queue_slice`, so 100,000 queued tasks paint as fast as ten.
 from __future__ import annotations
 
 import re
+import time
 from typing import ClassVar
 
 from l3tui.config.schema import TaskQueueWidget
@@ -15,6 +16,10 @@ from l3tui.dashboard.widgets.base import Cell, Column, RefreshContext, RowList
 from l3tui.engine.api import TERMINAL_TASK_STATES, QueueItemView, RuntimeAPI
 
 WINDOW_MARGIN = 40
+FILTER_DUTY = 20
+"""A filtered queue is read again at most once per 20x the time the last read took: a
+filter over a long, moving queue costs at most ~5 % of a core, its rows up to that much
+older (0.6 s at 100,000 queued: refiltered every ~12 s instead of every second)."""
 
 
 class TaskQueue(RowList):
@@ -45,6 +50,7 @@ class TaskQueue(RowList):
         self._window: tuple[int, int, list[QueueItemView]] = (-1, 0, [])
         self._filtered: list[QueueItemView] | None = None
         self._filtered_version = -1
+        self._filter_due = 0.0
 
     def columns(self) -> tuple[Column, ...]:
         return self.COLUMNS
@@ -58,8 +64,11 @@ class TaskQueue(RowList):
         signature = (snap.queue_version, snap.queue_length, snap.running,
                      tuple(map(id, snap.executions)) if self.config.show_completed else ())
         self.at = snap.at  # elapsed times move on even when the rows did not change
-        if self.unchanged(signature, ctx):
+        refilter = (self.filter is not None and self._filtered_version != snap.queue_version
+                    and time.monotonic() >= self._filter_due)  # fmt: skip
+        if not refilter and self.unchanged(signature, ctx):
             return
+        self._signature = signature
         self.running = snap.running
         if self.config.show_completed:
             self.completed = [
@@ -75,7 +84,7 @@ class TaskQueue(RowList):
             self._window = (-1, 0, [])
         self.queue_length = snap.queue_length
         self.queue_version = snap.queue_version
-        if self.filter is not None and self._filtered_version != self.queue_version:
+        if refilter:
             self._apply_filter()
         self.follow_selection(ctx.selection)
         self.set_row_count(self._total())
@@ -135,9 +144,13 @@ class TaskQueue(RowList):
         if self.filter is None or self.api is None:
             self._filtered = None
             return
+        started = time.monotonic()
         everything = self.api.queue_slice(0, self.queue_length)
         self._filtered = [q for q in everything if self._matches(q)]
         self._filtered_version = self.queue_version
+        # A filter reads the whole queue (0.5 s of CPU at 100,000): while the queue keeps
+        # moving, read it again only after FILTER_DUTY times what this read took.
+        self._filter_due = time.monotonic() + FILTER_DUTY * (time.monotonic() - started)
 
     def set_filter(self, pattern: re.Pattern[str] | None) -> None:
         self.filter = pattern

@@ -15,6 +15,9 @@ from l3tui.engine.api import RuntimeSnapshot
 
 NARROW = 100
 """Below this many columns the status uses symbols only."""
+SLACK = 3
+"""A status this many cells shorter than the one shown is padded to its width instead:
+figures changing digit count (cpu 10% -> 9%) must not cost a layout of the whole screen."""
 
 
 def status_text(snap: RuntimeSnapshot, frozen: bool, narrow: bool) -> str:
@@ -76,9 +79,13 @@ class TopBar(Horizontal):
     def show_status(self, snap: RuntimeSnapshot, frozen: bool) -> None:
         text = status_text(snap, frozen, self.app.size.width < NARROW)
         status = self.query_one("#status", Static)
-        if text != self._status_text:
-            # a layout pass (the whole screen) only when the status changes width
-            status.update(text, layout=len(text) != len(self._status_text))
+        shown = self._status_text
+        if 0 < len(shown) - len(text) <= SLACK:
+            text = text.rjust(len(shown))  # cpu 10% -> 9%: keep the width, no layout pass
+        if text != shown:
+            # A layout pass (the whole screen repainted and sent) only when the status grows
+            # or shrinks by more than a digit or two.
+            status.update(text, layout=len(text) != len(shown))
             self._status_text = text
         status.set_class(frozen, "-frozen")
 
