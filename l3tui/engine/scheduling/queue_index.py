@@ -1,0 +1,102 @@
+"""QueueIndex: which entries are queued, found by (execution, task) and listed in arrival
+or dispatch order, for views and reports. It holds no order of its own beyond that and
+decides nothing (the scheduler's heaps do).
+
+One small dict per execution, keyed by task id, instead of one dict keyed by an
+(execution, task) tuple: no key tuple per queued task (64 bytes each, 100,000 of them in a
+deep queue), and a dict's insertion order is its execution's arrival order.
+
+Admission does not touch it: an entry that left the queue is skipped when read and
+forgotten by `prune`, which the scheduler calls once the index holds more such entries
+than queued ones. (Removing each admitted entry at once cost a cache miss or two per task,
+the largest single cost of an admission with 100,000 queued; pruning walks the dicts in
+memory order, a few at a time.)
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterator
+from operator import attrgetter
+
+from l3tui.engine.scheduling.queue_entry import QueueEntry, waiting
+
+_arrival = attrgetter("enqueued_mono")
+
+
+def dispatch_key(entry: QueueEntry) -> tuple[int, float, float]:
+    return -entry.priority - entry.boost, entry._needs.key_deadline, entry.enqueued_mono
+
+
+class QueueIndex:
+    """Entries by execution, then task, each execution's in arrival order; entries that
+    left the queue linger until `prune` (every read skips them)."""
+
+    __slots__ = ("by_execution", "size")
+
+    def __init__(self) -> None:
+        self.by_execution: dict[str, dict[str, QueueEntry]] = {}
+        self.size = 0
+        """Entries held, queued or not: the scheduler prunes when it outgrows the queue."""
+
+    def add(self, entry: QueueEntry) -> None:
+        tasks = self.by_execution.get(entry.execution_id)
+        if tasks is None:
+            tasks = self.by_execution[entry.execution_id] = {}
+        if tasks.pop(entry.task_id, None) is None:  # a newer entry for a task goes last
+            self.size += 1
+        tasks[entry.task_id] = entry
+
+    def remove(self, entry: QueueEntry) -> None:
+        """Forget `entry` now (not another entry queued later for the same task)."""
+        tasks = self.by_execution.get(entry.execution_id)
+        if tasks is not None and tasks.get(entry.task_id) is entry:
+            del tasks[entry.task_id]
+            self.size -= 1
+            if not tasks:
+                del self.by_execution[entry.execution_id]
+
+    def prune(self) -> None:
+        """Forget every entry that left the queue: O(entries held), in memory order."""
+        kept: dict[str, dict[str, QueueEntry]] = {}
+        size = 0
+        for execution_id, tasks in self.by_execution.items():
+            left = {task_id: e for task_id, e in tasks.items() if waiting(e)}
+            if left:
+                kept[execution_id] = left
+                size += len(left)
+        self.by_execution.clear()  # the same dict object: the scheduler holds it
+        self.by_execution.update(kept)
+        self.size = size
+
+    def get(self, execution_id: str, task_id: str) -> QueueEntry | None:
+        tasks = self.by_execution.get(execution_id)
+        entry = tasks.get(task_id) if tasks is not None else None
+        return entry if entry is not None and waiting(entry) else None
+
+    def __iter__(self) -> Iterator[QueueEntry]:
+        every = itertools.chain.from_iterable(t.values() for t in self.by_execution.values())
+        return filter(waiting, every)
+
+    def in_dispatch_order(self, priority: int | None = None,
+                          limit: int | None = None) -> list[QueueEntry]:  # fmt: skip
+        """Queued entries in dispatch order (optionally of one base priority level). With a
+        `limit`, only the first ones are ordered and no key is kept for the rest: a pane
+        showing 30 of 100,000 costs one pass and 30 small tuples, not 100,000."""
+        chosen = list(self) if priority is None else [e for e in self if e.priority == priority]
+        if limit is not None and 4 * limit < len(chosen):
+            return heapq.nsmallest(limit, chosen, key=dispatch_key)
+        return sorted(chosen, key=dispatch_key)[:limit]
+
+    def oldest(self, cutoff: float, cap: int) -> list[QueueEntry]:
+        """Up to `cap` entries queued at or before monotonic `cutoff`, oldest first: the
+        executions' own arrival orders merged."""
+        out: list[QueueEntry] = []
+        merged = heapq.merge(*(t.values() for t in self.by_execution.values()), key=_arrival)
+        for entry in merged:
+            if entry.enqueued_mono > cutoff or len(out) >= cap:
+                break
+            if waiting(entry):
+                out.append(entry)
+        return out
