@@ -70,13 +70,16 @@ class Parking:
         """The cause may be gone: move its best entry into the main heap as its delegate.
         One delegate at a time keeps dispatch order exact without re-scanning anyone. A
         hold lifted sends all its entries back at once (they were kept bare, unordered)."""
-        if blocker.delegated or not blocker.clear():
+        if blocker.delegated:
             return
         main = self.main
-        if isinstance(blocker, HeldBlocker):
-            for entry in blocker.take_all():
-                entry._home = main
-                _heappush(main.heap, item_of(entry))
+        if not blocker.heap:  # nobody waits in it: only a hold keeps its entries elsewhere
+            if isinstance(blocker, HeldBlocker) and blocker.clear():
+                for entry in blocker.take_all():
+                    entry._home = main
+                    _heappush(main.heap, item_of(entry))
+            return
+        if not blocker.clear():
             return
         item = peek(blocker.heap)
         if item is None:

@@ -105,7 +105,7 @@ class Needs:
     own. `plain` and `key_deadline` are derived once here, not per entry."""
 
     __slots__ = ("cpu", "critical", "deadline", "group_limit", "key_deadline", "memory_mb",
-                 "not_before", "note", "plain", "pools")  # fmt: skip
+                 "not_before", "note", "one_pool", "plain", "pools")  # fmt: skip
 
     def __init__(self, cpu: float = 0.0, memory_mb: int = 0,
                  pools: Mapping[str, int] = NO_POOLS, deadline: float | None = None,
@@ -119,6 +119,11 @@ class Needs:
         self.plain = not (pools or cpu or memory_mb or group_limit is not None
                           or not_before is not None)  # fmt: skip
         """No pools, needs, max_parallel or not_before: only holds and load can stop it."""
+        self.one_pool: tuple[str, int] | None = None
+        """(pool, slots) when that is all it asks: the scheduler counts those slots inline."""
+        if len(pools) == 1 and not (cpu or memory_mb or group_limit is not None
+                                    or not_before is not None):  # fmt: skip
+            self.one_pool = next(iter(pools.items()))
 
     def with_note(self, note: str) -> Needs:
         return Needs(self.cpu, self.memory_mb, self.pools, self.deadline, self.not_before,

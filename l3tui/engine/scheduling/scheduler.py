@@ -170,9 +170,18 @@ class TaskScheduler(Parking):
         full = len(self.running) >= self.max_concurrent
         if not needs.plain:
             self.queued_memory_mb += needs.memory_mb
-            if full and (cause := self._check(entry)) is not None:
-                self._park(entry, cause, mono)  # now, not after waiting its turn for nothing
-                return
+            if full:  # blocked already? then parked now, not after waiting its turn for nothing
+                one = needs.one_pool
+                if one is None:
+                    cause = self._check(entry)
+                elif (self.pool_used.get(one[0], 0) + self.book.pool_reserved.get(one[0], 0)
+                      + one[1] > self.slots.pool_sizes.get(one[0], 0)):  # fmt: skip
+                    cause = self.slots.shortfall(entry)
+                else:
+                    cause = None
+                if cause is not None:
+                    self._park(entry, cause, mono)
+                    return
         entry._home = self.main
         _heappush(self._main_heap, (-entry.priority, needs.key_deadline, mono, entry._gen,
                                     entry))  # fmt: skip
@@ -203,7 +212,13 @@ class TaskScheduler(Parking):
             running.remove(entry)
         except KeyError:
             return  # not running: released already, or never admitted
-        if not entry._needs.plain:
+        needs = entry._needs
+        if needs.one_pool is not None:  # Slots.give_back, inlined
+            pool, slots = needs.one_pool
+            self.pool_used[pool] -= slots
+            for blocker in self.causes.pools_named(pool):
+                self._wake(blocker)
+        elif not needs.plain:
             for blocker in self.slots.give_back(entry):
                 self._wake(blocker)
         if not running and self._gate_closed:
@@ -300,6 +315,7 @@ class TaskScheduler(Parking):
         main = self._main_heap
         delegates = self._delegates
         standins = self._standins
+        used, sizes, reserved = self.pool_used, self.slots.pool_sizes, self.book.pool_reserved
         admitted = 0
         waited = 0.0  # by "concurrency", the common cause, added to the totals once
         try:
@@ -324,7 +340,18 @@ class TaskScheduler(Parking):
                     if origin is not None:
                         origin.delegated = False
                     needs = entry._needs
-                    if not (needs.plain and self._fast):
+                    one = needs.one_pool
+                    if one is not None and self._fast:  # Slots.shortfall, inlined
+                        cause = None
+                        if used.get(one[0], 0) + reserved.get(one[0], 0) + one[1] > sizes.get(
+                                one[0], 0):  # fmt: skip
+                            cause = self.slots.shortfall(entry)
+                        if cause is not None:
+                            self._park(entry, cause, mono)
+                            if origin is not None:
+                                self._wake(origin)
+                            continue
+                    elif not (needs.plain and self._fast):
                         cause = self._check(entry)
                         if cause is not None:
                             self._park(entry, cause, mono)
@@ -340,7 +367,9 @@ class TaskScheduler(Parking):
                         self.wait_totals[entry._cause] += mono - entry._cause_since
                     running.add(entry)
                     admitted += 1
-                    if not needs.plain:
+                    if one is not None:  # Slots.take, inlined
+                        used[one[0]] = used.get(one[0], 0) + one[1]
+                    elif not needs.plain:
                         self.queued_memory_mb -= needs.memory_mb
                         self.slots.take(entry)
                     if origin is not None:
