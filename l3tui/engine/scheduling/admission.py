@@ -34,12 +34,16 @@ class HeldBlocker(Blocker):
 
     def take_all(self) -> list[QueueEntry]:
         """The entries still held here (withdrawn ones are dropped); none are kept."""
-        entries = [e for e in self.entries if e._home is self]
+        entries = self._here()
         self.entries = []
         return entries
 
+    def _here(self) -> list[QueueEntry]:
+        # once each: an entry withdrawn and queued again may be listed twice
+        return list(dict.fromkeys(e for e in self.entries if e._home is self))
+
     def parked(self) -> list[QueueEntry]:
-        return sorted((e for e in self.entries if e._home is self), key=dispatch_key)
+        return sorted(self._here(), key=dispatch_key)
 
     def idle(self) -> bool:
         return not any(e._home is self for e in self.entries)

@@ -33,32 +33,25 @@ class QueueIndex:
     """Entries by execution, then task, each execution's in arrival order; entries that
     left the queue linger until `prune` (every read skips them)."""
 
-    __slots__ = ("by_execution", "size")
+    __slots__ = ("by_execution",)
 
     def __init__(self) -> None:
         self.by_execution: dict[str, dict[str, QueueEntry]] = {}
-        self.size = 0
-        """Entries held, queued or not: the scheduler prunes when it outgrows the queue."""
+        """Filled by the scheduler's submit (inlined there: it is per task)."""
 
-    def add(self, entry: QueueEntry) -> None:
-        tasks = self.by_execution.get(entry.execution_id)
-        if tasks is None:
-            tasks = self.by_execution[entry.execution_id] = {}
-        if tasks.pop(entry.task_id, None) is None:  # a newer entry for a task goes last
-            self.size += 1
-        tasks[entry.task_id] = entry
-
-    def remove(self, entry: QueueEntry) -> None:
+    def remove(self, entry: QueueEntry) -> bool:
         """Forget `entry` now (not another entry queued later for the same task)."""
         tasks = self.by_execution.get(entry.execution_id)
-        if tasks is not None and tasks.get(entry.task_id) is entry:
-            del tasks[entry.task_id]
-            self.size -= 1
-            if not tasks:
-                del self.by_execution[entry.execution_id]
+        if tasks is None or tasks.get(entry.task_id) is not entry:
+            return False
+        del tasks[entry.task_id]
+        if not tasks:
+            del self.by_execution[entry.execution_id]
+        return True
 
-    def prune(self) -> None:
-        """Forget every entry that left the queue: O(entries held), in memory order."""
+    def prune(self) -> int:
+        """Forget every entry that left the queue: O(entries held), in memory order.
+        Returns how many it holds now."""
         kept: dict[str, dict[str, QueueEntry]] = {}
         size = 0
         for execution_id, tasks in self.by_execution.items():
@@ -68,7 +61,7 @@ class QueueIndex:
                 size += len(left)
         self.by_execution.clear()  # the same dict object: the scheduler holds it
         self.by_execution.update(kept)
-        self.size = size
+        return size
 
     def get(self, execution_id: str, task_id: str) -> QueueEntry | None:
         tasks = self.by_execution.get(execution_id)

@@ -29,6 +29,7 @@ from l3tui.engine.scheduling.admission import (
     Causes,
     LoadBlocker,
     LoadGate,
+    PoolBlocker,
     TimeBlocker,
 )
 from l3tui.engine.scheduling.aging import AgingLadder
@@ -95,6 +96,8 @@ class TaskScheduler(Parking):
         self._standins: dict[QueueEntry, Blocker] = {}
         """Entries in the main heap standing for the cause they were parked under."""
         self._queued = 0
+        self._indexed = 0
+        """Entries the index holds, queued or not (see QueueIndex.prune)."""
         self._last_mono = -INF
         self._pumping = False
         self._again = False
@@ -120,6 +123,7 @@ class TaskScheduler(Parking):
         aging = settings.aging
         previous = getattr(self, "aging", None)
         self.aging = AgingLadder(aging.interval / 1000, aging.step, aging.max_boost, self._rekey)
+        self._level0 = self.aging.levels[0] if self.aging.levels else None
         if previous is not None:
             self.aging.restart(previous.waiting())
         if old_gate is not None:
@@ -144,22 +148,21 @@ class TaskScheduler(Parking):
         if mono <= self._last_mono:  # the clock did not move: arrival order still must
             mono = math.nextafter(self._last_mono, INF)
         self._last_mono = entry.enqueued_mono = entry._cause_since = mono
-        index = self.index
         tasks = self._by_execution.get(entry.execution_id)  # QueueIndex.add, inlined
         if tasks is None:
             tasks = self._by_execution[entry.execution_id] = {}
         elif entry.task_id in tasks:
-            index.size -= 1
+            self._indexed -= 1
             del tasks[entry.task_id]  # a newer entry for the task goes last: arrival order
         tasks[entry.task_id] = entry
-        index.size += 1
-        if index.size > 2 * self._queued + 4096:
-            index.prune()  # what left the queue is forgotten in batches, not per admission
-        levels = self.aging.levels
-        if levels:  # AgingLadder.add, inlined
-            if not levels[0]:
+        self._indexed += 1
+        if self._indexed > 2 * self._queued + 4096:
+            self._indexed = self.index.prune()  # what left the queue goes in batches
+        level0 = self._level0
+        if level0 is not None:  # AgingLadder.add, inlined
+            if not level0:
                 self.aging.due = min(self.aging.due, mono + self.aging.interval)
-            levels[0].append(entry)
+            level0.append(entry)
         self._queued += 1
         self.version += 1
         needs = entry._needs
@@ -176,7 +179,7 @@ class TaskScheduler(Parking):
                     cause = self._check(entry)
                 elif (self.pool_used.get(one[0], 0) + self.book.pool_reserved.get(one[0], 0)
                       + one[1] > self.slots.pool_sizes.get(one[0], 0)):  # fmt: skip
-                    cause = self.slots.shortfall(entry)
+                    cause = self.causes.get(("pool", *one)) or self.slots.shortfall(entry)
                 else:
                     cause = None
                 if cause is not None:
@@ -217,7 +220,8 @@ class TaskScheduler(Parking):
             pool, slots = needs.one_pool
             self.pool_used[pool] -= slots
             for blocker in self.causes.pools_named(pool):
-                self._wake(blocker)
+                if not blocker.delegated:
+                    self._wake(blocker)
         elif not needs.plain:
             for blocker in self.slots.give_back(entry):
                 self._wake(blocker)
@@ -368,12 +372,17 @@ class TaskScheduler(Parking):
                     running.add(entry)
                     admitted += 1
                     if one is not None:  # Slots.take, inlined
-                        used[one[0]] = used.get(one[0], 0) + one[1]
-                    elif not needs.plain:
-                        self.queued_memory_mb -= needs.memory_mb
-                        self.slots.take(entry)
-                    if origin is not None:
-                        self._wake(origin)
+                        taken = used[one[0]] = used.get(one[0], 0) + one[1]
+                        # its pool's next entry comes forward only if there is room left
+                        room = taken + reserved.get(one[0], 0) + one[1] <= sizes.get(one[0], 0)
+                        if origin is not None and (room or not isinstance(origin, PoolBlocker)):
+                            self._wake(origin)
+                    else:
+                        if not needs.plain:
+                            self.queued_memory_mb -= needs.memory_mb
+                            self.slots.take(entry)
+                        if origin is not None:
+                            self._wake(origin)
                     try:
                         entry.on_admit(entry)
                     except Exception:  # the caller's bug must not leak the slot it was given
@@ -393,6 +402,7 @@ class TaskScheduler(Parking):
     def _leave_queue(self, entry: QueueEntry, mono: float) -> None:
         totals = self.wait_totals
         totals[entry._cause] += mono - entry._cause_since
-        self.index.remove(entry)
+        if self.index.remove(entry):
+            self._indexed -= 1
         self.queued_memory_mb -= entry._needs.memory_mb
         self._queued -= 1
