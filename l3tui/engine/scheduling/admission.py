@@ -349,6 +349,10 @@ class Causes:
     def all(self) -> list[Blocker]:
         return list(self._all.values())
 
+    def pool_blockers(self, pool: str) -> dict[int, Blocker] | None:
+        """The pool's blockers by the slots their entries ask (None: nobody waited on it)."""
+        return self._pools.get(pool)
+
     def pools_named(self, pool: str) -> Iterable[Blocker]:
         by_slots = self._pools.get(pool)
         return by_slots.values() if by_slots else ()

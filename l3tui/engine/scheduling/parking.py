@@ -54,6 +54,7 @@ class Parking:
     load: LoadBlocker
     main: MainBlocker
     parked_total: int
+    pool_used: dict[str, int]
     slots: Slots
     timed: TimeBlocker
     timers_changed: asyncio.Event
@@ -90,6 +91,30 @@ class Parking:
         self._standins[entry] = blocker
         blocker.delegated = True
         _heappush(main.delegates, item)
+
+    def _pool_freed(self, pool: str, slots: int) -> None:
+        """An entry that asked only `slots` of `pool` ended: give them back and bring the
+        best entry waiting on the pool forward, as `_wake` would (inlined: per pooled task)."""
+        used = self.pool_used
+        used[pool] -= slots
+        blockers = self.causes.pool_blockers(pool)
+        if not blockers:
+            return
+        free = self.slots.pool_sizes.get(pool, -1) - used[pool] - self.book.pool_reserved.get(
+            pool, 0)  # fmt: skip
+        for need, blocker in blockers.items():
+            heap = blocker.heap
+            if blocker.delegated or need > free or not heap:
+                continue
+            while heap:  # peek, inlined
+                item = _heappop(heap)
+                entry = item[4]
+                if item[3] == entry._gen:
+                    entry._home = self.main
+                    self._standins[entry] = blocker
+                    blocker.delegated = True
+                    _heappush(self.main.delegates, item)
+                    break
 
     def apply_due(self, mono: float, now: float) -> None:
         """Aging steps, not_before times, reservations starting or ending, that are due."""

@@ -208,50 +208,65 @@ class TaskScheduler(Parking):
 
     def release(self, entry: QueueEntry) -> None:
         """The admitted entry's attempt ended: free what it held. Safe to call twice.
-        One out, one in: when the best queued entry is plain and nothing else is due, it
-        takes the slot right here (`pump` does the same for every other case)."""
+        One out, one in: when the best queued entry is plain (or asks one pool that has
+        room) and nothing else is due, it takes the slot right here (`pump` does the same
+        for every other case)."""
         running = self.running
         try:
             running.remove(entry)
         except KeyError:
             return  # not running: released already, or never admitted
         needs = entry._needs
-        if needs.one_pool is not None:  # Slots.give_back, inlined
-            pool, slots = needs.one_pool
-            self.pool_used[pool] -= slots
-            for blocker in self.causes.pools_named(pool):
-                if not blocker.delegated:
-                    self._wake(blocker)
+        if needs.one_pool is not None:
+            self._pool_freed(*needs.one_pool)  # Slots.give_back and _wake, inlined
         elif not needs.plain:
             for blocker in self.slots.give_back(entry):
                 self._wake(blocker)
         if not running and self._gate_closed:
             self._wake(self.load)  # CPU alone no longer holds one task back
-        main = self._main_heap
-        if main and self._fast and not self._pumping and len(running) < self.max_concurrent:
-            item = main[0]
-            delegates = self._delegates
-            if delegates and delegates[0] < item:
-                item = delegates[0]  # not plain: `pump` below
-            head = item[4]
-            mono = self._monotonic()
-            if (item[3] == head._gen and head._needs.plain and mono < self.aging.due
-                    and not (self._timed_heap or self._expiries or self._upcoming
-                             or self.draining or head in self._standins)):  # fmt: skip
-                _heappop(main)
-                head._home = ADMITTED
-                head._gen += 1
-                self.wait_totals[head._cause] += mono - head._cause_since
-                running.add(head)
-                self._queued -= 1
-                self.admitted_total += 1
-                self.version += 1
-                try:
-                    head.on_admit(head)
-                except Exception:  # the caller's bug must not leak the slot it was given
-                    log.exception("on_admit of %s/%s failed", head.execution_id, head.task_id)
-                    self.release(head)
-                return
+        if self._fast and not self._pumping and len(running) < self.max_concurrent:
+            heap, delegates = self._main_heap, self._delegates
+            if delegates and (not heap or delegates[0] < heap[0]):
+                heap = delegates
+            if heap:
+                item = heap[0]
+                head = item[4]
+                wants = head._needs
+                one = wants.one_pool
+                used, reserved = self.pool_used, self.book.pool_reserved
+                mono = self._monotonic()
+                if (item[3] == head._gen and mono < self.aging.due
+                        and (wants.plain or (one is not None and used.get(one[0], 0) + one[1]
+                             + reserved.get(one[0], 0) <= self.slots.pool_sizes.get(one[0], 0)))
+                        and not (self._timed_heap or self._expiries or self._upcoming
+                                 or self.draining)):  # fmt: skip
+                    _heappop(heap)
+                    head._home = ADMITTED
+                    head._gen += 1
+                    self.wait_totals[head._cause] += mono - head._cause_since
+                    running.add(head)
+                    self._queued -= 1
+                    self.admitted_total += 1
+                    self.version += 1
+                    origin = self._standins.pop(head, None) if self._standins else None
+                    if one is not None:
+                        taken = used[one[0]] = used.get(one[0], 0) + one[1]
+                        if origin is not None:
+                            origin.delegated = False
+                            if (taken + one[1] + reserved.get(one[0], 0)
+                                    <= self.slots.pool_sizes.get(one[0], 0)
+                                    or not isinstance(origin, PoolBlocker)):  # fmt: skip
+                                self._wake(origin)  # its next one, if its pool has room
+                    elif origin is not None:
+                        origin.delegated = False
+                        self._wake(origin)
+                    try:
+                        head.on_admit(head)
+                    except Exception:  # the caller's bug must not leak the slot it was given
+                        log.exception("on_admit of %s/%s failed", head.execution_id,
+                                      head.task_id)  # fmt: skip
+                        self.release(head)
+                    return
         if self.pump() == 0:
             self.version += 1  # (an admission bumps it too)
 
