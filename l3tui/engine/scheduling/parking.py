@@ -1,8 +1,9 @@
 """Parking: where a blocked queue entry waits and how it comes back. `_check` names the
 cause (a hold, a time, max_parallel, a pool, the ledger, measured load); `_park` sets the
 entry aside under it; `_wake` sends its best entry back as the cause's delegate once the
-cause may have cleared (a lifted hold sends them all); aging re-keys entries where they
-wait. The half of TaskScheduler that never admits anyone (scheduler.py admits).
+cause may have cleared (a lifted hold sends them all); holds and load readings come and
+go here; aging re-keys entries where they wait. The half of TaskScheduler that never
+admits anyone (scheduler.py admits).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Parking:
     _time: Callable[[], float]
     _pumping: bool
     _gate_closed: bool
+    _fast: bool
     _standins: dict[QueueEntry, Blocker]
     aging: AgingLadder
     book: ReservationBook
@@ -64,8 +66,33 @@ class Parking:
     def pump(self) -> int:
         raise NotImplementedError
 
+    def hold(self, key: str | tuple[str, str]) -> None:
+        """Stop admitting an execution (`exec_id`) or one task (`(exec_id, task_id)`)."""
+        self.held.add(key)
+        self._fast = False
+        self.version += 1
+
+    def unhold(self, key: str | tuple[str, str]) -> None:
+        self.held.discard(key)
+        self._fast = not self.held and not self._gate_closed
+        blocker = self.causes.get(("held", key))
+        if blocker is not None:
+            self._wake(blocker)
+        self.version += 1
+        self.pump()
+
     def is_held(self, entry: QueueEntry) -> bool:
-        raise NotImplementedError
+        return entry.execution_id in self.held or (entry.execution_id, entry.task_id) in self.held
+
+    def update_load(self, cpu: float | None, memory: float | None) -> None:
+        """New measured readings (percent of the machine) from the resource manager."""
+        if self.gate.update(cpu, memory):
+            self.version += 1
+        self._gate_closed = self.gate.closed
+        self._fast = not self.held and not self._gate_closed
+        if self.load.heap and self.load.clear():
+            self._wake(self.load)
+            self.pump()
 
     def _wake(self, blocker: Blocker) -> None:
         """The cause may be gone: move its best entry into the main heap as its delegate.

@@ -182,6 +182,15 @@ class TaskScheduler(Parking):
                     cause = self.causes.get(("pool", *one)) or self.slots.shortfall(entry)
                 else:
                     cause = None
+                if cause is not None and one is not None and not self.book.active:
+                    # _park, inlined for the common case: no reservation to name, and no
+                    # wait to credit yet (it arrived just now)
+                    _heappush(cause.heap, (-entry.priority, needs.key_deadline, mono,
+                                           entry._gen, entry))  # fmt: skip
+                    entry._home = cause
+                    entry._cause = cause.category
+                    self.parked_total += 1
+                    return
                 if cause is not None:
                     self._park(entry, cause, mono)
                     return
@@ -269,34 +278,6 @@ class TaskScheduler(Parking):
                     return
         if self.pump() == 0:
             self.version += 1  # (an admission bumps it too)
-
-    def hold(self, key: str | tuple[str, str]) -> None:
-        """Stop admitting an execution (`exec_id`) or one task (`(exec_id, task_id)`)."""
-        self.held.add(key)
-        self._fast = False
-        self.version += 1
-
-    def unhold(self, key: str | tuple[str, str]) -> None:
-        self.held.discard(key)
-        self._fast = not self.held and not self._gate_closed
-        blocker = self.causes.get(("held", key))
-        if blocker is not None:
-            self._wake(blocker)
-        self.version += 1
-        self.pump()
-
-    def is_held(self, entry: QueueEntry) -> bool:
-        return entry.execution_id in self.held or (entry.execution_id, entry.task_id) in self.held
-
-    def update_load(self, cpu: float | None, memory: float | None) -> None:
-        """New measured readings (percent of the machine) from the resource manager."""
-        if self.gate.update(cpu, memory):
-            self.version += 1
-        self._gate_closed = self.gate.closed
-        self._fast = not self.held and not self._gate_closed
-        if self.load.heap and self.load.clear():
-            self._wake(self.load)
-            self.pump()
 
     # ------------------------------------------------------------------ views
 
