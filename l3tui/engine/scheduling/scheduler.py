@@ -96,8 +96,8 @@ class TaskScheduler(Parking):
         self._standins: dict[QueueEntry, Blocker] = {}
         """Entries in the main heap standing for the cause they were parked under."""
         self._queued = 0
-        self._indexed = 0
-        """Entries the index holds, queued or not (see QueueIndex.prune)."""
+        self._indexed, self._prune_at = 0, 4096
+        """Entries the index holds, queued or not; past `_prune_at` it forgets the others."""
         self._last_mono = -INF
         self._pumping = False
         self._again = False
@@ -156,8 +156,9 @@ class TaskScheduler(Parking):
             del tasks[entry.task_id]  # a newer entry for the task goes last: arrival order
         tasks[entry.task_id] = entry
         self._indexed += 1
-        if self._indexed > 2 * self._queued + 4096:
-            self._indexed = self.index.prune()  # what left the queue goes in batches
+        if self._indexed > self._prune_at:  # what left the queue is forgotten in batches
+            self._indexed = self.index.prune()
+            self._prune_at = 2 * self._indexed + 4096
         level0 = self._level0
         if level0 is not None:  # AgingLadder.add, inlined
             if not level0:
@@ -242,11 +243,11 @@ class TaskScheduler(Parking):
                 head = item[4]
                 wants = head._needs
                 one = wants.one_pool
-                used, reserved = self.pool_used, self.book.pool_reserved
                 mono = self._monotonic()
                 if (item[3] == head._gen and mono < self.aging.due
-                        and (wants.plain or (one is not None and used.get(one[0], 0) + one[1]
-                             + reserved.get(one[0], 0) <= self.slots.pool_sizes.get(one[0], 0)))
+                        and (wants.plain or (one is not None and self.pool_used.get(one[0], 0)
+                             + one[1] + self.book.pool_reserved.get(one[0], 0)
+                             <= self.slots.pool_sizes.get(one[0], 0)))
                         and not (self._timed_heap or self._expiries or self._upcoming
                                  or self.draining)):  # fmt: skip
                     _heappop(heap)
@@ -259,10 +260,11 @@ class TaskScheduler(Parking):
                     self.version += 1
                     origin = self._standins.pop(head, None) if self._standins else None
                     if one is not None:
+                        used = self.pool_used
                         taken = used[one[0]] = used.get(one[0], 0) + one[1]
                         if origin is not None:
                             origin.delegated = False
-                            if (taken + one[1] + reserved.get(one[0], 0)
+                            if (taken + one[1] + self.book.pool_reserved.get(one[0], 0)
                                     <= self.slots.pool_sizes.get(one[0], 0)
                                     or not isinstance(origin, PoolBlocker)):  # fmt: skip
                                 self._wake(origin)  # its next one, if its pool has room
@@ -294,6 +296,14 @@ class TaskScheduler(Parking):
 
     def reason_for(self, entry: QueueEntry) -> str:
         return explain(self, entry)
+
+    def sweep(self) -> None:
+        """Forget causes nobody waits on, and (once they outnumber the queue) entries that
+        left it: a queue that drained does not keep its old entries (the timer loop)."""
+        super().sweep()
+        if self._indexed > 2 * self._queued + 4096:
+            self._indexed = self.index.prune()
+            self._prune_at = 2 * self._indexed + 4096
 
     def waiting_longer_than(self, seconds: float, cap: int = 1000) -> list[QueueEntry]:
         """Up to `cap` entries that have waited more than `seconds`, oldest first."""
