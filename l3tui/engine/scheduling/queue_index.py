@@ -20,7 +20,7 @@ import itertools
 from collections.abc import Iterator
 from operator import attrgetter
 
-from l3tui.engine.scheduling.queue_entry import QueueEntry, waiting
+from l3tui.engine.scheduling.queue_entry import ADMITTED, WITHDRAWN, QueueEntry, waiting
 
 _arrival = attrgetter("enqueued_mono")
 
@@ -77,7 +77,9 @@ class QueueIndex:
         """Queued entries in dispatch order (optionally of one base priority level). With a
         `limit`, only the first ones are ordered and no key is kept for the rest: a pane
         showing 30 of 100,000 costs one pass and 30 small tuples, not 100,000."""
-        chosen = list(self) if priority is None else [e for e in self if e.priority == priority]
+        gone = (None, ADMITTED, WITHDRAWN)  # `waiting`, inlined: this walks every entry
+        chosen = [e for tasks in self.by_execution.values() for e in tasks.values()
+                  if e._home not in gone and (priority is None or e.priority == priority)]
         if limit is not None and 4 * limit < len(chosen):
             return heapq.nsmallest(limit, chosen, key=dispatch_key)
         return sorted(chosen, key=dispatch_key)[:limit]
