@@ -156,9 +156,8 @@ class TaskScheduler(Parking):
             del tasks[entry.task_id]  # a newer entry for the task goes last: arrival order
         tasks[entry.task_id] = entry
         self._indexed += 1
-        if self._indexed > self._prune_at:  # what left the queue is forgotten in batches
-            self._indexed = self.index.prune()
-            self._prune_at = 2 * self._indexed + 4096
+        if self._indexed > self._prune_at:  # looked at once per 4,096 arrivals
+            self._prune()
         level0 = self._level0
         if level0 is not None:  # AgingLadder.add, inlined
             if not level0:
@@ -301,9 +300,13 @@ class TaskScheduler(Parking):
         """Forget causes nobody waits on, and (once they outnumber the queue) entries that
         left it: a queue that drained does not keep its old entries (the timer loop)."""
         super().sweep()
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget, in one pass, the entries that left the queue once they outnumber it."""
         if self._indexed > 2 * self._queued + 4096:
             self._indexed = self.index.prune()
-            self._prune_at = 2 * self._indexed + 4096
+        self._prune_at = self._indexed + 4096
 
     def waiting_longer_than(self, seconds: float, cap: int = 1000) -> list[QueueEntry]:
         """Up to `cap` entries that have waited more than `seconds`, oldest first."""
