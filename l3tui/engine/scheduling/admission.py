@@ -17,15 +17,36 @@ from typing import Any
 
 from l3tui.engine.resources.ledger import Ledger
 from l3tui.engine.resources.reservations import ReservationBook
-from l3tui.engine.scheduling.queue_entry import Blocker, QueueEntry, waiting
+from l3tui.engine.scheduling.queue_entry import Blocker, QueueEntry, item_of
+from l3tui.engine.scheduling.queue_index import dispatch_key
 
 
 class HeldBlocker(Blocker):
-    __slots__ = ("held",)
+    """A paused execution or task. Its entries are kept bare, in arrival order, not in a
+    heap: nothing is admitted from a hold, and lifting it sends them all back at once."""
+
+    __slots__ = ("entries", "held")
 
     def __init__(self, key: str | tuple[str, str], held: set[str | tuple[str, str]]) -> None:
         super().__init__(("held", key), "held")
         self.held = held
+        self.entries: list[QueueEntry] = []
+
+    def take_all(self) -> list[QueueEntry]:
+        """The entries still held here (withdrawn ones are dropped); none are kept."""
+        entries = self._here()
+        self.entries = []
+        return entries
+
+    def _here(self) -> list[QueueEntry]:
+        # once each: an entry withdrawn and queued again may be listed twice
+        return list(dict.fromkeys(e for e in self.entries if e._home is self))
+
+    def parked(self) -> list[QueueEntry]:
+        return sorted(self._here(), key=dispatch_key)
+
+    def idle(self) -> bool:
+        return not any(e._home is self for e in self.entries)
 
     def clear(self) -> bool:
         return self.key[1] not in self.held
@@ -251,7 +272,7 @@ class TimeBlocker(Blocker):
 
     def __init__(self) -> None:
         super().__init__(("time",), "not_before")
-        self.timed: list[tuple[float, int, QueueEntry]] = []
+        self.timed: list[tuple[float, float, QueueEntry]] = []
 
     def blocking(self) -> str | None:
         return None  # per entry: see `describe_entry`
@@ -267,13 +288,14 @@ class TimeBlocker(Blocker):
 
     def park(self, entry: QueueEntry) -> bool:
         """Hold `entry` until its not_before; True if it is now the earliest to come."""
-        assert entry.not_before is not None
-        earliest = not self.timed or entry.not_before < self.timed[0][0]
-        heapq.heappush(self.timed, (entry.not_before, entry.seq, entry))
+        not_before = entry._needs.not_before
+        assert not_before is not None
+        earliest = not self.timed or not_before < self.timed[0][0]
+        heapq.heappush(self.timed, (not_before, entry.enqueued_mono, entry))
         return earliest
 
     def _holds(self, entry: QueueEntry) -> bool:
-        return waiting(entry) and entry._home is self
+        return entry._home is self
 
     def release_due(self, now: float, main: Blocker) -> None:
         """Entries whose time has come go back to `main`, keyed by priority."""
@@ -282,8 +304,7 @@ class TimeBlocker(Blocker):
             _, _, entry = heapq.heappop(heap)
             if self._holds(entry):
                 entry._home = main
-                heapq.heappush(main.heap, (-entry.priority - entry.boost, entry._deadline,
-                                           entry.seq, entry._gen, entry))  # fmt: skip
+                heapq.heappush(main.heap, item_of(entry))
 
     def next_time(self) -> float | None:
         """When the earliest entry still held here may go (stale items are dropped)."""
@@ -294,8 +315,13 @@ class TimeBlocker(Blocker):
 
     def entries(self) -> list[QueueEntry]:
         """Entries held here, earliest first."""
-        held = [e for _, _, e in self.timed if self._holds(e)]
-        return sorted(held, key=lambda e: (e.not_before, e.seq))
+        return [e for _, _, e in sorted(self.timed, key=lambda t: t[:2]) if self._holds(e)]
+
+    def parked(self) -> list[QueueEntry]:
+        return self.entries()
+
+    def idle(self) -> bool:
+        return self.next_time() is None
 
 
 class Causes:
@@ -322,6 +348,10 @@ class Causes:
 
     def all(self) -> list[Blocker]:
         return list(self._all.values())
+
+    def pool_blockers(self, pool: str) -> dict[int, Blocker] | None:
+        """The pool's blockers by the slots their entries ask (None: nobody waited on it)."""
+        return self._pools.get(pool)
 
     def pools_named(self, pool: str) -> Iterable[Blocker]:
         by_slots = self._pools.get(pool)

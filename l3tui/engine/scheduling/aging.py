@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from l3tui.engine.scheduling.queue_entry import waiting
+
 if TYPE_CHECKING:
     from l3tui.engine.scheduling.queue_entry import QueueEntry
 
@@ -43,7 +45,7 @@ class AgingLadder:
         level0.append(entry)
 
     def waiting(self) -> list[QueueEntry]:
-        return [e for level in self.levels for e in level if not (e.admitted or e.withdrawn)]
+        return [e for level in self.levels for e in level if waiting(e)]
 
     def restart(self, entries: list[QueueEntry]) -> None:
         """Take over entries from a previous ladder (config reload); boosts are recomputed
@@ -65,7 +67,7 @@ class AgingLadder:
             level = levels[k]
             while level:
                 entry = level[0]
-                if entry.admitted or entry.withdrawn:
+                if not waiting(entry):
                     level.popleft()
                     continue
                 steps = int((mono - entry.enqueued_mono) / interval)

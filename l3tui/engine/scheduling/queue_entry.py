@@ -15,17 +15,18 @@ from typing import Any, Protocol
 INF = math.inf
 NO_POOLS: Mapping[str, int] = MappingProxyType({})
 """Shared by every entry that takes no pool slot (most do not): 64 bytes saved per entry."""
-HeapItem = tuple[int, float, int, int, "QueueEntry"]
-"""(-effective priority, deadline or inf, arrival seq, generation, entry): an item is
-current only while its generation equals the entry's (re-keying, admission and withdrawal
-bump it), so stale items are dropped lazily when they surface."""
+HeapItem = tuple[int, float, float, int, "QueueEntry"]
+"""(-effective priority, deadline or inf, arrival, generation, entry): an item is current
+only while its generation equals the entry's (re-keying, admission and withdrawal bump it),
+so stale items are dropped lazily when they surface."""
 
 
 class Explainer(Protocol):
     """Whoever queued an entry can say why it still waits (the scheduler)."""
 
-    wall_offset: float
-    """Wall time minus monotonic time when it last queued an entry."""
+    @property
+    def wall_offset(self) -> float:
+        """Wall time minus monotonic time, now."""
 
     def reason_for(self, entry: QueueEntry) -> str: ...
 
@@ -55,41 +56,96 @@ class Blocker:
         """What would let these entries start (for the queue report)."""
         return ""
 
+    def idle(self) -> bool:
+        """Nobody waits here any more: its cause may be forgotten."""
+        return not self.delegated and peek(self.heap) is None
+
+    def parked(self) -> list[QueueEntry]:
+        """The entries waiting here, in dispatch order (for reports; O(parked))."""
+        return [item[4] for item in sorted(item for item in self.heap if live(item, self))]
+
+
+class MainBlocker(Blocker):
+    """The queue itself: entries nothing but concurrency holds back, plus `delegates`, the
+    entries standing for a cause that cleared (a small heap of their own, so that a pool
+    slot passing from task to task does not cost a push into, and a pop out of, the whole
+    queue's heap)."""
+
+    __slots__ = ("delegates",)
+
+    def __init__(self) -> None:
+        super().__init__(("main",), "concurrency")
+        self.delegates: list[HeapItem] = []
+
+    def blocking(self) -> str | None:
+        return None  # whatever holds the whole queue: see reasons.explain
+
+    def parked(self) -> list[QueueEntry]:
+        items = [item for heap in (self.heap, self.delegates) for item in heap]
+        return [item[4] for item in sorted(item for item in items if live(item, self))]
+
+
+class Outside(Blocker):
+    """Where an entry is once it left the queue: admitted or withdrawn (no heap, no cause)."""
+
+    __slots__ = ()
+
+    def blocking(self) -> str | None:
+        return None
+
+
+ADMITTED = Outside(("admitted",), "")
+WITHDRAWN = Outside(("withdrawn",), "")
+
 
 class Needs:
-    """What a task asks beyond a concurrency slot, and a caller's note: rare, so every entry
-    that asks nothing shares `PLAIN` (80 bytes saved per entry; 100,000 queued tasks are
-    100,000 entries). Read-only once made: an entry that changes its note gets its own."""
+    """What a task asks beyond a concurrency slot, its criticality and a caller's note:
+    rare, so every entry that asks nothing shares `PLAIN` (or `CRITICAL`): 100,000 queued
+    tasks are 100,000 entries. Read-only once made: an entry that changes its note gets its
+    own. `plain` and `key_deadline` are derived once here, not per entry."""
 
-    __slots__ = ("cpu", "deadline", "group_limit", "memory_mb", "not_before", "note", "pools")
+    __slots__ = ("cpu", "critical", "deadline", "group_limit", "key_deadline", "memory_mb",
+                 "not_before", "note", "one_pool", "plain", "pools")  # fmt: skip
 
     def __init__(self, cpu: float = 0.0, memory_mb: int = 0,
                  pools: Mapping[str, int] = NO_POOLS, deadline: float | None = None,
                  not_before: float | None = None, group_limit: int | None = None,
-                 note: str = "") -> None:  # fmt: skip
+                 note: str = "", critical: bool = False) -> None:  # fmt: skip
         self.cpu, self.memory_mb, self.pools = cpu, memory_mb, pools
         self.deadline, self.not_before, self.group_limit = deadline, not_before, group_limit
-        self.note = note
-
-    def plain(self) -> bool:
+        self.note, self.critical = note, critical
+        self.key_deadline = INF if deadline is None else deadline
+        """The deadline as the heap orders it (none: last)."""
+        self.plain = not (pools or cpu or memory_mb or group_limit is not None
+                          or not_before is not None)  # fmt: skip
         """No pools, needs, max_parallel or not_before: only holds and load can stop it."""
-        return not (self.pools or self.cpu or self.memory_mb or self.group_limit is not None
-                    or self.not_before is not None)  # fmt: skip
+        self.one_pool: tuple[str, int] | None = None
+        """(pool, slots) when that is all it asks: the scheduler counts those slots inline."""
+        if len(pools) == 1 and not (cpu or memory_mb or group_limit is not None
+                                    or not_before is not None):  # fmt: skip
+            self.one_pool = next(iter(pools.items()))
+
+    def with_note(self, note: str) -> Needs:
+        return Needs(self.cpu, self.memory_mb, self.pools, self.deadline, self.not_before,
+                     self.group_limit, note, self.critical)  # fmt: skip
 
 
 PLAIN = Needs()
+CRITICAL = Needs(critical=True)
 
 
 class QueueEntry:
     """A task waiting to be admitted (or running, once admitted).
 
-    23 slots (216 bytes): what every queued entry carries; what few ask for lives in `Needs`.
+    14 slots (144 bytes): what every queued entry carries. What few ask for lives in a
+    shared `Needs`; where it is (a cause's heap, the main heap, admitted, withdrawn) is one
+    reference, `_home`; its arrival time, made strictly increasing by its scheduler, is also
+    its place among equals (FIFO).
     """
 
-    __slots__ = ("_alloc", "_cause", "_cause_since", "_deadline", "_ekey", "_gen", "_home",
-                 "_needs", "_origin", "_plain", "_sched", "admitted", "boost", "critical",
-                 "enqueued_mono", "execution_id", "name", "on_admit", "priority", "seq",
-                 "task_id", "withdrawn", "workflow_id")  # fmt: skip
+    __slots__ = ("_cause", "_cause_since", "_gen", "_home", "_needs", "_sched", "boost",
+                 "enqueued_mono", "execution_id", "name", "on_admit", "priority", "task_id",
+                 "workflow_id")  # fmt: skip
 
     def __init__(self, execution_id: str, task_id: str, workflow_id: str, name: str,
                  priority: int, on_admit: Callable[[QueueEntry], None], critical: bool = False,
@@ -98,29 +154,42 @@ class QueueEntry:
                  group_limit: int | None = None, note: str = "") -> None:  # fmt: skip
         self.execution_id, self.task_id = execution_id, task_id
         self.workflow_id, self.name = workflow_id, name
-        self.priority, self.on_admit, self.critical = priority, on_admit, critical
+        self.priority, self.on_admit = priority, on_admit
         if (cpu or memory_mb or pools or deadline is not None or not_before is not None
                 or group_limit is not None or note):  # fmt: skip
-            self._needs = Needs(cpu, memory_mb, pools, deadline, not_before, group_limit, note)
+            self._needs = Needs(cpu, memory_mb, pools, deadline, not_before, group_limit, note,
+                                critical)  # fmt: skip
         else:
-            self._needs = PLAIN
-        self.seq = 0
+            self._needs = CRITICAL if critical else PLAIN
         self.enqueued_mono = 0.0
-        self.admitted = self.withdrawn = False
+        """Monotonic time it was queued; unique per scheduler, so it also orders arrival."""
         self.boost = 0
         """Priority points gained by waiting (aging)."""
         self._gen = 0
         self._home: Blocker | None = None
+        """Where it is: None (never queued), a cause it waits under (or the main heap),
+        ADMITTED or WITHDRAWN."""
         self._sched: Explainer | None = None
-        self._deadline = INF
         self._cause = "concurrency"
         self._cause_since = 0.0
-        self._alloc: str | None = None
-        self._plain = False
-        """No pools, needs, max_parallel or not_before: only holds and load can stop it."""
-        self._ekey: tuple[str, str] = ("", "")
-        self._origin: Blocker | None = None
-        """The cause this entry was parked under, while it stands in the main heap for it."""
+
+    @property
+    def admitted(self) -> bool:
+        return self._home is ADMITTED
+
+    @property
+    def withdrawn(self) -> bool:
+        return self._home is WITHDRAWN
+
+    @property
+    def seq(self) -> float:
+        """Its place in arrival order (the strictly increasing arrival time)."""
+        return self.enqueued_mono
+
+    @property
+    def critical(self) -> bool:
+        """Bypasses the measured-load gate."""
+        return self._needs.critical
 
     @property
     def cpu(self) -> float:
@@ -159,9 +228,7 @@ class QueueEntry:
 
     @note.setter
     def note(self, text: str) -> None:
-        old = self._needs
-        self._needs = Needs(old.cpu, old.memory_mb, old.pools, old.deadline, old.not_before,
-                            old.group_limit, text)  # fmt: skip
+        self._needs = self._needs.with_note(text)
 
     @property
     def enqueued_at(self) -> float:
@@ -182,9 +249,10 @@ class QueueEntry:
     @property
     def reason(self) -> str:
         """Why it waits, for people; computed now, so it is never stale."""
-        if self.admitted:
+        home = self._home
+        if home is ADMITTED:
             return ""
-        if self.withdrawn:
+        if home is WITHDRAWN:
             return "withdrawn"
         if self._sched is None:
             return self.note or "not submitted"
@@ -193,6 +261,12 @@ class QueueEntry:
     @reason.setter
     def reason(self, text: str) -> None:
         self.note = text
+
+
+def item_of(entry: QueueEntry) -> HeapItem:
+    """The entry's current heap item (its key as of now)."""
+    return (-entry.priority - entry.boost, entry._needs.key_deadline, entry.enqueued_mono,
+            entry._gen, entry)  # fmt: skip
 
 
 def peek(heap: list[HeapItem]) -> HeapItem | None:
@@ -205,14 +279,11 @@ def peek(heap: list[HeapItem]) -> HeapItem | None:
     return None
 
 
-def live(item: HeapItem) -> bool:
+def live(item: HeapItem, home: Blocker) -> bool:
     entry = item[4]
-    return item[3] == entry._gen and waiting(entry)
-
-
-def key(item: HeapItem) -> tuple[int, float, int]:
-    return item[0], item[1], item[2]
+    return item[3] == entry._gen and entry._home is home
 
 
 def waiting(entry: QueueEntry) -> bool:
-    return not entry.admitted and not entry.withdrawn
+    home = entry._home
+    return home is not None and home is not ADMITTED and home is not WITHDRAWN

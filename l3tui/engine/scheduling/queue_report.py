@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from l3tui.engine.resources.bottlenecks import Finding
 from l3tui.engine.scheduling.admission import PoolBlocker
-from l3tui.engine.scheduling.queue_entry import Blocker, QueueEntry, key, live
+from l3tui.engine.scheduling.queue_entry import Blocker, QueueEntry
 from l3tui.engine.scheduling.scheduler import TaskScheduler
 
 
@@ -57,20 +57,17 @@ class QueueReport:
 def blockers(scheduler: TaskScheduler) -> list[tuple[Blocker, list[QueueEntry]]]:
     """Every cause with the entries parked under it (live ones, best first)."""
     out: list[tuple[Blocker, list[QueueEntry]]] = []
-    for blocker in [scheduler.main, *scheduler.causes.all(), scheduler.load]:
-        entries = sorted((item for item in blocker.heap if live(item)), key=key)
+    for blocker in [scheduler.main, *scheduler.causes.all(), scheduler.load, scheduler.timed]:
+        entries = blocker.parked()
         if entries:
-            out.append((blocker, [item[4] for item in entries]))
-    timed = scheduler.timed.entries()
-    if timed:
-        out.append((scheduler.timed, timed))
+            out.append((blocker, entries))
     return out
 
 
 def build_report(scheduler: TaskScheduler, findings: Sequence[Finding] = ()) -> QueueReport:
     now_mono = scheduler.clock.monotonic()
     causes: list[CauseReport] = []
-    running = sorted(scheduler.running, key=lambda e: e.seq)
+    running = sorted(scheduler.running, key=lambda e: e.enqueued_mono)
     for blocker, entries in blockers(scheduler):
         by_reason: dict[str, list[QueueEntry]] = {}
         for entry in entries:

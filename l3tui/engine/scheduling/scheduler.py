@@ -7,17 +7,19 @@ this) all have room. A blocked
 entry is parked under its cause (a `Blocker`) and comes back only when that cause
 changes, so 100,000 queued tasks cost O(log n) each. The engine submits and releases;
 `entry.on_admit(entry)` is called synchronously when a task may start. It never runs tasks.
+Where blocked entries wait and how they come back: `Parking` (parking.py); which entries
+are queued, by id and in order, for views: `QueueIndex` (queue_index.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 import logging
+import math
 import time as _time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from l3tui.config.schema import Scheduling
 from l3tui.engine.clock import Clock, SystemClock
@@ -25,27 +27,32 @@ from l3tui.engine.resources.ledger import Ledger
 from l3tui.engine.resources.reservations import ReservationBook
 from l3tui.engine.scheduling.admission import (
     Causes,
-    FitBlocker,
-    HeldBlocker,
     LoadBlocker,
     LoadGate,
     PoolBlocker,
     TimeBlocker,
 )
 from l3tui.engine.scheduling.aging import AgingLadder
-from l3tui.engine.scheduling.queue_entry import INF, PLAIN, Blocker, QueueEntry, peek
+from l3tui.engine.scheduling.parking import Parking
+from l3tui.engine.scheduling.queue_entry import (
+    ADMITTED,
+    INF,
+    WITHDRAWN,
+    Blocker,
+    MainBlocker,
+    QueueEntry,
+    waiting,
+)
+from l3tui.engine.scheduling.queue_index import QueueIndex
 from l3tui.engine.scheduling.reasons import explain
 from l3tui.engine.scheduling.slots import Slots
 
 log = logging.getLogger(__name__)
 __all__ = ["QueueEntry", "TaskScheduler"]
+_heappush, _heappop = heapq.heappush, heapq.heappop
 
 
-def _dispatch_key(entry: QueueEntry) -> tuple[int, float, int]:
-    return -entry.priority - entry.boost, entry._deadline, entry.seq
-
-
-class TaskScheduler:
+class TaskScheduler(Parking):
     """Priority queue with concurrency, max_parallel, pool, ledger and load admission."""
 
     def __init__(self, settings: Scheduling, clock: Clock, ledger: Ledger | None = None,
@@ -68,21 +75,30 @@ class TaskScheduler:
         self.wait_totals: defaultdict[str, float] = defaultdict(float)
         """Seconds tasks have waited, by cause (memory, cpu, pool:NAME, concurrency, ...)."""
         self.queued_memory_mb = 0
-        self.wall_offset = 0.0
-        """Wall minus monotonic time at the last submit: entries keep only the monotonic."""
         self.admitted_total = 0
         self.parked_total = 0
         """Times an entry was set aside under a cause: stays O(entries), never O(n^2)."""
-        self.main = Blocker(("main",), "concurrency")
+        self.main = MainBlocker()
         self.causes = Causes()
         self.slots = Slots(self.ledger, self.causes, self.book)
         self.pool_used = self.slots.pool_used
         self.running_per_group = self.slots.running_per_group
         """Slots in use (the same dicts `slots` keeps)."""
         self.timed = TimeBlocker()
-        self._entries: dict[tuple[str, str], QueueEntry] = {}
+        self.index = QueueIndex()
+        self._by_execution = self.index.by_execution
+        self._main_heap = self.main.heap
+        self._delegates = self.main.delegates
+        self._timed_heap = self.timed.timed
+        self._expiries = self.ledger.expiries
+        self._upcoming = self.book.upcoming
+        """The same objects, one attribute away: the admission loop reads them per task."""
+        self._standins: dict[QueueEntry, Blocker] = {}
+        """Entries in the main heap standing for the cause they were parked under."""
         self._queued = 0
-        self._seq = itertools.count()
+        self._indexed, self._prune_at = 0, 4096
+        """Entries the index holds, queued or not; past `_prune_at` it forgets the others."""
+        self._last_mono = -INF
         self._pumping = False
         self._again = False
         self.timers_changed = asyncio.Event()
@@ -107,6 +123,7 @@ class TaskScheduler:
         aging = settings.aging
         previous = getattr(self, "aging", None)
         self.aging = AgingLadder(aging.interval / 1000, aging.step, aging.max_boost, self._rekey)
+        self._level0 = self.aging.levels[0] if self.aging.levels else None
         if previous is not None:
             self.aging.restart(previous.waiting())
         if old_gate is not None:
@@ -114,94 +131,154 @@ class TaskScheduler:
             self.version += 1
             self.pump()
 
+    @property
+    def wall_offset(self) -> float:
+        """Wall minus monotonic time, now: entries keep only their monotonic time."""
+        return self._time() - self._monotonic()
+
     # ------------------------------------------------------------------ engine side
 
     def submit(self, entry: QueueEntry) -> None:
-        entry.seq = next(self._seq)
-        entry.enqueued_mono = mono = self._monotonic()
-        self.wall_offset = self._time() - mono
-        entry.admitted = entry.withdrawn = False
-        entry.boost = 0
-        entry._gen += 1
+        if entry._sched is not None:  # queued before (withdrawn, then queued again)
+            entry.boost = 0
+            entry._gen += 1
+            entry._cause = "concurrency"
         entry._sched = self
-        needs = entry._needs
-        entry._deadline = INF if needs.deadline is None else needs.deadline
-        entry._plain = needs is PLAIN or needs.plain()
-        entry._cause, entry._cause_since = "concurrency", mono
-        entry._home = self.main
-        item = (-entry.priority, entry._deadline, entry.seq, entry._gen, entry)
-        heapq.heappush(self.main.heap, item)
-        entry._ekey = ekey = (entry.execution_id, entry.task_id)
-        self._entries[ekey] = entry
-        levels = self.aging.levels
-        if levels:  # AgingLadder.add, inlined
-            if not levels[0]:
+        mono = self._monotonic()
+        if mono <= self._last_mono:  # the clock did not move: arrival order still must
+            mono = math.nextafter(self._last_mono, INF)
+        self._last_mono = entry.enqueued_mono = entry._cause_since = mono
+        tasks = self._by_execution.get(entry.execution_id)  # QueueIndex.add, inlined
+        if tasks is None:
+            tasks = self._by_execution[entry.execution_id] = {}
+        elif entry.task_id in tasks:
+            self._indexed -= 1
+            del tasks[entry.task_id]  # a newer entry for the task goes last: arrival order
+        tasks[entry.task_id] = entry
+        self._indexed += 1
+        if self._indexed > self._prune_at:  # looked at once per 4,096 arrivals
+            self._prune()
+        level0 = self._level0
+        if level0 is not None:  # AgingLadder.add, inlined
+            if not level0:
                 self.aging.due = min(self.aging.due, mono + self.aging.interval)
-            levels[0].append(entry)
-        self.queued_memory_mb += needs.memory_mb
+            level0.append(entry)
         self._queued += 1
         self.version += 1
-        if len(self.running) < self.max_concurrent:
+        needs = entry._needs
+        if self.held and self.is_held(entry):  # straight to its hold: no pass, no heap item
+            self.queued_memory_mb += needs.memory_mb
+            self._park(entry, self._held_cause(entry), mono)
+            return
+        full = len(self.running) >= self.max_concurrent
+        if not needs.plain:
+            self.queued_memory_mb += needs.memory_mb
+            if full:  # blocked already? then parked now, not after waiting its turn for nothing
+                one = needs.one_pool
+                if one is None:
+                    cause = self._check(entry)
+                elif (self.pool_used.get(one[0], 0) + self.book.pool_reserved.get(one[0], 0)
+                      + one[1] > self.slots.pool_sizes.get(one[0], 0)):  # fmt: skip
+                    cause = self.causes.get(("pool", *one)) or self.slots.shortfall(entry)
+                else:
+                    cause = None
+                if cause is not None and one is not None and not self.book.active:
+                    # _park, inlined for the common case: no reservation to name, and no
+                    # wait to credit yet (it arrived just now)
+                    _heappush(cause.heap, (-entry.priority, needs.key_deadline, mono,
+                                           entry._gen, entry))  # fmt: skip
+                    entry._home = cause
+                    entry._cause = cause.category
+                    self.parked_total += 1
+                    return
+                if cause is not None:
+                    self._park(entry, cause, mono)
+                    return
+        entry._home = self.main
+        _heappush(self._main_heap, (-entry.priority, needs.key_deadline, mono, entry._gen,
+                                    entry))  # fmt: skip
+        if not full:
             self.pump()
 
     def withdraw(self, entry: QueueEntry) -> bool:
         """Take a queued entry out (cancel). False if it was not queued."""
-        if entry.admitted or entry.withdrawn or entry._sched is not self:
+        if entry._sched is not self or not waiting(entry):
             return False
-        entry.withdrawn = True
+        entry._home = WITHDRAWN
         entry._gen += 1  # every heap item of it is stale from now on
-        self._leave_queue(entry, self.clock.monotonic())
+        self._leave_queue(entry, self._monotonic())
         self.version += 1
-        origin = entry._origin
+        origin = self._standins.pop(entry, None)
         if origin is not None:  # it stood for its cause: the next one must
-            entry._origin = None
             origin.delegated = False
             self._wake(origin)
             self.pump()
         return True
 
     def release(self, entry: QueueEntry) -> None:
-        """The admitted entry's attempt ended: free what it held. Safe to call twice."""
+        """The admitted entry's attempt ended: free what it held. Safe to call twice.
+        One out, one in: when the best queued entry is plain (or asks one pool that has
+        room) and nothing else is due, it takes the slot right here (`pump` does the same
+        for every other case)."""
         running = self.running
         try:
             running.remove(entry)
         except KeyError:
             return  # not running: released already, or never admitted
-        if not entry._plain:
+        needs = entry._needs
+        if needs.one_pool is not None:
+            self._pool_freed(*needs.one_pool)  # Slots.give_back and _wake, inlined
+        elif not needs.plain:
             for blocker in self.slots.give_back(entry):
                 self._wake(blocker)
         if not running and self._gate_closed:
             self._wake(self.load)  # CPU alone no longer holds one task back
-        self.version += 1
-        self.pump()
-
-    def hold(self, key: str | tuple[str, str]) -> None:
-        """Stop admitting an execution (`exec_id`) or one task (`(exec_id, task_id)`)."""
-        self.held.add(key)
-        self._fast = False
-        self.version += 1
-
-    def unhold(self, key: str | tuple[str, str]) -> None:
-        self.held.discard(key)
-        self._fast = not self.held and not self._gate_closed
-        blocker = self.causes.get(("held", key))
-        if blocker is not None:
-            self._wake(blocker)
-        self.version += 1
-        self.pump()
-
-    def is_held(self, entry: QueueEntry) -> bool:
-        return entry.execution_id in self.held or (entry.execution_id, entry.task_id) in self.held
-
-    def update_load(self, cpu: float | None, memory: float | None) -> None:
-        """New measured readings (percent of the machine) from the resource manager."""
-        if self.gate.update(cpu, memory):
-            self.version += 1
-        self._gate_closed = self.gate.closed
-        self._fast = not self.held and not self._gate_closed
-        if self.load.heap and self.load.clear():
-            self._wake(self.load)
-            self.pump()
+        if self._fast and not self._pumping and len(running) < self.max_concurrent:
+            heap, delegates = self._main_heap, self._delegates
+            if delegates and (not heap or delegates[0] < heap[0]):
+                heap = delegates
+            if heap:
+                item = heap[0]
+                head = item[4]
+                wants = head._needs
+                one = wants.one_pool
+                mono = self._monotonic()
+                if (item[3] == head._gen and mono < self.aging.due
+                        and (wants.plain or (one is not None and self.pool_used.get(one[0], 0)
+                             + one[1] + self.book.pool_reserved.get(one[0], 0)
+                             <= self.slots.pool_sizes.get(one[0], 0)))
+                        and not (self._timed_heap or self._expiries or self._upcoming
+                                 or self.draining)):  # fmt: skip
+                    _heappop(heap)
+                    head._home = ADMITTED
+                    head._gen += 1
+                    self.wait_totals[head._cause] += mono - head._cause_since
+                    running.add(head)
+                    self._queued -= 1
+                    self.admitted_total += 1
+                    self.version += 1
+                    origin = self._standins.pop(head, None) if self._standins else None
+                    if one is not None:
+                        used = self.pool_used
+                        taken = used[one[0]] = used.get(one[0], 0) + one[1]
+                        if origin is not None:
+                            origin.delegated = False
+                            if (taken + one[1] + self.book.pool_reserved.get(one[0], 0)
+                                    <= self.slots.pool_sizes.get(one[0], 0)
+                                    or not isinstance(origin, PoolBlocker)):  # fmt: skip
+                                self._wake(origin)  # its next one, if its pool has room
+                    elif origin is not None:
+                        origin.delegated = False
+                        self._wake(origin)
+                    try:
+                        head.on_admit(head)
+                    except Exception:  # the caller's bug must not leak the slot it was given
+                        log.exception("on_admit of %s/%s failed", head.execution_id,
+                                      head.task_id)  # fmt: skip
+                        self.release(head)
+                    return
+        if self.pump() == 0:
+            self.version += 1  # (an admission bumps it too)
 
     # ------------------------------------------------------------------ views
 
@@ -210,35 +287,36 @@ class TaskScheduler:
 
     def entry_for(self, execution_id: str, task_id: str) -> QueueEntry | None:
         """The queued entry of a task, if it is queued."""
-        return self._entries.get((execution_id, task_id))
+        return self.index.get(execution_id, task_id)
 
     def queue(self, priority: int | None = None, limit: int | None = None) -> list[QueueEntry]:
-        """Queued entries in dispatch order (optionally of one base priority level). With a
-        `limit`, only the first ones are ordered and no key is kept for the rest: a pane
-        showing 30 of 100,000 costs one pass and 30 small tuples, not 100,000."""
-        entries = self._entries.values()
-        chosen = entries if priority is None else [e for e in entries if e.priority == priority]
-        if limit is not None and 4 * limit < len(chosen):
-            return heapq.nsmallest(limit, chosen, key=_dispatch_key)
-        return sorted(chosen, key=_dispatch_key)[:limit]
+        """Queued entries in dispatch order (see `QueueIndex.in_dispatch_order`)."""
+        return self.index.in_dispatch_order(priority, limit)
 
     def reason_for(self, entry: QueueEntry) -> str:
         return explain(self, entry)
 
+    def sweep(self) -> None:
+        """Forget causes nobody waits on, and (once they outnumber the queue) entries that
+        left it: a queue that drained does not keep its old entries (the timer loop)."""
+        super().sweep()
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget, in one pass, the entries that left the queue once they outnumber it."""
+        if self._indexed > 2 * self._queued + 4096:
+            self._indexed = self.index.prune()
+        self._prune_at = self._indexed + 4096
+
     def waiting_longer_than(self, seconds: float, cap: int = 1000) -> list[QueueEntry]:
         """Up to `cap` entries that have waited more than `seconds`, oldest first."""
-        cutoff = self.clock.monotonic() - seconds
-        out: list[QueueEntry] = []
-        for entry in self._entries.values():
-            if entry.enqueued_mono > cutoff or len(out) >= cap:
-                break
-            out.append(entry)
-        return out
+        return self.index.oldest(self.clock.monotonic() - seconds, cap)
 
     # ------------------------------------------------------------------ admission
 
     def pump(self) -> int:
-        """Admit every queued entry that may start now, best first."""
+        """Admit every queued entry that may start now, best first. The one path of every
+        admission (submit, release, a cause clearing): this loop is the per-task cost."""
         running = self.running
         limit = self.max_concurrent
         if len(running) >= limit or self.draining:
@@ -247,178 +325,93 @@ class TaskScheduler:
             self._again = True
             return 0
         self._pumping = True
-        self._again = False
+        main = self._main_heap
+        delegates = self._delegates
+        standins = self._standins
+        used, sizes, reserved = self.pool_used, self.slots.pool_sizes, self.book.pool_reserved
+        admitted = 0
+        waited = 0.0  # by "concurrency", the common cause, added to the totals once
         try:
-            admitted = self._admit_from_heads(running, limit)
-            while self._again and len(running) < limit:
+            again = True
+            while again:
                 self._again = False
-                admitted += self._admit_from_heads(running, limit)
+                mono = self._monotonic()
+                if (self.aging.due <= mono or self._timed_heap or self._expiries
+                        or self._upcoming):  # fmt: skip
+                    self.apply_due(mono, self._time())
+                while len(running) < limit:
+                    if delegates and (not main or delegates[0] < main[0]):
+                        item = _heappop(delegates)
+                    elif main:
+                        item = _heappop(main)
+                    else:
+                        break
+                    entry = item[4]
+                    if item[3] != entry._gen:
+                        continue  # stale: re-keyed, admitted or withdrawn since
+                    origin = standins.pop(entry, None) if standins else None
+                    if origin is not None:
+                        origin.delegated = False
+                    needs = entry._needs
+                    one = needs.one_pool
+                    if one is not None and self._fast:  # Slots.shortfall, inlined
+                        cause = None
+                        if used.get(one[0], 0) + reserved.get(one[0], 0) + one[1] > sizes.get(
+                                one[0], 0):  # fmt: skip
+                            cause = self.slots.shortfall(entry)
+                        if cause is not None:
+                            self._park(entry, cause, mono)
+                            if origin is not None:
+                                self._wake(origin)
+                            continue
+                    elif not (needs.plain and self._fast):
+                        cause = self._check(entry)
+                        if cause is not None:
+                            self._park(entry, cause, mono)
+                            if origin is not None:
+                                self._wake(origin)  # its next-best takes the delegate's place
+                            continue
+                    # admitted: it leaves the queue (_leave_queue, inlined; the index prunes later)
+                    entry._home = ADMITTED
+                    entry._gen += 1  # every heap item of it is stale from now on
+                    if entry._cause == "concurrency":
+                        waited += mono - entry._cause_since
+                    else:
+                        self.wait_totals[entry._cause] += mono - entry._cause_since
+                    running.add(entry)
+                    admitted += 1
+                    if one is not None:  # Slots.take, inlined
+                        taken = used[one[0]] = used.get(one[0], 0) + one[1]
+                        # its pool's next entry comes forward only if there is room left
+                        room = taken + reserved.get(one[0], 0) + one[1] <= sizes.get(one[0], 0)
+                        if origin is not None and (room or not isinstance(origin, PoolBlocker)):
+                            self._wake(origin)
+                    else:
+                        if not needs.plain:
+                            self.queued_memory_mb -= needs.memory_mb
+                            self.slots.take(entry)
+                        if origin is not None:
+                            self._wake(origin)
+                    try:
+                        entry.on_admit(entry)
+                    except Exception:  # the caller's bug must not leak the slot it was given
+                        log.exception("on_admit of %s/%s failed", entry.execution_id,
+                                      entry.task_id)  # fmt: skip
+                        self.release(entry)
+                again = self._again and len(running) < limit
         finally:
             self._pumping = False
+            if admitted:
+                self._queued -= admitted
+                self.admitted_total += admitted
+                self.version += 1
+                self.wait_totals["concurrency"] += waited
         return admitted
-
-    def _admit_from_heads(self, running: set[QueueEntry], limit: int) -> int:
-        mono = self._monotonic()
-        if self.aging.due <= mono or self.timed.timed or self.ledger.expiries or self.book.upcoming:
-            self.apply_due(mono, self._time())
-        main = self.main.heap
-        heappop = heapq.heappop
-        admitted = 0
-        while len(running) < limit:
-            while main:  # drop stale items (re-keyed, admitted, withdrawn) at the head
-                item = main[0]
-                entry = item[4]
-                if item[3] == entry._gen:
-                    break
-                heappop(main)
-            else:
-                break
-            heappop(main)
-            origin = entry._origin
-            if origin is not None:
-                entry._origin = None
-                origin.delegated = False
-            if entry._plain and self._fast:
-                self._admit(entry, mono)
-                admitted += 1
-            else:
-                cause = self._check(entry)
-                if cause is None:
-                    self._admit(entry, mono)
-                    admitted += 1
-                else:
-                    self._park(entry, cause, mono)
-            if origin is not None:
-                self._wake(origin)  # its next-best entry takes the delegate's place
-        return admitted
-
-    def _wake(self, blocker: Blocker) -> None:
-        """The cause may be gone: move its best entry into the main heap as its delegate.
-        One delegate at a time keeps dispatch order exact without re-scanning anyone."""
-        if blocker.delegated or not blocker.clear():
-            return
-        item = peek(blocker.heap)
-        if item is None:
-            return  # nobody waits on it (any more); `_sweep` forgets it later
-        heapq.heappop(blocker.heap)
-        entry = item[4]
-        entry._home = self.main
-        entry._origin = blocker
-        blocker.delegated = True
-        heapq.heappush(self.main.heap, item)
-
-    def apply_due(self, mono: float, now: float) -> None:
-        """Aging steps, not_before times, reservations starting or ending, that are due."""
-        if self.aging.due <= mono and self.aging.apply(mono):
-            self.version += 1
-        timed = self.timed.timed
-        if timed and timed[0][0] <= now:
-            self.timed.release_due(now, self.main)
-            self.version += 1
-        if self.book.due_at <= now:
-            self.book.apply_due(now)
-            self.version += 1
-        expiries = self.ledger.expiries
-        if expiries and expiries[0][0] <= now:
-            self.ledger.expire()
-
-    def _check(self, entry: QueueEntry) -> Blocker | None:
-        if self.held and self.is_held(entry):
-            key: str | tuple[str, str] = (
-                entry.execution_id if entry.execution_id in self.held
-                else (entry.execution_id, entry.task_id)
-            )  # fmt: skip
-            return self.causes.get_or_make(("held", key), lambda: HeldBlocker(key, self.held))
-        if not entry._plain:
-            if entry.not_before is not None and entry.not_before > self._time():
-                return self.timed
-            cause = self.slots.shortfall(entry)
-            if cause is not None:
-                return cause
-        if self._gate_closed and not entry.critical and self.load.holds():
-            return self.load
-        return None
-
-    def _admit(self, entry: QueueEntry, mono: float) -> None:
-        entry.admitted = True
-        entry._gen += 1  # every heap item of it is stale from now on
-        # _leave_queue, inlined: this is the hot path of every task
-        self.wait_totals[entry._cause] += mono - entry._cause_since
-        entry._home = None
-        other = self._entries.pop(entry._ekey, None)
-        if other is not entry and other is not None:  # not ours to remove
-            self._entries[entry._ekey] = other
-        self._queued -= 1
-        self.running.add(entry)
-        if not entry._plain:
-            self.queued_memory_mb -= entry.memory_mb
-            self.slots.take(entry)
-        self.admitted_total += 1
-        self.version += 1
-        try:
-            entry.on_admit(entry)
-        except Exception:  # the caller's bug must not leak the slot it was given
-            log.exception("on_admit of %s/%s failed", entry.execution_id, entry.task_id)
-            self.release(entry)
 
     def _leave_queue(self, entry: QueueEntry, mono: float) -> None:
         totals = self.wait_totals
         totals[entry._cause] += mono - entry._cause_since
-        entry._home = None
-        other = self._entries.pop(entry._ekey, None)
-        if other is not entry and other is not None:  # not ours to remove
-            self._entries[entry._ekey] = other
-        self.queued_memory_mb -= entry.memory_mb
+        if self.index.remove(entry):
+            self._indexed -= 1
+        self.queued_memory_mb -= entry._needs.memory_mb
         self._queued -= 1
-
-    def _park(self, entry: QueueEntry, blocker: Blocker, mono: float) -> None:
-        if blocker is self.timed:
-            if self.timed.park(entry):
-                self.timers_changed.set()  # the timer loop may be sleeping past this time
-        else:
-            heapq.heappush(blocker.heap, (-entry.priority - entry.boost, entry._deadline,
-                                          entry.seq, entry._gen, entry))  # fmt: skip
-        entry._home = blocker
-        self.parked_total += 1
-        category = self.gate.category if blocker is self.load else blocker.category
-        if self.book.active and isinstance(blocker, FitBlocker | PoolBlocker) \
-                and blocker.by_reservation():  # fmt: skip
-            category = "reservation"
-        if category != entry._cause:
-            totals = self.wait_totals
-            totals[entry._cause] += mono - entry._cause_since
-            entry._cause, entry._cause_since = category, mono
-        self.version += 1
-
-    def sweep(self) -> None:
-        """Forget causes nobody waits on any more (cancelled while held, finished groups)."""
-        self.causes.sweep(lambda blocker: not blocker.delegated and peek(blocker.heap) is None)
-
-    def _ledger_freed(self) -> None:
-        for blocker in self.causes.fits():
-            self._wake(blocker)
-        if not self._pumping:
-            self.pump()
-
-    def _pools_freed(self, pools: Iterable[str]) -> None:
-        """A reservation ended: tasks waiting on its pools may start."""
-        for pool in pools:
-            for blocker in list(self.causes.pools_named(pool)):
-                self._wake(blocker)
-        self.version += 1
-        if not self._pumping:
-            self.pump()
-
-    def _wake_all(self) -> None:
-        for blocker in [*self.causes.all(), self.load]:
-            self._wake(blocker)
-
-    # ------------------------------------------------------------------ aging
-
-    def _rekey(self, entry: QueueEntry) -> None:
-        home = entry._home
-        if home is None or home is self.timed:
-            return
-        entry._gen += 1
-        heapq.heappush(home.heap, (-entry.priority - entry.boost, entry._deadline, entry.seq,
-                                   entry._gen, entry))  # fmt: skip

@@ -279,3 +279,112 @@ def test_the_queue_pane_slices_deep_rows_beyond_the_ordered_head():
     sched.submit(entry("late", 10, rec))  # the queue changed: the cached head is stale
     assert views.queue_slice(0, 1)[0].task_id == sched.queue(limit=1)[0].task_id
     assert views.queue_slice(0, 1)[0].since == pytest.approx(clock.time())
+
+
+def test_a_lifted_hold_sends_its_bare_entries_back_in_dispatch_order():
+    """Held entries wait bare (no heap item); lifting the hold orders them as if they had
+    never left the queue, and one withdrawn and queued again meanwhile is not doubled."""
+    clock = FakeClock()
+    rec = Recorder()
+    sched = TaskScheduler(settings(), clock)
+    sched.hold("e1")
+    entries = [entry(f"t{n}", (1, 8, 5, 8, 3)[n % 5], rec) for n in range(10)]
+    for e in entries:
+        sched.submit(e)
+    assert rec.order == [] and {e.reason for e in entries} == {"held: execution paused"}
+    assert sched.withdraw(entries[3])
+    sched.submit(entries[3])  # the same entry, queued again while the hold stands
+    expected = [e.task_id for e in sched.queue()]
+    assert sorted(expected) == sorted(e.task_id for e in entries)
+    sched.unhold("e1")
+    while rec.running:
+        sched.release(rec.running.popleft())
+    assert rec.order == expected
+    assert rec.order[:2] == ["t1", "t6"] and rec.order.index("t3") > rec.order.index("t8")
+
+
+def test_equal_entries_keep_arrival_order_on_a_clock_that_does_not_move():
+    """FIFO among equals rests on arrival time; a clock that reads the same twice must not
+    make two arrivals tie."""
+    clock = FakeClock()
+    rec = Recorder()
+    sched = TaskScheduler(settings(aging={"step": 0}), clock)
+    sched.submit(entry("busy", 5, rec))
+    names = [f"t{n}" for n in range(50)]
+    for name in names:
+        sched.submit(entry(name, 5, rec))
+    assert len({e.enqueued_mono for e in sched.queue()}) == 50
+    while rec.running:
+        sched.release(rec.running.popleft())
+    assert rec.order == ["busy", *names]
+
+
+def test_views_forget_admitted_entries_while_the_index_prunes_lazily():
+    """Admission leaves the index alone; every view still shows only what waits, and the
+    index forgets admitted entries once they outnumber the queue."""
+    clock = FakeClock()
+    rec = Recorder()
+    sched = TaskScheduler(settings(resource_limits={"max_concurrent_tasks": 4}), clock)
+    for n in range(6000):
+        sched.submit(entry(f"t{n}", 5, rec, execution_id=f"e{n % 7}"))
+        clock.advance(0.001)
+    for _ in range(5000):
+        sched.release(rec.running.popleft())
+    assert sched.queue_length() == len(sched.queue()) == 996
+    assert sched.entry_for("e0", "t0") is None and sched.entry_for(f"e{5999 % 7}", "t5999") is not None
+    oldest = sched.waiting_longer_than(0.0, cap=3)
+    assert [e.task_id for e in oldest] == [e.task_id for e in sched.queue()][:3]
+    for n in range(6000, 12000):  # more arrivals: the index prunes what left the queue
+        sched.submit(entry(f"t{n}", 5, rec, execution_id=f"e{n % 7}"))
+    held = sum(len(tasks) for tasks in sched.index.by_execution.values())
+    assert held <= 2 * sched.queue_length() + 4096
+    assert sched.queue_length() == len(sched.queue()) == 6996
+    while rec.running:  # the queue drains: the timer loop's sweep forgets what left it
+        sched.release(rec.running.popleft())
+    sched.sweep()
+    assert sched.queue_length() == 0 and sched.index.by_execution == {}
+
+
+def test_a_release_that_frees_the_ledger_does_not_admit_past_the_concurrency_limit():
+    """The ledger's own `on_freed` admits during a release; the release must not then
+    admit one more into the same slot."""
+    clock = FakeClock()
+    rec = Recorder()
+    ledger = Ledger(4.0, 8000, clock.time)
+    sched = TaskScheduler(settings(resource_limits={"max_concurrent_tasks": 2}), clock, ledger)
+    big = [entry(f"big{n}", 8, rec, cpu=3.0) for n in range(3)]
+    for e in big:
+        sched.submit(e)
+    for n in range(5):
+        sched.submit(entry(f"plain{n}", 5, rec))
+    while rec.running:
+        sched.release(rec.running.popleft())
+        assert len(sched.running) <= 2
+    assert sched.admitted_total == 8 and ledger.allocations == {}
+
+
+def test_a_queued_task_that_waits_costs_little_memory():
+    """100,000 queued tasks must fit a console: an entry waiting under a hold (the
+    heaviest case is a queue that cannot move) costs its object, its arrival time and a
+    place in its execution's index, well under the 594 bytes it once took."""
+    import tracemalloc
+
+    clock = FakeClock()
+    rec = Recorder()
+    sched = TaskScheduler(settings(), clock)
+    task_ids = [f"task_{n:02d}" for n in range(100)]
+    exec_ids = [f"x{n}" for n in range(200)]  # shared, as a real execution's ids are
+    for exec_id in exec_ids:
+        sched.hold(exec_id)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(20_000):
+            sched.submit(QueueEntry(execution_id=exec_ids[n // 100], task_id=task_ids[n % 100],
+                                    workflow_id="wf", name="n", priority=5, on_admit=rec))
+            clock.advance(0.0001)
+        per_entry = (tracemalloc.get_traced_memory()[0] - before) / 20_000
+    finally:
+        tracemalloc.stop()
+    assert sched.queue_length() == 20_000
+    assert per_entry < 260, per_entry

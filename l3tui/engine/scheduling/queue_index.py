@@ -1,0 +1,97 @@
+"""QueueIndex: which entries are queued, found by (execution, task) and listed in arrival
+or dispatch order, for views and reports. It holds no order of its own beyond that and
+decides nothing (the scheduler's heaps do).
+
+One small dict per execution, keyed by task id, instead of one dict keyed by an
+(execution, task) tuple: no key tuple per queued task (64 bytes each, 100,000 of them in a
+deep queue), and a dict's insertion order is its execution's arrival order.
+
+Admission does not touch it: an entry that left the queue is skipped when read and
+forgotten by `prune`, which the scheduler calls once the index holds more such entries
+than queued ones. (Removing each admitted entry at once cost a cache miss or two per task,
+the largest single cost of an admission with 100,000 queued; pruning walks the dicts in
+memory order, a few at a time.)
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterator
+from operator import attrgetter
+
+from l3tui.engine.scheduling.queue_entry import ADMITTED, WITHDRAWN, QueueEntry, waiting
+
+_arrival = attrgetter("enqueued_mono")
+
+
+def dispatch_key(entry: QueueEntry) -> tuple[int, float, float]:
+    return -entry.priority - entry.boost, entry._needs.key_deadline, entry.enqueued_mono
+
+
+class QueueIndex:
+    """Entries by execution, then task, each execution's in arrival order; entries that
+    left the queue linger until `prune` (every read skips them)."""
+
+    __slots__ = ("by_execution",)
+
+    def __init__(self) -> None:
+        self.by_execution: dict[str, dict[str, QueueEntry]] = {}
+        """Filled by the scheduler's submit (inlined there: it is per task)."""
+
+    def remove(self, entry: QueueEntry) -> bool:
+        """Forget `entry` now (not another entry queued later for the same task)."""
+        tasks = self.by_execution.get(entry.execution_id)
+        if tasks is None or tasks.get(entry.task_id) is not entry:
+            return False
+        del tasks[entry.task_id]
+        if not tasks:
+            del self.by_execution[entry.execution_id]
+        return True
+
+    def prune(self) -> int:
+        """Forget every entry that left the queue: O(entries held), in memory order.
+        Returns how many it holds now."""
+        kept: dict[str, dict[str, QueueEntry]] = {}
+        size = 0
+        for execution_id, tasks in self.by_execution.items():
+            left = {task_id: e for task_id, e in tasks.items() if waiting(e)}
+            if left:
+                kept[execution_id] = left
+                size += len(left)
+        self.by_execution.clear()  # the same dict object: the scheduler holds it
+        self.by_execution.update(kept)
+        return size
+
+    def get(self, execution_id: str, task_id: str) -> QueueEntry | None:
+        tasks = self.by_execution.get(execution_id)
+        entry = tasks.get(task_id) if tasks is not None else None
+        return entry if entry is not None and waiting(entry) else None
+
+    def __iter__(self) -> Iterator[QueueEntry]:
+        every = itertools.chain.from_iterable(t.values() for t in self.by_execution.values())
+        return filter(waiting, every)
+
+    def in_dispatch_order(self, priority: int | None = None,
+                          limit: int | None = None) -> list[QueueEntry]:  # fmt: skip
+        """Queued entries in dispatch order (optionally of one base priority level). With a
+        `limit`, only the first ones are ordered and no key is kept for the rest: a pane
+        showing 30 of 100,000 costs one pass and 30 small tuples, not 100,000."""
+        gone = (None, ADMITTED, WITHDRAWN)  # `waiting`, inlined: this walks every entry
+        chosen = [e for tasks in self.by_execution.values() for e in tasks.values()
+                  if e._home not in gone and (priority is None or e.priority == priority)]
+        if limit is not None and 4 * limit < len(chosen):
+            return heapq.nsmallest(limit, chosen, key=dispatch_key)
+        return sorted(chosen, key=dispatch_key)[:limit]
+
+    def oldest(self, cutoff: float, cap: int) -> list[QueueEntry]:
+        """Up to `cap` entries queued at or before monotonic `cutoff`, oldest first: the
+        executions' own arrival orders merged."""
+        out: list[QueueEntry] = []
+        merged = heapq.merge(*(t.values() for t in self.by_execution.values()), key=_arrival)
+        for entry in merged:
+            if entry.enqueued_mono > cutoff or len(out) >= cap:
+                break
+            if waiting(entry):
+                out.append(entry)
+        return out
