@@ -148,7 +148,7 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         highlight until the user moves the cursor."""
         self._styles: dict[str, Style] = {}
         self._signature: object = None
-        self._shown: dict[int, object] = {}
+        self._painted: dict[int, object] = {}
         """Row index -> the key of what render_line last drew there (`repaint_changed`)."""
 
     # ------------------------------------------------------------------ subclass API
@@ -214,7 +214,7 @@ class RowList(ScrollView, PaneBody, can_focus=True):
     def repaint_changed(self) -> None:
         """Repaint the rows on screen whose key differs from what was last drawn (rows
         never drawn count as changed); everything when most of them moved."""
-        shown = self._shown
+        shown = self._painted
         rows = self._visible_rows()
         if len(shown) > 4 * rows + 64:  # scrolled far: forget rows long off screen
             shown.clear()
@@ -349,12 +349,12 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         index = round(self.scroll_offset.y) + y - header
         if index >= self._count:
             if index == 0 and y == header:
-                self._shown[0] = ("empty", self.empty_message())
+                self._painted[0] = ("empty", self.empty_message())
                 text = fit(" " + self.empty_message(), width)
                 return Strip([Segment(text, base + self._style("rowlist--empty"))], width)
             return Strip.blank(width, base)
         cells, row_class = self.row_cells(index)
-        self._shown[index] = self._key_of(index, cells, row_class)
+        self._painted[index] = self._key_of(index, cells, row_class)
         row_style = base + self._style(row_class)
         if index == self.cursor and not self.cursor_lost:
             row_style += self._style(
