@@ -79,7 +79,7 @@ def event_fields(kind: str, data: str) -> dict[str, Any]:
         fields: dict[str, Any] = {"kind": kind}
         fields.update(zip(COMPACT.get(kind, ()), decoded, strict=False))  # older: shorter
         return fields
-    return dict(decoded) if isinstance(decoded, dict) else {"data": decoded}
+    return decoded if isinstance(decoded, dict) else {"data": decoded}
 
 
 Updates = dict[Any, dict[str, Any]]
