@@ -13,8 +13,11 @@ and the child's peak RSS. Baseline in the same run: the same child with a 1-task
 (the interpreter, imports and an idle Runtime), so growth = (peak - baseline) / tasks.
 Flat per-task cost and linear memory are the goal; the ratios print how far from flat.
 
+Also the persistence floor of bench/engine_overhead.py at the no-op sizes (what SQLite's own
+growth is: bigger B-trees, more pages per commit).
+
 Last line: RESULT per_task_us_1k=<a> per_task_us_100k=<b> rss_mb_100k=<c> growth_100k=<b/a>
-proc_per_task_ms_100=<d> proc_per_task_ms_1k=<e>
+proc_per_task_ms_100=<d> proc_per_task_ms_1k=<e> floor_us_1k=<f> floor_us_100k=<g>
 """
 
 from __future__ import annotations
@@ -40,8 +43,29 @@ PROC_SCHEDULING = "scheduling:\n  resource_limits: {max_concurrent_tasks: 2}\n"
 PROC_ACTIONS = 'actions:\n  "true":\n    command: ["true"]\n'
 
 
+def floor_child(size: int) -> None:
+    """The persistence floor of bench/engine_overhead.py (raw executor, writer thread, group
+    commit of the rows the store keeps, success durable before dependants) at this size: how
+    much of the Runtime's growth SQLite itself has (bigger B-trees, more pages per commit)."""
+    from bench._common import lanes_workflow
+    from bench.engine_overhead import _floor_db, floor_run
+
+    definition = lanes_workflow(max(size // 10, 1), 10, "noop")
+    path = _floor_db()
+    gc.collect()
+    cpu = time.process_time()
+    took = asyncio.run(floor_run(definition, path))
+    cpu = time.process_time() - cpu
+    shutil.rmtree(path.parent, ignore_errors=True)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{len(definition.tasks)} {took:.6f} {cpu:.6f} 0 {peak_kb}")
+
+
 def child(kind: str, size: int) -> None:
     """One workflow of about `size` tasks; prints `tasks wall_s cpu_s build_s peak_kb`."""
+    if kind == "floor":
+        floor_child(size)
+        return
     from bench._common import lanes_workflow, temp_config
     from l3tui.config import load_config
     from l3tui.runtime import Runtime
@@ -105,6 +129,14 @@ def main() -> None:
                   f"({wall / tasks / first:.2f}x the smallest), {cpu / tasks * scale:8.2f} "
                   f"{unit}/task CPU, peak RSS {mb:6.1f} MB ({grow:,.0f} B/task over the "
                   f"baseline); definition built in {build:.2f} s (not counted)")  # fmt: skip
+    floor: dict[int, float] = {}
+    for size in NOOP_SIZES:
+        tasks, wall, cpu, _build, _mb = measure("floor", size)
+        floor[size] = wall / tasks
+        print(f"{'persistence floor':>16} x {tasks:>7,}: {wall / tasks * 1e6:8.2f} us/task wall "
+              f"({wall / tasks / (floor[NOOP_SIZES[0]]):.2f}x the smallest), "
+              f"{cpu / tasks * 1e6:8.2f} us/task CPU; the Runtime is "
+              f"{per_task['noop', size] / floor[size]:.2f}x it")  # fmt: skip
     print("`true` processes stop at 1,000 (reduced from 10k/100k: 100,000 would take "
           "minutes at 2 at a time)")
     growth = per_task["noop", 100_000] / per_task["noop", 1_000]
@@ -117,7 +149,8 @@ def main() -> None:
           f"per_task_us_100k={per_task['noop', 100_000] * 1e6:.1f} "
           f"rss_mb_100k={peak['noop', 100_000]:.1f} growth_100k={growth:.2f} "
           f"proc_per_task_ms_100={per_task['true', 100] * 1e3:.3f} "
-          f"proc_per_task_ms_1k={per_task['true', 1_000] * 1e3:.3f}")  # fmt: skip
+          f"proc_per_task_ms_1k={per_task['true', 1_000] * 1e3:.3f} "
+          f"floor_us_1k={floor[1_000] * 1e6:.1f} floor_us_100k={floor[100_000] * 1e6:.1f}")
 
 
 if __name__ == "__main__":

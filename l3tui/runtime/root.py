@@ -68,6 +68,10 @@ from l3tui.store.views import plan_resume, recent_views
 
 log = logging.getLogger(__name__)
 
+FINISHED_TASKS_KEPT = 50_000
+"""Tasks of finished executions kept in memory, newest executions first (see
+`Runtime._forget_finished`)."""
+
 
 class _Unrecorded:
     """Recurring-task state when nothing is recorded (`--no-record`): none is read or kept."""
@@ -298,6 +302,21 @@ class Runtime:
                         continue
                     self.spawn(self.run_workflow(wf_id, trigger=f"after:{execution.id}"),
                                f"trigger-{wf_id}")  # fmt: skip
+        self._forget_finished()  # after the chain was looked at
+
+    def _forget_finished(self) -> None:
+        """Finished executions stay in memory (the console's recent list, details, `after:`
+        chains) while their tasks total at most FINISHED_TASKS_KEPT (the newest three always)
+        and they are among the views' newest 200; older ones are let go (the store has them):
+        a daemon running large workflows all day kept every one's task records before (~7 MB
+        per 10,000 tasks)."""
+        self.views.trim(FINISHED_TASKS_KEPT)
+        recent = {e.id for e in self.views.recent}
+        executions = self.engine.executions
+        if len(executions) - len(recent) > len(self.engine.active()):
+            for exec_id in [i for i, e in executions.items()
+                            if e.state.terminal and i not in recent]:  # fmt: skip
+                del executions[exec_id]
 
     def _after_chain(self, execution: Execution) -> list[str]:
         """Workflows of the `after:` chain that ended in `execution`, newest first."""

@@ -73,6 +73,25 @@ class RuntimeViews:
     def finished(self, execution: Execution) -> None:
         self.recent.appendleft(execution)
 
+    def trim(self, most_tasks: int, least: int = 3) -> list[Execution]:
+        """Keep the newest finished executions while their tasks total at most `most_tasks`
+        (the newest `least` always); returns those let go, and drops what is cached for them."""
+        kept, total = 0, 0
+        for execution in self.recent:
+            total += len(execution.tasks)
+            if kept >= least and total > most_tasks:
+                break
+            kept += 1
+        gone = list(self.recent)[kept:]
+        for _ in gone:
+            self.recent.pop()
+        for execution in gone:
+            self._view_cache.pop(execution.id, None)
+            self._changes.pop(execution.id, None)
+        definitions = {id(e.definition) for e in (*self.recent, *self.engine.active())}
+        self._deps = {k: v for k, v in self._deps.items() if k in definitions}
+        return gone
+
     # ------------------------------------------------------------------ builders
 
     def _dependencies(self, execution: Execution) -> dict[str, tuple[str, ...]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from l3tui.errors import UsageError
 from l3tui.store.audit import AUDIT_COLUMNS, ChainedEntry, row_entry
+from l3tui.store.rows import event_fields
 
 Row = dict[str, Any]
 FAILED = ("failed", "timed_out")
@@ -131,7 +132,7 @@ def execution_events(
         sql += f" LIMIT {int(limit)}"
     out = []
     for event_id, at, kind, data in conn.execute(sql, params):
-        row = json.loads(data)
+        row = event_fields(kind, data)
         row.update(id=event_id, at=at, kind=kind)
         out.append(row)
     return out
@@ -279,7 +280,7 @@ def events_after(conn: sqlite3.Connection, after: int, limit: int = 5000,
     out = []
     for event_id, at, kind, data in conn.execute(sql + f" ORDER BY id LIMIT {int(limit)}",
                                                  params):  # fmt: skip
-        row = json.loads(data)
+        row = event_fields(kind, data)
         row.update(seq=event_id, at=at, kind=kind)
         out.append(row)
     return out

@@ -14,13 +14,14 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 from l3tui.engine import events as ev
 from l3tui.store.audit import GENESIS, chain
 from l3tui.store.database import BUSY_TIMEOUT_MS
-from l3tui.store.rows import TASK_COLUMNS, Batch, BatchBuilder
+from l3tui.store.rows import Batch, BatchBuilder
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -212,18 +213,44 @@ def _updates(conn: sqlite3.Connection, table: str, updates: dict[Any, dict[str, 
         conn.executemany(sql, params)
 
 
+def _inserts(conn: sqlite3.Connection, rows: dict[Any, dict[str, Any]],
+             sql_for: Callable[[tuple[str, ...]], str], keys: tuple[str, ...] = ()
+             ) -> None:  # fmt: skip
+    """Insert rows that name different columns: one `executemany` per set of columns (a
+    batch's rows mostly share one). `keys`: columns repeated after the values (for the
+    statement's WHERE)."""
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for row in rows.values():
+        params = tuple(row.values())
+        if keys:
+            params += tuple(row[k] for k in keys)
+        group = groups.get(tuple(row))
+        if group is None:
+            groups[tuple(row)] = [params]
+        else:
+            group.append(params)
+    for columns, params_list in groups.items():
+        conn.executemany(sql_for(columns), params_list)
+
+
+@lru_cache(maxsize=64)
+def _sql_task(columns: tuple[str, ...]) -> str:
+    return (f"INSERT OR IGNORE INTO task_runs ({', '.join(columns)}) VALUES "
+            f"({', '.join('?' for _ in columns)})")  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _sql_attempt(columns: tuple[str, ...]) -> str:
+    return (f"INSERT OR REPLACE INTO task_attempts ({', '.join(columns)}) SELECT "
+            f"{', '.join('?' for _ in columns)} WHERE EXISTS (SELECT 1 FROM task_runs WHERE "
+            "execution_id = ? AND task_id = ?)")  # fmt: skip
+
+
 _SQL_DEFINITION = "INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?)"
 _SQL_EXECUTION = (
     "INSERT OR IGNORE INTO executions (id, workflow_id, workflow_name, definition_hash, params, "
     "trigger, parent_id, priority, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
     "'pending', ?)"
-)
-_SQL_TASK = (f"INSERT OR IGNORE INTO task_runs ({', '.join(TASK_COLUMNS)}) VALUES "
-             f"({', '.join('?' for _ in TASK_COLUMNS)})")  # fmt: skip
-_SQL_ATTEMPT = (
-    "INSERT OR REPLACE INTO task_attempts (execution_id, task_id, attempt, started_at, wait_s, "
-    "pid, pgid, proc_start, log_path, command) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
-    "(SELECT 1 FROM task_runs WHERE execution_id = ? AND task_id = ?)"
 )
 _SQL_OPENED = (
     "INSERT OR REPLACE INTO task_attempts (execution_id, task_id, attempt, started_at, wait_s, "
@@ -295,11 +322,11 @@ def apply(
     if b.executions:
         conn.executemany(_SQL_EXECUTION, b.executions)
     if b.task_runs:
-        conn.executemany(_SQL_TASK, [tuple(row.values()) for row in b.task_runs.values()])
+        _inserts(conn, b.task_runs, _sql_task)
     if b.opened:
         conn.executemany(_SQL_OPENED, b.opened)
     if b.attempts:
-        conn.executemany(_SQL_ATTEMPT, b.attempts)
+        _inserts(conn, b.attempts, _sql_attempt, ("execution_id", "task_id"))
     if b.task_updates:
         _updates(conn, "task_runs", b.task_updates)
     if b.exec_updates:

@@ -1,0 +1,125 @@
+"""How task events and attempts are written: the compact stored form of the three task events
+reads back exactly as the object form did (`l3tui events`, `--json`), and an attempt's
+changes in the batch that started it fold into its insert without losing an earlier one.
+Real SQLite files through the real Store."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from pathlib import Path
+
+from l3tui.engine import events as ev
+from l3tui.engine.bus import EventBus
+from l3tui.store import queries
+from l3tui.store.rows import COMPACT
+from l3tui.store.sqlite import Store
+
+EXEC = "20260101-000000-abcd"
+
+
+def test_compact_layouts_name_every_field_in_declared_order() -> None:
+    # A field added to one of these events must be appended to its stored layout, or the
+    # writer would drop it; the test says so the day it happens.
+    for kind, names in COMPACT.items():
+        cls = ev.EVENT_TYPES[kind]
+        declared = tuple(f.name for f in dataclasses.fields(cls) if f.name != "at")
+        assert names == declared, kind
+
+
+def _object_form(event: ev.Event) -> dict[str, object]:
+    """What the store wrote for every event before: an object of every field, in order."""
+    names = [n for n in type(event).__dataclass_fields__ if n not in ("at", "definition")]
+    return json.loads(json.dumps({n: getattr(event, n) for n in names}, ensure_ascii=False,
+                                 default=str))  # fmt: skip
+
+
+async def _write(state_dir: Path, events: list[ev.Event]) -> None:
+    bus = EventBus()
+    store = Store(state_dir, actor="test")
+    await store.open(bus, recover=False)
+    try:
+        for event in events:
+            bus.publish(event)
+        await bus.durable()
+    finally:
+        await store.close()
+
+
+def _created(*task_ids: str) -> list[ev.Event]:
+    return [
+        ev.ExecutionCreated(at=1.0, execution_id=EXEC, workflow_id="w", workflow_name="و",
+                            definition_hash="h", definition="{}", params={}, trigger="manual",
+                            parent_id=None, priority=5,
+                            tasks=tuple((t, t) for t in task_ids)),
+        ev.ExecutionStarted(at=1.0, execution_id=EXEC, waiting=()),
+    ]  # fmt: skip
+
+
+async def test_task_events_read_back_as_their_objects(tmp_path: Path) -> None:
+    task = ev.TaskStateChanged(at=2.0, execution_id=EXEC, task_id="مهمة", state="queued",
+                               previous="waiting", attempt=0, reason='a "quoted"\nreason')
+    started = ev.TaskStarted(at=3.0, execution_id=EXEC, task_id="مهمة", attempt=1, pid=41,
+                             pgid=41, proc_start=12345.67, log_path="/tmp/x y/مهمة.1.log",
+                             command=("sh", "-c", "echo 'ok'"), wait_s=0.25)  # fmt: skip
+    finished = ev.TaskFinished(at=4.5, execution_id=EXEC, task_id="مهمة", state="failed",
+                               attempt=1, exit_code=None, duration_s=1.5, wait_s=0.25,
+                               reason="killed", peak_cpu_pct=12.5, peak_rss=2**40,
+                               avg_cpu_pct=float("nan"), cpu_s=0.1)  # fmt: skip
+    await _write(tmp_path, [*_created("مهمة"), task, started, finished])
+    conn = sqlite3.connect(tmp_path / "l3tui.db")
+    try:
+        rows = queries.events_after(conn, 0)
+        per_execution = queries.execution_events(conn, EXEC)
+    finally:
+        conn.close()
+    by_kind = {row["kind"]: row for row in rows}
+    for event in (task, started, finished):
+        row = by_kind[event.kind]
+        expected = {**_object_form(event), "seq": row["seq"], "at": event.at, "kind": event.kind}
+        # Same fields, values and order as the object form gave (`--json` prints in order).
+        assert json.dumps(list(row.items())) == json.dumps(list(expected.items()))
+    assert [r["kind"] for r in per_execution] == [r["kind"] for r in rows
+                                                  if r.get("execution_id") == EXEC]
+    assert {r["kind"]: r["task_id"] for r in per_execution if "task_id" in r} == {
+        "task_state": "مهمة", "task_started": "مهمة", "task_finished": "مهمة"}
+
+
+async def test_an_attempt_started_and_ended_in_one_batch_keeps_every_change(
+    tmp_path: Path,
+) -> None:
+    one = ev.TaskStarted(at=2.0, execution_id=EXEC, task_id="a", attempt=1, pid=None,
+                         pgid=None, proc_start=None, log_path=None, command=(), wait_s=0.0)
+    retried = ev.TaskRetrying(at=2.5, execution_id=EXEC, task_id="a", attempt=1,
+                              delay_s=0.0, error="boom", exit_code=1,
+                              state="failed")  # fmt: skip
+    two = dataclasses.replace(one, at=3.0, attempt=2, command=("true",))
+    done = ev.TaskFinished(at=3.5, execution_id=EXEC, task_id="a", state="succeeded",
+                           attempt=2, exit_code=0, duration_s=0.5, wait_s=0.0, reason="")
+    # `b`: an attempt changed before its TaskStarted in the same batch, and after it: the
+    # start replaces the opened row, and the change after it wins over the one before.
+    opened = ev.AttemptOpened(at=2.0, execution_id=EXEC, task_id="b", attempt=1,
+                              log_path="/l", command=("x",), wait_s=0.0)  # fmt: skip
+    early = ev.TaskStateChanged(at=2.1, execution_id=EXEC, task_id="b", state="interrupted",
+                                previous="running", attempt=1, reason="stopped")  # fmt: skip
+    late_start = dataclasses.replace(one, at=2.2, task_id="b", command=("x",))
+    late_end = dataclasses.replace(done, at=2.3, task_id="b", attempt=1, exit_code=7,
+                                   state="failed", reason="exit 7")  # fmt: skip
+    await _write(tmp_path, [*_created("a", "b"), one, retried, two, done, opened, early,
+                            late_start, late_end])  # fmt: skip
+    conn = sqlite3.connect(tmp_path / "l3tui.db")
+    try:
+        attempts = conn.execute("SELECT task_id, attempt, state, exit_code, error, started_at, "
+                                "finished_at, command FROM task_attempts ORDER BY task_id, "
+                                "attempt").fetchall()  # fmt: skip
+        runs = conn.execute("SELECT task_id, state, attempt, exit_code FROM task_runs "
+                            "ORDER BY task_id").fetchall()  # fmt: skip
+    finally:
+        conn.close()
+    assert attempts == [
+        ("a", 1, "failed", 1, "boom", 2.0, 2.5, "[]"),
+        ("a", 2, "succeeded", 0, "", 3.0, 3.5, '["true"]'),
+        ("b", 1, "failed", 7, "exit 7", 2.2, 2.3, '["x"]'),
+    ]
+    assert runs == [("a", "succeeded", 2, 0), ("b", "failed", 1, 7)]
