@@ -108,14 +108,15 @@ class TaskTransitions:
         reason: str = "",
         *,
         announce: bool = True,
+        at: float | None = None,
     ) -> None:
         """`announce=False` where a richer event follows at once (TaskStarted for running,
-        TaskFinished for an ending)."""
+        TaskFinished for an ending). `at`: now, when the caller has just read the clock."""
         previous = run.to(state)
         run.reason = reason
         if not announce:
             return
         self.bus.publish(ev.TaskStateChanged(
-            at=self.clock.time(), execution_id=execution.id, task_id=run.task_id,
-            state=state, previous=previous, attempt=run.attempt, reason=reason,
+            at=self.clock.time() if at is None else at, execution_id=execution.id,
+            task_id=run.task_id, state=state, previous=previous, attempt=run.attempt, reason=reason,
         ))  # fmt: skip

@@ -339,3 +339,67 @@ def test_param_coercion_errors_are_usage_errors():
     assert coerce("b", ParamSpec(type="boolean"), "yes") is True
     with pytest.raises(UsageError, match="expected boolean"):
         coerce("b", ParamSpec(type="boolean"), "maybe")
+
+
+async def test_in_process_attempts_time_out_at_their_own_deadline(
+    make_config, runtime_for, monkeypatch
+):
+    """In-process timeouts share one heap and one loop timer: each still fires at its own
+    deadline (a later-armed shorter one first), is retried as a timeout, and a finished
+    attempt's timeout never fires."""
+    from l3tui.engine.actions import registry
+
+    sleeps = [0.05, 3600.0, 3600.0, 3600.0]  # quick, long, short, short again: admission order
+
+    async def hang(params):
+        await asyncio.sleep(sleeps.pop(0))
+        return 0
+
+    monkeypatch.setitem(registry.IN_PROCESS, "noop", hang)
+    config = make_config(
+        """
+        workflows:
+          slow:
+            name: slow
+            tasks:
+              - {id: quick, action: noop, timeout: 60000}
+              - {id: long, action: noop, timeout: 3000}
+              - {id: short, action: noop, timeout: 200, retries: 1, retry_delay: 10}
+        """,
+        # No load gate: a busy machine must not hold the retry back behind `long`.
+        scheduling="scheduling:\n  resource_limits: {max_cpu_usage: 100}\n",
+    )
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test")
+        state, tasks, _ = await run_to_end(rt, "slow")
+        events = sub.drain()
+    assert state == "failed"
+    assert tasks["quick"].state == "succeeded"
+    assert tasks["long"].state == "timed_out" and tasks["long"].attempt == 1
+    assert tasks["short"].state == "timed_out" and tasks["short"].attempt == 2
+    retried = [e for e in events if isinstance(e, ev.TaskRetrying)]
+    assert [(e.task_id, e.state) for e in retried] == [("short", "timed_out")]
+    ended = [e.task_id for e in events if isinstance(e, ev.TaskFinished)]
+    assert ended == ["quick", "short", "long"]
+    started = {e.task_id: e.at for e in events if isinstance(e, ev.TaskStarted)}
+    finished = {e.task_id: e for e in events if isinstance(e, ev.TaskFinished)}
+    assert finished["long"].at - started["long"] >= 3.0  # not before its own deadline
+    assert finished["long"].reason == "timed out after 3s"
+
+
+async def test_the_timeout_heap_fires_in_deadline_order_and_sheds_disarmed_entries():
+    from l3tui.engine.workflow.timers import TimeoutHeap
+
+    heap = TimeoutHeap()
+    fired: list[str] = []
+    done = asyncio.Event()
+    heap.arm(0.3, lambda: (fired.append("late"), done.set()))
+    heap.arm(0.05, lambda: fired.append("early"))
+    gone = heap.arm(0.1, lambda: fired.append("disarmed"))
+    heap.disarm(gone)
+    for _ in range(1000):  # attempts that end before their deadline
+        heap.disarm(heap.arm(3600, lambda: fired.append("never")))
+    assert len(heap) < 200  # disarmed entries do not pile up
+    async with asyncio.timeout(30):
+        await done.wait()
+    assert fired == ["early", "late"]
