@@ -100,6 +100,7 @@ class ActionRegistry:
     _found: dict[tuple[str, str], str] = field(default_factory=dict)
     _roots: roots.Roots | None = None
     _secrets_file: Path | None = field(init=False, default=None)
+    _in_process: dict[tuple[str, float], InProcessJob] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         value = self.config.scheduling.execution.secrets_file
@@ -129,6 +130,22 @@ class ActionRegistry:
         action = self.config.actions.actions.get(task.action)
         ms = task.timeout or (action.timeout if action else None)
         return (ms or self.config.scheduling.execution.default_timeout) / 1000
+
+    def in_process(self, task: TaskDef) -> InProcessJob | None:
+        """What `resolve` gives an in-process built-in without parameters (a `noop`), shared
+        between its tasks and needing no context; None for every other task. The hot path
+        of short in-process tasks."""
+        name = task.action
+        if task.parameters or name not in IN_PROCESS or name not in IN_PROCESS_BUILTINS:
+            return None
+        if name in self.config.actions.actions:
+            return None
+        key = (name, self.default_timeout_s(task))
+        job = self._in_process.get(key)
+        if job is None or job.func is not IN_PROCESS[name]:
+            job = self._in_process[key] = InProcessJob(IN_PROCESS[name], {}, key[1],
+                                                       f"built-in action {name}")  # fmt: skip
+        return job
 
     def resolve(self, task: TaskDef, context: Mapping[str, Any], params: Mapping[str, Any]) -> Job:
         """A runnable job for `task`; `context` holds the `l3.*` values for this attempt and

@@ -56,11 +56,12 @@ class AttemptRunner:
         now = self.clock.time()
         wait = now - (run.queued_at or now)
         run.wait_s += wait
-        context = {**live.context, "l3.task_id": task.id, "l3.attempt": run.attempt}
         run.started_at = now
         self.transitions.move(execution, run, TaskState.RUNNING, announce=False)  # TaskStarted
         try:
-            job = self.registry.resolve(task, context, execution.params)
+            job = self.registry.in_process(task) or self.registry.resolve(
+                task, {**live.context, "l3.task_id": task.id, "l3.attempt": run.attempt},
+                execution.params)  # fmt: skip
         except ActionError as exc:
             attempt.permanent = True
             self._publish_started(execution, run, None, (), wait)

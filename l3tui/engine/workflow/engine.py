@@ -360,10 +360,14 @@ class WorkflowEngine:
             self.transitions.move(execution, run, state, reason, announce=False)  # TaskFinished
         live.unfinished -= 1
         run.finished_at = now
+        # Measured and declared figures as the record holds them (the averages rounded).
         self.bus.publish(ev.TaskFinished(
             at=now, execution_id=execution.id, task_id=run.task_id, state=state,
             attempt=run.attempt, exit_code=run.exit_code, duration_s=run.active_s,
-            wait_s=run.wait_s, reason=reason, **run.usage(),
+            wait_s=run.wait_s, reason=reason, peak_cpu_pct=run.peak_cpu_pct,
+            peak_rss=run.peak_rss, avg_cpu_pct=round(run.avg_cpu_pct, 1), avg_rss=run.avg_rss,
+            cpu_s=round(run.cpu_s + run.attempt_cpu_s, 3), declared_cpu=run.declared_cpu,
+            declared_memory_mb=run.declared_memory_mb,
         ))  # fmt: skip
         self._settle(live, run.task_id)
 
