@@ -12,6 +12,7 @@ nothing and do not wait."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 
 from l3tui.config.schema import TaskDef
 from l3tui.engine import events as ev
@@ -47,9 +48,12 @@ class AttemptRunner:
         self.timeouts = TimeoutHeap()
         """The timeouts of in-process attempts (a process's is a `PausableTimer`: pausable)."""
 
-    async def execute(
+    def execute(
         self, live: LiveExecution, run: TaskRun, task: TaskDef, attempt: Attempt
-    ) -> Outcome:
+    ) -> Outcome | Coroutine[None, None, Outcome]:
+        """Begin the attempt: its outcome when it ended at once (its action cannot be
+        resolved), else the coroutine that runs it (one coroutine fewer per attempt than an
+        `async def` here, on the hot path of short in-process tasks)."""
         execution = live.execution
         run.attempt += 1
         run.declared_cpu, run.declared_memory_mb = task.resources.cpu, task.resources.memory_mb
@@ -68,9 +72,9 @@ class AttemptRunner:
             return TaskState.FAILED, str(exc), None
         if isinstance(job, InProcessJob):  # `noop`: nothing acts, so nothing to wait for
             self._publish_started(execution, run, None, (task.action,), wait, now)
-            return await self._execute_in_process(run, job, attempt, now)
+            return self._execute_in_process(run, job, attempt, now)
         placement = self._placement(live, run, task)
-        return await self._execute_process(live, run, job, attempt, wait, placement)
+        return self._execute_process(live, run, job, attempt, wait, placement)
 
     async def _execute_in_process(
         self, run: TaskRun, job: InProcessJob, attempt: Attempt, now: float

@@ -304,7 +304,8 @@ class WorkflowEngine:
             if attempt.cancelled:  # cancelled between admission and this first step
                 outcome, reason, exit_code = TaskState.CANCELLED, "cancelled", None
             else:
-                outcome, reason, exit_code = await self.attempts.execute(live, run, task, attempt)
+                step = self.attempts.execute(live, run, task, attempt)
+                outcome, reason, exit_code = step if isinstance(step, tuple) else await step
         except asyncio.CancelledError:
             if not attempt.cancelled:
                 raise  # the runtime is shutting down
@@ -375,7 +376,8 @@ class WorkflowEngine:
         for child in live.tracker.settle(task_id):
             if not live.execution.tasks[child].state.terminal:
                 self._judge_and_queue(live, child)
-        self._maybe_finish(live)
+        if not live.unfinished:
+            self._maybe_finish(live)
 
     def _maybe_finish(self, live: LiveExecution) -> None:
         execution = live.execution

@@ -15,7 +15,7 @@ from l3tui.engine import events as ev
 from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import TaskProcess
-from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
+from l3tui.engine.model import TASK_TRANSITIONS, ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.scheduling.queue_entry import QueueEntry
 from l3tui.engine.workflow.dag import ReadyTracker
 from l3tui.engine.workflow.timers import PausableTimer
@@ -112,7 +112,10 @@ class TaskTransitions:
     ) -> None:
         """`announce=False` where a richer event follows at once (TaskStarted for running,
         TaskFinished for an ending). `at`: now, when the caller has just read the clock."""
-        previous = run.to(state)
+        previous = run.state
+        if state not in TASK_TRANSITIONS[previous]:
+            run.to(state)  # raises IllegalTransition
+        run.state = state
         run.reason = reason
         if not announce:
             return
