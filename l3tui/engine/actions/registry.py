@@ -100,7 +100,8 @@ class ActionRegistry:
     _found: dict[tuple[str, str], str] = field(default_factory=dict)
     _roots: roots.Roots | None = None
     _secrets_file: Path | None = field(init=False, default=None)
-    _in_process: dict[tuple[str, float], InProcessJob] = field(init=False, default_factory=dict)
+    _in_process: dict[tuple[str, int | None], InProcessJob] = field(init=False,
+                                                                    default_factory=dict)
 
     def __post_init__(self) -> None:
         value = self.config.scheduling.execution.secrets_file
@@ -136,15 +137,17 @@ class ActionRegistry:
         between its tasks and needing no context; None for every other task. The hot path
         of short in-process tasks."""
         name = task.action
-        if task.parameters or name not in IN_PROCESS or name not in IN_PROCESS_BUILTINS:
+        if task.parameters or name not in IN_PROCESS_BUILTINS:
             return None
-        if name in self.config.actions.actions:
-            return None
-        key = (name, self.default_timeout_s(task))
+        key = (name, task.timeout)  # the rest of the timeout comes from this registry's config
         job = self._in_process.get(key)
-        if job is None or job.func is not IN_PROCESS[name]:
-            job = self._in_process[key] = InProcessJob(IN_PROCESS[name], {}, key[1],
-                                                       f"built-in action {name}")  # fmt: skip
+        func = IN_PROCESS.get(name)
+        if job is not None and job.func is func:
+            return job
+        if func is None or name in self.config.actions.actions:
+            return None
+        job = self._in_process[key] = InProcessJob(func, {}, self.default_timeout_s(task),
+                                                   f"built-in action {name}")  # fmt: skip
         return job
 
     def resolve(self, task: TaskDef, context: Mapping[str, Any], params: Mapping[str, Any]) -> Job:
