@@ -403,3 +403,28 @@ async def test_the_timeout_heap_fires_in_deadline_order_and_sheds_disarmed_entri
     async with asyncio.timeout(30):
         await done.wait()
     assert fired == ["early", "late"]
+
+
+async def test_a_large_execution_freezes_the_gc_only_while_it_runs(make_config, runtime_for):
+    """`gc.freeze()` keeps a large definition out of full collections while it runs; once it
+    ends nothing stays frozen (a daemon must not pin memory across executions)."""
+    import gc
+
+    from l3tui.engine.workflow.engine import FREEZE_TASKS
+
+    tasks = "\n".join(f"              - {{id: t{i}, action: noop}}" for i in range(FREEZE_TASKS))
+    config = make_config(f"""
+        workflows:
+          big:
+            name: big
+            tasks:
+{tasks}
+        """)  # fmt: skip
+    gc.unfreeze()
+    async with runtime_for(config) as rt:
+        result = await rt.run_workflow("big")
+        frozen_while_running = gc.get_freeze_count()
+        state = await asyncio.wait_for(rt.wait(result.execution_id), 60)
+        assert state == "succeeded"
+        assert frozen_while_running > 0
+        assert gc.get_freeze_count() == 0
