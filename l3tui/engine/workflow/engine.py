@@ -39,6 +39,7 @@ from l3tui.engine.scheduling.scheduler import QueueEntry, TaskScheduler
 from l3tui.engine.workflow.attempts import AttemptRunner
 from l3tui.engine.workflow.conditions import judge
 from l3tui.engine.workflow.deadlines import arm_deadlines
+from l3tui.engine.workflow.launch import Launcher
 from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.operations import OperatorCommands
 from l3tui.engine.workflow.templates import definition_for, encode_definition, resolve_params
@@ -82,6 +83,7 @@ class WorkflowEngine:
         self._froze = False  # gc.freeze() called (FREEZE_TASKS) since an execution ended
         self.transitions = TaskTransitions(bus, clock)
         self.attempts = AttemptRunner(bus, clock, executor, self.registry, self.transitions)
+        self.launcher = Launcher(self._run_attempt)
         self.commands = OperatorCommands(bus, clock, scheduler, self.attempts, self.executions,
                                          self._live, self._finish_task, self._maybe_finish,
                                          actor)  # fmt: skip
@@ -287,11 +289,7 @@ class WorkflowEngine:
 
     def _on_admit(self, entry: QueueEntry) -> None:
         live = self._live[entry.execution_id]
-        attempt = live.attempts[entry.task_id]
-        attempt.job_task = asyncio.get_running_loop().create_task(
-            self._run_attempt(live, entry.task_id, attempt),
-            name=f"{entry.execution_id}/{entry.task_id}",
-        )
+        self.launcher.admit(live, entry.task_id, live.attempts[entry.task_id])
 
     async def _run_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt) -> None:
         execution = live.execution
