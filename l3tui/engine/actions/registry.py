@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ class ActionError(Exception):
     """The task cannot be started as configured; the message says why, in one line."""
 
 
-InProcessFunc = Callable[[Mapping[str, Any]], Awaitable[int]]
+InProcessFunc = Callable[[Mapping[str, Any]], Coroutine[Any, Any, int]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from typing import Any
 
 from l3tui.config.schema import TaskDef
 from l3tui.engine import events as ev
@@ -21,6 +22,7 @@ from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import CommandJob, Executor, Placement, SpawnError, TaskProcess
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
+from l3tui.engine.workflow.launch import carry_on
 from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.timers import PausableTimer, TimeoutHeap
 
@@ -76,21 +78,41 @@ class AttemptRunner:
         placement = self._placement(live, run, task)
         return self._execute_process(live, run, job, attempt, wait, placement)
 
-    async def _execute_in_process(
+    def _execute_in_process(
         self, run: TaskRun, job: InProcessJob, attempt: Attempt, now: float
+    ) -> Outcome | Coroutine[None, None, Outcome]:
+        """Run the job up to its first wait: its outcome if it ended there (a no-op: no
+        timeout armed, no coroutine of ours), else the coroutine that waits for its end."""
+        run.running_since = now
+        coro = job.func(job.params)
+        try:
+            waits_for = coro.send(None)
+        except StopIteration as done:
+            run.stop_running(self.clock.time())
+            return _in_process_outcome(done.value)
+        except BaseException:
+            run.stop_running(self.clock.time())
+            raise
+        return self._wait_in_process(run, job, attempt, coro, waits_for)
+
+    async def _wait_in_process(
+        self,
+        run: TaskRun,
+        job: InProcessJob,
+        attempt: Attempt,
+        coro: Coroutine[Any, Any, int],
+        waits_for: object,
     ) -> Outcome:
         # One heap for every in-process timeout (a call_later per attempt cost 3.8 us, a
-        # third of asyncio.timeout()): this is the hot path of short in-process tasks. It
-        # can only fire once the attempt waits, so in the Task it then runs in (launch.py).
+        # third of asyncio.timeout()). The attempt runs in its Task by now (launch.py).
         def expire() -> None:
             attempt.timed_out = True
             if attempt.job_task is not None:
                 attempt.job_task.cancel()
 
         armed = self.timeouts.arm(job.timeout_s, expire)
-        run.running_since = now
         try:
-            code = await job.func(job.params)
+            code = await carry_on(coro, waits_for)
         except asyncio.CancelledError:
             if not attempt.timed_out:
                 raise
@@ -100,9 +122,7 @@ class AttemptRunner:
         finally:
             self.timeouts.disarm(armed)
             run.stop_running(self.clock.time())
-        if code == 0:
-            return TaskState.SUCCEEDED, "", 0
-        return TaskState.FAILED, f"exit code {code}", code
+        return _in_process_outcome(code)
 
     async def _durable(self) -> None:
         """Until the store has everything published so far (at once when nothing is durable)."""
@@ -245,3 +265,9 @@ class AttemptRunner:
         run.start_running(self.clock.time())
         self.transitions.move(execution, run, TaskState.RUNNING, "resumed")
         return True
+
+
+def _in_process_outcome(code: int) -> Outcome:
+    if code == 0:
+        return TaskState.SUCCEEDED, "", 0
+    return TaskState.FAILED, f"exit code {code}", code

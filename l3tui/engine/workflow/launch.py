@@ -14,7 +14,7 @@ import logging
 import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, TypeVar
 
 from l3tui.engine.workflow.live import Attempt, LiveExecution
 
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 """Attempts begun per loop turn at most: a long chain of no-ops must not starve the loop."""
 
+T = TypeVar("T")
 RunAttempt = Callable[[LiveExecution, str, Attempt], Coroutine[Any, Any, None]]
 
 
@@ -61,7 +62,7 @@ class Launcher:
             except Exception:  # a bug in the engine's bookkeeping: the others still run
                 log.exception("attempt %s/%s failed to begin", live.execution.id, task_id)
                 continue
-            attempt.job_task = loop.create_task(_carry_on(coro, waits_for),
+            attempt.job_task = loop.create_task(carry_on(coro, waits_for),
                                                 name=f"{live.execution.id}/{task_id}")  # fmt: skip
         if pending:
             loop.call_soon(self._begin_batch)
@@ -70,9 +71,10 @@ class Launcher:
 
 
 @types.coroutine
-def _carry_on(coro: Coroutine[Any, Any, None], waits_for: Any) -> Generator[Any, Any, None]:
+def carry_on(coro: Coroutine[Any, Any, T], waits_for: Any) -> Generator[Any, Any, T]:
     """Drive `coro` on from its first wait (it yielded `waits_for`) inside a Task: what `coro`
-    awaits is what the Task sees, cancellation and errors go into `coro`, as with `await`."""
+    awaits is what the Task sees, cancellation and errors go into `coro`, as with `await`;
+    its result is this one's."""
     while True:
         try:
             sent = yield waits_for
@@ -82,10 +84,10 @@ def _carry_on(coro: Coroutine[Any, Any, None], waits_for: Any) -> Generator[Any,
         except BaseException as exc:  # thrown in by the Task (a cancel): handed on
             try:
                 waits_for = coro.throw(exc)
-            except StopIteration:
-                return
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
         else:
             try:
                 waits_for = coro.send(sent)
-            except StopIteration:
-                return
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
