@@ -138,14 +138,14 @@ class WorkflowEngine:
             priority=base_priority,
             created_at=now,
         )
+        runs = execution.tasks
         for task in definition.tasks:
-            execution.tasks[task.id] = TaskRun(
-                execution_id=exec_id,
-                task_id=task.id,
-                name=task.display_name,
+            runs[task.id] = TaskRun(
+                execution_id=exec_id, task_id=task.id, name=task.display_name,
                 max_attempts=task.retries + 1,
-                priority=levels.priority_level(task.priority, base_priority),
-            )
+                priority=base_priority if task.priority is None
+                else levels.priority_level(task.priority, base_priority),
+            )  # fmt: skip
         self.executions[exec_id] = execution
         self._live[exec_id] = LiveExecution.begin(execution, definition, keep, self.state_dir,
                                                   self.config.directory)  # fmt: skip
@@ -154,7 +154,7 @@ class WorkflowEngine:
             workflow_name=definition.name, definition_hash=execution.definition_hash,
             definition=definition_json, params=params,
             trigger=trigger, parent_id=parent_id, priority=base_priority,
-            tasks=tuple((t.id, t.display_name) for t in definition.tasks),
+            tasks=tuple([(run.task_id, run.name) for run in runs.values()]),
         ))  # fmt: skip
         if len(definition.tasks) >= FREEZE_TASKS:
             gc.freeze()  # unfrozen when an execution ends (_maybe_finish): nothing stays pinned

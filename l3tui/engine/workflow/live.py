@@ -69,9 +69,10 @@ class LiveExecution:
               config_dir: Path) -> LiveExecution:  # fmt: skip
         """What the engine holds for a new execution: its ready set, its task definitions,
         the tasks a resume carries over, its log directory and its `l3.*` context."""
-        deps = {t.id: list(t.dependencies) for t in definition.tasks}
+        task_defs = {t.id: t for t in definition.tasks}
+        deps = {task_id: t.dependencies for task_id, t in task_defs.items()}
         live = cls(execution, definition, ReadyTracker(deps), keep_results=dict(keep or {}),
-                   task_defs={t.id: t for t in definition.tasks},
+                   task_defs=task_defs,
                    unfinished=len(definition.tasks))  # fmt: skip
         live.done = asyncio.get_running_loop().create_future()
         live.directory = state_dir / "runs" / execution.id
