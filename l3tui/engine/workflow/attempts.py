@@ -12,7 +12,7 @@ nothing and do not wait."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from l3tui.config.schema import TaskDef
@@ -126,6 +126,30 @@ class AttemptRunner:
             self.timeouts.disarm(armed)
             run.stop_running(self.clock.time())
         return _in_process_outcome(code)
+
+    def schedule_retry(self, live: LiveExecution, run: TaskRun, task: TaskDef, error: str,
+                       outcome: TaskState, requeue: Callable[[], None]) -> None:  # fmt: skip
+        """The attempt failed and may be retried: `requeue` it after its backoff (paused
+        while its execution is)."""
+        delay_ms = min(task.retry_delay * task.retry_backoff ** (run.attempt - 1),
+                       task.retry_max_delay)  # fmt: skip
+        delay = delay_ms / 1000
+        self.transitions.move(live.execution, run, TaskState.RETRYING,
+                        f"attempt {run.attempt} failed ({error}); retry in {delay:g}s")  # fmt: skip
+        self.bus.publish(ev.TaskRetrying(at=self.clock.time(), execution_id=live.execution.id,
+                                         task_id=run.task_id, attempt=run.attempt,
+                                         delay_s=delay, error=error, state=outcome,
+                                         exit_code=run.exit_code))  # fmt: skip
+
+        def due() -> None:
+            live.retry_timers.pop(run.task_id, None)
+            if run.state == TaskState.RETRYING:
+                requeue()
+
+        timer = PausableTimer(delay, due)
+        live.retry_timers[run.task_id] = timer
+        if live.execution.state == ExecState.PAUSED:
+            timer.pause()
 
     async def _durable(self) -> None:
         """Until the store has everything published so far (at once when nothing is durable)."""

@@ -12,10 +12,9 @@ tick. Every operator command returns whether it applied and is an event.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +35,16 @@ from l3tui.engine.model import (
     new_execution_id,
 )
 from l3tui.engine.scheduling.scheduler import QueueEntry, TaskScheduler
-from l3tui.engine.workflow.attempts import AttemptRunner
+from l3tui.engine.workflow.attempts import AttemptRunner, Outcome
 from l3tui.engine.workflow.conditions import judge
 from l3tui.engine.workflow.deadlines import arm_deadlines
 from l3tui.engine.workflow.launch import Launcher
-from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
+from l3tui.engine.workflow.live import Attempt, GcFreeze, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.operations import OperatorCommands
 from l3tui.engine.workflow.templates import definition_for, encode_definition, resolve_params
-from l3tui.engine.workflow.timers import PausableTimer, resolve_not_before
+from l3tui.engine.workflow.timers import resolve_not_before
 
 log = logging.getLogger(__name__)
-
-FREEZE_TASKS = 1000
-"""Creating an execution this large freezes what is alive out of the cyclic GC until an
-execution ends: else every full collection walks its definition and records (~5 us/task)."""
 
 
 class WorkflowEngine:
@@ -80,10 +75,10 @@ class WorkflowEngine:
         self.on_finished: list[Callable[[Execution], None]] = []
         self.grace_s = config.scheduling.execution.grace_period / 1000
         self._critical = config.scheduling.critical_level()
-        self._froze = False  # gc.freeze() called (FREEZE_TASKS) since an execution ended
+        self.gc_freeze = GcFreeze()
         self.transitions = TaskTransitions(bus, clock)
         self.attempts = AttemptRunner(bus, clock, executor, self.registry, self.transitions)
-        self.launcher = Launcher(self._run_attempt)
+        self.launcher = Launcher(self._begin_attempt)
         self.commands = OperatorCommands(bus, clock, scheduler, self.attempts, self.executions,
                                          self._live, self._finish_task, self._maybe_finish,
                                          actor)  # fmt: skip
@@ -156,9 +151,7 @@ class WorkflowEngine:
             trigger=trigger, parent_id=parent_id, priority=base_priority,
             tasks=tuple([(run.task_id, run.name) for run in runs.values()]),
         ))  # fmt: skip
-        if len(definition.tasks) >= FREEZE_TASKS:
-            gc.freeze()  # unfrozen when an execution ends (_maybe_finish): nothing stays pinned
-            self._froze = True
+        self.gc_freeze.created(len(definition.tasks))
         return execution
 
     # ------------------------------------------------------------------ run
@@ -291,28 +284,56 @@ class WorkflowEngine:
         live = self._live[entry.execution_id]
         self.launcher.admit(live, entry.task_id, live.attempts[entry.task_id])
 
-    async def _run_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt) -> None:
-        execution = live.execution
-        run = execution.tasks[task_id]
-        task = live.task_defs[task_id]
+    def _begin_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt
+                       ) -> Coroutine[Any, Any, None] | None:  # fmt: skip
+        """An admitted attempt's first step (the launcher runs it): None once it has ended
+        (an in-process no-op, an action that cannot be resolved, cancelled before it began),
+        else the coroutine that waits for its end."""
         attempt.started = True
+        if attempt.cancelled:  # cancelled between admission and this first step
+            self._end_attempt(live, task_id, attempt, (TaskState.CANCELLED, "cancelled", None))
+            return None
         try:
-            if attempt.cancelled:  # cancelled between admission and this first step
-                outcome, reason, exit_code = TaskState.CANCELLED, "cancelled", None
-            else:
-                step = self.attempts.execute(live, run, task, attempt)
-                outcome, reason, exit_code = step if isinstance(step, tuple) else await step
+            step = self.attempts.execute(live, live.execution.tasks[task_id],
+                                         live.task_defs[task_id], attempt)  # fmt: skip
+        except Exception as exc:  # a bug in our code must fail the task, not hang the run
+            step = self._crashed(live, task_id, exc)
+        if isinstance(step, tuple):
+            self._end_attempt(live, task_id, attempt, step)
+            return None
+        return self._wait_attempt(live, task_id, attempt, step)
+
+    async def _wait_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt,
+                            step: Coroutine[Any, Any, Outcome]) -> None:  # fmt: skip
+        try:
+            ended = await step
         except asyncio.CancelledError:
             if not attempt.cancelled:
+                self._release(attempt)
                 raise  # the runtime is shutting down
-            outcome, reason, exit_code = TaskState.CANCELLED, "cancelled", None
-        except Exception as exc:  # a bug in our code must fail the task, not hang the run
-            log.exception("task %s/%s crashed the engine path", execution.id, task_id)
-            outcome, reason, exit_code = TaskState.FAILED, f"internal error: {exc}", None
-        finally:
-            self.scheduler.release(attempt.entry)
-            if attempt.timer is not None:
-                attempt.timer.cancel()
+            ended = TaskState.CANCELLED, "cancelled", None
+        except Exception as exc:
+            ended = self._crashed(live, task_id, exc)
+        except BaseException:
+            self._release(attempt)
+            raise
+        self._end_attempt(live, task_id, attempt, ended)
+
+    def _crashed(self, live: LiveExecution, task_id: str, exc: Exception) -> Outcome:
+        log.exception("task %s/%s crashed the engine path", live.execution.id, task_id)
+        return TaskState.FAILED, f"internal error: {exc}", None
+
+    def _release(self, attempt: Attempt) -> None:
+        self.scheduler.release(attempt.entry)
+        if attempt.timer is not None:
+            attempt.timer.cancel()
+
+    def _end_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt,
+                     ended: Outcome) -> None:  # fmt: skip
+        self._release(attempt)
+        outcome, reason, exit_code = ended
+        execution = live.execution
+        run = execution.tasks[task_id]
         run.exit_code = exit_code
         live.attempts.pop(task_id, None)
         if run.state == TaskState.PAUSED:  # ended while frozen (killed from outside)
@@ -322,32 +343,11 @@ class WorkflowEngine:
             and run.attempt < run.max_attempts
             and not (attempt.cancelled or attempt.permanent or execution.cancel_requested)
         ):
-            self._schedule_retry(live, run, task, reason, outcome)
+            task = live.task_defs[task_id]
+            self.attempts.schedule_retry(live, run, task, reason, outcome,
+                                         lambda: self._enqueue(live, run, task))  # fmt: skip
             return
         self._finish_task(live, run, outcome, reason)  # a dependant's start commit covers it
-
-    def _schedule_retry(
-        self, live: LiveExecution, run: TaskRun, task: TaskDef, error: str, outcome: TaskState
-    ) -> None:
-        delay_ms = min(task.retry_delay * task.retry_backoff ** (run.attempt - 1),
-                       task.retry_max_delay)  # fmt: skip
-        delay = delay_ms / 1000
-        self.transitions.move(live.execution, run, TaskState.RETRYING,
-                        f"attempt {run.attempt} failed ({error}); retry in {delay:g}s")  # fmt: skip
-        self.bus.publish(ev.TaskRetrying(at=self.clock.time(), execution_id=live.execution.id,
-                                         task_id=run.task_id, attempt=run.attempt,
-                                         delay_s=delay, error=error, state=outcome,
-                                         exit_code=run.exit_code))  # fmt: skip
-
-        def requeue() -> None:
-            live.retry_timers.pop(run.task_id, None)
-            if run.state == TaskState.RETRYING:
-                self._enqueue(live, run, task)
-
-        timer = PausableTimer(delay, requeue)
-        live.retry_timers[run.task_id] = timer
-        if live.execution.state == ExecState.PAUSED:
-            timer.pause()
 
     def _finish_task(self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str
                      ) -> None:  # fmt: skip
@@ -401,11 +401,7 @@ class WorkflowEngine:
         if live.done is not None and not live.done.done():
             live.done.set_result(final)
         del self._live[execution.id]
-        if self._froze:  # all frozen goes back to the collector (young cyclic garbage too),
-            gc.unfreeze()  # and is frozen again while a large execution still runs
-            self._froze = any(len(o.task_defs) >= FREEZE_TASKS for o in self._live.values())
-            if self._froze:
-                gc.freeze()
+        self.gc_freeze.ended(self._live.values())
         for callback in self.on_finished:
             try:
                 callback(execution)

@@ -24,16 +24,17 @@ BATCH = 500
 """Attempts begun per loop turn at most: a long chain of no-ops must not starve the loop."""
 
 T = TypeVar("T")
-RunAttempt = Callable[[LiveExecution, str, Attempt], Coroutine[Any, Any, None]]
+BeginAttempt = Callable[[LiveExecution, str, Attempt], Coroutine[Any, Any, None] | None]
+"""An attempt's first step: None once it has ended, else the coroutine waiting for its end."""
 
 
 class Launcher:
     """Begins admitted attempts in admission order, a batch per loop turn."""
 
-    __slots__ = ("_loop", "_pending", "_run", "_scheduled")
+    __slots__ = ("_begin", "_loop", "_pending", "_scheduled")
 
-    def __init__(self, run: RunAttempt) -> None:
-        self._run = run
+    def __init__(self, begin: BeginAttempt) -> None:
+        self._begin = begin
         self._pending: deque[tuple[LiveExecution, str, Attempt]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
@@ -54,11 +55,14 @@ class Launcher:
             if not pending:
                 break
             live, task_id, attempt = pending.popleft()
-            coro = self._run(live, task_id, attempt)
             try:
+                coro = self._begin(live, task_id, attempt)
+                if coro is None:
+                    continue  # it ended without waiting
+                # Begun here, so that its Task, cancelled at once, still runs its cleanup.
                 waits_for = coro.send(None)
             except StopIteration:
-                continue  # it ended without waiting
+                continue
             except Exception:  # a bug in the engine's bookkeeping: the others still run
                 log.exception("attempt %s/%s failed to begin", live.execution.id, task_id)
                 continue

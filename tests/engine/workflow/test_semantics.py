@@ -410,7 +410,7 @@ async def test_a_large_execution_freezes_the_gc_only_while_it_runs(make_config, 
     ends nothing stays frozen (a daemon must not pin memory across executions)."""
     import gc
 
-    from l3tui.engine.workflow.engine import FREEZE_TASKS
+    from l3tui.engine.workflow.live import FREEZE_TASKS
 
     tasks = "\n".join(f"              - {{id: t{i}, action: noop}}" for i in range(FREEZE_TASKS))
     config = make_config(f"""
