@@ -22,7 +22,7 @@ from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import CommandJob, Executor, Placement, SpawnError, TaskProcess
 from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
-from l3tui.engine.workflow.launch import carry_on
+from l3tui.engine.workflow.launch import CarryOn
 from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.timers import PausableTimer, TimeoutHeap
 
@@ -115,7 +115,7 @@ class AttemptRunner:
         left = job.timeout_s - max(self.clock.time() - began, 0.0)
         armed = self.timeouts.arm(left, expire)
         try:
-            code = await carry_on(coro, waits_for)
+            code = await CarryOn(coro, waits_for)
         except asyncio.CancelledError:
             if not attempt.timed_out:
                 raise

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
@@ -66,7 +65,7 @@ class Launcher:
             except Exception:  # a bug in the engine's bookkeeping: the others still run
                 log.exception("attempt %s/%s failed to begin", live.execution.id, task_id)
                 continue
-            attempt.job_task = loop.create_task(carry_on(coro, waits_for),
+            attempt.job_task = loop.create_task(CarryOn(coro, waits_for),
                                                 name=f"{live.execution.id}/{task_id}")  # fmt: skip
         if pending:
             loop.call_soon(self._begin_batch)
@@ -74,24 +73,41 @@ class Launcher:
             self._scheduled = False
 
 
-@types.coroutine
-def carry_on(coro: Coroutine[Any, Any, T], waits_for: Any) -> Generator[Any, Any, T]:
-    """Drive `coro` on from its first wait (it yielded `waits_for`) inside a Task: what `coro`
-    awaits is what the Task sees, cancellation and errors go into `coro`, as with `await`;
-    its result is this one's."""
-    while True:
-        try:
-            sent = yield waits_for
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # thrown in by the Task (a cancel): handed on
-            try:
-                waits_for = coro.throw(exc)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-        else:
-            try:
-                waits_for = coro.send(sent)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+class CarryOn(Coroutine[Any, Any, T]):
+    """`coro` driven on from its first wait (it yielded `waits_for` to whoever began it), as
+    a coroutine a Task runs or another coroutine awaits: its first step hands `waits_for`
+    over and every later one, cancellation and errors included, goes straight to `coro`.
+    Unlike a generator doing that, a Task cancelled before its first step throws into
+    `coro`, so that it still runs its cleanup (the slot's release), rather than past it."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], waits_for: Any) -> None:
+        self._coro = coro
+        self._first: tuple[Any] | None = (waits_for,)
+
+    def send(self, value: Any) -> Any:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first[0]
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self._first = None
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._first = None
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self  # its own iterator, as a generator is
+
+    def __iter__(self) -> CarryOn[T]:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)

@@ -428,3 +428,61 @@ async def test_a_large_execution_freezes_the_gc_only_while_it_runs(make_config, 
         assert state == "succeeded"
         assert frozen_while_running > 0
         assert gc.get_freeze_count() == 0
+
+
+async def test_a_chain_longer_than_a_launch_batch_runs_in_order(make_config, runtime_for):
+    """No-ops begin and end inside the launcher's batches: a chain of thousands must neither
+    recurse (each end admits the next) nor reorder anything."""
+    from l3tui.engine.workflow.launch import BATCH
+
+    length = 3 * BATCH + 7
+    tasks = "\n".join(f"              - {{id: t{i}, action: noop"
+                      + (f", dependencies: [t{i - 1}]}}" if i else "}")
+                      for i in range(length))  # fmt: skip
+    config = make_config(f"""
+        workflows:
+          chain:
+            name: chain
+            tasks:
+{tasks}
+        """)  # fmt: skip
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test", maxsize=100_000)
+        state, _, _ = await run_to_end(rt, "chain")
+        events = sub.drain()
+    assert state == "succeeded"
+    ended = [e.task_id for e in events if isinstance(e, ev.TaskFinished)]
+    assert ended == [f"t{i}" for i in range(length)]
+    for task_id in ("t0", f"t{BATCH}", f"t{length - 1}"):  # queued, started, finished, in order
+        kinds = [type(e).__name__ for e in events if getattr(e, "task_id", None) == task_id]
+        assert kinds == ["TaskStateChanged", "TaskStarted", "TaskFinished"]
+
+
+async def test_cancelling_an_in_process_attempt_that_waits(make_config, runtime_for, monkeypatch):
+    """An in-process attempt that waits continues in a Task of its own: cancelling the task
+    reaches it there, and its slot is given back."""
+    from l3tui.engine.actions import registry
+
+    began = asyncio.Event()
+
+    async def hang(params):
+        began.set()
+        await asyncio.sleep(3600)
+        return 0
+
+    monkeypatch.setitem(registry.IN_PROCESS, "noop", hang)
+    config = make_config("""
+        workflows:
+          one:
+            name: one
+            tasks:
+              - {id: t, action: noop}
+        """)  # fmt: skip
+    async with runtime_for(config) as rt:
+        run = await rt.run_workflow("one")
+        async with asyncio.timeout(30):
+            await began.wait()
+        assert (await rt.cancel(run.execution_id, "t")).applied
+        assert await asyncio.wait_for(rt.wait(run.execution_id), 30) == "failed"
+        assert rt.execution(run.execution_id).tasks[0].state == "cancelled"
+        assert rt.scheduler.running == set()
