@@ -78,7 +78,7 @@ class WorkflowEngine:
         self.gc_freeze = GcFreeze()
         self.transitions = TaskTransitions(bus, clock)
         self.attempts = AttemptRunner(bus, clock, executor, self.registry, self.transitions)
-        self.launcher = Launcher(self._begin_attempt)
+        self.launcher = Launcher(self._begin_attempt, self._live)
         self.commands = OperatorCommands(bus, clock, scheduler, self.attempts, self.executions,
                                          self._live, self._finish_task, self._maybe_finish,
                                          actor)  # fmt: skip
@@ -264,7 +264,7 @@ class WorkflowEngine:
         execution = live.execution
         entry = QueueEntry(
             execution_id=execution.id, task_id=task.id, workflow_id=execution.workflow_id,
-            name=run.name, priority=run.priority, on_admit=self._on_admit,
+            name=run.name, priority=run.priority, on_admit=self.launcher.admit,
             critical=run.priority >= self._critical, cpu=task.resources.cpu,
             memory_mb=task.resources.memory_mb, pools=task.resources.pools,
             deadline=(execution.started_at + task.deadline / 1000)
@@ -279,10 +279,6 @@ class WorkflowEngine:
         run.queued_at = now = self.clock.time()
         self.transitions.move(execution, run, TaskState.QUEUED, at=now)
         self.scheduler.submit(entry)
-
-    def _on_admit(self, entry: QueueEntry) -> None:
-        live = self._live[entry.execution_id]
-        self.launcher.admit(live, entry.task_id, live.attempts[entry.task_id])
 
     def _begin_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt
                        ) -> Coroutine[Any, Any, None] | None:  # fmt: skip
@@ -366,11 +362,8 @@ class WorkflowEngine:
             cpu_s=round(run.cpu_s + run.attempt_cpu_s, 3), declared_cpu=run.declared_cpu,
             declared_memory_mb=run.declared_memory_mb,
         ))  # fmt: skip
-        self._settle(live, run.task_id)
-
-    def _settle(self, live: LiveExecution, task_id: str) -> None:
-        for child in live.tracker.settle(task_id):
-            if not live.execution.tasks[child].state.terminal:
+        for child in live.tracker.settle(run.task_id):  # its dependants
+            if not execution.tasks[child].state.terminal:
                 self._judge_and_queue(live, child)
         if not live.unfinished:
             self._maybe_finish(live)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import Any, TypeVar
 
+from l3tui.engine.scheduling.queue_entry import QueueEntry
 from l3tui.engine.workflow.live import Attempt, LiveExecution
 
 log = logging.getLogger(__name__)
@@ -30,17 +31,21 @@ BeginAttempt = Callable[[LiveExecution, str, Attempt], Coroutine[Any, Any, None]
 class Launcher:
     """Begins admitted attempts in admission order, a batch per loop turn."""
 
-    __slots__ = ("_begin", "_loop", "_pending", "_scheduled")
+    __slots__ = ("_begin", "_live", "_loop", "_pending", "_scheduled")
 
-    def __init__(self, begin: BeginAttempt) -> None:
+    def __init__(self, begin: BeginAttempt, live: Mapping[str, LiveExecution]) -> None:
         self._begin = begin
+        self._live = live
+        """The engine's running executions, by id (shared, never rebound)."""
         self._pending: deque[tuple[LiveExecution, str, Attempt]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
 
-    def admit(self, live: LiveExecution, task_id: str, attempt: Attempt) -> None:
-        """Begin this attempt soon (within this loop turn's batch, or the next turn)."""
-        self._pending.append((live, task_id, attempt))
+    def admit(self, entry: QueueEntry) -> None:
+        """The scheduler admitted this entry: begin its attempt soon (within this loop
+        turn's batch, or the next turn)."""
+        live = self._live[entry.execution_id]
+        self._pending.append((live, entry.task_id, live.attempts[entry.task_id]))
         loop = asyncio.get_running_loop()
         if not self._scheduled or loop is not self._loop:
             self._loop, self._scheduled = loop, True
