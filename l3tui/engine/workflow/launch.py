@@ -1,10 +1,10 @@
 """Starting admitted attempts without an asyncio Task each.
 
-An admitted attempt's coroutine is run at once, in a batch on the loop, up to its first real
+An admitted attempt's first step runs at once, in a batch on the loop, up to its first real
 wait; only an attempt that does wait (a process, a slow in-process job, a commit) continues
 in a Task of its own. An in-process no-op thus ends without a Task, a `call_soon` and a
-loop turn of its own (~8 us CPU per task of a 10k-task run, load 4). Nothing here decides anything
-about an attempt: it only drives the coroutine the engine gives it.
+loop turn of its own (~8 us CPU per task of a 10k-task run, load 4). Nothing here decides
+anything about an attempt: it only drives what the engine gives it.
 """
 
 from __future__ import annotations
