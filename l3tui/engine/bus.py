@@ -32,9 +32,9 @@ EventFilter = Callable[[Event], bool]
 class Subscription:
     """One subscriber's queue. Iterate it (`async for event in sub`) or `get_batch()`."""
 
-    __slots__ = ("_accepts", "_acked", "_bus", "_queue", "_seqs", "_unconfirmed", "_waiter",
-                 "_waiters", "_wanted", "_wanted_most", "closed", "committed", "delivered",
-                 "dropped", "durable", "maxsize", "name")  # fmt: skip
+    __slots__ = ("_accepts", "_acked", "_bus", "_plain", "_queue", "_seqs", "_unconfirmed",
+                 "_waiter", "_waiters", "_wanted", "_wanted_most", "closed", "committed",
+                 "delivered", "dropped", "durable", "maxsize", "name")  # fmt: skip
 
     def __init__(
         self,
@@ -51,6 +51,8 @@ class Subscription:
         self.durable = durable
         self.committed = committed and not durable
         self._accepts = accepts
+        self._plain = accepts is None and not durable and not self.committed
+        """Takes every event as it is published: `publish` delivers without `_offer`."""
         self._queue: deque[Event] = deque(maxlen=None if durable else maxsize)
         self._waiter: asyncio.Future[None] | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -278,7 +280,10 @@ class EventBus:
         self.published += 1
         seq = self.published
         for sub in self._subs:
-            sub._offer(event, seq)
+            if sub._plain:
+                sub._deliver(event)
+            else:
+                sub._offer(event, seq)
         if self._committed:
             self._confirmed()  # nothing of a durable subscriber's may be pending
         for listener in self._listeners:

@@ -166,14 +166,6 @@ class TaskRun:
         if not self.usage_samples:
             self.avg_rss = self.peak_rss  # never sampled: its high-water mark stands for it
 
-    def usage(self) -> dict[str, Any]:
-        """Measured and declared figures, as TaskFinished carries them."""
-        return {"peak_cpu_pct": self.peak_cpu_pct, "peak_rss": self.peak_rss,
-                "avg_cpu_pct": round(self.avg_cpu_pct, 1), "avg_rss": self.avg_rss,
-                "cpu_s": round(self.cpu_s + self.attempt_cpu_s, 3),
-                "declared_cpu": self.declared_cpu,
-                "declared_memory_mb": self.declared_memory_mb}  # fmt: skip
-
     def start_running(self, now: float) -> None:
         self.running_since = now
 

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ class ActionError(Exception):
     """The task cannot be started as configured; the message says why, in one line."""
 
 
-InProcessFunc = Callable[[Mapping[str, Any]], Awaitable[int]]
+InProcessFunc = Callable[[Mapping[str, Any]], Coroutine[Any, Any, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,8 @@ class ActionRegistry:
     _found: dict[tuple[str, str], str] = field(default_factory=dict)
     _roots: roots.Roots | None = None
     _secrets_file: Path | None = field(init=False, default=None)
+    _in_process: dict[tuple[str, int | None], InProcessJob] = field(init=False,
+                                                                    default_factory=dict)
 
     def __post_init__(self) -> None:
         value = self.config.scheduling.execution.secrets_file
@@ -129,6 +131,24 @@ class ActionRegistry:
         action = self.config.actions.actions.get(task.action)
         ms = task.timeout or (action.timeout if action else None)
         return (ms or self.config.scheduling.execution.default_timeout) / 1000
+
+    def in_process(self, task: TaskDef) -> InProcessJob | None:
+        """What `resolve` gives an in-process built-in without parameters (a `noop`), shared
+        between its tasks and needing no context; None for every other task. The hot path
+        of short in-process tasks."""
+        name = task.action
+        if task.parameters or name not in IN_PROCESS_BUILTINS:
+            return None
+        key = (name, task.timeout)  # the rest of the timeout comes from this registry's config
+        job = self._in_process.get(key)
+        func = IN_PROCESS.get(name)
+        if job is not None and job.func is func:
+            return job
+        if func is None or name in self.config.actions.actions:
+            return None
+        job = self._in_process[key] = InProcessJob(func, {}, self.default_timeout_s(task),
+                                                   f"built-in action {name}")  # fmt: skip
+        return job
 
     def resolve(self, task: TaskDef, context: Mapping[str, Any], params: Mapping[str, Any]) -> Job:
         """A runnable job for `task`; `context` holds the `l3.*` values for this attempt and

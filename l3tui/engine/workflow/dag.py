@@ -1,21 +1,11 @@
 """Task graphs at run time: who depends on whom, and the set of tasks ready to be judged.
 
-Pure functions and one small mutable tracker; nothing here runs tasks or knows about time.
+One small mutable tracker; nothing here runs tasks or knows about time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-
-
-def reverse_edges(deps: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """task -> the tasks that depend on it."""
-    out: dict[str, list[str]] = {node: [] for node in deps}
-    for node, parents in deps.items():
-        for parent in dict.fromkeys(parents):
-            if parent in out:
-                out[parent].append(node)
-    return out
 
 
 class ReadyTracker:
@@ -24,8 +14,19 @@ class ReadyTracker:
     __slots__ = ("_dependants", "_waiting")
 
     def __init__(self, deps: Mapping[str, Sequence[str]]) -> None:
-        self._dependants = reverse_edges(deps)
-        self._waiting = {node: len(set(ds)) for node, ds in deps.items()}
+        # Who depends on whom and how many distinct tasks each waits for, in one pass.
+        dependants: dict[str, list[str]] = {node: [] for node in deps}
+        waiting: dict[str, int] = {}
+        for node, parents in deps.items():
+            if len(parents) > 1:
+                parents = list(dict.fromkeys(parents))
+            waiting[node] = len(parents)
+            for parent in parents:
+                children = dependants.get(parent)
+                if children is not None:
+                    children.append(node)
+        self._dependants = dependants
+        self._waiting = waiting
 
     def initial(self) -> list[str]:
         return [node for node, count in self._waiting.items() if count == 0]

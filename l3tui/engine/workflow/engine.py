@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +35,14 @@ from l3tui.engine.model import (
     new_execution_id,
 )
 from l3tui.engine.scheduling.scheduler import QueueEntry, TaskScheduler
-from l3tui.engine.workflow.attempts import AttemptRunner
+from l3tui.engine.workflow.attempts import AttemptRunner, Outcome
 from l3tui.engine.workflow.conditions import judge
 from l3tui.engine.workflow.deadlines import arm_deadlines
-from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
+from l3tui.engine.workflow.launch import Launcher
+from l3tui.engine.workflow.live import Attempt, GcFreeze, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.operations import OperatorCommands
 from l3tui.engine.workflow.templates import definition_for, encode_definition, resolve_params
-from l3tui.engine.workflow.timers import PausableTimer, resolve_not_before
+from l3tui.engine.workflow.timers import resolve_not_before
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,10 @@ class WorkflowEngine:
         self.on_finished: list[Callable[[Execution], None]] = []
         self.grace_s = config.scheduling.execution.grace_period / 1000
         self._critical = config.scheduling.critical_level()
+        self.gc_freeze = GcFreeze()
         self.transitions = TaskTransitions(bus, clock)
         self.attempts = AttemptRunner(bus, clock, executor, self.registry, self.transitions)
+        self.launcher = Launcher(self._begin_attempt, self._live)
         self.commands = OperatorCommands(bus, clock, scheduler, self.attempts, self.executions,
                                          self._live, self._finish_task, self._maybe_finish,
                                          actor)  # fmt: skip
@@ -130,14 +133,14 @@ class WorkflowEngine:
             priority=base_priority,
             created_at=now,
         )
+        runs = execution.tasks
         for task in definition.tasks:
-            execution.tasks[task.id] = TaskRun(
-                execution_id=exec_id,
-                task_id=task.id,
-                name=task.display_name,
+            runs[task.id] = TaskRun(
+                execution_id=exec_id, task_id=task.id, name=task.display_name,
                 max_attempts=task.retries + 1,
-                priority=levels.priority_level(task.priority, base_priority),
-            )
+                priority=base_priority if task.priority is None
+                else levels.priority_level(task.priority, base_priority),
+            )  # fmt: skip
         self.executions[exec_id] = execution
         self._live[exec_id] = LiveExecution.begin(execution, definition, keep, self.state_dir,
                                                   self.config.directory)  # fmt: skip
@@ -146,8 +149,9 @@ class WorkflowEngine:
             workflow_name=definition.name, definition_hash=execution.definition_hash,
             definition=definition_json, params=params,
             trigger=trigger, parent_id=parent_id, priority=base_priority,
-            tasks=tuple((t.id, t.display_name) for t in definition.tasks),
+            tasks=tuple([(run.task_id, run.name) for run in runs.values()]),
         ))  # fmt: skip
+        self.gc_freeze.created(len(definition.tasks))
         return execution
 
     # ------------------------------------------------------------------ run
@@ -240,7 +244,15 @@ class WorkflowEngine:
             self._finish_task(live, run, carried, "carried over from "
                               f"{execution.parent_id}")  # fmt: skip
             return
-        upstream = {dep: execution.tasks[dep].state for dep in task.dependencies}
+        tasks = execution.tasks
+        if not task.conditions:  # the default rule, all upstream succeeded, checked inline
+            for dep in task.dependencies:
+                if tasks[dep].state is not TaskState.SUCCEEDED:
+                    break
+            else:
+                self._enqueue(live, run, task)
+                return
+        upstream = {dep: tasks[dep].state for dep in task.dependencies}
         ok, why = judge(task.conditions, upstream, execution.params, os.environ,
                         self.registry.cwd)  # fmt: skip
         if not ok:
@@ -252,7 +264,7 @@ class WorkflowEngine:
         execution = live.execution
         entry = QueueEntry(
             execution_id=execution.id, task_id=task.id, workflow_id=execution.workflow_id,
-            name=run.name, priority=run.priority, on_admit=self._on_admit,
+            name=run.name, priority=run.priority, on_admit=self.launcher.admit,
             critical=run.priority >= self._critical, cpu=task.resources.cpu,
             memory_mb=task.resources.memory_mb, pools=task.resources.pools,
             deadline=(execution.started_at + task.deadline / 1000)
@@ -264,39 +276,60 @@ class WorkflowEngine:
             group_limit=live.definition.max_parallel,
         )
         live.attempts[task.id] = Attempt(entry)
-        run.queued_at = self.clock.time()
-        self.transitions.move(execution, run, TaskState.QUEUED)
+        run.queued_at = now = self.clock.time()
+        self.transitions.move(execution, run, TaskState.QUEUED, at=now)
         self.scheduler.submit(entry)
 
-    def _on_admit(self, entry: QueueEntry) -> None:
-        live = self._live[entry.execution_id]
-        attempt = live.attempts[entry.task_id]
-        attempt.job_task = asyncio.get_running_loop().create_task(
-            self._run_attempt(live, entry.task_id, attempt),
-            name=f"{entry.execution_id}/{entry.task_id}",
-        )
-
-    async def _run_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt) -> None:
-        execution = live.execution
-        run = execution.tasks[task_id]
-        task = live.task_defs[task_id]
+    def _begin_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt
+                       ) -> Coroutine[Any, Any, None] | None:  # fmt: skip
+        """An admitted attempt's first step (the launcher runs it): None once it has ended
+        (an in-process no-op, an action that cannot be resolved, cancelled before it began),
+        else the coroutine that waits for its end."""
         attempt.started = True
+        if attempt.cancelled:  # cancelled between admission and this first step
+            self._end_attempt(live, task_id, attempt, (TaskState.CANCELLED, "cancelled", None))
+            return None
         try:
-            if attempt.cancelled:  # cancelled between admission and this first step
-                outcome, reason, exit_code = TaskState.CANCELLED, "cancelled", None
-            else:
-                outcome, reason, exit_code = await self.attempts.execute(live, run, task, attempt)
+            step = self.attempts.execute(live, live.execution.tasks[task_id],
+                                         live.task_defs[task_id], attempt)  # fmt: skip
+        except Exception as exc:  # a bug in our code must fail the task, not hang the run
+            step = self._crashed(live, task_id, exc)
+        if isinstance(step, tuple):
+            self._end_attempt(live, task_id, attempt, step)
+            return None
+        return self._wait_attempt(live, task_id, attempt, step)
+
+    async def _wait_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt,
+                            step: Coroutine[Any, Any, Outcome]) -> None:  # fmt: skip
+        try:
+            ended = await step
         except asyncio.CancelledError:
             if not attempt.cancelled:
+                self._release(attempt)
                 raise  # the runtime is shutting down
-            outcome, reason, exit_code = TaskState.CANCELLED, "cancelled", None
-        except Exception as exc:  # a bug in our code must fail the task, not hang the run
-            log.exception("task %s/%s crashed the engine path", execution.id, task_id)
-            outcome, reason, exit_code = TaskState.FAILED, f"internal error: {exc}", None
-        finally:
-            self.scheduler.release(attempt.entry)
-            if attempt.timer is not None:
-                attempt.timer.cancel()
+            ended = TaskState.CANCELLED, "cancelled", None
+        except Exception as exc:
+            ended = self._crashed(live, task_id, exc)
+        except BaseException:
+            self._release(attempt)
+            raise
+        self._end_attempt(live, task_id, attempt, ended)
+
+    def _crashed(self, live: LiveExecution, task_id: str, exc: Exception) -> Outcome:
+        log.exception("task %s/%s crashed the engine path", live.execution.id, task_id)
+        return TaskState.FAILED, f"internal error: {exc}", None
+
+    def _release(self, attempt: Attempt) -> None:
+        self.scheduler.release(attempt.entry)
+        if attempt.timer is not None:
+            attempt.timer.cancel()
+
+    def _end_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt,
+                     ended: Outcome) -> None:  # fmt: skip
+        self._release(attempt)
+        outcome, reason, exit_code = ended
+        execution = live.execution
+        run = execution.tasks[task_id]
         run.exit_code = exit_code
         live.attempts.pop(task_id, None)
         if run.state == TaskState.PAUSED:  # ended while frozen (killed from outside)
@@ -306,32 +339,11 @@ class WorkflowEngine:
             and run.attempt < run.max_attempts
             and not (attempt.cancelled or attempt.permanent or execution.cancel_requested)
         ):
-            self._schedule_retry(live, run, task, reason, outcome)
+            task = live.task_defs[task_id]
+            self.attempts.schedule_retry(live, run, task, reason, outcome,
+                                         lambda: self._enqueue(live, run, task))  # fmt: skip
             return
         self._finish_task(live, run, outcome, reason)  # a dependant's start commit covers it
-
-    def _schedule_retry(
-        self, live: LiveExecution, run: TaskRun, task: TaskDef, error: str, outcome: TaskState
-    ) -> None:
-        delay_ms = min(task.retry_delay * task.retry_backoff ** (run.attempt - 1),
-                       task.retry_max_delay)  # fmt: skip
-        delay = delay_ms / 1000
-        self.transitions.move(live.execution, run, TaskState.RETRYING,
-                        f"attempt {run.attempt} failed ({error}); retry in {delay:g}s")  # fmt: skip
-        self.bus.publish(ev.TaskRetrying(at=self.clock.time(), execution_id=live.execution.id,
-                                         task_id=run.task_id, attempt=run.attempt,
-                                         delay_s=delay, error=error, state=outcome,
-                                         exit_code=run.exit_code))  # fmt: skip
-
-        def requeue() -> None:
-            live.retry_timers.pop(run.task_id, None)
-            if run.state == TaskState.RETRYING:
-                self._enqueue(live, run, task)
-
-        timer = PausableTimer(delay, requeue)
-        live.retry_timers[run.task_id] = timer
-        if live.execution.state == ExecState.PAUSED:
-            timer.pause()
 
     def _finish_task(self, live: LiveExecution, run: TaskRun, state: TaskState, reason: str
                      ) -> None:  # fmt: skip
@@ -341,18 +353,20 @@ class WorkflowEngine:
             self.transitions.move(execution, run, state, reason, announce=False)  # TaskFinished
         live.unfinished -= 1
         run.finished_at = now
+        # Measured and declared figures as the record holds them (the averages rounded).
         self.bus.publish(ev.TaskFinished(
             at=now, execution_id=execution.id, task_id=run.task_id, state=state,
             attempt=run.attempt, exit_code=run.exit_code, duration_s=run.active_s,
-            wait_s=run.wait_s, reason=reason, **run.usage(),
+            wait_s=run.wait_s, reason=reason, peak_cpu_pct=run.peak_cpu_pct,
+            peak_rss=run.peak_rss, avg_cpu_pct=round(run.avg_cpu_pct, 1), avg_rss=run.avg_rss,
+            cpu_s=round(run.cpu_s + run.attempt_cpu_s, 3), declared_cpu=run.declared_cpu,
+            declared_memory_mb=run.declared_memory_mb,
         ))  # fmt: skip
-        self._settle(live, run.task_id)
-
-    def _settle(self, live: LiveExecution, task_id: str) -> None:
-        for child in live.tracker.settle(task_id):
-            if not live.execution.tasks[child].state.terminal:
+        for child in live.tracker.settle(run.task_id):  # its dependants
+            if not execution.tasks[child].state.terminal:
                 self._judge_and_queue(live, child)
-        self._maybe_finish(live)
+        if not live.unfinished:
+            self._maybe_finish(live)
 
     def _maybe_finish(self, live: LiveExecution) -> None:
         execution = live.execution
@@ -380,6 +394,7 @@ class WorkflowEngine:
         if live.done is not None and not live.done.done():
             live.done.set_result(final)
         del self._live[execution.id]
+        self.gc_freeze.ended(self._live.values())
         for callback in self.on_finished:
             try:
                 callback(execution)

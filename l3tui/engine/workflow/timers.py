@@ -1,11 +1,96 @@
-"""Timers that can be paused (a frozen task's timeout must not tick) and `not_before`."""
+"""Timers that can be paused (a frozen task's timeout must not tick), one heap for the
+timeouts of many short attempts, and `not_before`."""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Armed = list[Any]
+"""A deadline in a `TimeoutHeap`: [when, sequence number, callback or None once disarmed]."""
+
+
+class TimeoutHeap:
+    """The timeouts of many attempts behind one loop timer, set for the earliest deadline.
+    Arming one is a heap push and disarming it clears its callback, where a `call_later` and
+    its `cancel` per in-process attempt cost ~3.8 us on the hot path. Disarmed deadlines
+    leave the heap when they reach its head, or all at once when they are most of it, so it
+    holds about as many entries as there are attempts running."""
+
+    __slots__ = ("_at", "_dead", "_handle", "_heap", "_loop", "_seq")
+
+    def __init__(self) -> None:
+        self._heap: list[Armed] = []
+        self._seq = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = 0.0
+        self._dead = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def arm(self, delay: float, callback: Callable[[], None]) -> Armed:
+        """Call `callback` once `delay` seconds (loop time, as `call_later`) have passed,
+        unless `disarm` is called first."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop: what was armed on the old one is gone
+            self._loop, self._heap, self._handle, self._dead = loop, [], None, 0
+        when = loop.time() + max(delay, 0.0)
+        armed: Armed = [when, next(self._seq), callback]
+        heapq.heappush(self._heap, armed)
+        if self._handle is None or when < self._at:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._handle = loop.call_at(when, self._fire)
+            self._at = when
+        return armed
+
+    def disarm(self, armed: Armed) -> None:
+        if armed[2] is None:
+            return
+        armed[2] = None
+        self._dead += 1
+        heap = self._heap
+        if self._dead > 64 and self._dead * 2 > len(heap):
+            self._heap = [item for item in heap if item[2] is not None]
+            heapq.heapify(self._heap)
+            self._dead = 0
+            if not self._heap and self._handle is not None:
+                self._handle.cancel()
+                self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            armed = heapq.heappop(heap)
+            callback = armed[2]
+            if callback is None:
+                self._dead -= 1
+                continue
+            armed[2] = None
+            try:
+                callback()
+            except Exception:  # one broken timeout must not strand the others
+                log.exception("timeout callback failed")
+        while heap and heap[0][2] is None:
+            heapq.heappop(heap)
+            self._dead -= 1
+        if heap:
+            self._at = heap[0][0]
+            self._handle = loop.call_at(self._at, self._fire)
 
 
 class PausableTimer:

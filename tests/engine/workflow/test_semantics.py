@@ -339,3 +339,150 @@ def test_param_coercion_errors_are_usage_errors():
     assert coerce("b", ParamSpec(type="boolean"), "yes") is True
     with pytest.raises(UsageError, match="expected boolean"):
         coerce("b", ParamSpec(type="boolean"), "maybe")
+
+
+async def test_in_process_attempts_time_out_at_their_own_deadline(
+    make_config, runtime_for, monkeypatch
+):
+    """In-process timeouts share one heap and one loop timer: each still fires at its own
+    deadline (a later-armed shorter one first), is retried as a timeout, and a finished
+    attempt's timeout never fires."""
+    from l3tui.engine.actions import registry
+
+    sleeps = [0.05, 3600.0, 3600.0, 3600.0]  # quick, long, short, short again: admission order
+
+    async def hang(params):
+        await asyncio.sleep(sleeps.pop(0))
+        return 0
+
+    monkeypatch.setitem(registry.IN_PROCESS, "noop", hang)
+    config = make_config(
+        """
+        workflows:
+          slow:
+            name: slow
+            tasks:
+              - {id: quick, action: noop, timeout: 60000}
+              - {id: long, action: noop, timeout: 3000}
+              - {id: short, action: noop, timeout: 200, retries: 1, retry_delay: 10}
+        """,
+        # No load gate: a busy machine must not hold the retry back behind `long`.
+        scheduling="scheduling:\n  resource_limits: {max_cpu_usage: 100}\n",
+    )
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test")
+        state, tasks, _ = await run_to_end(rt, "slow")
+        events = sub.drain()
+    assert state == "failed"
+    assert tasks["quick"].state == "succeeded"
+    assert tasks["long"].state == "timed_out" and tasks["long"].attempt == 1
+    assert tasks["short"].state == "timed_out" and tasks["short"].attempt == 2
+    retried = [e for e in events if isinstance(e, ev.TaskRetrying)]
+    assert [(e.task_id, e.state) for e in retried] == [("short", "timed_out")]
+    ended = [e.task_id for e in events if isinstance(e, ev.TaskFinished)]
+    assert ended == ["quick", "short", "long"]
+    started = {e.task_id: e.at for e in events if isinstance(e, ev.TaskStarted)}
+    finished = {e.task_id: e for e in events if isinstance(e, ev.TaskFinished)}
+    assert finished["long"].at - started["long"] >= 3.0  # not before its own deadline
+    assert finished["long"].reason == "timed out after 3s"
+
+
+async def test_the_timeout_heap_fires_in_deadline_order_and_sheds_disarmed_entries():
+    from l3tui.engine.workflow.timers import TimeoutHeap
+
+    heap = TimeoutHeap()
+    fired: list[str] = []
+    done = asyncio.Event()
+    heap.arm(0.3, lambda: (fired.append("late"), done.set()))
+    heap.arm(0.05, lambda: fired.append("early"))
+    gone = heap.arm(0.1, lambda: fired.append("disarmed"))
+    heap.disarm(gone)
+    for _ in range(1000):  # attempts that end before their deadline
+        heap.disarm(heap.arm(3600, lambda: fired.append("never")))
+    assert len(heap) < 200  # disarmed entries do not pile up
+    async with asyncio.timeout(30):
+        await done.wait()
+    assert fired == ["early", "late"]
+
+
+async def test_a_large_execution_freezes_the_gc_only_while_it_runs(make_config, runtime_for):
+    """`gc.freeze()` keeps a large definition out of full collections while it runs; once it
+    ends nothing stays frozen (a daemon must not pin memory across executions)."""
+    import gc
+
+    from l3tui.engine.workflow.live import FREEZE_TASKS
+
+    tasks = "\n".join(f"              - {{id: t{i}, action: noop}}" for i in range(FREEZE_TASKS))
+    config = make_config(f"""
+        workflows:
+          big:
+            name: big
+            tasks:
+{tasks}
+        """)  # fmt: skip
+    gc.unfreeze()
+    async with runtime_for(config) as rt:
+        result = await rt.run_workflow("big")
+        frozen_while_running = gc.get_freeze_count()
+        state = await asyncio.wait_for(rt.wait(result.execution_id), 60)
+        assert state == "succeeded"
+        assert frozen_while_running > 0
+        assert gc.get_freeze_count() == 0
+
+
+async def test_a_chain_longer_than_a_launch_batch_runs_in_order(make_config, runtime_for):
+    """No-ops begin and end inside the launcher's batches: a chain of thousands must neither
+    recurse (each end admits the next) nor reorder anything."""
+    from l3tui.engine.workflow.launch import BATCH
+
+    length = 3 * BATCH + 7
+    tasks = "\n".join(f"              - {{id: t{i}, action: noop"
+                      + (f", dependencies: [t{i - 1}]}}" if i else "}")
+                      for i in range(length))  # fmt: skip
+    config = make_config(f"""
+        workflows:
+          chain:
+            name: chain
+            tasks:
+{tasks}
+        """)  # fmt: skip
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test", maxsize=100_000)
+        state, _, _ = await run_to_end(rt, "chain")
+        events = sub.drain()
+    assert state == "succeeded"
+    ended = [e.task_id for e in events if isinstance(e, ev.TaskFinished)]
+    assert ended == [f"t{i}" for i in range(length)]
+    for task_id in ("t0", f"t{BATCH}", f"t{length - 1}"):  # queued, started, finished, in order
+        kinds = [type(e).__name__ for e in events if getattr(e, "task_id", None) == task_id]
+        assert kinds == ["TaskStateChanged", "TaskStarted", "TaskFinished"]
+
+
+async def test_cancelling_an_in_process_attempt_that_waits(make_config, runtime_for, monkeypatch):
+    """An in-process attempt that waits continues in a Task of its own: cancelling the task
+    reaches it there, and its slot is given back."""
+    from l3tui.engine.actions import registry
+
+    began = asyncio.Event()
+
+    async def hang(params):
+        began.set()
+        await asyncio.sleep(3600)
+        return 0
+
+    monkeypatch.setitem(registry.IN_PROCESS, "noop", hang)
+    config = make_config("""
+        workflows:
+          one:
+            name: one
+            tasks:
+              - {id: t, action: noop}
+        """)  # fmt: skip
+    async with runtime_for(config) as rt:
+        run = await rt.run_workflow("one")
+        async with asyncio.timeout(30):
+            await began.wait()
+        assert (await rt.cancel(run.execution_id, "t")).applied
+        assert await asyncio.wait_for(rt.wait(run.execution_id), 30) == "failed"
+        assert rt.execution(run.execution_id).tasks[0].state == "cancelled"
+        assert rt.scheduler.running == set()
