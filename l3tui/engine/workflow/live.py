@@ -32,7 +32,8 @@ class GcFreeze:
     """Large executions out of the cyclic GC's full collections while they run: creating
     one freezes what is alive (`gc.freeze`); when any execution ends all is given back to
     the collector (cyclic garbage that was young then too: nothing stays pinned) and frozen
-    again while a large execution still runs. Only what it froze is unfrozen."""
+    again while a large execution still runs. Nothing is unfrozen unless it froze; but
+    `gc.unfreeze` has no finer grain, so what the console froze at start goes back too."""
 
     __slots__ = ("frozen",)
 
