@@ -79,6 +79,7 @@ class WorkflowEngine:
         self.transitions = TaskTransitions(bus, clock)
         self.attempts = AttemptRunner(bus, clock, executor, self.registry, self.transitions)
         self.launcher = Launcher(self._begin_attempt, self._live)
+        self._admit = self.launcher.admit  # one bound method, not one per queued entry
         self.commands = OperatorCommands(bus, clock, scheduler, self.attempts, self.executions,
                                          self._live, self._finish_task, self._maybe_finish,
                                          actor)  # fmt: skip
@@ -264,7 +265,7 @@ class WorkflowEngine:
         execution = live.execution
         entry = QueueEntry(
             execution_id=execution.id, task_id=task.id, workflow_id=execution.workflow_id,
-            name=run.name, priority=run.priority, on_admit=self.launcher.admit,
+            name=run.name, priority=run.priority, on_admit=self._admit,
             critical=run.priority >= self._critical, cpu=task.resources.cpu,
             memory_mb=task.resources.memory_mb, pools=task.resources.pools,
             deadline=(execution.started_at + task.deadline / 1000)
