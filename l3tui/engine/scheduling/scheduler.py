@@ -270,12 +270,7 @@ class TaskScheduler(Parking):
                     elif origin is not None:
                         origin.delegated = False
                         self._wake(origin)
-                    try:
-                        head.on_admit(head)
-                    except Exception:  # the caller's bug must not leak the slot it was given
-                        log.exception("on_admit of %s/%s failed", head.execution_id,
-                                      head.task_id)  # fmt: skip
-                        self.release(head)
+                    self._hand_over(head)
                     return
         if self.pump() == 0:
             self.version += 1  # (an admission bumps it too)
@@ -313,6 +308,14 @@ class TaskScheduler(Parking):
         return self.index.oldest(self.clock.monotonic() - seconds, cap)
 
     # ------------------------------------------------------------------ admission
+
+    def _hand_over(self, entry: QueueEntry) -> None:
+        """The admitted entry to its owner; the owner's bug must not leak the slot it got."""
+        try:
+            entry.on_admit(entry)
+        except Exception:
+            log.exception("on_admit of %s/%s failed", entry.execution_id, entry.task_id)
+            self.release(entry)
 
     def pump(self) -> int:
         """Admit every queued entry that may start now, best first. The one path of every
@@ -392,12 +395,7 @@ class TaskScheduler(Parking):
                             self.slots.take(entry)
                         if origin is not None:
                             self._wake(origin)
-                    try:
-                        entry.on_admit(entry)
-                    except Exception:  # the caller's bug must not leak the slot it was given
-                        log.exception("on_admit of %s/%s failed", entry.execution_id,
-                                      entry.task_id)  # fmt: skip
-                        self.release(entry)
+                    self._hand_over(entry)
                 again = self._again and len(running) < limit
         finally:
             self._pumping = False
