@@ -47,6 +47,8 @@ class Parking:
     _gate_closed: bool
     _fast: bool
     _quick: bool
+    _sizes: dict[str, int]
+    _reserved: dict[str, int]
     _draining: str
     _standins: dict[QueueEntry, Blocker]
     aging: AgingLadder
@@ -145,8 +147,7 @@ class Parking:
         blockers = self.causes.pool_blockers(pool)
         if not blockers:
             return
-        free = self.slots.pool_sizes.get(pool, -1) - used[pool] - self.book.pool_reserved.get(
-            pool, 0)  # fmt: skip
+        free = self._sizes.get(pool, -1) - used[pool] - self._reserved.get(pool, 0)
         for need, blocker in blockers.items():
             heap = blocker.heap
             if blocker.delegated or need > free or not heap:

@@ -91,6 +91,7 @@ class TaskScheduler(Parking):
         self._timed_heap = self.timed.timed
         self._expiries = self.ledger.expiries
         self._upcoming = self.book.upcoming
+        self._sizes, self._reserved = self.slots.pool_sizes, self.book.pool_reserved
         """The same objects, one attribute away: the admission loop reads them per task."""
         self._standins: dict[QueueEntry, Blocker] = {}
         """Entries in the main heap standing for the cause they were parked under."""
@@ -184,8 +185,8 @@ class TaskScheduler(Parking):
                 one = needs.one_pool
                 if one is None:
                     cause = self._check(entry)
-                elif (self.pool_used.get(one[0], 0) + self.book.pool_reserved.get(one[0], 0)
-                      + one[1] > self.slots.pool_sizes.get(one[0], 0)):  # fmt: skip
+                elif (self.pool_used.get(one[0], 0) + self._reserved.get(one[0], 0)
+                      + one[1] > self._sizes.get(one[0], 0)):  # fmt: skip
                     cause = self.causes.get(("pool", *one)) or self.slots.shortfall(entry)
                 else:
                     cause = None
@@ -252,8 +253,8 @@ class TaskScheduler(Parking):
                 mono = self._monotonic()
                 if (item[3] == head._gen and mono < self.aging.due
                         and (wants.plain or (one is not None and self.pool_used.get(one[0], 0)
-                             + one[1] + self.book.pool_reserved.get(one[0], 0)
-                             <= self.slots.pool_sizes.get(one[0], 0)))
+                             + one[1] + self._reserved.get(one[0], 0)
+                             <= self._sizes.get(one[0], 0)))
                         and not (self._timed_heap or self._expiries
                                  or self._upcoming)):  # fmt: skip
                     _heappop(heap)
@@ -268,8 +269,8 @@ class TaskScheduler(Parking):
                         taken = used[one[0]] = used.get(one[0], 0) + one[1]
                         if origin is not None:
                             origin.delegated = False
-                            if (taken + one[1] + self.book.pool_reserved.get(one[0], 0)
-                                    <= self.slots.pool_sizes.get(one[0], 0)
+                            if (taken + one[1] + self._reserved.get(one[0], 0)
+                                    <= self._sizes.get(one[0], 0)
                                     or not isinstance(origin, PoolBlocker)):  # fmt: skip
                                 self._wake(origin)  # its next one, if its pool has room
                     elif origin is not None:
@@ -340,7 +341,7 @@ class TaskScheduler(Parking):
         main = self._main_heap
         delegates = self._delegates
         standins = self._standins
-        used, sizes, reserved = self.pool_used, self.slots.pool_sizes, self.book.pool_reserved
+        used, sizes, reserved = self.pool_used, self._sizes, self._reserved
         admitted = 0
         waited = 0.0  # by "concurrency", the common cause, added to the totals once
         try:
