@@ -97,8 +97,9 @@ class TaskScheduler(Parking):
         """Entries in the main heap standing for the cause they were parked under."""
         self._submitted = self._withdrawn = 0
         """With `admitted_total`: what is queued (`queue_length`) and the `version`."""
-        self._indexed, self._prune_at = 0, 4096
-        """Entries the index holds, queued or not; past `_prune_at` it forgets the others."""
+        self._index_offset, self._prune_at = 0, 4096
+        """`_submitted` plus this: at most the entries the index holds, queued or not (a
+        newer entry of a task is not taken off); past `_prune_at` it forgets the others."""
         self._last_mono = -INF
         self._pumping = False
         self._again = False
@@ -161,11 +162,9 @@ class TaskScheduler(Parking):
         if tasks is None:
             tasks = self._by_execution[entry.execution_id] = {}
         elif entry.task_id in tasks:
-            self._indexed -= 1
             del tasks[entry.task_id]  # a newer entry for the task goes last: arrival order
         tasks[entry.task_id] = entry
-        self._indexed += 1
-        if self._indexed > self._prune_at:  # looked at once per 4,096 arrivals
+        if self._submitted >= self._prune_at:  # looked at once per 4,096 arrivals
             self._prune()
         level0 = self._level0
         if level0 is not None:  # AgingLadder.add, inlined
@@ -309,9 +308,9 @@ class TaskScheduler(Parking):
 
     def _prune(self) -> None:
         """Forget, in one pass, the entries that left the queue once they outnumber it."""
-        if self._indexed > 2 * self.queue_length() + 4096:
-            self._indexed = self.index.prune()
-        self._prune_at = self._indexed + 4096
+        if self._submitted + self._index_offset > 2 * self.queue_length() + 4096:
+            self._index_offset = self.index.prune() - self._submitted
+        self._prune_at = self._submitted + 4096
 
     def waiting_longer_than(self, seconds: float, cap: int = 1000) -> list[QueueEntry]:
         """Up to `cap` entries that have waited more than `seconds`, oldest first."""
@@ -419,6 +418,6 @@ class TaskScheduler(Parking):
         totals = self.wait_totals
         totals[entry._cause] += mono - entry._cause_since
         if self.index.remove(entry):
-            self._indexed -= 1
+            self._index_offset -= 1
         self.queued_memory_mb -= entry._needs.memory_mb
         self._withdrawn += 1
