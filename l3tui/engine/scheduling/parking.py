@@ -46,6 +46,10 @@ class Parking:
     _pumping: bool
     _gate_closed: bool
     _fast: bool
+    _quick: bool
+    _sizes: dict[str, int]
+    _reserved: dict[str, int]
+    _draining: str
     _standins: dict[QueueEntry, Blocker]
     aging: AgingLadder
     book: ReservationBook
@@ -60,25 +64,41 @@ class Parking:
     slots: Slots
     timed: TimeBlocker
     timers_changed: asyncio.Event
-    version: int
+    _version: int
     wait_totals: defaultdict[str, float]
 
     def pump(self) -> int:
         raise NotImplementedError
 
+    @property
+    def draining(self) -> str:
+        """Set (to the reason) when nothing more may start: the daemon is stopping."""
+        return self._draining
+
+    @draining.setter
+    def draining(self, reason: str) -> None:
+        self._draining = reason
+        self._refast()
+
+    def _refast(self) -> None:
+        """`_fast`: no holds and no load limit in force, so plain entries need no checks.
+        `_quick`: that, and neither inside `pump` nor draining: release may admit alone."""
+        self._fast = not self.held and not self._gate_closed
+        self._quick = self._fast and not self._pumping and not self._draining
+
     def hold(self, key: str | tuple[str, str]) -> None:
         """Stop admitting an execution (`exec_id`) or one task (`(exec_id, task_id)`)."""
         self.held.add(key)
-        self._fast = False
-        self.version += 1
+        self._refast()
+        self._version += 1
 
     def unhold(self, key: str | tuple[str, str]) -> None:
         self.held.discard(key)
-        self._fast = not self.held and not self._gate_closed
+        self._refast()
         blocker = self.causes.get(("held", key))
         if blocker is not None:
             self._wake(blocker)
-        self.version += 1
+        self._version += 1
         self.pump()
 
     def is_held(self, entry: QueueEntry) -> bool:
@@ -87,9 +107,9 @@ class Parking:
     def update_load(self, cpu: float | None, memory: float | None) -> None:
         """New measured readings (percent of the machine) from the resource manager."""
         if self.gate.update(cpu, memory):
-            self.version += 1
+            self._version += 1
         self._gate_closed = self.gate.closed
-        self._fast = not self.held and not self._gate_closed
+        self._refast()
         if self.load.heap and self.load.clear():
             self._wake(self.load)
             self.pump()
@@ -127,8 +147,7 @@ class Parking:
         blockers = self.causes.pool_blockers(pool)
         if not blockers:
             return
-        free = self.slots.pool_sizes.get(pool, -1) - used[pool] - self.book.pool_reserved.get(
-            pool, 0)  # fmt: skip
+        free = self._sizes.get(pool, -1) - used[pool] - self._reserved.get(pool, 0)
         for need, blocker in blockers.items():
             heap = blocker.heap
             if blocker.delegated or need > free or not heap:
@@ -146,14 +165,14 @@ class Parking:
     def apply_due(self, mono: float, now: float) -> None:
         """Aging steps, not_before times, reservations starting or ending, that are due."""
         if self.aging.due <= mono and self.aging.apply(mono):
-            self.version += 1
+            self._version += 1
         timed = self.timed.timed
         if timed and timed[0][0] <= now:
             self.timed.release_due(now, self.main)
-            self.version += 1
+            self._version += 1
         if self.book.due_at <= now:
             self.book.apply_due(now)
-            self.version += 1
+            self._version += 1
         expiries = self.ledger.expiries
         if expiries and expiries[0][0] <= now:
             self.ledger.expire()
@@ -200,7 +219,7 @@ class Parking:
             totals = self.wait_totals
             totals[entry._cause] += mono - entry._cause_since
             entry._cause, entry._cause_since = category, mono
-        self.version += 1
+        self._version += 1
 
     def sweep(self) -> None:
         """Forget causes nobody waits on any more (cancelled while held, finished groups)."""
@@ -217,7 +236,7 @@ class Parking:
         for pool in pools:
             for blocker in list(self.causes.pools_named(pool)):
                 self._wake(blocker)
-        self.version += 1
+        self._version += 1
         if not self._pumping:
             self.pump()
 

@@ -68,10 +68,9 @@ class TaskScheduler(Parking):
         self.book.on_pools_freed(self._pools_freed)
         self.running: set[QueueEntry] = set()
         self.held: set[str | tuple[str, str]] = set()
-        self.version = 0
-        """Bumped on every change of the queue, so views can cache."""
-        self.draining = ""
-        """Set (to the reason) when nothing more may start: the daemon is stopping."""
+        self._version = 0
+        """With arrivals and admissions, the queue's `version` (each counted once, here)."""
+        self._draining = ""  # `draining`
         self.wait_totals: defaultdict[str, float] = defaultdict(float)
         """Seconds tasks have waited, by cause (memory, cpu, pool:NAME, concurrency, ...)."""
         self.queued_memory_mb = 0
@@ -92,12 +91,15 @@ class TaskScheduler(Parking):
         self._timed_heap = self.timed.timed
         self._expiries = self.ledger.expiries
         self._upcoming = self.book.upcoming
+        self._sizes, self._reserved = self.slots.pool_sizes, self.book.pool_reserved
         """The same objects, one attribute away: the admission loop reads them per task."""
         self._standins: dict[QueueEntry, Blocker] = {}
         """Entries in the main heap standing for the cause they were parked under."""
-        self._queued = 0
-        self._indexed, self._prune_at = 0, 4096
-        """Entries the index holds, queued or not; past `_prune_at` it forgets the others."""
+        self._submitted = self._withdrawn = 0
+        """With `admitted_total`: what is queued (`queue_length`) and the `version`."""
+        self._index_offset, self._prune_at = 0, 4096
+        """`_submitted` plus this: at most the entries the index holds, queued or not (a
+        newer entry of a task is not taken off); past `_prune_at` it forgets the others."""
         self._last_mono = -INF
         self._pumping = False
         self._again = False
@@ -118,8 +120,7 @@ class TaskScheduler(Parking):
         else:
             old_gate.limit(limits.max_cpu_usage, limits.max_memory_usage, limits.hysteresis)
         self._gate_closed = self.gate.closed
-        self._fast = not self.held and not self._gate_closed
-        """No holds and no load limit in force: plain entries need no checks."""
+        self._refast()
         aging = settings.aging
         previous = getattr(self, "aging", None)
         self.aging = AgingLadder(aging.interval / 1000, aging.step, aging.max_boost, self._rekey)
@@ -128,8 +129,17 @@ class TaskScheduler(Parking):
             self.aging.restart(previous.waiting())
         if old_gate is not None:
             self._wake_all()
-            self.version += 1
+            self._version += 1
             self.pump()
+
+    @property
+    def version(self) -> int:
+        """Changes on every change of the queue, so views can cache."""
+        return self._version + self._submitted + self.admitted_total
+
+    @version.setter
+    def version(self, value: int) -> None:
+        self._version = value - self._submitted - self.admitted_total
 
     @property
     def wall_offset(self) -> float:
@@ -152,19 +162,16 @@ class TaskScheduler(Parking):
         if tasks is None:
             tasks = self._by_execution[entry.execution_id] = {}
         elif entry.task_id in tasks:
-            self._indexed -= 1
             del tasks[entry.task_id]  # a newer entry for the task goes last: arrival order
         tasks[entry.task_id] = entry
-        self._indexed += 1
-        if self._indexed > self._prune_at:  # looked at once per 4,096 arrivals
+        if self._submitted >= self._prune_at:  # looked at once per 4,096 arrivals
             self._prune()
         level0 = self._level0
         if level0 is not None:  # AgingLadder.add, inlined
             if not level0:
                 self.aging.due = min(self.aging.due, mono + self.aging.interval)
             level0.append(entry)
-        self._queued += 1
-        self.version += 1
+        self._submitted += 1
         needs = entry._needs
         if self.held and self.is_held(entry):  # straight to its hold: no pass, no heap item
             self.queued_memory_mb += needs.memory_mb
@@ -177,8 +184,8 @@ class TaskScheduler(Parking):
                 one = needs.one_pool
                 if one is None:
                     cause = self._check(entry)
-                elif (self.pool_used.get(one[0], 0) + self.book.pool_reserved.get(one[0], 0)
-                      + one[1] > self.slots.pool_sizes.get(one[0], 0)):  # fmt: skip
+                elif (self.pool_used.get(one[0], 0) + self._reserved.get(one[0], 0)
+                      + one[1] > self._sizes.get(one[0], 0)):  # fmt: skip
                     cause = self.causes.get(("pool", *one)) or self.slots.shortfall(entry)
                 else:
                     cause = None
@@ -207,7 +214,7 @@ class TaskScheduler(Parking):
         entry._home = WITHDRAWN
         entry._gen += 1  # every heap item of it is stale from now on
         self._leave_queue(entry, self._monotonic())
-        self.version += 1
+        self._version += 1
         origin = self._standins.pop(entry, None)
         if origin is not None:  # it stood for its cause: the next one must
             origin.delegated = False
@@ -233,7 +240,7 @@ class TaskScheduler(Parking):
                 self._wake(blocker)
         if not running and self._gate_closed:
             self._wake(self.load)  # CPU alone no longer holds one task back
-        if self._fast and not self._pumping and len(running) < self.max_concurrent:
+        if self._quick and len(running) < self.max_concurrent:
             heap, delegates = self._main_heap, self._delegates
             if delegates and (not heap or delegates[0] < heap[0]):
                 heap = delegates
@@ -245,40 +252,42 @@ class TaskScheduler(Parking):
                 mono = self._monotonic()
                 if (item[3] == head._gen and mono < self.aging.due
                         and (wants.plain or (one is not None and self.pool_used.get(one[0], 0)
-                             + one[1] + self.book.pool_reserved.get(one[0], 0)
-                             <= self.slots.pool_sizes.get(one[0], 0)))
-                        and not (self._timed_heap or self._expiries or self._upcoming
-                                 or self.draining)):  # fmt: skip
+                             + one[1] + self._reserved.get(one[0], 0)
+                             <= self._sizes.get(one[0], 0)))
+                        and not (self._timed_heap or self._expiries
+                                 or self._upcoming)):  # fmt: skip
                     _heappop(heap)
                     head._home = ADMITTED
                     head._gen += 1
                     self.wait_totals[head._cause] += mono - head._cause_since
                     running.add(head)
-                    self._queued -= 1
-                    self.admitted_total += 1
-                    self.version += 1
+                    self.admitted_total += 1  # and so `version` and `queue_length`
                     origin = self._standins.pop(head, None) if self._standins else None
                     if one is not None:
                         used = self.pool_used
                         taken = used[one[0]] = used.get(one[0], 0) + one[1]
                         if origin is not None:
                             origin.delegated = False
-                            if (taken + one[1] + self.book.pool_reserved.get(one[0], 0)
-                                    <= self.slots.pool_sizes.get(one[0], 0)
+                            if (taken + one[1] + self._reserved.get(one[0], 0)
+                                    <= self._sizes.get(one[0], 0)
                                     or not isinstance(origin, PoolBlocker)):  # fmt: skip
                                 self._wake(origin)  # its next one, if its pool has room
                     elif origin is not None:
                         origin.delegated = False
                         self._wake(origin)
-                    self._hand_over(head)
+                    try:  # _hand_over, inlined
+                        head.on_admit(head)
+                    except Exception:
+                        log.exception("on_admit of %s/%s failed", head.execution_id, head.task_id)
+                        self.release(head)
                     return
         if self.pump() == 0:
-            self.version += 1  # (an admission bumps it too)
+            self._version += 1  # (an admission bumps it too)
 
     # ------------------------------------------------------------------ views
 
     def queue_length(self) -> int:
-        return self._queued
+        return self._submitted - self.admitted_total - self._withdrawn
 
     def entry_for(self, execution_id: str, task_id: str) -> QueueEntry | None:
         """The queued entry of a task, if it is queued."""
@@ -299,9 +308,9 @@ class TaskScheduler(Parking):
 
     def _prune(self) -> None:
         """Forget, in one pass, the entries that left the queue once they outnumber it."""
-        if self._indexed > 2 * self._queued + 4096:
-            self._indexed = self.index.prune()
-        self._prune_at = self._indexed + 4096
+        if self._submitted + self._index_offset > 2 * self.queue_length() + 4096:
+            self._index_offset = self.index.prune() - self._submitted
+        self._prune_at = self._submitted + 4096
 
     def waiting_longer_than(self, seconds: float, cap: int = 1000) -> list[QueueEntry]:
         """Up to `cap` entries that have waited more than `seconds`, oldest first."""
@@ -322,16 +331,16 @@ class TaskScheduler(Parking):
         admission (submit, release, a cause clearing): this loop is the per-task cost."""
         running = self.running
         limit = self.max_concurrent
-        if len(running) >= limit or self.draining:
+        if len(running) >= limit or self._draining:
             return 0  # timers are applied when a slot frees (and by `run` every second)
         if self._pumping:  # re-entered from a callback: the running pump goes round again
             self._again = True
             return 0
-        self._pumping = True
+        self._pumping, self._quick = True, False
         main = self._main_heap
         delegates = self._delegates
         standins = self._standins
-        used, sizes, reserved = self.pool_used, self.slots.pool_sizes, self.book.pool_reserved
+        used, sizes, reserved = self.pool_used, self._sizes, self._reserved
         admitted = 0
         waited = 0.0  # by "concurrency", the common cause, added to the totals once
         try:
@@ -399,10 +408,9 @@ class TaskScheduler(Parking):
                 again = self._again and len(running) < limit
         finally:
             self._pumping = False
+            self._quick = self._fast and not self._draining
             if admitted:
-                self._queued -= admitted
-                self.admitted_total += admitted
-                self.version += 1
+                self.admitted_total += admitted  # and so `version` and `queue_length`
                 self.wait_totals["concurrency"] += waited
         return admitted
 
@@ -410,6 +418,6 @@ class TaskScheduler(Parking):
         totals = self.wait_totals
         totals[entry._cause] += mono - entry._cause_since
         if self.index.remove(entry):
-            self._indexed -= 1
+            self._index_offset -= 1
         self.queued_memory_mb -= entry._needs.memory_mb
-        self._queued -= 1
+        self._withdrawn += 1
