@@ -15,6 +15,7 @@ import pytest
 
 from l3tui.config.schema import DashboardFile
 from l3tui.dashboard.widgets.log_view import LogView
+from l3tui.dashboard.widgets.metrics_chart import MetricsChart
 from tests.dashboard.snapshot_app import build_app
 
 SNAPSHOT_PYTHON = (3, 11)
@@ -31,14 +32,27 @@ def _one_python_writes_snapshots(request: pytest.FixtureRequest) -> None:
 
 
 def settle(*keys: str):
-    """run_before: press `keys`, then wait (bounded) until log views finished loading."""
+    """run_before: press `keys`, then wait (bounded) until a dashboard shown for the first
+    time is built and shown, log views finished loading, and charts whose samples were there
+    before the console started have plotted them (after the first frame). On a busy machine
+    the snapshot was taken before the one or the other."""
+
+    def busy(screen) -> bool:
+        return (any(view._loading for view in screen.query(LogView))
+                or any(chart.plot_pending() for chart in screen.query(MetricsChart)))
+
+    def building(app) -> bool:  # a dashboard shown for the first time is built first
+        return any(w.group == "dashboard-build" and not w.is_finished for w in app.workers)
 
     async def run_before(pilot) -> None:
         await pilot.press(*keys)
         async with asyncio.timeout(30):
-            while any(view._loading for screen in pilot.app.screen_stack
-                      for view in screen.query(LogView)):  # fmt: skip
+            while building(pilot.app) or any(busy(s) for s in pilot.app.screen_stack):
                 await pilot.pause(0.02)
+        await pilot.pause()
+        # What the next refresh tick would show (fixed clock and samples: the same picture),
+        # so a dashboard laid out only after its first refresh is not caught half-filled.
+        pilot.app.refresh_now(full=True)
         await pilot.pause()
 
     return run_before

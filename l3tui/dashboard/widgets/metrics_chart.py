@@ -123,6 +123,10 @@ class MetricsChart(Container, PaneBody):
     def awaiting_data(self) -> bool:
         return self._plot is None
 
+    def plot_pending(self) -> bool:
+        """Samples are in, and the chart plots them once the first frame is drawn."""
+        return self._first_frame and self._plot is None
+
     def dot_columns(self) -> int:
         """Horizontal resolution of the plot: two braille dots per cell, minus the axes."""
         return max((self.size.width - 8) * 2, 20)
