@@ -9,6 +9,8 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from l3tui.dashboard.app import ConsoleApp
 from l3tui.dashboard.views import Pane
 from l3tui.dashboard.widgets.log_view import LogView
@@ -66,14 +68,18 @@ dashboards:
 """
 
 
+@pytest.fixture
+def panes_config(make_config):
+    """The module's config: its workflows, actions, scheduling and dashboard."""
+    return make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING, dashboard=DASHBOARD)
+
+
 def console(rt) -> ConsoleApp:
     return ConsoleApp(rt, theme="l3-dark", bidi=False, ssh=False, actor="tester")
 
 
-async def test_a_long_queue_scrolls_to_its_end_and_filters(make_config, runtime_for):
-    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
-                         dashboard=DASHBOARD)  # fmt: skip
-    async with runtime_for(config) as rt:
+async def test_a_long_queue_scrolls_to_its_end_and_filters(panes_config, runtime_for):
+    async with runtime_for(panes_config) as rt:
         app = console(rt)
         async with app.run_test(size=(120, 40)) as pilot:
             await rt.run_workflow("wide")
@@ -94,12 +100,10 @@ async def test_a_long_queue_scrolls_to_its_end_and_filters(make_config, runtime_
             await until(lambda: queue.row_total == MANY)
 
 
-async def test_a_filtered_queue_follows_the_queue_as_it_grows(make_config, runtime_for):
+async def test_a_filtered_queue_follows_the_queue_as_it_grows(panes_config, runtime_for):
     """A filter re-reads a moving queue at a bounded pace (a read of 100,000 entries takes
     half a second): the rows it shows still catch up with what was queued since."""
-    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
-                         dashboard=DASHBOARD)  # fmt: skip
-    async with runtime_for(config) as rt:
+    async with runtime_for(panes_config) as rt:
         app = console(rt)
         async with app.run_test(size=(120, 40)) as pilot:
             await rt.run_workflow("wide")
@@ -113,10 +117,8 @@ async def test_a_filtered_queue_follows_the_queue_as_it_grows(make_config, runti
             assert "/t29[0-9]/ 20" in app.query_one(Pane).border_subtitle
 
 
-async def test_log_view_follows_real_output_without_escape_sequences(make_config, runtime_for):
-    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
-                         dashboard=DASHBOARD)  # fmt: skip
-    async with runtime_for(config) as rt:
+async def test_log_view_follows_real_output_without_escape_sequences(panes_config, runtime_for):
+    async with runtime_for(panes_config) as rt:
         app = console(rt)
         async with app.run_test(size=(120, 40)) as pilot:
             result = await rt.run_workflow("chatty")
@@ -205,10 +207,8 @@ async def test_a_dashboard_built_when_first_shown_is_complete_and_keeps_the_free
             await until(lambda: "wide" in screen_text(app) and "t000" in screen_text(app))
 
 
-async def test_freeze_stops_redraws_while_the_engine_keeps_running(make_config, runtime_for):
-    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
-                         dashboard=DASHBOARD)  # fmt: skip
-    async with runtime_for(config) as rt:
+async def test_freeze_stops_redraws_while_the_engine_keeps_running(panes_config, runtime_for):
+    async with runtime_for(panes_config) as rt:
         app = console(rt)
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("f")
@@ -224,10 +224,8 @@ async def test_freeze_stops_redraws_while_the_engine_keeps_running(make_config, 
             assert "FROZEN" not in screen_text(app)
 
 
-async def test_s_toggles_the_selected_schedule(make_config, runtime_for):
-    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
-                         dashboard=DASHBOARD)  # fmt: skip
-    async with runtime_for(config) as rt:
+async def test_s_toggles_the_selected_schedule(panes_config, runtime_for):
+    async with runtime_for(panes_config) as rt:
         app = console(rt)
         async with app.run_test(size=(120, 40)) as pilot:
             app.query_one("SchedulesPane").focus()
@@ -262,14 +260,12 @@ async def test_editing_the_dashboard_file_rebuilds_the_console(make_config, runt
             await until(lambda: "only alerts" in screen_text(app))
 
 
-async def test_a_broken_config_edit_shows_the_error_and_keeps_the_console(make_config,
+async def test_a_broken_config_edit_shows_the_error_and_keeps_the_console(panes_config,
                                                                           runtime_for):
-    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
-                         dashboard=DASHBOARD)  # fmt: skip
-    async with runtime_for(config) as rt:
+    async with runtime_for(panes_config) as rt:
         app = console(rt)
         async with app.run_test(size=(120, 40)) as pilot:
-            path = Path(config) / "l3-dashboard.yml"
+            path = Path(panes_config) / "l3-dashboard.yml"
             path.write_text(DASHBOARD.replace("task_queue", "task_queu"), encoding="utf-8")
             await pilot.press("ctrl+r")
             await until(lambda: any("config not applied" in n.message
@@ -308,10 +304,8 @@ async def test_a_read_only_dashboard_refuses_write_keys_with_a_notification(make
             assert "s Schedule on/off" in footer and "c Cancel" in footer  # shown, dimmed
 
 
-async def test_keys_remapped_by_id_work_and_show(make_config, runtime_for):
-    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
-                         dashboard=DASHBOARD)  # fmt: skip
-    async with runtime_for(config) as rt:
+async def test_keys_remapped_by_id_work_and_show(panes_config, runtime_for):
+    async with runtime_for(panes_config) as rt:
         app = ConsoleApp(rt, theme="l3-dark", ssh=False, keymap_overrides={"freeze": "f9"})
         async with app.run_test(size=(160, 40)) as pilot:
             await pilot.press("f")
@@ -321,12 +315,10 @@ async def test_keys_remapped_by_id_work_and_show(make_config, runtime_for):
             assert "f9 Freeze" in screen_text(app).splitlines()[-1]  # the footer shows it
 
 
-async def test_a_refresh_timer_firing_during_shutdown_draws_nothing(make_config, runtime_for):
+async def test_a_refresh_timer_firing_during_shutdown_draws_nothing(panes_config, runtime_for):
     """Textual's timers still fire while the app takes its widgets down; on a loaded machine
     the full-refresh timer did, and the exit raised NoMatches for the top bar."""
-    config = make_config(workflows(), actions=ACTIONS, scheduling=SCHEDULING,
-                         dashboard=DASHBOARD)  # fmt: skip
-    async with runtime_for(config) as rt:
+    async with runtime_for(panes_config) as rt:
         app = console(rt)
         async with app.run_test(size=(120, 40)):
             await until(lambda: app.snapshot is not None)
