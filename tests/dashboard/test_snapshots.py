@@ -44,16 +44,28 @@ def settle(*keys: str):
     def building(app) -> bool:  # a dashboard shown for the first time is built first
         return any(w.group == "dashboard-build" and not w.is_finished for w in app.workers)
 
-    async def run_before(pilot) -> None:
-        await pilot.press(*keys)
+    async def quiet(pilot) -> None:
+        app = pilot.app
         async with asyncio.timeout(30):
-            while building(pilot.app) or any(busy(s) for s in pilot.app.screen_stack):
+            while building(app) or any(busy(s) for s in app.screen_stack):
                 await pilot.pause(0.02)
         await pilot.pause()
+        # pause() lays out the top screen; a dashboard under a modal (`?`) is laid out by
+        # its own update timer, which a busy machine fires late: the snapshot caught its
+        # chart still "waiting for samples" although the plot was mounted. Lay it out now.
+        for screen in app._background_screens:
+            screen._on_timer_update()
+        await pilot.pause()
+
+    async def run_before(pilot) -> None:
+        await pilot.press(*keys)
+        await quiet(pilot)
         # What the next refresh tick would show (fixed clock and samples: the same picture),
         # so a dashboard laid out only after its first refresh is not caught half-filled.
+        # On a busy machine that refresh may be the first a chart gets: it plots after the
+        # next frame, so wait for that again (CI caught "waiting for samples" behind `?`).
         pilot.app.refresh_now(full=True)
-        await pilot.pause()
+        await quiet(pilot)
 
     return run_before
 
