@@ -160,6 +160,10 @@ class ConsoleApp(App[None]):
         view = views[index]
         switcher = self.query_one("#dashboards", ContentSwitcher)
         if view.parent is None:  # never shown yet: build it, then show it
+            # Hidden until shown (as ContentSwitcher.add_content does): laid out beside the
+            # current one it got half the height (a frame on a busy machine), and the
+            # current one a layout and a restyle for nothing.
+            view.display = False
             mounted = switcher.mount(view)
 
             async def built() -> None:

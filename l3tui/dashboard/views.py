@@ -211,6 +211,10 @@ class DashboardView(Vertical):
             self.compact = compact
             self.set_class(compact, "-compact")
             self._show_current()
+            if not compact:  # panes hidden until now missed the refreshes: draw the last one
+                for pane in self.panes:
+                    if pane.stale:
+                        pane.redraw_last()
             if compact and self.display and self.focused_pane() is not self.panes[self.current]:
                 self.panes[self.current].focus_target().focus()
         else:
