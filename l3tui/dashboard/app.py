@@ -18,7 +18,7 @@ from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.dom import DOMNode
 from textual.reactive import reactive
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher
 
@@ -73,6 +73,15 @@ DEFAULT_DASHBOARDS = DashboardFile.model_validate({"dashboards": {"main": {
 """Shown when the dashboard file defines none."""
 
 
+class DashboardsScreen(Screen[None]):
+    """The screen under the dialogs: the top bar, the dashboards, the footer. What takes
+    focus first is a pane body (`_switch` then focuses the dashboard's first focusable one,
+    usually the same): Textual's default picked the first pane frame, which handed focus to
+    its body, which `_switch` moved again, three restyles of the first paint's panes."""
+
+    AUTO_FOCUS = ".pane-body"
+
+
 class ConsoleApp(App[None]):
     """The l3tui console."""
 
@@ -125,6 +134,9 @@ class ConsoleApp(App[None]):
             self.set_keymap(self.keymap_overrides)
 
     # ------------------------------------------------------------------ composition
+
+    def get_default_screen(self) -> Screen[None]:
+        return DashboardsScreen(id="_default")
 
     def _dashboards(self) -> DashboardFile:
         found = self.api.dashboards()
