@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from textual import events
 from textual.actions import ActionParseResult
 from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
@@ -80,6 +81,15 @@ class DashboardsScreen(Screen[None]):
     its body, which `_switch` moved again, three restyles of the first paint's panes."""
 
     AUTO_FOCUS = ".pane-body"
+    _resumed = False
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Called before Screen's own handler. The first resume follows the compose, which
+        # styled every widget as it mounted: Textual's restyle of the whole screen then was
+        # the first paint's largest (~15 ms). Later resumes (a dialog closed) restyle.
+        if not self._resumed:
+            self._resumed = True
+            event.refresh_styles = False
 
 
 class ConsoleApp(App[None]):
