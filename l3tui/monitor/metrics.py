@@ -10,24 +10,11 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from l3tui.engine import events as ev
 from l3tui.engine.resources.usage import task_efficiency, total
 
 FAILED_STATES = frozenset({"failed", "timed_out"})
-
-
-@dataclass(frozen=True, slots=True)
-class FinishedTask:
-    at: float
-    duration_s: float
-    wait_s: float
-    state: str
-    declared_cpu: float = 0.0
-    declared_memory_mb: int = 0
-    cpu_s: float = 0.0
-    avg_rss: int = 0
 
 
 class MetricsCollector:
@@ -36,7 +23,9 @@ class MetricsCollector:
     def __init__(self, history: int = 3600, now: Callable[[], float] | None = None) -> None:
         self.history = history
         self._series: dict[str, deque[tuple[float, float]]] = {}
-        self._finished: deque[FinishedTask] = deque(maxlen=50_000)
+        self._finished: deque[ev.TaskFinished] = deque(maxlen=50_000)
+        """The events themselves (immutable by convention): a copy of the eight fields used
+        cost ~1 us per task to build; the events take ~70 bytes more each (~3.5 MB full)."""
         self.latest_sample: dict[str, object] = {}
         import time
 
@@ -50,12 +39,12 @@ class MetricsCollector:
             series = self._series[name] = deque(maxlen=self.history)
         series.append((at, value))
 
+    LISTENS = (ev.TaskFinished, ev.TaskMetric, ev.ResourceSampled)
+    """The events `on_event` looks at (`EventBus.add_listener(..., kinds=LISTENS)`)."""
+
     def on_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.TaskFinished):
-            self._finished.append(FinishedTask(event.at, event.duration_s, event.wait_s,
-                                               event.state, event.declared_cpu,
-                                               event.declared_memory_mb, event.cpu_s,
-                                               event.avg_rss))  # fmt: skip
+            self._finished.append(event)
         elif isinstance(event, ev.TaskMetric):
             self.record(f"task.{event.name}", event.at, event.value)
         elif isinstance(event, ev.ResourceSampled):
