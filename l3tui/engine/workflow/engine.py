@@ -167,11 +167,14 @@ class WorkflowEngine:
         execution.started_at = now
         ready = set(live.tracker.initial())
         waiting = []
+        runs, to_waiting = execution.tasks, TaskState.WAITING
         for task in live.definition.tasks:
             if task.id not in ready:
                 reason = f"waiting on {', '.join(task.dependencies)}"
-                self.transitions.move(execution, execution.tasks[task.id], TaskState.WAITING,
-                                      reason, announce=False)  # ExecutionStarted says it
+                run = runs[task.id]  # TaskTransitions.move(..., announce=False), inlined:
+                if to_waiting not in TASK_TRANSITIONS[run.state]:  # ExecutionStarted says it
+                    run.to(to_waiting)  # raises IllegalTransition
+                run.state, run.reason = to_waiting, reason
                 waiting.append((task.id, reason))
         self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id,
                                              waiting=tuple(waiting)))  # fmt: skip
