@@ -82,7 +82,7 @@ async def engine_run(definition: WorkflowDef) -> tuple[float, int]:
     state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))
     clock, bus = SystemClock(), EventBus()
     metrics = MetricsCollector()
-    bus.add_listener(metrics.on_event)
+    bus.add_listener(metrics.on_event, kinds=MetricsCollector.LISTENS)  # as Runtime does
     console = bus.subscribe("console", maxsize=10_000)
     scheduler = TaskScheduler(config.scheduling, clock)
     engine = WorkflowEngine(config, state, bus, scheduler, LocalExecutor(10 << 20, 1.0), clock)

@@ -180,8 +180,12 @@ class AlertManager:
 
     # ------------------------------------------------------------------ built-ins
 
+    LISTENS = (ev.ExecutionCreated, ev.ExecutionFinished, ev.TaskFinished, ev.DeadlineMissed,
+               ev.BottleneckChanged, ev.SystemNotice)
+    """The events `on_event` looks at (`EventBus.add_listener(..., kinds=LISTENS)`)."""
+
     def on_event(self, event: ev.Event) -> None:
-        """Bus listener: the built-in alerts."""
+        """Bus listener: the built-in alerts (of the `LISTENS` events; others are ignored)."""
         if self._held is not None:
             self._held.append(event)
             return

@@ -7,27 +7,13 @@ bounded ring buffers; the store keeps the long history.
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from l3tui.engine import events as ev
 from l3tui.engine.resources.usage import task_efficiency, total
 
 FAILED_STATES = frozenset({"failed", "timed_out"})
-
-
-@dataclass(frozen=True, slots=True)
-class FinishedTask:
-    at: float
-    duration_s: float
-    wait_s: float
-    state: str
-    declared_cpu: float = 0.0
-    declared_memory_mb: int = 0
-    cpu_s: float = 0.0
-    avg_rss: int = 0
 
 
 class MetricsCollector:
@@ -36,7 +22,9 @@ class MetricsCollector:
     def __init__(self, history: int = 3600, now: Callable[[], float] | None = None) -> None:
         self.history = history
         self._series: dict[str, deque[tuple[float, float]]] = {}
-        self._finished: deque[FinishedTask] = deque(maxlen=50_000)
+        self._finished: deque[ev.TaskFinished] = deque(maxlen=50_000)
+        """The events themselves (immutable by convention): a copy of the eight fields used
+        cost ~1 us per task to build; the events take ~70 bytes more each (~3.5 MB full)."""
         self.latest_sample: dict[str, object] = {}
         import time
 
@@ -50,12 +38,12 @@ class MetricsCollector:
             series = self._series[name] = deque(maxlen=self.history)
         series.append((at, value))
 
+    LISTENS = (ev.TaskFinished, ev.TaskMetric, ev.ResourceSampled)
+    """The events `on_event` looks at (`EventBus.add_listener(..., kinds=LISTENS)`)."""
+
     def on_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.TaskFinished):
-            self._finished.append(FinishedTask(event.at, event.duration_s, event.wait_s,
-                                               event.state, event.declared_cpu,
-                                               event.declared_memory_mb, event.cpu_s,
-                                               event.avg_rss))  # fmt: skip
+            self._finished.append(event)
         elif isinstance(event, ev.TaskMetric):
             self.record(f"task.{event.name}", event.at, event.value)
         elif isinstance(event, ev.ResourceSampled):
@@ -75,7 +63,7 @@ class MetricsCollector:
         """Once a second: engine figures that are states, not events."""
         self.record("queue_depth", at, float(queue_depth))
         self.record("running_tasks", at, float(running))
-        perf = self.performance(60.0, at)
+        perf = _rates(self._ran(60.0, at), 60.0)  # no usage figures: this runs every second
         self.record("throughput", at, perf["throughput_per_min"] or 0.0)
         self.record("error_rate", at, perf["error_rate_pct"] or 0.0)
         self.record("success_rate", at, perf["success_rate_pct"] or 0.0)
@@ -104,31 +92,29 @@ class MetricsCollector:
         data = self._series.get(name)
         return data[-1][1] if data else None
 
+    def _ran(self, window_s: float, now: float) -> list[ev.TaskFinished]:
+        """Tasks that ran (neither skipped nor cancelled) and finished within the window."""
+        cutoff = now - window_s
+        return [f for f in self._finished
+                if f.at >= cutoff and f.state not in ("skipped", "cancelled")]  # fmt: skip
+
     def performance(
         self, window_s: float, now: float | None = None
     ) -> dict[str, float | int | None]:
         now = now if now is not None else self._now()
         cutoff = now - window_s
-        recent = [f for f in self._finished if f.at >= cutoff]
-        ran = [f for f in recent if f.state not in ("skipped", "cancelled")]
-        durations = sorted(f.duration_s for f in ran)
-        waits = sorted(f.wait_s for f in ran)
-        failed = sum(1 for f in ran if f.state in FAILED_STATES)
-        ok = sum(1 for f in ran if f.state == "succeeded")
+        ran = self._ran(window_s, now)
+        # Only tasks that declared something allocate (task_efficiency of the others is
+        # zero): 30,000 tasks that declared nothing took ~120 ms to add up as zeros.
         used = total(task_efficiency(f.declared_cpu, f.declared_memory_mb, f.duration_s,
-                                     f.cpu_s, f.avg_rss) for f in ran)  # fmt: skip
+                                     f.cpu_s, f.avg_rss)
+                     for f in ran if f.declared_cpu or f.declared_memory_mb)  # fmt: skip
         busy = [v for t, v in self.series("busy_while_queued", window_s, now) if t >= cutoff]
         queued = sum(v for t, v in self.series("queued_interval_s", window_s, now)
                      if t >= cutoff)  # fmt: skip
         return {
             "window_s": window_s,
-            "finished_tasks": len(ran),
-            "p50_s": _quantile(durations, 0.5),
-            "p95_s": _quantile(durations, 0.95),
-            "throughput_per_min": len(ran) / (window_s / 60) if window_s else 0.0,
-            "error_rate_pct": 100.0 * failed / len(ran) if ran else 0.0,
-            "success_rate_pct": 100.0 * ok / len(ran) if ran else 0.0,
-            "queue_wait_p50_s": _quantile(waits, 0.5),
+            **_rates(ran, window_s),
             "cpu_efficiency_pct": used.cpu_pct,
             "memory_efficiency_pct": used.memory_pct,
             "busy_while_queued_pct": sum(busy) / len(busy) if busy else None,
@@ -136,9 +122,34 @@ class MetricsCollector:
         }
 
 
+def _rates(ran: list[ev.TaskFinished], window_s: float) -> dict[str, float | int | None]:
+    """Counts, rates and quantiles of the tasks that ran in a window."""
+    durations = sorted([f.duration_s for f in ran])
+    waits = sorted([f.wait_s for f in ran])
+    failed = ok = 0
+    for f in ran:
+        if f.state == "succeeded":
+            ok += 1
+        elif f.state in FAILED_STATES:
+            failed += 1
+    return {
+        "finished_tasks": len(ran),
+        "p50_s": _quantile(durations, 0.5),
+        "p95_s": _quantile(durations, 0.95),
+        "throughput_per_min": len(ran) / (window_s / 60) if window_s else 0.0,
+        "error_rate_pct": 100.0 * failed / len(ran) if ran else 0.0,
+        "success_rate_pct": 100.0 * ok / len(ran) if ran else 0.0,
+        "queue_wait_p50_s": _quantile(waits, 0.5),
+    }
+
+
 def _quantile(sorted_values: list[float], q: float) -> float | None:
     if not sorted_values:
         return None
     if len(sorted_values) == 1:
         return sorted_values[0]
-    return statistics.quantiles(sorted_values, n=100, method="inclusive")[round(q * 100) - 1]
+    # statistics.quantiles(n=100, method="inclusive")[i - 1], the one cut point computed
+    # with its formula (it sorted again and made all 99: ~2 ms at 30,000 values)
+    n, i = len(sorted_values), round(q * 100)
+    j, delta = divmod(i * (n - 1), 100)
+    return (sorted_values[j] * (100 - delta) + sorted_values[j + 1] * delta) / 100

@@ -125,10 +125,10 @@ class Runtime:
         self.engine = WorkflowEngine(config, self.state_dir, self.bus, self.scheduler,
                                      self.executors, self.clock, self.actor)  # fmt: skip
         self.metrics = MetricsCollector(history=sched.sampler.history, now=self.clock.time)
-        self.bus.add_listener(self.metrics.on_event)
+        self.bus.add_listener(self.metrics.on_event, kinds=MetricsCollector.LISTENS)
         self.alerts = AlertManager(self.bus, self.clock.time, config.dashboard.alerts,
                                    self.metrics, hold=record)  # fmt: skip
-        self.bus.add_listener(self.alerts.on_event)
+        self.bus.add_listener(self.alerts.on_event, kinds=AlertManager.LISTENS)
         self.watch_config = watch_config
         self.reloader = ConfigReloader(config, self._apply_config, self.bus, self.clock.time)
         self.engine.on_finished.append(self._on_execution_finished)
@@ -139,7 +139,7 @@ class Runtime:
         self.desk = ResourceDesk(self.resources, self.bus, self.clock,
                                  self.store if record else None)  # fmt: skip
         """Reservations and advice (kept in the store)."""
-        self.bus.add_listener(self.desk.on_event)
+        self.bus.add_listener(self.desk.on_event, kinds=(ev.ExecutionFinished,))  # all it uses
         if schedule_store is None:
             schedule_store = SqliteScheduleStore(self.store) if record else _Unrecorded()
         self.recurring = RecurringScheduler(config, self.clock, self.bus, schedule_store,

@@ -8,7 +8,7 @@ Pure and synchronous: no I/O, so a batch that failed to commit can be prepared a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from operator import attrgetter
@@ -67,8 +67,17 @@ def event_json(event: ev.Event) -> str:
     return _encode({name: getattr(event, name) for name in names})
 
 
+_COMMANDS: dict[tuple[str, ...], str] = {}
+"""Commands encoded before: most attempts run one of a few (every no-op's is `noop`)."""
+
+
 def _command(command: tuple[str, ...]) -> str:
-    return _encode_array(command) if command else "[]"
+    text = _COMMANDS.get(command)
+    if text is None:
+        if len(_COMMANDS) >= 4096:
+            _COMMANDS.clear()
+        text = _COMMANDS[command] = _encode_array(command) if command else "[]"
+    return text
 
 
 def event_fields(kind: str, data: str) -> dict[str, Any]:
@@ -150,12 +159,22 @@ class BatchBuilder:
     def build(self, events: Iterable[ev.Event]) -> Batch:
         batch = Batch()
         rows = batch.events
+        compact, task_events = _COMPACT_GET, _TASK_EVENTS
         for event in events:
-            if not isinstance(event, _NOT_IN_EVENTS):
+            cls = type(event)
+            get = compact.get(cls)
+            if get is not None and _chunks is not None:  # the three events per task, inline
+                values = get(event)  # execution_id first (COMPACT)
+                rows.append((event.at, event.kind, values[0], "".join(_chunks(values, 0))))
+            elif not isinstance(event, _NOT_IN_EVENTS):
                 rows.append((event.at, event.kind, getattr(event, "execution_id", None),
                              event_json(event)))  # fmt: skip
-            self._apply(batch, event)
-            if type(event) in AUDITED:  # most events (task ones) stand for no audit entry
+            apply = task_events.get(cls)
+            if apply is not None:
+                apply(batch, event)
+            else:
+                self._apply(batch, event)
+            if cls in AUDITED:  # most events (task ones) stand for no audit entry
                 batch.audit.extend(entries_for(event, self.default_actor, self.triggers))
         if len(self.triggers) > 10_000:  # executions that never finished in this process
             for key in list(self.triggers)[:5_000]:
@@ -165,47 +184,15 @@ class BatchBuilder:
     def _apply(self, b: Batch, e: ev.Event) -> None:
         at = e.at
         if isinstance(e, ev.TaskStateChanged):
-            values: dict[str, Any] = {"state": e.state, "reason": e.reason, "attempt": e.attempt}
-            if e.state == "queued":
-                values["queued_at"] = at
-            elif e.state == "interrupted":
-                values["finished_at"] = at
-                if e.attempt:
-                    _attempt(b, (e.execution_id, e.task_id, e.attempt),
-                             {"finished_at": at, "state": e.state, "error": e.reason})
-            _task(b, (e.execution_id, e.task_id), values)
+            _task_state(b, e)
         elif isinstance(e, ev.TaskFinished):
-            _task(b, (e.execution_id, e.task_id), {
-                "state": e.state, "exit_code": e.exit_code, "duration_s": e.duration_s,
-                "wait_s": e.wait_s, "reason": e.reason, "finished_at": at,
-                "peak_cpu_pct": e.peak_cpu_pct, "avg_cpu_pct": e.avg_cpu_pct,
-                "peak_rss": e.peak_rss, "avg_rss": e.avg_rss, "attempt": e.attempt,
-                "cpu_s": e.cpu_s,
-            })  # fmt: skip
-            if e.attempt:
-                _attempt(b, (e.execution_id, e.task_id, e.attempt), {
-                    "finished_at": at, "state": e.state, "exit_code": e.exit_code,
-                    "error": e.reason,
-                })  # fmt: skip
+            _task_finished(b, e)
         elif isinstance(e, ev.AttemptOpened):
             b.opened.append((e.execution_id, e.task_id, e.attempt, at, e.wait_s, e.log_path,
                              _command(e.command), e.execution_id, e.task_id))  # fmt: skip
             _task(b, (e.execution_id, e.task_id), {"attempt": e.attempt})
         elif isinstance(e, ev.TaskStarted):
-            started = (e.execution_id, e.task_id, e.attempt)
-            # Inserted again (replacing what AttemptOpened wrote); what came before it for
-            # this attempt in the batch is applied after the inserts, as before.
-            b.attempts[started] = {
-                "execution_id": e.execution_id, "task_id": e.task_id, "attempt": e.attempt,
-                "started_at": at, "wait_s": e.wait_s, "pid": e.pid, "pgid": e.pgid,
-                "proc_start": e.proc_start, "log_path": e.log_path,
-                "command": _command(e.command),
-            }  # fmt: skip
-            _task(b, (e.execution_id, e.task_id), {
-                "state": "running", "reason": "", "started_at": at, "attempt": e.attempt,
-                "pid": e.pid, "pgid": e.pgid, "proc_start": e.proc_start,
-                "log_path": e.log_path,
-            })  # fmt: skip
+            _task_started(b, e)
         elif isinstance(e, ev.TaskRetrying):
             _attempt(b, (e.execution_id, e.task_id, e.attempt),
                      {"finished_at": at, "state": e.state, "error": e.error,
@@ -282,3 +269,59 @@ class BatchBuilder:
             b.schedules.append((e.schedule_id, None, int(e.enabled), None, at))
         elif isinstance(e, ev.ScheduleFired):
             b.schedules.append((e.schedule_id, e.fire_time, None, e.outcome, at))
+
+
+# The three events of every task, found by their class (no isinstance chain) in `build`.
+
+
+def _task_state(b: Batch, e: ev.TaskStateChanged) -> None:
+    at = e.at
+    values: dict[str, Any] = {"state": e.state, "reason": e.reason, "attempt": e.attempt}
+    if e.state == "queued":
+        values["queued_at"] = at
+    elif e.state == "interrupted":
+        values["finished_at"] = at
+        if e.attempt:
+            _attempt(b, (e.execution_id, e.task_id, e.attempt),
+                     {"finished_at": at, "state": e.state, "error": e.reason})
+    _task(b, (e.execution_id, e.task_id), values)
+
+
+def _task_finished(b: Batch, e: ev.TaskFinished) -> None:
+    at = e.at
+    _task(b, (e.execution_id, e.task_id), {
+        "state": e.state, "exit_code": e.exit_code, "duration_s": e.duration_s,
+        "wait_s": e.wait_s, "reason": e.reason, "finished_at": at,
+        "peak_cpu_pct": e.peak_cpu_pct, "avg_cpu_pct": e.avg_cpu_pct,
+        "peak_rss": e.peak_rss, "avg_rss": e.avg_rss, "attempt": e.attempt,
+        "cpu_s": e.cpu_s,
+    })  # fmt: skip
+    if e.attempt:
+        _attempt(b, (e.execution_id, e.task_id, e.attempt), {
+            "finished_at": at, "state": e.state, "exit_code": e.exit_code,
+            "error": e.reason,
+        })  # fmt: skip
+
+
+def _task_started(b: Batch, e: ev.TaskStarted) -> None:
+    at = e.at
+    started = (e.execution_id, e.task_id, e.attempt)
+    # Inserted again (replacing what AttemptOpened wrote); what came before it for
+    # this attempt in the batch is applied after the inserts, as before.
+    b.attempts[started] = {
+        "execution_id": e.execution_id, "task_id": e.task_id, "attempt": e.attempt,
+        "started_at": at, "wait_s": e.wait_s, "pid": e.pid, "pgid": e.pgid,
+        "proc_start": e.proc_start, "log_path": e.log_path,
+        "command": _command(e.command),
+    }  # fmt: skip
+    _task(b, (e.execution_id, e.task_id), {
+        "state": "running", "reason": "", "started_at": at, "attempt": e.attempt,
+        "pid": e.pid, "pgid": e.pgid, "proc_start": e.proc_start,
+        "log_path": e.log_path,
+    })  # fmt: skip
+
+
+_TASK_EVENTS: dict[type[ev.Event], Callable[[Batch, Any], None]] = {
+    ev.TaskStateChanged: _task_state, ev.TaskStarted: _task_started,
+    ev.TaskFinished: _task_finished,
+}  # fmt: skip

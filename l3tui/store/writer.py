@@ -221,12 +221,11 @@ def _inserts(conn: sqlite3.Connection, rows: dict[Any, dict[str, Any]],
     statement's WHERE)."""
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in rows.values():
-        params = tuple(row.values())
-        if keys:
-            params += tuple(row[k] for k in keys)
-        group = groups.get(tuple(row))
+        params = (*row.values(), *[row[k] for k in keys]) if keys else tuple(row.values())
+        columns = tuple(row)
+        group = groups.get(columns)
         if group is None:
-            groups[tuple(row)] = [params]
+            groups[columns] = [params]
         else:
             group.append(params)
     for columns, params_list in groups.items():

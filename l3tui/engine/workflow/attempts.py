@@ -21,7 +21,7 @@ from l3tui.engine.actions.registry import ActionError, ActionRegistry, InProcess
 from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import CommandJob, Executor, Placement, SpawnError, TaskProcess
-from l3tui.engine.model import ExecState, Execution, TaskRun, TaskState
+from l3tui.engine.model import TASK_TRANSITIONS, ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.workflow.launch import CarryOn
 from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.timers import PausableTimer, TimeoutHeap
@@ -63,7 +63,10 @@ class AttemptRunner:
         wait = now - (run.queued_at or now)
         run.wait_s += wait
         run.started_at = now
-        self.transitions.move(execution, run, TaskState.RUNNING, announce=False)  # TaskStarted
+        # TaskTransitions.move(..., announce=False), inlined: TaskStarted announces it
+        if TaskState.RUNNING not in TASK_TRANSITIONS[run.state]:
+            run.to(TaskState.RUNNING)  # raises IllegalTransition
+        run.state, run.reason = TaskState.RUNNING, ""
         try:
             job = self.registry.in_process(task) or self.registry.resolve(
                 task, {**live.context, "l3.task_id": task.id, "l3.attempt": run.attempt},
@@ -73,7 +76,11 @@ class AttemptRunner:
             self._publish_started(execution, run, None, (), wait)
             return TaskState.FAILED, str(exc), None
         if isinstance(job, InProcessJob):  # `noop`: nothing acts, so nothing to wait for
-            self._publish_started(execution, run, None, (task.action,), wait, now)
+            self.bus.publish(ev.TaskStarted(
+                at=now, execution_id=execution.id, task_id=run.task_id, attempt=run.attempt,
+                pid=None, pgid=None, proc_start=None, log_path=run.log_path,
+                command=(task.action,), wait_s=wait,
+            ))  # fmt: skip
             return self._execute_in_process(run, job, attempt, now)
         placement = self._placement(live, run, task)
         return self._execute_process(live, run, job, attempt, wait, placement)
@@ -89,7 +96,7 @@ class AttemptRunner:
             waits_for = coro.send(None)
         except StopIteration as done:
             run.stop_running(self.clock.time())
-            return _in_process_outcome(done.value)
+            return SUCCEEDED if done.value == 0 else _in_process_outcome(done.value)
         except BaseException:
             run.stop_running(self.clock.time())
             raise
@@ -294,7 +301,10 @@ class AttemptRunner:
         return True
 
 
+SUCCEEDED: Outcome = (TaskState.SUCCEEDED, "", 0)
+
+
 def _in_process_outcome(code: int) -> Outcome:
     if code == 0:
-        return TaskState.SUCCEEDED, "", 0
+        return SUCCEEDED
     return TaskState.FAILED, f"exit code {code}", code

@@ -34,8 +34,9 @@ class ReadyTracker:
     def settle(self, node: str) -> list[str]:
         """Mark `node` as finished (any outcome); return dependants now free to be judged."""
         freed = []
+        waiting = self._waiting
         for child in self._dependants.get(node, ()):
-            self._waiting[child] -= 1
-            if self._waiting[child] == 0:
+            left = waiting[child] = waiting[child] - 1
+            if left == 0:
                 freed.append(child)
         return freed

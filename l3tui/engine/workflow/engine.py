@@ -28,6 +28,7 @@ from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import Executor
 from l3tui.engine.model import (
     TASK_FAILED_OR_LOST,
+    TASK_TRANSITIONS,
     ExecState,
     Execution,
     TaskRun,
@@ -166,11 +167,14 @@ class WorkflowEngine:
         execution.started_at = now
         ready = set(live.tracker.initial())
         waiting = []
+        runs, to_waiting = execution.tasks, TaskState.WAITING
         for task in live.definition.tasks:
             if task.id not in ready:
                 reason = f"waiting on {', '.join(task.dependencies)}"
-                self.transitions.move(execution, execution.tasks[task.id], TaskState.WAITING,
-                                      reason, announce=False)  # ExecutionStarted says it
+                run = runs[task.id]  # TaskTransitions.move(..., announce=False), inlined:
+                if to_waiting not in TASK_TRANSITIONS[run.state]:  # ExecutionStarted says it
+                    run.to(to_waiting)  # raises IllegalTransition
+                run.state, run.reason = to_waiting, reason
                 waiting.append((task.id, reason))
         self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id,
                                              waiting=tuple(waiting)))  # fmt: skip
@@ -327,7 +331,9 @@ class WorkflowEngine:
 
     def _end_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt,
                      ended: Outcome) -> None:  # fmt: skip
-        self._release(attempt)
+        self.scheduler.release(attempt.entry)  # _release, inlined
+        if attempt.timer is not None:
+            attempt.timer.cancel()
         outcome, reason, exit_code = ended
         execution = live.execution
         run = execution.tasks[task_id]
@@ -350,18 +356,23 @@ class WorkflowEngine:
                      ) -> None:  # fmt: skip
         execution = live.execution
         now = self.clock.time()
-        if run.state != state:
-            self.transitions.move(execution, run, state, reason, announce=False)  # TaskFinished
+        if run.state != state:  # TaskTransitions.move(..., announce=False), inlined
+            if state not in TASK_TRANSITIONS[run.state]:
+                run.to(state)  # raises IllegalTransition
+            run.state = state
+            run.reason = reason  # TaskFinished announces it
         live.unfinished -= 1
         run.finished_at = now
-        # Measured and declared figures as the record holds them (the averages rounded).
+        # Measured and declared figures as the record holds them (the averages rounded;
+        # round() only when there is something to round: most in-process tasks have none).
+        avg_cpu, cpu_s = run.avg_cpu_pct, run.cpu_s + run.attempt_cpu_s
         self.bus.publish(ev.TaskFinished(
             at=now, execution_id=execution.id, task_id=run.task_id, state=state,
             attempt=run.attempt, exit_code=run.exit_code, duration_s=run.active_s,
             wait_s=run.wait_s, reason=reason, peak_cpu_pct=run.peak_cpu_pct,
-            peak_rss=run.peak_rss, avg_cpu_pct=round(run.avg_cpu_pct, 1), avg_rss=run.avg_rss,
-            cpu_s=round(run.cpu_s + run.attempt_cpu_s, 3), declared_cpu=run.declared_cpu,
-            declared_memory_mb=run.declared_memory_mb,
+            peak_rss=run.peak_rss, avg_cpu_pct=round(avg_cpu, 1) if avg_cpu else avg_cpu,
+            avg_rss=run.avg_rss, cpu_s=round(cpu_s, 3) if cpu_s else cpu_s,
+            declared_cpu=run.declared_cpu, declared_memory_mb=run.declared_memory_mb,
         ))  # fmt: skip
         for child in live.tracker.settle(run.task_id):  # its dependants
             if not execution.tasks[child].state.terminal:

@@ -31,7 +31,7 @@ BeginAttempt = Callable[[LiveExecution, str, Attempt], Coroutine[Any, Any, None]
 class Launcher:
     """Begins admitted attempts in admission order, a batch per loop turn."""
 
-    __slots__ = ("_begin", "_live", "_loop", "_pending", "_scheduled")
+    __slots__ = ("_begin", "_in_batch", "_live", "_loop", "_pending", "_scheduled")
 
     def __init__(self, begin: BeginAttempt, live: Mapping[str, LiveExecution]) -> None:
         self._begin = begin
@@ -40,12 +40,16 @@ class Launcher:
         self._pending: deque[tuple[LiveExecution, str, Attempt]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
+        self._in_batch = False
+        """A batch is being begun: what is admitted now joins it (no loop look-up)."""
 
     def admit(self, entry: QueueEntry) -> None:
         """The scheduler admitted this entry: begin its attempt soon (within this loop
         turn's batch, or the next turn)."""
         live = self._live[entry.execution_id]
         self._pending.append((live, entry.task_id, live.attempts[entry.task_id]))
+        if self._in_batch:  # admitted by an attempt that ended in this batch: it joins it
+            return
         loop = asyncio.get_running_loop()
         if not self._scheduled or loop is not self._loop:
             self._loop, self._scheduled = loop, True
@@ -55,6 +59,18 @@ class Launcher:
         pending, loop = self._pending, self._loop
         assert loop is not None
         # Attempts admitted while this batch runs (dependants of those that end) join it.
+        self._in_batch = True
+        try:
+            self._begin_some(pending, loop)
+        finally:
+            self._in_batch = False
+        if pending:
+            loop.call_soon(self._begin_batch)
+        else:
+            self._scheduled = False
+
+    def _begin_some(self, pending: deque[tuple[LiveExecution, str, Attempt]],
+                    loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
         for _ in range(BATCH):
             if not pending:
                 break
@@ -72,10 +88,6 @@ class Launcher:
                 continue
             attempt.job_task = loop.create_task(CarryOn(coro, waits_for),
                                                 name=f"{live.execution.id}/{task_id}")  # fmt: skip
-        if pending:
-            loop.call_soon(self._begin_batch)
-        else:
-            self._scheduled = False
 
 
 class CarryOn(Coroutine[Any, Any, T]):

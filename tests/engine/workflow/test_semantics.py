@@ -331,6 +331,28 @@ async def test_a_failing_listener_does_not_stop_publishing():
     assert len(seen) == 1
 
 
+def test_a_listener_of_some_kinds_sees_only_those_in_publication_order():
+    bus = EventBus()
+    calls: list[tuple[str, str]] = []
+    bus.add_listener(lambda e: calls.append(("all", e.kind)))
+    remove = bus.add_listener(lambda e: calls.append(("notices", e.kind)),
+                              kinds=(ev.SystemNotice,))  # fmt: skip
+    bus.add_listener(lambda e: calls.append(("last", e.kind)))
+    notice = ev.SystemNotice(at=0.0, topic="t", message="m")
+    paused = ev.ExecutionPaused(at=0.0, execution_id="e")
+    bus.publish(notice)
+    bus.publish(paused)
+    assert calls == [("all", "system_notice"), ("notices", "system_notice"),
+                     ("last", "system_notice"), ("all", "execution_paused"),
+                     ("last", "execution_paused")]  # fmt: skip
+    calls.clear()
+    remove()  # the routes made before are not kept
+    bus.add_listener(lambda e: calls.append(("new", e.kind)), kinds=(ev.Event,))
+    bus.publish(notice)
+    assert calls == [("all", "system_notice"), ("last", "system_notice"),
+                     ("new", "system_notice")]  # fmt: skip
+
+
 def test_param_coercion_errors_are_usage_errors():
     from l3tui.config.schema import ParamSpec
     from l3tui.engine.workflow.templates import coerce
