@@ -26,6 +26,7 @@ from l3tui.engine.scheduling.admission import (
 )
 from l3tui.engine.scheduling.aging import AgingLadder
 from l3tui.engine.scheduling.queue_entry import (
+    INF,
     Blocker,
     MainBlocker,
     Outside,
@@ -50,6 +51,7 @@ class Parking:
     _sizes: dict[str, int]
     _reserved: dict[str, int]
     _draining: str
+    _calm_until: float
     _standins: dict[QueueEntry, Blocker]
     aging: AgingLadder
     book: ReservationBook
@@ -176,6 +178,13 @@ class Parking:
         expiries = self.ledger.expiries
         if expiries and expiries[0][0] <= now:
             self.ledger.expire()
+        timers = self.timed.timed or self.ledger.expiries or self.book.upcoming
+        self._calm_until = -INF if timers else self.aging.due
+
+    def _timers_added(self) -> None:
+        """A not_before, ledger expiry or reservation is pending: release leaves the next
+        admission to `pump`, which applies what is due first."""
+        self._calm_until = -INF
 
     def _held_cause(self, entry: QueueEntry) -> Blocker:
         key: str | tuple[str, str] = (
@@ -200,6 +209,7 @@ class Parking:
 
     def _park(self, entry: QueueEntry, blocker: Blocker, mono: float) -> None:
         if blocker is self.timed:
+            self._calm_until = -INF
             if self.timed.park(entry):
                 self.timers_changed.set()  # the timer loop may be sleeping past this time
         elif isinstance(blocker, HeldBlocker):

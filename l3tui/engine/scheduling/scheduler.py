@@ -88,9 +88,6 @@ class TaskScheduler(Parking):
         self._by_execution = self.index.by_execution
         self._main_heap = self.main.heap
         self._delegates = self.main.delegates
-        self._timed_heap = self.timed.timed
-        self._expiries = self.ledger.expiries
-        self._upcoming = self.book.upcoming
         self._sizes, self._reserved = self.slots.pool_sizes, self.book.pool_reserved
         """The same objects, one attribute away: the admission loop reads them per task."""
         self._standins: dict[QueueEntry, Blocker] = {}
@@ -101,6 +98,12 @@ class TaskScheduler(Parking):
         """`_submitted` plus this: at most the entries the index holds, queued or not (a
         newer entry of a task is not taken off); past `_prune_at` it forgets the others."""
         self._last_mono = -INF
+        self._calm_until = -INF
+        """Monotonic time before which nothing is due: the next aging step, or -inf while a
+        not_before, a ledger expiry or a reservation is pending (then `pump` applies them;
+        `apply_due` sets it again, whatever adds one of those lowers it)."""
+        self.ledger.on_timed(self._timers_added)
+        self.book.on_timed(self._timers_added)
         self._pumping = False
         self._again = False
         self.timers_changed = asyncio.Event()
@@ -110,6 +113,7 @@ class TaskScheduler(Parking):
     def configure(self, settings: Scheduling) -> None:
         """Apply (new) limits; waiting entries are re-judged against them."""
         self.settings = settings
+        self._calm_until = -INF  # the aging ladder changes: the next `pump` looks again
         limits = settings.resource_limits
         self.max_concurrent = limits.max_concurrent_tasks
         self.slots.resize_pools(settings.pools)
@@ -169,7 +173,8 @@ class TaskScheduler(Parking):
         level0 = self._level0
         if level0 is not None:  # AgingLadder.add, inlined
             if not level0:
-                self.aging.due = min(self.aging.due, mono + self.aging.interval)
+                due = self.aging.due = min(self.aging.due, mono + self.aging.interval)
+                self._calm_until = min(self._calm_until, due)
             level0.append(entry)
         self._submitted += 1
         needs = entry._needs
@@ -238,7 +243,7 @@ class TaskScheduler(Parking):
         elif not needs.plain:
             for blocker in self.slots.give_back(entry):
                 self._wake(blocker)
-        if not running and self._gate_closed:
+        if self._gate_closed and not running:
             self._wake(self.load)  # CPU alone no longer holds one task back
         if self._quick and len(running) < self.max_concurrent:
             heap, delegates = self._main_heap, self._delegates
@@ -250,15 +255,12 @@ class TaskScheduler(Parking):
                 wants = head._needs
                 one = wants.one_pool
                 mono = self._monotonic()
-                if (item[3] == head._gen and mono < self.aging.due
+                if (item[3] == head._gen and mono < self._calm_until
                         and (wants.plain or (one is not None and self.pool_used.get(one[0], 0)
                              + one[1] + self._reserved.get(one[0], 0)
-                             <= self._sizes.get(one[0], 0)))
-                        and not (self._timed_heap or self._expiries
-                                 or self._upcoming)):  # fmt: skip
-                    _heappop(heap)
+                             <= self._sizes.get(one[0], 0)))):  # fmt: skip
+                    _heappop(heap)  # its only current item: no other is left to make stale
                     head._home = ADMITTED
-                    head._gen += 1
                     self.wait_totals[head._cause] += mono - head._cause_since
                     running.add(head)
                     self.admitted_total += 1  # and so `version` and `queue_length`
@@ -348,8 +350,7 @@ class TaskScheduler(Parking):
             while again:
                 self._again = False
                 mono = self._monotonic()
-                if (self.aging.due <= mono or self._timed_heap or self._expiries
-                        or self._upcoming):  # fmt: skip
+                if mono >= self._calm_until:
                     self.apply_due(mono, self._time())
                 while len(running) < limit:
                     if delegates and (not main or delegates[0] < main[0]):
@@ -384,8 +385,7 @@ class TaskScheduler(Parking):
                                 self._wake(origin)  # its next-best takes the delegate's place
                             continue
                     # admitted: it leaves the queue (_leave_queue, inlined; the index prunes later)
-                    entry._home = ADMITTED
-                    entry._gen += 1  # every heap item of it is stale from now on
+                    entry._home = ADMITTED  # (its item, popped, was its only current one)
                     if entry._cause == "concurrency":
                         waited += mono - entry._cause_since
                     else:
