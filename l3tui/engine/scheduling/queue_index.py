@@ -20,7 +20,14 @@ import itertools
 from collections.abc import Iterator
 from operator import attrgetter
 
-from l3tui.engine.scheduling.queue_entry import ADMITTED, WITHDRAWN, QueueEntry, waiting
+from l3tui.engine.scheduling.queue_entry import (
+    ADMITTED,
+    WITHDRAWN,
+    Blocker,
+    HeapItem,
+    QueueEntry,
+    waiting,
+)
 
 _arrival = attrgetter("enqueued_mono")
 
@@ -95,3 +102,34 @@ class QueueIndex:
             if waiting(entry):
                 out.append(entry)
         return out
+
+
+def first_in_dispatch_order(heaps: list[tuple[list[HeapItem], Blocker]],
+                            others: list[QueueEntry], limit: int,
+                            budget: int) -> list[QueueEntry] | None:  # fmt: skip
+    """The first `limit` entries in dispatch order of these heaps (each with the home its
+    live items' entries have) and of `others` (entries kept bare: held, timed). Each heap is
+    walked from its root, a child never before its parent, so the head of 100,000 queued
+    costs what it shows, not a pass over all. None once more than `budget` items were looked
+    at (stale items of entries withdrawn en masse): then a pass over all is cheaper."""
+    frontier = [(heap[0][:4], n, 0) for n, (heap, _) in enumerate(heaps) if heap]
+    heapq.heapify(frontier)
+    out: list[QueueEntry] = []
+    seen: set[QueueEntry] = set()
+    while frontier and len(out) < limit:
+        _, n, pos = heapq.heappop(frontier)
+        heap, home = heaps[n]
+        item = heap[pos]
+        entry = item[4]
+        if item[3] == entry._gen and entry._home is home and entry not in seen:
+            seen.add(entry)
+            out.append(entry)
+        budget -= 1
+        if budget < 0:
+            return None
+        for child in (2 * pos + 1, 2 * pos + 2):
+            if child < len(heap):
+                heapq.heappush(frontier, (heap[child][:4], n, child))
+    rest = heapq.nsmallest(limit, (e for e in dict.fromkeys(others) if e not in seen),
+                           key=dispatch_key)  # fmt: skip
+    return list(itertools.islice(heapq.merge(out, rest, key=dispatch_key), limit))

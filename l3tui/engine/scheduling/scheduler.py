@@ -71,8 +71,9 @@ class TaskScheduler(Parking):
         self._version = 0
         """With arrivals and admissions, the queue's `version` (each counted once, here)."""
         self._draining = ""  # `draining`
-        self.wait_totals: defaultdict[str, float] = defaultdict(float)
-        """Seconds tasks have waited, by cause (memory, cpu, pool:NAME, concurrency, ...)."""
+        self._totals: defaultdict[str, float] = defaultdict(float)
+        self._waited = 0.0
+        """`wait_totals`, less what release admitted after waiting on "concurrency" alone."""
         self.queued_memory_mb = 0
         self.admitted_total = 0
         self.parked_total = 0
@@ -100,12 +101,10 @@ class TaskScheduler(Parking):
         self._last_mono = -INF
         self._calm_until = -INF
         """Monotonic time before which nothing is due: the next aging step, or -inf while a
-        not_before, a ledger expiry or a reservation is pending (then `pump` applies them;
-        `apply_due` sets it again, whatever adds one of those lowers it)."""
+        not_before, ledger expiry or reservation is pending (`apply_due` sets it, see there)."""
         self.ledger.on_timed(self._timers_added)
         self.book.on_timed(self._timers_added)
-        self._pumping = False
-        self._again = False
+        self._pumping = self._again = False
         self.timers_changed = asyncio.Event()
         self.configure(settings)
         self.load = LoadBlocker(self.gate, self.running)
@@ -245,7 +244,7 @@ class TaskScheduler(Parking):
                 self._wake(blocker)
         if self._gate_closed and not running:
             self._wake(self.load)  # CPU alone no longer holds one task back
-        if self._quick and len(running) < self.max_concurrent:
+        if len(running) < self._quick_limit:
             heap, delegates = self._main_heap, self._delegates
             if delegates and (not heap or delegates[0] < heap[0]):
                 heap = delegates
@@ -261,7 +260,10 @@ class TaskScheduler(Parking):
                              <= self._sizes.get(one[0], 0)))):  # fmt: skip
                     _heappop(heap)  # its only current item: no other is left to make stale
                     head._home = ADMITTED
-                    self.wait_totals[head._cause] += mono - head._cause_since
+                    if head._cause == "concurrency":
+                        self._waited += mono - head._cause_since
+                    else:
+                        self._totals[head._cause] += mono - head._cause_since
                     running.add(head)
                     self.admitted_total += 1  # and so `version` and `queue_length`
                     origin = self._standins.pop(head, None) if self._standins else None
@@ -296,8 +298,10 @@ class TaskScheduler(Parking):
         return self.index.get(execution_id, task_id)
 
     def queue(self, priority: int | None = None, limit: int | None = None) -> list[QueueEntry]:
-        """Queued entries in dispatch order (see `QueueIndex.in_dispatch_order`)."""
-        return self.index.in_dispatch_order(priority, limit)
+        """Queued entries in dispatch order: the head off the heaps' tops when that is all
+        that is asked, else from the index (see `QueueIndex.in_dispatch_order`)."""
+        head = self.heads(limit) if limit is not None and priority is None else None
+        return head if head is not None else self.index.in_dispatch_order(priority, limit)
 
     def reason_for(self, entry: QueueEntry) -> str:
         return explain(self, entry)
@@ -338,7 +342,7 @@ class TaskScheduler(Parking):
         if self._pumping:  # re-entered from a callback: the running pump goes round again
             self._again = True
             return 0
-        self._pumping, self._quick = True, False
+        self._pumping, self._quick_limit = True, 0
         main = self._main_heap
         delegates = self._delegates
         standins = self._standins
@@ -389,7 +393,7 @@ class TaskScheduler(Parking):
                     if entry._cause == "concurrency":
                         waited += mono - entry._cause_since
                     else:
-                        self.wait_totals[entry._cause] += mono - entry._cause_since
+                        self._totals[entry._cause] += mono - entry._cause_since
                     running.add(entry)
                     admitted += 1
                     if one is not None:  # Slots.take, inlined
@@ -408,14 +412,14 @@ class TaskScheduler(Parking):
                 again = self._again and len(running) < limit
         finally:
             self._pumping = False
-            self._quick = self._fast and not self._draining
+            self._quick_limit = self.max_concurrent if self._fast and not self._draining else 0
             if admitted:
                 self.admitted_total += admitted  # and so `version` and `queue_length`
-                self.wait_totals["concurrency"] += waited
+                self._waited += waited
         return admitted
 
     def _leave_queue(self, entry: QueueEntry, mono: float) -> None:
-        totals = self.wait_totals
+        totals = self._totals
         totals[entry._cause] += mono - entry._cause_since
         if self.index.remove(entry):
             self._index_offset -= 1
