@@ -285,6 +285,9 @@ class TaskScheduler(Parking):
                         log.exception("on_admit of %s/%s failed", head.execution_id, head.task_id)
                         self.release(head)
                     return
+            elif self._monotonic() < self._calm_until:  # nothing queued, nothing due: no pass
+                self._version += 1
+                return
         if self.pump() == 0:
             self._version += 1  # (an admission bumps it too)
 
