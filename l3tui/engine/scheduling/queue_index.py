@@ -10,7 +10,9 @@ Admission does not touch it: an entry that left the queue is skipped when read a
 forgotten by `prune`, which the scheduler calls once the index holds more such entries
 than queued ones. (Removing each admitted entry at once cost a cache miss or two per task,
 the largest single cost of an admission with 100,000 queued; pruning walks the dicts in
-memory order, a few at a time.)
+memory order, a few at a time.) Arrival does not touch the dicts either: submit appends
+the entry to `pending`, and the first read files those still queued, so a task admitted
+before anyone looked never costs a hash or a dict slot here.
 """
 
 from __future__ import annotations
@@ -40,14 +42,37 @@ class QueueIndex:
     """Entries by execution, then task, each execution's in arrival order; entries that
     left the queue linger until `prune` (every read skips them)."""
 
-    __slots__ = ("by_execution",)
+    __slots__ = ("by_execution", "pending")
 
     def __init__(self) -> None:
         self.by_execution: dict[str, dict[str, QueueEntry]] = {}
-        """Filled by the scheduler's submit (inlined there: it is per task)."""
+        """Filed from `pending` by every read."""
+        self.pending: list[QueueEntry] = []
+        """Arrivals not filed yet, in arrival order (the scheduler's submit appends)."""
+
+    def file(self) -> None:
+        """File the arrivals still queued: each goes last in its execution's dict (a newer
+        entry of a task replaces an older one). Those that left the queue before anyone
+        looked cost nothing more (most tasks of a busy engine: no hashing, no dict slot)."""
+        pending = self.pending
+        if not pending:
+            return
+        by_execution = self.by_execution
+        gone = (None, ADMITTED, WITHDRAWN)  # `waiting`, inlined: per arrival
+        for entry in pending:
+            if entry._home in gone:
+                continue
+            tasks = by_execution.get(entry.execution_id)
+            if tasks is None:
+                tasks = by_execution[entry.execution_id] = {}
+            else:
+                tasks.pop(entry.task_id, None)  # it goes last: arrival order
+            tasks[entry.task_id] = entry
+        pending.clear()
 
     def remove(self, entry: QueueEntry) -> bool:
         """Forget `entry` now (not another entry queued later for the same task)."""
+        self.file()
         tasks = self.by_execution.get(entry.execution_id)
         if tasks is None or tasks.get(entry.task_id) is not entry:
             return False
@@ -59,6 +84,7 @@ class QueueIndex:
     def prune(self) -> int:
         """Forget every entry that left the queue: O(entries held), in memory order.
         Returns how many it holds now."""
+        self.file()
         kept: dict[str, dict[str, QueueEntry]] = {}
         size = 0
         for execution_id, tasks in self.by_execution.items():
@@ -71,11 +97,13 @@ class QueueIndex:
         return size
 
     def get(self, execution_id: str, task_id: str) -> QueueEntry | None:
+        self.file()
         tasks = self.by_execution.get(execution_id)
         entry = tasks.get(task_id) if tasks is not None else None
         return entry if entry is not None and waiting(entry) else None
 
     def __iter__(self) -> Iterator[QueueEntry]:
+        self.file()
         every = itertools.chain.from_iterable(t.values() for t in self.by_execution.values())
         return filter(waiting, every)
 
@@ -84,6 +112,7 @@ class QueueIndex:
         """Queued entries in dispatch order (optionally of one base priority level). With a
         `limit`, only the first ones are ordered and no key is kept for the rest: a pane
         showing 30 of 100,000 costs one pass and 30 small tuples, not 100,000."""
+        self.file()
         gone = (None, ADMITTED, WITHDRAWN)  # `waiting`, inlined: this walks every entry
         chosen = [e for tasks in self.by_execution.values() for e in tasks.values()
                   if e._home not in gone and (priority is None or e.priority == priority)]
@@ -94,6 +123,7 @@ class QueueIndex:
     def oldest(self, cutoff: float, cap: int) -> list[QueueEntry]:
         """Up to `cap` entries queued at or before monotonic `cutoff`, oldest first: the
         executions' own arrival orders merged."""
+        self.file()
         out: list[QueueEntry] = []
         merged = heapq.merge(*(t.values() for t in self.by_execution.values()), key=_arrival)
         for entry in merged:

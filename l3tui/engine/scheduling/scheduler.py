@@ -86,7 +86,7 @@ class TaskScheduler(Parking):
         """Slots in use (the same dicts `slots` keeps)."""
         self.timed = TimeBlocker()
         self.index = QueueIndex()
-        self._by_execution = self.index.by_execution
+        self._arrivals = self.index.pending.append
         self._main_heap = self.main.heap
         self._delegates = self.main.delegates
         self._sizes, self._reserved = self.slots.pool_sizes, self.book.pool_reserved
@@ -161,12 +161,7 @@ class TaskScheduler(Parking):
         if mono <= self._last_mono:  # the clock did not move: arrival order still must
             mono = math.nextafter(self._last_mono, INF)
         self._last_mono = entry.enqueued_mono = entry._cause_since = mono
-        tasks = self._by_execution.get(entry.execution_id)  # QueueIndex.add, inlined
-        if tasks is None:
-            tasks = self._by_execution[entry.execution_id] = {}
-        elif entry.task_id in tasks:
-            del tasks[entry.task_id]  # a newer entry for the task goes last: arrival order
-        tasks[entry.task_id] = entry
+        self._arrivals(entry)  # filed in the index when someone reads it (if still queued)
         if self._submitted >= self._prune_at:  # looked at once per 4,096 arrivals
             self._prune()
         level0 = self._level0
