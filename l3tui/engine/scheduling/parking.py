@@ -70,11 +70,22 @@ class Parking:
     timed: TimeBlocker
     timers_changed: asyncio.Event
     _version: int
+    _submitted: int
+    admitted_total: int
     _totals: defaultdict[str, float]
     _waited: float
 
     def pump(self) -> int:
         raise NotImplementedError
+
+    @property
+    def version(self) -> int:
+        """Changes on every change of the queue, so views can cache."""
+        return self._version + self._submitted + self.admitted_total
+
+    @version.setter
+    def version(self, value: int) -> None:
+        self._version = value - self._submitted - self.admitted_total
 
     @property
     def wait_totals(self) -> defaultdict[str, float]:

@@ -136,15 +136,6 @@ class TaskScheduler(Parking):
             self.pump()
 
     @property
-    def version(self) -> int:
-        """Changes on every change of the queue, so views can cache."""
-        return self._version + self._submitted + self.admitted_total
-
-    @version.setter
-    def version(self, value: int) -> None:
-        self._version = value - self._submitted - self.admitted_total
-
-    @property
     def wall_offset(self) -> float:
         """Wall minus monotonic time, now: entries keep only their monotonic time."""
         return self._time() - self._monotonic()
@@ -200,6 +191,13 @@ class TaskScheduler(Parking):
                 if cause is not None:
                     self._park(entry, cause, mono)
                     return
+        if (not full and needs.plain and not self._main_heap and not self._delegates
+                and mono < self._calm_until and len(self.running) < self._quick_limit):
+            entry._home = ADMITTED  # nothing else queued, nothing due: it starts, no pass
+            self.running.add(entry)
+            self.admitted_total += 1  # and so `version` and `queue_length`
+            self._hand_over(entry)
+            return
         entry._home = self.main
         _heappush(self._main_heap, (-entry.priority, needs.key_deadline, mono, entry._gen,
                                     entry))  # fmt: skip
