@@ -1,12 +1,12 @@
 """Field types shared by every config model: ids, timezones, cron expressions, durations,
 percentages, priorities, placeholders, and `Model`, the strict base class (unknown keys are
-errors; fields carry the docstrings `l3tui validate --explain` prints)."""
+errors; fields carry the docstrings `l3tui validate --explain` prints, as descriptions)."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     Field,
 )
 
+from l3tui.config.docstrings import describe_fields
 from l3tui.config.durations import DurationMs
 
 IDENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -97,6 +98,13 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         coerce_numbers_to_str=True,
-        use_attribute_docstrings=True,
         validate_default=False,
     )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # Not `use_attribute_docstrings`: its source lookup cost 65-90 ms of every start
+        # (docstrings.py). Set once the class is complete: nothing reads the config models'
+        # JSON Schema, `--explain` reads the fields.
+        super().__pydantic_init_subclass__(**kwargs)
+        describe_fields(cls)

@@ -7,6 +7,7 @@ Parsing only: nothing here looks at the config, the store or the clock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from l3tui.config.docstrings import describe_fields
 from l3tui.config.durations import DurationMs, parse_duration_ms
 from l3tui.config.fields import Identifier, PriorityRef
 from l3tui.config.quantities import memory_mb
@@ -98,9 +100,23 @@ When = Annotated[
 duration from when the decision was received (`30m`, or milliseconds)."""
 
 
-class _Decision(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
-                              str_max_length=MAX_DECISION_BYTES)  # fmt: skip
+class _Documented(BaseModel):
+    """Fields described by their docstrings (the published schema carries them), and built
+    on first use: a console that never receives a decision does not pay for building these
+    validators at start (~35 ms)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # Not `use_attribute_docstrings`: its source lookup is slow (config/docstrings.py).
+        # The schema is built later (defer_build), so it has the descriptions.
+        super().__pydantic_init_subclass__(**kwargs)
+        describe_fields(cls)
+
+
+class _Decision(_Documented):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=MAX_DECISION_BYTES)
 
     id: DecisionId
     """The idempotency key: a decision with an id already received acts no more."""
@@ -140,10 +156,10 @@ class InstantiateTemplate(_RunDecision):
     """Values for the template's declared params (checked as `l3tui run -p` checks them)."""
 
 
-class TaskSpec(BaseModel):
+class TaskSpec(_Documented):
     """One action with its parameters, run as a task of its own."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Identifier | None = None
     """The task's id within a batch (default: t1, t2, ... in order)."""
@@ -314,12 +330,17 @@ Decision = Annotated[
 AnyDecision = (RunWorkflow | InstantiateTemplate | RunTask | RunBatch | Cancel | Pause | Resume
                | AnalysisUpdate | Reserve | CancelReservation)  # fmt: skip
 RUN_KINDS = frozenset({"run_workflow", "instantiate_template", "run_task", "run_batch"})
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(Decision)
+
+
+@functools.cache
+def _adapter() -> TypeAdapter[Any]:
+    """Built on first use, as the models are."""
+    return TypeAdapter(Decision)
 
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a decision (`l3tui schema decision`)."""
-    schema = _ADAPTER.json_schema()
+    schema = _adapter().json_schema()
     schema["title"] = "l3tui decision"
     schema["description"] = ("A decision sent to l3tui (inbox file, `l3tui submit`, or the "
                              "daemon's socket). One JSON object of at most 1 MiB.")
@@ -377,7 +398,7 @@ def validate_decision(obj: Any) -> AnyDecision:
         raise DecisionError(f"unknown kind {str(kind)[:60]!r} (one of: {', '.join(KINDS)})",
                             decision_id=decision_id)  # fmt: skip
     try:
-        model = _ADAPTER.validate_python(obj)
+        model = _adapter().validate_python(obj)
     except ValidationError as exc:
         errors = [_located(e) for e in exc.errors()]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

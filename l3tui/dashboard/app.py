@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from textual import events
 from textual.actions import ActionParseResult
 from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.dom import DOMNode
 from textual.reactive import reactive
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher
 
@@ -71,6 +72,24 @@ DEFAULT_DASHBOARDS = DashboardFile.model_validate({"dashboards": {"main": {
         {"type": "alerts", "title": "alerts"},
     ]}}})  # fmt: skip
 """Shown when the dashboard file defines none."""
+
+
+class DashboardsScreen(Screen[None]):
+    """The screen under the dialogs: the top bar, the dashboards, the footer. What takes
+    focus first is a pane body (`_switch` then focuses the dashboard's first focusable one,
+    usually the same): Textual's default picked the first pane frame, which handed focus to
+    its body, which `_switch` moved again, three restyles of the first paint's panes."""
+
+    AUTO_FOCUS = ".pane-body"
+    _resumed = False
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Called before Screen's own handler. The first resume follows the compose, which
+        # styled every widget as it mounted: Textual's restyle of the whole screen then was
+        # the first paint's largest (~15 ms). Later resumes (a dialog closed) restyle.
+        if not self._resumed:
+            self._resumed = True
+            event.refresh_styles = False
 
 
 class ConsoleApp(App[None]):
@@ -126,6 +145,9 @@ class ConsoleApp(App[None]):
 
     # ------------------------------------------------------------------ composition
 
+    def get_default_screen(self) -> Screen[None]:
+        return DashboardsScreen(id="_default")
+
     def _dashboards(self) -> DashboardFile:
         found = self.api.dashboards()
         return found if found.dashboards else DEFAULT_DASHBOARDS
@@ -160,6 +182,10 @@ class ConsoleApp(App[None]):
         view = views[index]
         switcher = self.query_one("#dashboards", ContentSwitcher)
         if view.parent is None:  # never shown yet: build it, then show it
+            # Hidden until shown (as ContentSwitcher.add_content does): laid out beside the
+            # current one it got half the height (a frame on a busy machine), and the
+            # current one a layout and a restyle for nothing.
+            view.display = False
             mounted = switcher.mount(view)
 
             async def built() -> None:

@@ -178,7 +178,16 @@ class DashboardView(Vertical):
         self.compact = False
 
     def compose(self) -> ComposeResult:
-        yield Static("", classes="pane-tabs")
+        # The layout the app's size implies (the top bar and the footer take a line each),
+        # decided before the panes are mounted: found only at the first layout, it restyled
+        # the panes of the first paint. A resize corrects a wrong guess.
+        width, height = self.app.size
+        self.compact = self._compact_at(width, height - 2)
+        self.set_class(self.compact, "-compact")
+        for pane in self.panes:
+            pane.set_class(pane.index == self.current, "-current", update=False)
+            pane.display = not self.compact or pane.index == self.current
+        yield Static(self._tabs_markup(width) if self.compact else "", classes="pane-tabs")
         grid = Container(*self.panes, classes=f"panes -layout-{self.dashboard.layout}")
         if self.dashboard.layout == "grid":
             columns = min(self.dashboard.columns, max(len(self.panes), 1))
@@ -200,17 +209,25 @@ class DashboardView(Vertical):
     def on_resize(self) -> None:
         self.update_compact()
 
+    def _compact_at(self, width: int, height: int) -> bool:
+        """Panes one at a time (tabs) at this size: too narrow, or too low for the rows."""
+        return (width < COMPACT_WIDTH and len(self.panes) > 2) or (
+            height / self.grid_rows() < MIN_PANE_HEIGHT and len(self.panes) > 1
+        )
+
     def update_compact(self) -> None:
         width, height = self.size.width, self.size.height
         if not width or not height:
             return
-        compact = (width < COMPACT_WIDTH and len(self.panes) > 2) or (
-            height / self.grid_rows() < MIN_PANE_HEIGHT and len(self.panes) > 1
-        )
+        compact = self._compact_at(width, height)
         if compact != self.compact:
             self.compact = compact
             self.set_class(compact, "-compact")
             self._show_current()
+            if not compact:  # panes hidden until now missed the refreshes: draw the last one
+                for pane in self.panes:
+                    if pane.stale:
+                        pane.redraw_last()
             if compact and self.display and self.focused_pane() is not self.panes[self.current]:
                 self.panes[self.current].focus_target().focus()
         else:
@@ -221,11 +238,11 @@ class DashboardView(Vertical):
             pane.set_class(pane.index == self.current, "-current")
             pane.display = (not self.compact) or pane.index == self.current
         if self.compact:
-            self.query_one(".pane-tabs", Static).update(self._tabs_markup())
+            self.query_one(".pane-tabs", Static).update(self._tabs_markup(self.size.width))
 
-    def _tabs_markup(self) -> str:
+    def _tabs_markup(self, width: int) -> str:
         parts = []
-        budget = max(self.size.width // max(len(self.panes), 1) - 3, 6)
+        budget = max(width // max(len(self.panes), 1) - 3, 6)
         for pane in self.panes:
             title = fit(str(pane.border_title or ""), budget).rstrip()
             label = f" {escape(title)} "

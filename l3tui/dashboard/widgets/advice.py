@@ -14,7 +14,14 @@ from typing import ClassVar
 from l3tui.config.schema import AdviceWidget
 from l3tui.dashboard.messages import ReservationSelected
 from l3tui.dashboard.text import SEVERITY_ICONS, duration, one_line
-from l3tui.dashboard.widgets.base import Cell, Column, RefreshContext, RowList
+from l3tui.dashboard.widgets.base import (
+    SEVERITY_CLASSES,
+    STATE_CLASSES,
+    Cell,
+    Column,
+    RefreshContext,
+    RowList,
+)
 from l3tui.engine.api import AdviceView, ReservationView
 
 KIND_WORDS = {"bottleneck": "now", "upgrade": "upgrade", "rightsizing": "resize"}
@@ -47,6 +54,8 @@ class Row:
 
 class AdvicePane(RowList):
     """Reservations, then advice with its evidence."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = STATE_CLASSES | SEVERITY_CLASSES
 
     empty_text = "no reservations, nothing to advise"
     COLUMNS: ClassVar[tuple[Column, ...]] = (

@@ -11,12 +11,14 @@ from typing import ClassVar
 from l3tui.config.schema import AlertsWidget
 from l3tui.dashboard.messages import AlertSelected
 from l3tui.dashboard.text import SEVERITY_ICONS, duration, one_line
-from l3tui.dashboard.widgets.base import Cell, Column, RefreshContext, RowList
+from l3tui.dashboard.widgets.base import SEVERITY_CLASSES, Cell, Column, RefreshContext, RowList
 from l3tui.engine.api import AlertView
 
 
 class AlertsPane(RowList):
     """Alerts, most severe and newest first."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = SEVERITY_CLASSES
 
     empty_text = "no alerts"
     COLUMNS: ClassVar[tuple[Column, ...]] = (

@@ -80,6 +80,14 @@ class Column:
     """Dropped first when the pane is narrow: higher drops earlier (0: never)."""
 
 
+STATE_CLASSES = {
+    "state--pending", "state--waiting", "state--queued", "state--running", "state--paused",
+    "state--retrying", "state--succeeded", "state--failed", "state--timed_out",
+    "state--cancelled", "state--skipped", "state--interrupted",
+}  # fmt: skip
+"""Component classes of a list showing task or execution states (`state--<state>`)."""
+SEVERITY_CLASSES = {"sev--critical", "sev--warning", "sev--info", "sev--resolved"}
+"""Component classes of a list showing alert severities (`sev--<severity>`)."""
 Cell = tuple[str, str]
 """(text, component class) of one cell; '' means the row's base style."""
 _UNSEEN = object()
@@ -121,11 +129,9 @@ class RowList(ScrollView, PaneBody, can_focus=True):
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "rowlist--header", "rowlist--cursor", "rowlist--cursor-blurred", "rowlist--dim",
         "rowlist--muted", "rowlist--empty", "rowlist--match",
-        "state--pending", "state--waiting", "state--queued", "state--running", "state--paused",
-        "state--retrying", "state--succeeded", "state--failed", "state--timed_out",
-        "state--cancelled", "state--skipped", "state--interrupted",
-        "sev--critical", "sev--warning", "sev--info", "sev--resolved",
     }  # fmt: skip
+    """Each list adds STATE_CLASSES and/or SEVERITY_CLASSES as its cells use them: every
+    component class is styled on every restyle of the list (a stylesheet pass each)."""
     BINDINGS: ClassVar[list[Any]] = keymap.bindings(keymap.LIST_KEYS)
     DEFAULT_CSS = """
     RowList { height: 1fr; }

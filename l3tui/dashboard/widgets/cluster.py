@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from l3tui.config.schema import ClusterWidget
 from l3tui.dashboard.text import duration, size
-from l3tui.dashboard.widgets.base import Cell, Column, RefreshContext, RowList
+from l3tui.dashboard.widgets.base import STATE_CLASSES, Cell, Column, RefreshContext, RowList
 from l3tui.engine.api import ClusterView, WorkerView
 
 Row = tuple[ClusterView, WorkerView | None]
@@ -22,6 +22,8 @@ _STATE_CLASS = {"connected": "state--succeeded", "lost": "state--failed"}
 
 class ClusterPane(RowList):
     """Dask clusters and their workers."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = STATE_CLASSES
 
     empty_text = "no Dask cluster (every task runs here; see executor: in l3-scheduling.yml)"
     COLUMNS: ClassVar[tuple[Column, ...]] = (

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from l3tui.config.schema import SchedulesWidget
 from l3tui.dashboard.messages import ScheduleSelected
 from l3tui.dashboard.text import duration
-from l3tui.dashboard.widgets.base import Cell, Column, RefreshContext, RowList
+from l3tui.dashboard.widgets.base import STATE_CLASSES, Cell, Column, RefreshContext, RowList
 from l3tui.engine.api import ScheduleView
 
 
@@ -33,6 +33,8 @@ def wall(at: float, tz: str) -> str:
 
 class SchedulesPane(RowList):
     """Recurring tasks."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = STATE_CLASSES
 
     empty_text = "no recurring tasks"
     COLUMNS: ClassVar[tuple[Column, ...]] = (

@@ -12,7 +12,7 @@ from typing import ClassVar
 from l3tui.config.schema import TaskQueueWidget
 from l3tui.dashboard.messages import SelectionChanged
 from l3tui.dashboard.text import STATE_ICONS, duration, size
-from l3tui.dashboard.widgets.base import Cell, Column, RefreshContext, RowList
+from l3tui.dashboard.widgets.base import STATE_CLASSES, Cell, Column, RefreshContext, RowList
 from l3tui.engine.api import TERMINAL_TASK_STATES, QueueItemView, RuntimeAPI
 
 WINDOW_MARGIN = 40
@@ -24,6 +24,8 @@ older (0.6 s at 100,000 queued: refiltered every ~12 s instead of every second).
 
 class TaskQueue(RowList):
     """Running and queued tasks; completed ones too with `show_completed`."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = STATE_CLASSES
 
     empty_text = "no tasks queued or running"
     COLUMNS: ClassVar[tuple[Column, ...]] = (

@@ -11,7 +11,7 @@ from typing import ClassVar
 from l3tui.config.schema import WorkflowStatusWidget
 from l3tui.dashboard.messages import SelectionChanged
 from l3tui.dashboard.text import STATE_ICONS, duration, one_line
-from l3tui.dashboard.widgets.base import Cell, Column, RefreshContext, RowList
+from l3tui.dashboard.widgets.base import STATE_CLASSES, Cell, Column, RefreshContext, RowList
 from l3tui.engine.api import TERMINAL_EXEC_STATES, ExecutionView, TaskView
 
 BAR = 8
@@ -35,6 +35,8 @@ def task_elapsed(task: TaskView, now: float) -> float | None:
 
 class WorkflowStatus(RowList):
     """Executions -> tasks."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = STATE_CLASSES
 
     empty_text = "no executions yet (n runs a workflow)"
     COLUMNS: ClassVar[tuple[Column, ...]] = (

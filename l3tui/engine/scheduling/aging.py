@@ -44,6 +44,21 @@ class AgingLadder:
             self.due = min(self.due, entry.enqueued_mono + self.interval)
         level0.append(entry)
 
+    def held(self) -> int:
+        """Entries the levels hold, the ones that left the queue included."""
+        return sum(len(level) for level in self.levels)
+
+    def prune(self) -> None:
+        """Drop, in one pass, the entries that left the queue (admitted, withdrawn). `apply`
+        drops them only at the heads, when a boost is due: between two boosts (a minute by
+        default) a busy machine passes thousands of tasks through, and a long-waiting head
+        kept every one behind it. In place: the scheduler appends to level 0 directly."""
+        for level in self.levels:
+            kept = [e for e in level if waiting(e)]
+            if len(kept) != len(level):
+                level.clear()
+                level.extend(kept)
+
     def waiting(self) -> list[QueueEntry]:
         return [e for level in self.levels for e in level if waiting(e)]
 

@@ -309,9 +309,13 @@ class TaskScheduler(Parking):
         self._prune()
 
     def _prune(self) -> None:
-        """Forget, in one pass, the entries that left the queue once they outnumber it."""
-        if self._submitted + self._index_offset > 2 * self.queue_length() + 4096:
+        """Forget, in one pass, the entries that left the queue once they outnumber it (the
+        per-execution index and the aging ladder each)."""
+        bound = 2 * self.queue_length() + 4096
+        if self._submitted + self._index_offset > bound:
             self._index_offset = self.index.prune() - self._submitted
+        if self.aging.held() > bound:
+            self.aging.prune()
         self._prune_at = self._submitted + 4096
 
     def waiting_longer_than(self, seconds: float, cap: int = 1000) -> list[QueueEntry]:
