@@ -141,7 +141,10 @@ def first_in_dispatch_order(heaps: list[tuple[list[HeapItem], Blocker]],
     live items' entries have) and of `others` (entries kept bare: held, timed). Each heap is
     walked from its root, a child never before its parent, so the head of 100,000 queued
     costs what it shows, not a pass over all. None once more than `budget` items were looked
-    at (stale items of entries withdrawn en masse): then a pass over all is cheaper."""
+    at (stale items of entries withdrawn en masse), or when `others` alone are more (a
+    paused execution of 100,000 tasks): then a pass over the index is cheaper."""
+    if len(others) > budget:
+        return None
     frontier = [(heap[0][:4], n, 0) for n, (heap, _) in enumerate(heaps) if heap]
     heapq.heapify(frontier)
     out: list[QueueEntry] = []
