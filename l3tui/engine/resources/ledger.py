@@ -45,6 +45,12 @@ class Ledger:
         self.expiries: list[tuple[float, str]] = []
         """Heap of (expires_at, id); may hold ids already released."""
         self._listeners: list[Callable[[], None]] = []
+        self._timed: list[Callable[[], None]] = []
+
+    def on_timed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever an allocation with an expiry is made (the scheduler
+        then applies expiries before it admits)."""
+        self._timed.append(callback)
 
     def on_freed(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever capacity comes back (release, expiry, resize)."""
@@ -107,6 +113,8 @@ class Ledger:
         self.memory_allocated_mb += memory_mb
         if expires_at is not None:
             heapq.heappush(self.expiries, (expires_at, alloc_id))
+            for callback in self._timed:
+                callback()
         return alloc
 
     def reserve(self, alloc_id: str, cpu: float, memory_mb: int, duration_s: float,

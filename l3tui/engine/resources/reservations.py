@@ -144,6 +144,7 @@ class ReservationBook:
         """The next start or end among `upcoming`."""
         self._pools_freed: list[Callable[[Iterable[str]], None]] = []
         self._changed: list[Callable[[Reservation, str], None]] = []
+        self._timed: list[Callable[[], None]] = []
         self._applying = False
 
     def configure(self, pool_sizes: Mapping[str, int]) -> None:
@@ -151,6 +152,10 @@ class ReservationBook:
 
     def on_pools_freed(self, callback: Callable[[Iterable[str]], None]) -> None:
         self._pools_freed.append(callback)
+
+    def on_timed(self, callback: Callable[[], None]) -> None:
+        """Called whenever a reservation is added: from then on time may start or end it."""
+        self._timed.append(callback)
 
     def on_change(self, callback: Callable[[Reservation, str], None]) -> None:
         """Called with (reservation, "started" | "ended") as time makes them so."""
@@ -235,6 +240,8 @@ class ReservationBook:
         was when it was made); returns what started at once. `started`: it is recorded as
         in force already, so taking effect again is not announced again."""
         self.upcoming[r.id] = r
+        for callback in self._timed:
+            callback()
         if started and r.starts_at <= self._now() < r.ends_at:
             self._take(r)
         self._retime()

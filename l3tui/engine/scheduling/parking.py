@@ -26,13 +26,16 @@ from l3tui.engine.scheduling.admission import (
 )
 from l3tui.engine.scheduling.aging import AgingLadder
 from l3tui.engine.scheduling.queue_entry import (
+    INF,
     Blocker,
+    HeapItem,
     MainBlocker,
     Outside,
     QueueEntry,
     item_of,
     peek,
 )
+from l3tui.engine.scheduling.queue_index import first_in_dispatch_order
 from l3tui.engine.scheduling.slots import Slots
 
 _heappush, _heappop = heapq.heappush, heapq.heappop
@@ -46,10 +49,12 @@ class Parking:
     _pumping: bool
     _gate_closed: bool
     _fast: bool
-    _quick: bool
+    _quick_limit: int
+    max_concurrent: int
     _sizes: dict[str, int]
     _reserved: dict[str, int]
     _draining: str
+    _calm_until: float
     _standins: dict[QueueEntry, Blocker]
     aging: AgingLadder
     book: ReservationBook
@@ -65,10 +70,30 @@ class Parking:
     timed: TimeBlocker
     timers_changed: asyncio.Event
     _version: int
-    wait_totals: defaultdict[str, float]
+    _submitted: int
+    admitted_total: int
+    _totals: defaultdict[str, float]
+    _waited: float
 
     def pump(self) -> int:
         raise NotImplementedError
+
+    @property
+    def version(self) -> int:
+        """Changes on every change of the queue, so views can cache."""
+        return self._version + self._submitted + self.admitted_total
+
+    @version.setter
+    def version(self, value: int) -> None:
+        self._version = value - self._submitted - self.admitted_total
+
+    @property
+    def wait_totals(self) -> defaultdict[str, float]:
+        """Seconds tasks have waited, by cause (memory, cpu, pool:NAME, concurrency, ...)."""
+        if self._waited:  # release counts "concurrency" on its own (a float, not a dict item)
+            self._totals["concurrency"] += self._waited
+            self._waited = 0.0
+        return self._totals
 
     @property
     def draining(self) -> str:
@@ -82,9 +107,11 @@ class Parking:
 
     def _refast(self) -> None:
         """`_fast`: no holds and no load limit in force, so plain entries need no checks.
-        `_quick`: that, and neither inside `pump` nor draining: release may admit alone."""
+        `_quick_limit`: when that holds and it is neither inside `pump` nor draining, the
+        concurrency limit (release may admit alone below it); otherwise 0."""
         self._fast = not self.held and not self._gate_closed
-        self._quick = self._fast and not self._pumping and not self._draining
+        quick = self._fast and not self._pumping and not self._draining
+        self._quick_limit = self.max_concurrent if quick else 0
 
     def hold(self, key: str | tuple[str, str]) -> None:
         """Stop admitting an execution (`exec_id`) or one task (`(exec_id, task_id)`)."""
@@ -176,6 +203,15 @@ class Parking:
         expiries = self.ledger.expiries
         if expiries and expiries[0][0] <= now:
             self.ledger.expire()
+        # Until then release may admit without looking at any of these (whatever adds a
+        # time, a not_before, an expiry or a reservation sets it to -inf again).
+        timers = self.timed.timed or self.ledger.expiries or self.book.upcoming
+        self._calm_until = -INF if timers else self.aging.due
+
+    def _timers_added(self) -> None:
+        """A not_before, ledger expiry or reservation is pending: release leaves the next
+        admission to `pump`, which applies what is due first."""
+        self._calm_until = -INF
 
     def _held_cause(self, entry: QueueEntry) -> Blocker:
         key: str | tuple[str, str] = (
@@ -200,6 +236,7 @@ class Parking:
 
     def _park(self, entry: QueueEntry, blocker: Blocker, mono: float) -> None:
         if blocker is self.timed:
+            self._calm_until = -INF
             if self.timed.park(entry):
                 self.timers_changed.set()  # the timer loop may be sleeping past this time
         elif isinstance(blocker, HeldBlocker):
@@ -216,10 +253,24 @@ class Parking:
                 and blocker.by_reservation():  # fmt: skip
             category = "reservation"
         if category != entry._cause:
-            totals = self.wait_totals
+            totals = self._totals
             totals[entry._cause] += mono - entry._cause_since
             entry._cause, entry._cause_since = category, mono
         self._version += 1
+
+    def heads(self, limit: int) -> list[QueueEntry] | None:
+        """The first `limit` queued entries in dispatch order, read off the heaps' tops
+        (None: too many stale items on top; see `first_in_dispatch_order`)."""
+        main, load = self.main, self.load
+        heaps: list[tuple[list[HeapItem], Blocker]] = [
+            (main.heap, main), (main.delegates, main), (load.heap, load)]
+        others = [e for _, _, e in self.timed.timed if e._home is self.timed]
+        for blocker in self.causes.all():
+            if isinstance(blocker, HeldBlocker):
+                others.extend(e for e in blocker.entries if e._home is blocker)
+            else:
+                heaps.append((blocker.heap, blocker))
+        return first_in_dispatch_order(heaps, others, limit, 4 * limit + 4096)
 
     def sweep(self) -> None:
         """Forget causes nobody waits on any more (cancelled while held, finished groups)."""

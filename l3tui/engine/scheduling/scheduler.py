@@ -71,8 +71,9 @@ class TaskScheduler(Parking):
         self._version = 0
         """With arrivals and admissions, the queue's `version` (each counted once, here)."""
         self._draining = ""  # `draining`
-        self.wait_totals: defaultdict[str, float] = defaultdict(float)
-        """Seconds tasks have waited, by cause (memory, cpu, pool:NAME, concurrency, ...)."""
+        self._totals: defaultdict[str, float] = defaultdict(float)
+        self._waited = 0.0
+        """`wait_totals`, less what release admitted after waiting on "concurrency" alone."""
         self.queued_memory_mb = 0
         self.admitted_total = 0
         self.parked_total = 0
@@ -85,12 +86,9 @@ class TaskScheduler(Parking):
         """Slots in use (the same dicts `slots` keeps)."""
         self.timed = TimeBlocker()
         self.index = QueueIndex()
-        self._by_execution = self.index.by_execution
+        self._arrivals = self.index.pending.append
         self._main_heap = self.main.heap
         self._delegates = self.main.delegates
-        self._timed_heap = self.timed.timed
-        self._expiries = self.ledger.expiries
-        self._upcoming = self.book.upcoming
         self._sizes, self._reserved = self.slots.pool_sizes, self.book.pool_reserved
         """The same objects, one attribute away: the admission loop reads them per task."""
         self._standins: dict[QueueEntry, Blocker] = {}
@@ -101,8 +99,12 @@ class TaskScheduler(Parking):
         """`_submitted` plus this: at most the entries the index holds, queued or not (a
         newer entry of a task is not taken off); past `_prune_at` it forgets the others."""
         self._last_mono = -INF
-        self._pumping = False
-        self._again = False
+        self._calm_until = -INF
+        """Monotonic time before which nothing is due: the next aging step, or -inf while a
+        not_before, ledger expiry or reservation is pending (`apply_due` sets it, see there)."""
+        self.ledger.on_timed(self._timers_added)
+        self.book.on_timed(self._timers_added)
+        self._pumping = self._again = False
         self.timers_changed = asyncio.Event()
         self.configure(settings)
         self.load = LoadBlocker(self.gate, self.running)
@@ -110,6 +112,7 @@ class TaskScheduler(Parking):
     def configure(self, settings: Scheduling) -> None:
         """Apply (new) limits; waiting entries are re-judged against them."""
         self.settings = settings
+        self._calm_until = -INF  # the aging ladder changes: the next `pump` looks again
         limits = settings.resource_limits
         self.max_concurrent = limits.max_concurrent_tasks
         self.slots.resize_pools(settings.pools)
@@ -133,15 +136,6 @@ class TaskScheduler(Parking):
             self.pump()
 
     @property
-    def version(self) -> int:
-        """Changes on every change of the queue, so views can cache."""
-        return self._version + self._submitted + self.admitted_total
-
-    @version.setter
-    def version(self, value: int) -> None:
-        self._version = value - self._submitted - self.admitted_total
-
-    @property
     def wall_offset(self) -> float:
         """Wall minus monotonic time, now: entries keep only their monotonic time."""
         return self._time() - self._monotonic()
@@ -158,18 +152,14 @@ class TaskScheduler(Parking):
         if mono <= self._last_mono:  # the clock did not move: arrival order still must
             mono = math.nextafter(self._last_mono, INF)
         self._last_mono = entry.enqueued_mono = entry._cause_since = mono
-        tasks = self._by_execution.get(entry.execution_id)  # QueueIndex.add, inlined
-        if tasks is None:
-            tasks = self._by_execution[entry.execution_id] = {}
-        elif entry.task_id in tasks:
-            del tasks[entry.task_id]  # a newer entry for the task goes last: arrival order
-        tasks[entry.task_id] = entry
+        self._arrivals(entry)  # filed in the index when someone reads it (if still queued)
         if self._submitted >= self._prune_at:  # looked at once per 4,096 arrivals
             self._prune()
         level0 = self._level0
         if level0 is not None:  # AgingLadder.add, inlined
             if not level0:
-                self.aging.due = min(self.aging.due, mono + self.aging.interval)
+                due = self.aging.due = min(self.aging.due, mono + self.aging.interval)
+                self._calm_until = min(self._calm_until, due)
             level0.append(entry)
         self._submitted += 1
         needs = entry._needs
@@ -201,6 +191,13 @@ class TaskScheduler(Parking):
                 if cause is not None:
                     self._park(entry, cause, mono)
                     return
+        if (not full and needs.plain and not self._main_heap and not self._delegates
+                and mono < self._calm_until and len(self.running) < self._quick_limit):
+            entry._home = ADMITTED  # nothing else queued, nothing due: it starts, no pass
+            self.running.add(entry)
+            self.admitted_total += 1  # and so `version` and `queue_length`
+            self._hand_over(entry)
+            return
         entry._home = self.main
         _heappush(self._main_heap, (-entry.priority, needs.key_deadline, mono, entry._gen,
                                     entry))  # fmt: skip
@@ -238,9 +235,9 @@ class TaskScheduler(Parking):
         elif not needs.plain:
             for blocker in self.slots.give_back(entry):
                 self._wake(blocker)
-        if not running and self._gate_closed:
+        if self._gate_closed and not running:
             self._wake(self.load)  # CPU alone no longer holds one task back
-        if self._quick and len(running) < self.max_concurrent:
+        if len(running) < self._quick_limit:
             heap, delegates = self._main_heap, self._delegates
             if delegates and (not heap or delegates[0] < heap[0]):
                 heap = delegates
@@ -250,16 +247,16 @@ class TaskScheduler(Parking):
                 wants = head._needs
                 one = wants.one_pool
                 mono = self._monotonic()
-                if (item[3] == head._gen and mono < self.aging.due
+                if (item[3] == head._gen and mono < self._calm_until
                         and (wants.plain or (one is not None and self.pool_used.get(one[0], 0)
                              + one[1] + self._reserved.get(one[0], 0)
-                             <= self._sizes.get(one[0], 0)))
-                        and not (self._timed_heap or self._expiries
-                                 or self._upcoming)):  # fmt: skip
-                    _heappop(heap)
+                             <= self._sizes.get(one[0], 0)))):  # fmt: skip
+                    _heappop(heap)  # its only current item: no other is left to make stale
                     head._home = ADMITTED
-                    head._gen += 1
-                    self.wait_totals[head._cause] += mono - head._cause_since
+                    if head._cause == "concurrency":
+                        self._waited += mono - head._cause_since
+                    else:
+                        self._totals[head._cause] += mono - head._cause_since
                     running.add(head)
                     self.admitted_total += 1  # and so `version` and `queue_length`
                     origin = self._standins.pop(head, None) if self._standins else None
@@ -281,6 +278,9 @@ class TaskScheduler(Parking):
                         log.exception("on_admit of %s/%s failed", head.execution_id, head.task_id)
                         self.release(head)
                     return
+            elif self._monotonic() < self._calm_until:  # nothing queued, nothing due: no pass
+                self._version += 1
+                return
         if self.pump() == 0:
             self._version += 1  # (an admission bumps it too)
 
@@ -294,8 +294,10 @@ class TaskScheduler(Parking):
         return self.index.get(execution_id, task_id)
 
     def queue(self, priority: int | None = None, limit: int | None = None) -> list[QueueEntry]:
-        """Queued entries in dispatch order (see `QueueIndex.in_dispatch_order`)."""
-        return self.index.in_dispatch_order(priority, limit)
+        """Queued entries in dispatch order: the head off the heaps' tops when that is all
+        that is asked, else from the index (see `QueueIndex.in_dispatch_order`)."""
+        head = self.heads(limit) if limit is not None and priority is None else None
+        return head if head is not None else self.index.in_dispatch_order(priority, limit)
 
     def reason_for(self, entry: QueueEntry) -> str:
         return explain(self, entry)
@@ -340,7 +342,7 @@ class TaskScheduler(Parking):
         if self._pumping:  # re-entered from a callback: the running pump goes round again
             self._again = True
             return 0
-        self._pumping, self._quick = True, False
+        self._pumping, self._quick_limit = True, 0
         main = self._main_heap
         delegates = self._delegates
         standins = self._standins
@@ -352,8 +354,7 @@ class TaskScheduler(Parking):
             while again:
                 self._again = False
                 mono = self._monotonic()
-                if (self.aging.due <= mono or self._timed_heap or self._expiries
-                        or self._upcoming):  # fmt: skip
+                if mono >= self._calm_until:
                     self.apply_due(mono, self._time())
                 while len(running) < limit:
                     if delegates and (not main or delegates[0] < main[0]):
@@ -388,12 +389,11 @@ class TaskScheduler(Parking):
                                 self._wake(origin)  # its next-best takes the delegate's place
                             continue
                     # admitted: it leaves the queue (_leave_queue, inlined; the index prunes later)
-                    entry._home = ADMITTED
-                    entry._gen += 1  # every heap item of it is stale from now on
+                    entry._home = ADMITTED  # (its item, popped, was its only current one)
                     if entry._cause == "concurrency":
                         waited += mono - entry._cause_since
                     else:
-                        self.wait_totals[entry._cause] += mono - entry._cause_since
+                        self._totals[entry._cause] += mono - entry._cause_since
                     running.add(entry)
                     admitted += 1
                     if one is not None:  # Slots.take, inlined
@@ -412,14 +412,14 @@ class TaskScheduler(Parking):
                 again = self._again and len(running) < limit
         finally:
             self._pumping = False
-            self._quick = self._fast and not self._draining
+            self._quick_limit = self.max_concurrent if self._fast and not self._draining else 0
             if admitted:
                 self.admitted_total += admitted  # and so `version` and `queue_length`
-                self.wait_totals["concurrency"] += waited
+                self._waited += waited
         return admitted
 
     def _leave_queue(self, entry: QueueEntry, mono: float) -> None:
-        totals = self.wait_totals
+        totals = self._totals
         totals[entry._cause] += mono - entry._cause_since
         if self.index.remove(entry):
             self._index_offset -= 1

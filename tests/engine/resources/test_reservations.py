@@ -141,3 +141,33 @@ def test_changes_are_announced_once_and_a_recorded_start_is_not_announced_again(
     book.apply_due(clock.time())
     assert heard == [("r1", "started"), ("r1", "ended"), ("r2", "ended")]
     assert book.ledger.cpu_allocated == 0 and book.due_at == float("inf")
+
+
+def test_a_reservation_or_expiry_added_while_tasks_run_is_applied_before_the_next_admission():
+    """Release admits on its own while nothing is due. A reservation added since (starting
+    later) or a ledger reservation that lapses must be applied before that admission: the
+    book and the ledger say when they gain a time."""
+    clock = FakeClock(T0)
+    sched, book, admitted = made(clock)
+    pooled = [entry(f"b{n}", admitted, pools={"flutter_build": 1}) for n in range(2)]
+    for e in pooled:
+        sched.submit(e)
+    assert admitted == ["b0"]  # b1 waits for the only build slot
+    book.add(reservation("r1", T0 + 10, T0 + 3600, pools=(("flutter_build", 1),)))
+    clock.advance(11)
+    sched.release(pooled[0])
+    assert admitted == ["b0"]  # the reservation holds that slot now
+    assert "reservation r1" in pooled[1].reason
+
+    clock = FakeClock(T0)
+    sched, book, admitted = made(clock)
+    plain = [entry(f"p{n}", admitted) for n in range(4)]
+    for e in plain:
+        sched.submit(e)  # the four slots are taken
+    sched.ledger.reserve("maint", 4.0, 0, 10.0)  # every core, for 10 s
+    sized = entry("sized", admitted, cpu=1.0)
+    sched.submit(sized)  # waits for a core
+    sched.submit(entry("later", admitted))
+    clock.advance(11)
+    sched.release(plain[0])
+    assert admitted[-1] == "sized"  # the lapsed reservation freed the cores first

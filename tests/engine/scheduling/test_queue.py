@@ -388,3 +388,64 @@ def test_a_queued_task_that_waits_costs_little_memory():
         tracemalloc.stop()
     assert sched.queue_length() == 20_000
     assert per_entry < 260, per_entry
+
+
+def test_the_queue_head_read_off_the_heaps_is_the_head_of_the_sorted_queue():
+    """`queue(limit=...)` walks the heaps' tops instead of sorting every entry: whatever the
+    entries wait under (the main heap, a cause's delegate, a pool, max_parallel, a hold, a
+    not_before, aging boosts, withdrawals), it lists exactly what the full sort lists."""
+    clock = FakeClock()
+    rec = Recorder()
+    sched = TaskScheduler(settings(resource_limits={"max_concurrent_tasks": 3},
+                                   pools={"build": 1, "device": 2},
+                                   aging={"interval": "10s", "step": 1, "max_boost": 3}),
+                          clock)  # fmt: skip
+    rng = random.Random(15)
+    queued: list[QueueEntry] = []
+
+    def same_head() -> None:
+        whole = [e.task_id for e in sched.queue()]
+        assert len(whole) == sched.queue_length()
+        for k in (1, 2, 7, 50, len(whole) + 5):
+            assert [e.task_id for e in sched.queue(limit=k)] == whole[:k]
+
+    sched.hold("e3")
+    sched.hold(("e1", "t5"))
+    for step in range(12):
+        for n in range(60):
+            task_id = f"t{step * 60 + n}" if step or n != 5 else "t5"
+            roll = rng.random()
+            kwargs: dict = {"execution_id": f"e{rng.randrange(5)}"}
+            if roll < 0.2:
+                kwargs["pools"] = {rng.choice(["build", "device"]): 1}
+            elif roll < 0.3:
+                kwargs["not_before"] = clock.time() + rng.randrange(1, 40)
+            elif roll < 0.4:
+                kwargs["group_limit"] = 1
+            if rng.random() < 0.3:
+                kwargs["deadline"] = clock.time() + rng.randrange(1000)
+            if task_id == "t5":
+                kwargs["execution_id"] = "e1"
+            new = entry(task_id, rng.choice([1, 3, 5, 8, 10]), rec, **kwargs)
+            sched.submit(new)
+            queued.append(new)
+        same_head()
+        for victim in rng.sample(queued, 10):
+            sched.withdraw(victim)
+        clock.advance(7)  # aging steps and not_before times come
+        sched.pump()
+        for _ in range(rng.randrange(4)):
+            if rec.running:
+                sched.release(rec.running.popleft())
+        same_head()
+        if step == 6:
+            sched.unhold("e3")
+    assert sched.parked_total > 0 and any(e.boost for e in sched.queue())
+    # Thousands withdrawn on top of the heap: the walk gives up, the full sort answers.
+    top = [entry(f"top{n}", 50, rec, execution_id="e9") for n in range(6000)]
+    for e in top:
+        sched.submit(e)
+    for e in top:
+        sched.withdraw(e)
+    assert sched.heads(5) is None
+    same_head()
