@@ -5,8 +5,10 @@ its success is committed; then it shows. A real Runtime, a real process, the rea
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from l3tui.dashboard.app import ConsoleApp
@@ -21,14 +23,16 @@ workflows:
 """
 ACTIONS = """
 actions:
-  say: {command: [echo, committed-test-7]}
+  say: {command: [sh, -c, 'while [ ! -e "$0" ]; do sleep 0.01; done; echo committed-test-7', %s]}
 """
 
 
 async def test_a_success_shows_only_once_the_store_has_it(
-    make_config: Callable[..., Any], runtime_for: Callable[..., Any]
+    make_config: Callable[..., Any], runtime_for: Callable[..., Any], tmp_path: Path
 ) -> None:
-    config = make_config(WORKFLOWS, actions=ACTIONS)
+    go = tmp_path / "go"  # the task ends only once the store is held (not before: a
+    # success committed before the hold is rightly shown)
+    config = make_config(WORKFLOWS, actions=ACTIONS % json.dumps(str(go)))
     async with runtime_for(config) as rt:
         gate = threading.Event()
         gate.set()
@@ -51,6 +55,7 @@ async def test_a_success_shows_only_once_the_store_has_it(
             await until(lambda: rt.engine.executions[exec_id].tasks["quick"].pid is not None,
                         timeout=60)  # fmt: skip
             gate.clear()  # from now on the store is held
+            go.touch()
             await until(lambda: rt.engine.executions[exec_id].tasks["quick"].state.value
                         == "succeeded", timeout=60)  # fmt: skip
             # The engine knows; the disk does not yet: the console must not say so.
