@@ -335,6 +335,10 @@ async def test_R_resumes_an_execution_interrupted_by_a_crash(console_config, sta
             resumed = await until(lambda: [e for e in rt.engine.active() if e.parent_id == old.id])
             assert resumed[0].workflow_id == "sleeper"
             await running_pid(rt, resumed[0].id, "nap")
+            # selected once the resume returns (its task may run before: a busy machine)
+            await until(lambda: app.selection == (resumed[0].id, None))
+            app.refresh_now(full=False)  # ... and a refresh does not move it back
+            await pilot.pause()
             assert app.selection == (resumed[0].id, None)
 
 
