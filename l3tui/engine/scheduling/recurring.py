@@ -124,7 +124,7 @@ class RecurringScheduler:
         self.firing = False
         """True once `run` has started: this process fires and records recurring tasks."""
         self.loaded = False
-        bus.add_listener(self._on_event)
+        bus.add_listener(self._on_event, kinds=(ev.ExecutionFinished,))  # all it uses
 
     async def load(self) -> None:
         """Read persisted state (for views, and for `run`). A task never seen before counts
