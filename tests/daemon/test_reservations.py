@@ -12,18 +12,8 @@ import time
 
 from l3tui.daemon.client import RemoteRuntime
 from tests.conftest import L3TUI
+from tests.coordinator.test_reserve import ACTIONS, WORKFLOWS  # the same build and pool
 
-WORKFLOWS = """
-workflows:
-  build:
-    name: build
-    tasks:
-      - {id: compile, action: say, resources: {pools: {flutter_build: 1}}}
-"""
-ACTIONS = """
-actions:
-  say: {command: [echo, built]}
-"""
 SCHEDULING = """
 scheduling:
   pools: {flutter_build: 1}
