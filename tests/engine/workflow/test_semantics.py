@@ -531,3 +531,16 @@ def test_definition_encoding_is_kept_per_object_and_never_shared():
         encode_definition(workflow(f"w{n}", 1))
     assert encode_definition(first) == (text, digest)
     assert encode_definition(changed) == (other_text, other_digest)
+
+
+def test_a_fresh_tracker_settles_apart_from_its_template():
+    """Runs of one definition share its graph but not what each has settled."""
+    from l3tui.engine.workflow.dag import ReadyTracker
+
+    template = ReadyTracker({"a": [], "b": ["a"], "c": ["a", "b"]})
+    first, second = template.fresh(), template.fresh()
+    assert first.settle("a") == ["b"]
+    assert first.settle("b") == ["c"]
+    assert second.settle("a") == ["b"]  # not yet c: b has not ended in this run
+    assert template.fresh().settle("b") == []
+    assert template.initial() == ["a"]
