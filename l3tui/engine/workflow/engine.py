@@ -165,19 +165,14 @@ class WorkflowEngine:
         now = self.clock.time()
         execution.to(ExecState.RUNNING)
         execution.started_at = now
-        ready = set(live.tracker.initial())
-        waiting = []
         runs, to_waiting = execution.tasks, TaskState.WAITING
-        for task in live.definition.tasks:
-            if task.id not in ready:
-                reason = f"waiting on {', '.join(task.dependencies)}"
-                run = runs[task.id]  # TaskTransitions.move(..., announce=False), inlined:
-                if to_waiting not in TASK_TRANSITIONS[run.state]:  # ExecutionStarted says it
-                    run.to(to_waiting)  # raises IllegalTransition
-                run.state, run.reason = to_waiting, reason
-                waiting.append((task.id, reason))
+        for task_id, reason in live.waiting:
+            run = runs[task_id]  # TaskTransitions.move(..., announce=False), inlined:
+            if to_waiting not in TASK_TRANSITIONS[run.state]:  # ExecutionStarted says it
+                run.to(to_waiting)  # raises IllegalTransition
+            run.state, run.reason = to_waiting, reason
         self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id,
-                                             waiting=tuple(waiting)))  # fmt: skip
+                                             waiting=live.waiting))  # fmt: skip
         arm_deadlines(live, self.bus, self.clock)
         live.make_directory()
         if not self.bus.has_durable:
