@@ -200,10 +200,14 @@ _KEYS = {
 def _updates(conn: sqlite3.Connection, table: str, updates: dict[Any, dict[str, Any]]
                    ) -> None:  # fmt: skip
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-    for key, values in updates.items():
+    for key, values in updates.items():  # a row per task of the batch: no list made per row
         columns = tuple(values)
-        keys = key if isinstance(key, tuple) else (key,)
-        groups.setdefault(columns, []).append((*values.values(), *keys))
+        row = (*values.values(), *key) if type(key) is tuple else (*values.values(), key)
+        group = groups.get(columns)
+        if group is None:
+            groups[columns] = [row]
+        else:
+            group.append(row)
     for columns, params in groups.items():
         sql = _UPDATE_SQL.get((table, columns))
         if sql is None:

@@ -12,6 +12,7 @@ nothing and do not wait."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -25,6 +26,8 @@ from l3tui.engine.model import TASK_TRANSITIONS, ExecState, Execution, TaskRun, 
 from l3tui.engine.workflow.launch import CarryOn
 from l3tui.engine.workflow.live import Attempt, LiveExecution, TaskTransitions
 from l3tui.engine.workflow.timers import PausableTimer, TimeoutHeap
+
+log = logging.getLogger("l3tui.engine.workflow.engine")  # where its crashes were logged
 
 Outcome = tuple[TaskState, str, int | None]
 """How an attempt ended: its state, the reason for people, and the exit code if any."""
@@ -302,6 +305,12 @@ class AttemptRunner:
 
 
 SUCCEEDED: Outcome = (TaskState.SUCCEEDED, "", 0)
+
+
+def crashed(live: LiveExecution, task_id: str, exc: Exception) -> Outcome:
+    """A bug in our code on an attempt's path: the task fails (rather than the run hanging)."""
+    log.exception("task %s/%s crashed the engine path", live.execution.id, task_id)
+    return TaskState.FAILED, f"internal error: {exc}", None
 
 
 def _in_process_outcome(code: int) -> Outcome:

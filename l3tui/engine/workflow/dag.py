@@ -28,6 +28,13 @@ class ReadyTracker:
         self._dependants = dependants
         self._waiting = waiting
 
+    def fresh(self) -> ReadyTracker:
+        """A tracker of the same graph with nothing settled yet (the dependants, read only,
+        are shared: a copy costs one dict copy rather than a walk of the graph)."""
+        tracker = ReadyTracker.__new__(ReadyTracker)
+        tracker._dependants, tracker._waiting = self._dependants, dict(self._waiting)
+        return tracker
+
     def initial(self) -> list[str]:
         return [node for node, count in self._waiting.items() if count == 0]
 

@@ -36,7 +36,7 @@ from l3tui.engine.model import (
     new_execution_id,
 )
 from l3tui.engine.scheduling.scheduler import QueueEntry, TaskScheduler
-from l3tui.engine.workflow.attempts import AttemptRunner, Outcome
+from l3tui.engine.workflow.attempts import AttemptRunner, Outcome, crashed
 from l3tui.engine.workflow.conditions import judge
 from l3tui.engine.workflow.deadlines import arm_deadlines
 from l3tui.engine.workflow.launch import Launcher
@@ -165,19 +165,14 @@ class WorkflowEngine:
         now = self.clock.time()
         execution.to(ExecState.RUNNING)
         execution.started_at = now
-        ready = set(live.tracker.initial())
-        waiting = []
         runs, to_waiting = execution.tasks, TaskState.WAITING
-        for task in live.definition.tasks:
-            if task.id not in ready:
-                reason = f"waiting on {', '.join(task.dependencies)}"
-                run = runs[task.id]  # TaskTransitions.move(..., announce=False), inlined:
-                if to_waiting not in TASK_TRANSITIONS[run.state]:  # ExecutionStarted says it
-                    run.to(to_waiting)  # raises IllegalTransition
-                run.state, run.reason = to_waiting, reason
-                waiting.append((task.id, reason))
+        for task_id, reason in live.waiting:
+            run = runs[task_id]  # TaskTransitions.move(..., announce=False), inlined:
+            if to_waiting not in TASK_TRANSITIONS[run.state]:  # ExecutionStarted says it
+                run.to(to_waiting)  # raises IllegalTransition
+            run.state, run.reason = to_waiting, reason
         self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id,
-                                             waiting=tuple(waiting)))  # fmt: skip
+                                             waiting=live.waiting))  # fmt: skip
         arm_deadlines(live, self.bus, self.clock)
         live.make_directory()
         if not self.bus.has_durable:
@@ -266,23 +261,27 @@ class WorkflowEngine:
         self._enqueue(live, run, task)
 
     def _enqueue(self, live: LiveExecution, run: TaskRun, task: TaskDef) -> None:
-        execution = live.execution
+        execution, started = live.execution, live.execution.started_at
         entry = QueueEntry(
             execution_id=execution.id, task_id=task.id, workflow_id=execution.workflow_id,
             name=run.name, priority=run.priority, on_admit=self._admit,
             critical=run.priority >= self._critical, cpu=task.resources.cpu,
             memory_mb=task.resources.memory_mb, pools=task.resources.pools,
-            deadline=(execution.started_at + task.deadline / 1000)
-            if task.deadline and execution.started_at
-            else execution.deadline_at,
-            not_before=resolve_not_before(task.not_before, execution.started_at or 0.0)
-            if task.not_before
-            else None,
+            deadline=started + task.deadline / 1000 if task.deadline and started
+            else execution.deadline_at, not_before=resolve_not_before(task.not_before,
+            started or 0.0) if task.not_before else None,
             group_limit=live.definition.max_parallel,
-        )
+        )  # fmt: skip
         live.attempts[task.id] = Attempt(entry)
         run.queued_at = now = self.clock.time()
-        self.transitions.move(execution, run, TaskState.QUEUED, at=now)
+        previous = run.state  # TaskTransitions.move, inlined (once per attempt)
+        if TaskState.QUEUED not in TASK_TRANSITIONS[previous]:
+            run.to(TaskState.QUEUED)  # raises IllegalTransition
+        run.state, run.reason = TaskState.QUEUED, ""
+        self.bus.publish(ev.TaskStateChanged(
+            at=now, execution_id=execution.id, task_id=run.task_id, state=TaskState.QUEUED,
+            previous=previous, attempt=run.attempt, reason="",
+        ))  # fmt: skip
         self.scheduler.submit(entry)
 
     def _begin_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt
@@ -298,7 +297,7 @@ class WorkflowEngine:
             step = self.attempts.execute(live, live.execution.tasks[task_id],
                                          live.task_defs[task_id], attempt)  # fmt: skip
         except Exception as exc:  # a bug in our code must fail the task, not hang the run
-            step = self._crashed(live, task_id, exc)
+            step = crashed(live, task_id, exc)
         if isinstance(step, tuple):
             self._end_attempt(live, task_id, attempt, step)
             return None
@@ -314,15 +313,11 @@ class WorkflowEngine:
                 raise  # the runtime is shutting down
             ended = TaskState.CANCELLED, "cancelled", None
         except Exception as exc:
-            ended = self._crashed(live, task_id, exc)
+            ended = crashed(live, task_id, exc)
         except BaseException:
             self._release(attempt)
             raise
         self._end_attempt(live, task_id, attempt, ended)
-
-    def _crashed(self, live: LiveExecution, task_id: str, exc: Exception) -> Outcome:
-        log.exception("task %s/%s crashed the engine path", live.execution.id, task_id)
-        return TaskState.FAILED, f"internal error: {exc}", None
 
     def _release(self, attempt: Attempt) -> None:
         self.scheduler.release(attempt.entry)

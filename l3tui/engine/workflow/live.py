@@ -93,6 +93,8 @@ class LiveExecution:
     """Queues its first tasks once the store has committed its start."""
     dispatched: bool = False
     """Its first tasks have been queued."""
+    waiting: tuple[tuple[str, str], ...] = ()
+    """(task id, reason) of each task that waits on upstream tasks at start, in order."""
 
     @classmethod
     def begin(cls, execution: Execution, definition: WorkflowDef,
@@ -100,9 +102,8 @@ class LiveExecution:
               config_dir: Path) -> LiveExecution:  # fmt: skip
         """What the engine holds for a new execution: its ready set, its task definitions,
         the tasks a resume carries over, its log directory and its `l3.*` context."""
-        task_defs = {t.id: t for t in definition.tasks}
-        deps = {task_id: t.dependencies for task_id, t in task_defs.items()}
-        live = cls(execution, definition, ReadyTracker(deps), keep_results=dict(keep or {}),
+        task_defs, tracker, waiting = _shape(definition)
+        live = cls(execution, definition, tracker, keep_results=dict(keep or {}), waiting=waiting,
                    task_defs=task_defs,
                    unfinished=len(definition.tasks))  # fmt: skip
         live.done = asyncio.get_running_loop().create_future()
@@ -120,6 +121,32 @@ class LiveExecution:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             log.warning("cannot create %s for task logs: %s", self.directory, exc.strerror)
+
+
+SHAPES_KEPT = 4
+Waiting = tuple[tuple[str, str], ...]
+_shapes: dict[int, tuple[WorkflowDef, dict[str, TaskDef], ReadyTracker, Waiting]] = {}
+"""The newest definitions run, by object (each held, so its id is not reused): their tasks
+by id, a tracker of their graph with nothing settled, and the tasks that wait at start."""
+
+
+def _shape(definition: WorkflowDef) -> tuple[dict[str, TaskDef], ReadyTracker, Waiting]:
+    """A definition's tasks by id (shared, read only), a fresh tracker of its graph and
+    (task id, reason) of each task that waits on upstream tasks at start, in order. A
+    workflow of the config runs from the same object each time (a schedule's fires): its
+    graph is walked once (~1 us per task of each later run), as it never changes once
+    loaded (a reload or a template makes new objects)."""
+    known = _shapes.get(id(definition))
+    if known is None or known[0] is not definition:
+        task_defs = {t.id: t for t in definition.tasks}
+        tracker = ReadyTracker({task_id: t.dependencies for task_id, t in task_defs.items()})
+        ready = set(tracker.initial())
+        waiting = tuple((t.id, f"waiting on {', '.join(t.dependencies)}")
+                        for t in definition.tasks if t.id not in ready)  # fmt: skip
+        if len(_shapes) >= SHAPES_KEPT:
+            del _shapes[next(iter(_shapes))]  # the oldest
+        known = _shapes[id(definition)] = (definition, task_defs, tracker, waiting)
+    return known[1], known[2].fresh(), known[3]
 
 
 class TaskTransitions:

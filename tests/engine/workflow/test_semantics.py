@@ -508,3 +508,39 @@ async def test_cancelling_an_in_process_attempt_that_waits(make_config, runtime_
         assert await asyncio.wait_for(rt.wait(run.execution_id), 30) == "failed"
         assert rt.execution(run.execution_id).tasks[0].state == "cancelled"
         assert rt.scheduler.running == set()
+
+
+def test_definition_encoding_is_kept_per_object_and_never_shared():
+    """Runs of one definition object reuse its encoding; another object (a reload, a
+    template's fill, a changed copy) is encoded for itself, even once the first is let go."""
+    from l3tui.config.schema import WorkflowDef
+    from l3tui.engine.workflow.templates import ENCODED_KEPT, encode_definition
+
+    def workflow(name: str, tasks: int) -> WorkflowDef:
+        return WorkflowDef.model_validate({"name": name, "tasks": [
+            {"id": f"t{i}", "action": "noop"} for i in range(tasks)]})
+
+    first = workflow("first", 3)
+    text, digest = encode_definition(first)
+    assert encode_definition(first) == (text, digest)
+    assert text == first.model_dump_json(by_alias=True)
+    changed = workflow("first", 4)  # same name, another definition
+    other_text, other_digest = encode_definition(changed)
+    assert other_digest != digest and '"t3"' in other_text and '"t3"' not in text
+    for n in range(ENCODED_KEPT + 1):  # the first is let go from what is kept
+        encode_definition(workflow(f"w{n}", 1))
+    assert encode_definition(first) == (text, digest)
+    assert encode_definition(changed) == (other_text, other_digest)
+
+
+def test_a_fresh_tracker_settles_apart_from_its_template():
+    """Runs of one definition share its graph but not what each has settled."""
+    from l3tui.engine.workflow.dag import ReadyTracker
+
+    template = ReadyTracker({"a": [], "b": ["a"], "c": ["a", "b"]})
+    first, second = template.fresh(), template.fresh()
+    assert first.settle("a") == ["b"]
+    assert first.settle("b") == ["c"]
+    assert second.settle("a") == ["b"]  # not yet c: b has not ended in this run
+    assert template.fresh().settle("b") == []
+    assert template.initial() == ["a"]
