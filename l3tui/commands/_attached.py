@@ -53,18 +53,45 @@ async def follow_attached(state_dir: Path,
                            snapshots=mode == "live")  # fmt: skip
     await remote.connect()  # closes itself if it fails
     loop = asyncio.get_running_loop()
+    done: asyncio.Future[str] = loop.create_future()
+    interrupted = False
+    exec_id: str | None = None
+    requests: set[asyncio.Future[OpResult]] = set()
+
+    def on_signal(signum: int) -> None:
+        nonlocal interrupted
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if interrupted:
+            print(f"\n{name}: no longer following {exec_id or 'the run'}; the daemon "
+                  "finishes the cancel", file=sys.stderr, flush=True)  # fmt: skip
+            if not done.done():
+                done.set_result("cancelled")
+            return
+        interrupted = True
+        if exec_id is None:  # the daemon has not answered the start yet: cancel once it has
+            print(f"\n{name}: asking the daemon to cancel the run once it has started it "
+                  "(again to stop following)", file=sys.stderr, flush=True)  # fmt: skip
+            return
+        print(f"\n{name}: asking the daemon to cancel {exec_id} (again to stop following)",
+              file=sys.stderr, flush=True)  # fmt: skip
+        requests.add(asyncio.ensure_future(remote.cancel(exec_id)))
+
+    # From before the start: a Ctrl-C while the daemon starts the run (its tasks may be
+    # running before the answer arrives) must cancel it there, not leave it running.
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for signum in handled:
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
         events = ExecutionEvents(remote.subscribe("cli", maxsize=100_000))
         started = await start(remote)
         if not started.applied or started.execution_id is None:
             raise UsageError(started.message)
         exec_id = events.execution_id = started.execution_id
+        if interrupted:
+            requests.add(asyncio.ensure_future(remote.cancel(exec_id)))
         await remote.follow_execution(exec_id)
         print(f"l3tui: running in the daemon (pid {remote.daemon.get('pid')}) as {exec_id}",
               file=sys.stderr, flush=True)  # fmt: skip
-        done: asyncio.Future[str] = loop.create_future()
-        interrupted = False
-        requests: set[asyncio.Future[OpResult]] = set()
 
         heard = [loop.time()]
 
@@ -76,32 +103,12 @@ async def follow_attached(state_dir: Path,
                 done.set_result(str(event.state))
 
         remote.bus.add_listener(finished)
-
-        def on_signal(signum: int) -> None:
-            nonlocal interrupted
-            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            if interrupted:
-                print(f"\n{name}: no longer following {exec_id}; the daemon finishes the cancel",
-                      file=sys.stderr, flush=True)  # fmt: skip
-                if not done.done():
-                    done.set_result("cancelled")
-                return
-            interrupted = True
-            print(f"\n{name}: asking the daemon to cancel {exec_id} (again to stop following)",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            requests.add(asyncio.ensure_future(remote.cancel(exec_id)))
-
-        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        for signum in handled:
-            loop.add_signal_handler(signum, on_signal, signum)
         watcher = asyncio.ensure_future(_watch_state(remote, exec_id, done, heard))
         reporter: Any = REPORTERS[mode](remote, exec_id, bidi)
         try:
             await reporter.follow(events, done)
         finally:
             watcher.cancel()
-            for signum in handled:
-                loop.remove_signal_handler(signum)
         state = done.result()
         if remote.resyncs:
             print(f"l3tui: this terminal fell behind the daemon {remote.resyncs} time(s) and "
@@ -112,6 +119,8 @@ async def follow_attached(state_dir: Path,
             reporter.summary(view)
             state = view.state if view.state in TERMINAL_EXEC_STATES else state
     finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
         await remote.close()
     if interrupted:
         return 130
