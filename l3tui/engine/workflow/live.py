@@ -19,6 +19,7 @@ from l3tui.engine.executors.base import TaskProcess
 from l3tui.engine.model import TASK_TRANSITIONS, ExecState, Execution, TaskRun, TaskState
 from l3tui.engine.scheduling.queue_entry import QueueEntry
 from l3tui.engine.workflow.dag import ReadyTracker
+from l3tui.engine.workflow.templates import PerDefinition
 from l3tui.engine.workflow.timers import PausableTimer
 
 log = logging.getLogger(__name__)
@@ -123,30 +124,27 @@ class LiveExecution:
             log.warning("cannot create %s for task logs: %s", self.directory, exc.strerror)
 
 
-SHAPES_KEPT = 4
 Waiting = tuple[tuple[str, str], ...]
-_shapes: dict[int, tuple[WorkflowDef, dict[str, TaskDef], ReadyTracker, Waiting]] = {}
-"""The newest definitions run, by object (each held, so its id is not reused): their tasks
-by id, a tracker of their graph with nothing settled, and the tasks that wait at start."""
+
+
+def _derive_shape(definition: WorkflowDef) -> tuple[dict[str, TaskDef], ReadyTracker, Waiting]:
+    task_defs = {t.id: t for t in definition.tasks}
+    tracker = ReadyTracker({task_id: t.dependencies for task_id, t in task_defs.items()})
+    ready = set(tracker.initial())
+    waiting = tuple((t.id, f"waiting on {', '.join(t.dependencies)}")
+                    for t in definition.tasks if t.id not in ready)  # fmt: skip
+    return task_defs, tracker, waiting
+
+
+_shapes = PerDefinition(_derive_shape)
 
 
 def _shape(definition: WorkflowDef) -> tuple[dict[str, TaskDef], ReadyTracker, Waiting]:
     """A definition's tasks by id (shared, read only), a fresh tracker of its graph and
-    (task id, reason) of each task that waits on upstream tasks at start, in order. A
-    workflow of the config runs from the same object each time (a schedule's fires): its
-    graph is walked once (~1 us per task of each later run), as it never changes once
-    loaded (a reload or a template makes new objects)."""
-    known = _shapes.get(id(definition))
-    if known is None or known[0] is not definition:
-        task_defs = {t.id: t for t in definition.tasks}
-        tracker = ReadyTracker({task_id: t.dependencies for task_id, t in task_defs.items()})
-        ready = set(tracker.initial())
-        waiting = tuple((t.id, f"waiting on {', '.join(t.dependencies)}")
-                        for t in definition.tasks if t.id not in ready)  # fmt: skip
-        if len(_shapes) >= SHAPES_KEPT:
-            del _shapes[next(iter(_shapes))]  # the oldest
-        known = _shapes[id(definition)] = (definition, task_defs, tracker, waiting)
-    return known[1], known[2].fresh(), known[3]
+    (task id, reason) of each task that waits on upstream tasks at start, in order; the
+    graph is walked once per definition object (~1 us per task of each later run)."""
+    task_defs, tracker, waiting = _shapes(definition)
+    return task_defs, tracker.fresh(), waiting
 
 
 class TaskTransitions:
