@@ -7,6 +7,7 @@ so the test decides what the machine "measures"."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -229,3 +230,27 @@ async def test_the_screen_shows_each_new_reading_when_only_its_digits_change(
             sampler.values["cpu_usage"] = 10.0
             await until(lambda: shows("10%"), timeout=6)
             assert "cpu 9%" not in drawn()[0]
+
+
+async def test_a_chart_of_figures_that_are_all_zero_starts_its_axis_at_zero(
+    make_config, runtime_for
+):
+    """An idle machine's counts (tasks/min, queue, running) are all zero: the chart's axis
+    reads from 0 up, never "-1.00 tasks/min" (plotext centres a flat line on its value)."""
+    dashboard = SLOW_DASHBOARD.replace("30000", "1000")
+    config = make_config(WORKFLOWS, actions=ACTIONS, dashboard=dashboard)
+    sampler = FakeSampler(cpu=0.0)
+    sampler.values["memory_usage"] = 0.0
+    axis = re.compile(r"(-?\d+\.\d+)┤")
+
+    def labels() -> list[float]:
+        return [float(m) for m in axis.findall(screen_text(app))]
+
+    async with runtime_for(config, sampler=sampler) as rt:
+        app = console(rt)
+        async with app.run_test(size=(120, 40)):
+            await until(lambda: len(labels()) >= 3)
+            assert min(labels()) == 0.0, labels()
+            sampler.values["cpu_usage"] = 40.0
+            await until(lambda: max(labels()) >= 40.0, timeout=10)
+            assert min(labels()) == 0.0, labels()

@@ -159,14 +159,20 @@ class MetricsChart(Container, PaneBody):
             values = [s[-1][1] if s else 0.0 for s in series.values()]
             plt.bar(names, values, color=colors[0] if colors else None)
         else:
+            low = high = 0.0
             for n, (name, points) in enumerate(series.items()):
                 if not points:
                     continue
                 xs = [(at - now) / 60 for at, _ in points]
                 ys = [value for _, value in points]
+                low, high = min(low, *ys), max(high, *ys)
                 plt.plot(xs, ys, label=LABELS.get(name, name), marker="braille",
                          color=colors[n % len(colors)] if colors else None)  # fmt: skip
             plt.xlim(-window_s / 60, 0)
+            if low >= 0:
+                # Counts and percentages: the axis starts at zero (plotext would centre a
+                # flat line, so an idle queue read "-1.00 tasks/min" at the bottom).
+                plt.ylim(0, high if high > 0 else 1)
             plt.xlabel(f"minutes (last {duration(window_s)})")
         plot.refresh()
 
