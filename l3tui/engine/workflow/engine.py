@@ -28,6 +28,7 @@ from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import Executor
 from l3tui.engine.model import (
     TASK_FAILED_OR_LOST,
+    TASK_TERMINAL,
     TASK_TRANSITIONS,
     ExecState,
     Execution,
@@ -40,7 +41,7 @@ from l3tui.engine.workflow.attempts import AttemptRunner, Outcome, crashed
 from l3tui.engine.workflow.conditions import judge
 from l3tui.engine.workflow.deadlines import arm_deadlines
 from l3tui.engine.workflow.launch import Launcher
-from l3tui.engine.workflow.live import Attempt, GcFreeze, LiveExecution, TaskTransitions
+from l3tui.engine.workflow.live import Attempt, GcFreeze, LiveExecution, TaskTransitions, shape_of
 from l3tui.engine.workflow.operations import OperatorCommands
 from l3tui.engine.workflow.templates import definition_for, encode_definition, resolve_params
 from l3tui.engine.workflow.timers import resolve_not_before
@@ -139,13 +140,12 @@ class WorkflowEngine:
             priority=base_priority,
             created_at=now,
         )
-        runs = execution.tasks
-        pending = TaskState.PENDING
-        for task in definition.tasks:  # positionally (events.py says why): execution_id,
-            runs[task.id] = TaskRun(  # task_id, name, state, attempt, max_attempts, priority
-                exec_id, task.id, task.display_name, pending, 0, task.retries + 1,
-                base_priority if task.priority is None
-                else levels.priority_level(task.priority, base_priority),
+        runs, shape, pending = execution.tasks, shape_of(definition), TaskState.PENDING
+        for task_id, name, max_attempts, own in shape.runs:
+            runs[task_id] = TaskRun(  # positionally (events.py says why): execution_id,
+                exec_id, task_id, name, pending, 0, max_attempts,  # task_id, name, state,
+                base_priority if own is None  # attempt, max_attempts, priority
+                else levels.priority_level(own, base_priority),
             )  # fmt: skip
         self.executions[exec_id] = execution
         self._live[exec_id] = LiveExecution.begin(execution, definition, keep, self.state_dir,
@@ -155,7 +155,7 @@ class WorkflowEngine:
             workflow_name=definition.name, definition_hash=execution.definition_hash,
             definition=definition_json, params=params,
             trigger=trigger, parent_id=parent_id, priority=base_priority,
-            tasks=tuple([(run.task_id, run.name) for run in runs.values()]),
+            tasks=shape.named,
         ))  # fmt: skip
         self.gc_freeze.created(len(definition.tasks))
         return execution
@@ -375,7 +375,7 @@ class WorkflowEngine:
             round(cpu_s, 3) if cpu_s else cpu_s, run.declared_cpu, run.declared_memory_mb,
         ))  # fmt: skip
         for child in live.tracker.settle(run.task_id):  # its dependants
-            if not execution.tasks[child].state.terminal:
+            if execution.tasks[child].state not in TASK_TERMINAL:  # .terminal, one call less
                 self._judge_and_queue(live, child)
         if not live.unfinished:
             self._maybe_finish(live)
