@@ -176,11 +176,10 @@ class AttemptRunner:
         wait: float,
         at: float | None = None,
     ) -> None:
-        self.bus.publish(ev.TaskStarted(
-            at=self.clock.time() if at is None else at, execution_id=execution.id,
-            task_id=run.task_id, attempt=run.attempt, pid=proc.pid if proc else None,
-            pgid=proc.pgid if proc else None, proc_start=proc.proc_start if proc else None,
-            log_path=run.log_path, command=command, wait_s=wait,
+        self.bus.publish(ev.TaskStarted(  # in its field order (positional: events.py)
+            self.clock.time() if at is None else at, execution.id, run.task_id, run.attempt,
+            proc.pid if proc else None, proc.pgid if proc else None,
+            proc.proc_start if proc else None, run.log_path, command, wait,
         ))  # fmt: skip
 
     async def _execute_process(

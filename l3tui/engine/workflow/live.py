@@ -184,7 +184,7 @@ class TaskTransitions:
         run.reason = reason
         if not announce:
             return
-        self.bus.publish(ev.TaskStateChanged(
-            at=self.clock.time() if at is None else at, execution_id=execution.id,
-            task_id=run.task_id, state=state, previous=previous, attempt=run.attempt, reason=reason,
+        self.bus.publish(ev.TaskStateChanged(  # in its field order (positional: events.py)
+            self.clock.time() if at is None else at, execution.id, run.task_id, state, previous,
+            run.attempt, reason,
         ))  # fmt: skip
