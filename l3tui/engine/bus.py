@@ -301,8 +301,17 @@ class EventBus:
         self.published += 1
         seq = self.published
         for sub in self._subs:
-            if sub._plain:
-                sub._deliver(event)
+            if sub._plain:  # Subscription._deliver, inlined (plain: not durable, no `wanted`)
+                queue = sub._queue
+                if len(queue) == sub.maxsize:
+                    sub.dropped += 1  # the deque drops the oldest itself
+                queue.append(event)
+                sub.delivered += 1
+                waiter = sub._waiter
+                if waiter is not None:
+                    sub._waiter = None
+                    if not waiter.done():
+                        waiter.set_result(None)
             else:
                 sub._offer(event, seq)
         if self._committed:

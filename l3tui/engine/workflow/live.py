@@ -103,9 +103,9 @@ class LiveExecution:
               config_dir: Path) -> LiveExecution:  # fmt: skip
         """What the engine holds for a new execution: its ready set, its task definitions,
         the tasks a resume carries over, its log directory and its `l3.*` context."""
-        task_defs, tracker, waiting = _shape(definition)
-        live = cls(execution, definition, tracker, keep_results=dict(keep or {}), waiting=waiting,
-                   task_defs=task_defs,
+        shape = shape_of(definition)
+        live = cls(execution, definition, shape.tracker.fresh(), keep_results=dict(keep or {}),
+                   waiting=shape.waiting, task_defs=shape.task_defs,
                    unfinished=len(definition.tasks))  # fmt: skip
         live.done = asyncio.get_running_loop().create_future()
         live.directory = state_dir / "runs" / execution.id
@@ -127,24 +127,32 @@ class LiveExecution:
 Waiting = tuple[tuple[str, str], ...]
 
 
-def _derive_shape(definition: WorkflowDef) -> tuple[dict[str, TaskDef], ReadyTracker, Waiting]:
-    task_defs = {t.id: t for t in definition.tasks}
-    tracker = ReadyTracker({task_id: t.dependencies for task_id, t in task_defs.items()})
-    ready = set(tracker.initial())
-    waiting = tuple((t.id, f"waiting on {', '.join(t.dependencies)}")
-                    for t in definition.tasks if t.id not in ready)  # fmt: skip
-    return task_defs, tracker, waiting
+class Shape:
+    """What is derived from a definition once, whatever its runs: read only, shared."""
+
+    __slots__ = ("named", "runs", "task_defs", "tracker", "waiting")
+
+    def __init__(self, definition: WorkflowDef) -> None:
+        task_defs = self.task_defs = {t.id: t for t in definition.tasks}
+        """Its tasks by id, in definition order."""
+        tracker = self.tracker = ReadyTracker({task_id: t.dependencies
+                                               for task_id, t in task_defs.items()})  # fmt: skip
+        """Its graph, nothing settled: each run takes a `fresh()` copy."""
+        ready = set(tracker.initial())
+        self.waiting: Waiting = tuple((t.id, f"waiting on {', '.join(t.dependencies)}")
+                                      for t in definition.tasks if t.id not in ready)  # fmt: skip
+        """(task id, reason) of each task that waits on upstream tasks at start, in order."""
+        self.named = tuple((task_id, t.display_name) for task_id, t in task_defs.items())
+        """(task id, display name) of each task, in order (what `ExecutionCreated` says)."""
+        self.runs = tuple((task_id, t.display_name, t.retries + 1, t.priority)
+                          for task_id, t in task_defs.items())  # fmt: skip
+        """(task id, display name, max attempts, own priority or None) of each task, in
+        order: what its `TaskRun` starts with."""
 
 
-_shapes = PerDefinition(_derive_shape)
-
-
-def _shape(definition: WorkflowDef) -> tuple[dict[str, TaskDef], ReadyTracker, Waiting]:
-    """A definition's tasks by id (shared, read only), a fresh tracker of its graph and
-    (task id, reason) of each task that waits on upstream tasks at start, in order; the
-    graph is walked once per definition object (~1 us per task of each later run)."""
-    task_defs, tracker, waiting = _shapes(definition)
-    return task_defs, tracker.fresh(), waiting
+shape_of = PerDefinition(Shape)
+"""A definition's `Shape`, walked once per definition object (~1 us per task of each later
+run of it)."""
 
 
 class TaskTransitions:
@@ -176,7 +184,7 @@ class TaskTransitions:
         run.reason = reason
         if not announce:
             return
-        self.bus.publish(ev.TaskStateChanged(
-            at=self.clock.time() if at is None else at, execution_id=execution.id,
-            task_id=run.task_id, state=state, previous=previous, attempt=run.attempt, reason=reason,
+        self.bus.publish(ev.TaskStateChanged(  # in its field order (positional: events.py)
+            self.clock.time() if at is None else at, execution.id, run.task_id, state, previous,
+            run.attempt, reason,
         ))  # fmt: skip

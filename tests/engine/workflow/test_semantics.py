@@ -544,3 +544,49 @@ def test_a_fresh_tracker_settles_apart_from_its_template():
     assert second.settle("a") == ["b"]  # not yet c: b has not ended in this run
     assert template.fresh().settle("b") == []
     assert template.initial() == ["a"]
+
+
+async def test_the_events_of_each_task_say_what_its_record_holds(make_config, runtime_for):
+    """The engine builds a task's events positionally (events.py says why): each field of
+    them must carry what the record holds, whatever the path (in-process, process, retried
+    and failed), and `ExecutionCreated.tasks` each task's id and display name in order."""
+    config = make_config("""
+        workflows:
+          mixed:
+            name: mixed
+            tasks:
+              - {id: quick, name: "سريع", action: noop, resources: {cpu: 0.5, memory_mb: 7}}
+              - {id: shell, action: ok, dependencies: [quick], resources: {memory_mb: 3}}
+              - {id: broken, action: fail, retries: 1, retry_delay: 10, dependencies: [quick]}
+        """, actions=ACTIONS)  # fmt: skip
+    async with runtime_for(config) as rt:
+        sub = rt.subscribe("test", maxsize=10_000)
+        state, _, view = await run_to_end(rt, "mixed")
+        runs = rt.engine.executions[view.id].tasks
+        events = sub.drain()
+    assert state == "failed"
+    created = next(e for e in events if isinstance(e, ev.ExecutionCreated))
+    assert created.tasks == (("quick", "سريع"), ("shell", "shell"), ("broken", "broken"))
+    expected = {"quick": ("succeeded", 1, 0, 0.5, 7), "shell": ("succeeded", 1, 0, 0.0, 3),
+                "broken": ("failed", 2, 3, 0.0, 0)}  # fmt: skip
+    for task_id, run in runs.items():
+        mine = [e for e in events if getattr(e, "task_id", None) == task_id]
+        (end,) = [e for e in mine if isinstance(e, ev.TaskFinished)]
+        assert (end.state, end.attempt, end.exit_code, end.declared_cpu,
+                end.declared_memory_mb) == expected[task_id]  # fmt: skip
+        assert (end.execution_id, end.reason, end.duration_s, end.wait_s) == (
+            view.id, run.reason, run.active_s, run.wait_s)
+        assert end.peak_rss == run.peak_rss and end.avg_rss == run.avg_rss
+        assert isinstance(end.at, float) and end.at == run.finished_at
+        starts = [e for e in mine if isinstance(e, ev.TaskStarted)]
+        assert [s.attempt for s in starts] == list(range(1, run.attempt + 1))
+        assert all(s.execution_id == view.id and s.wait_s >= 0 for s in starts)
+        command = ("noop",) if task_id == "quick" else None
+        assert command is None or starts[0].command == command
+        assert (starts[-1].pid is None) == (task_id == "quick")
+        assert starts[-1].log_path == run.log_path
+        queued = [e for e in mine if isinstance(e, ev.TaskStateChanged) and e.state == "queued"]
+        assert [(q.attempt, q.previous, q.reason) for q in queued] == (
+            [(0, "waiting" if task_id != "quick" else "pending", "")]
+            + [(1, "retrying", "")] * (task_id == "broken"))
+        assert all(q.execution_id == view.id for q in queued)
