@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import os
 import resource
+import select
 import signal
 import threading
 import time
@@ -53,6 +54,40 @@ _RESET_SIGNALS = tuple(
 )  # fmt: skip
 
 
+class FdWatch:
+    """The tasks' pipes and pidfds in one epoll set the loop watches as one fd: one `epoll_ctl`
+    per fd added or removed, not `loop.add_reader`'s selector bookkeeping (~10 us a task)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.epoll = select.epoll()
+        self.callbacks: dict[int, Callable[[], None]] = {}
+        loop.add_reader(self.epoll.fileno(), self._ready)
+
+    def add(self, fd: int, callback: Callable[[], None]) -> None:
+        self.epoll.register(fd, select.EPOLLIN)
+        self.callbacks[fd] = callback
+
+    def remove(self, fd: int) -> None:  # before `fd` is closed
+        if self.callbacks.pop(fd, None) is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.epoll.unregister(fd)
+
+    def _ready(self) -> None:
+        # Level-triggered (what is not handled now comes again); a callback may find nothing.
+        for fd, _ in self.epoll.poll(0):
+            callback = self.callbacks.get(fd)
+            if callback is not None:
+                callback()
+
+    def close(self) -> None:  # not while a task is still watched
+        if self.callbacks or self.epoll.closed:
+            return
+        with contextlib.suppress(RuntimeError, ValueError, OSError):
+            self.loop.remove_reader(self.epoll.fileno())
+        self.epoll.close()
+
+
 class LocalProcess:
     """A running task process; owned by the engine until `wait()` returns."""
 
@@ -65,8 +100,10 @@ class LocalProcess:
         on_metric: OnMetric,
         grace_s: float,
         enclosure: Enclosure,
+        watch: FdWatch,
     ) -> None:
         self.job = job
+        self._watch = watch
         self.grace_s = grace_s
         self.enclosure = enclosure
         self.cgroup = enclosure.cgroup
@@ -117,7 +154,7 @@ class LocalProcess:
         self.proc_start = spawned_at
         os.set_blocking(read_fd, False)
         self._read_fd = read_fd
-        self._loop.add_reader(read_fd, self._on_readable)
+        watch.add(read_fd, self._on_readable)
         self._watch_exit()
 
     # ------------------------------------------------------------------ watching
@@ -128,7 +165,7 @@ class LocalProcess:
         except (OSError, AttributeError):
             self._pidfd = None
         if self._pidfd is not None:
-            self._loop.add_reader(self._pidfd, self._on_pidfd)
+            self._watch.add(self._pidfd, self._on_pidfd)
         else:  # old kernel: one waiting thread for this child
             threading.Thread(target=self._wait_thread, daemon=True).start()
 
@@ -142,7 +179,7 @@ class LocalProcess:
         if pid == 0:
             return
         assert self._pidfd is not None
-        self._loop.remove_reader(self._pidfd)
+        self._watch.remove(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = None
         self._set_exited(status)
@@ -180,7 +217,7 @@ class LocalProcess:
         if fd is None:
             return
         self._read_fd = None
-        self._loop.remove_reader(fd)
+        self._watch.remove(fd)
         os.close(fd)
         if not self._eof.done():
             self._eof.set_result(None)
@@ -205,9 +242,7 @@ class LocalProcess:
         try:
             os.killpg(self.pgid, sig)
             return True
-        except ProcessLookupError:
-            return False
-        except PermissionError:
+        except (ProcessLookupError, PermissionError):
             return False
 
     def _signal_leader(self, sig: int) -> bool:
@@ -344,6 +379,7 @@ class LocalExecutor:
         self.grace_s = grace_s
         self.containment = Containment(grace_s, adopt_orphans=adopt_orphans)
         self._live: set[LocalProcess] = set()
+        self._watch: FdWatch | None = None
 
     @property
     def mode(self) -> str:
@@ -362,13 +398,18 @@ class LocalExecutor:
             raise SpawnError(f"cannot create the task's cgroup: {exc.strerror}") from None
         try:
             proc = LocalProcess(job, log_path, self.log_cap_bytes, on_lines, on_metric,
-                                self.grace_s, enclosure)  # fmt: skip
+                                self.grace_s, enclosure, self._watching())  # fmt: skip
         except BaseException:
             enclosure.ended()  # no task: its cgroup and time window go too
             raise
         self._live.add(proc)
         proc.done_callbacks.append(self._live.discard)
         return proc
+
+    def _watching(self) -> FdWatch:
+        if self._watch is None or self._watch.loop is not asyncio.get_running_loop():
+            self._watch = FdWatch(asyncio.get_running_loop())  # first task, or a new loop
+        return self._watch
 
     def kill_all(self) -> None:
         """SIGKILL every task still running, and every escapee being ended, at once."""
@@ -384,3 +425,5 @@ class LocalExecutor:
         for proc in list(self._live):
             proc.enclosure.ended()
         await self.containment.close()
+        if self._watch is not None:
+            self._watch.close()
