@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import os
 import resource
-import select
 import signal
 import threading
 import time
@@ -32,7 +31,7 @@ from l3tui.engine.executors.base import (
     SpawnError,
 )
 from l3tui.engine.executors.containment import Containment, Enclosure
-from l3tui.engine.executors.output import OutputCapture, open_private_log
+from l3tui.engine.executors.output import FdWatch, OutputCapture, open_private_log
 from l3tui.engine.executors.procs import (
     above_own_peak,
     group_has_live_member,
@@ -52,40 +51,6 @@ _RESET_SIGNALS = tuple(
                 signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
     if s is not None
 )  # fmt: skip
-
-
-class FdWatch:
-    """The tasks' pipes and pidfds in one epoll set the loop watches as one fd: one `epoll_ctl`
-    per fd added or removed, not `loop.add_reader`'s selector bookkeeping (~10 us a task)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.epoll = select.epoll()
-        self.callbacks: dict[int, Callable[[], None]] = {}
-        loop.add_reader(self.epoll.fileno(), self._ready)
-
-    def add(self, fd: int, callback: Callable[[], None]) -> None:
-        self.epoll.register(fd, select.EPOLLIN)
-        self.callbacks[fd] = callback
-
-    def remove(self, fd: int) -> None:  # before `fd` is closed
-        if self.callbacks.pop(fd, None) is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self.epoll.unregister(fd)
-
-    def _ready(self) -> None:
-        # Level-triggered (what is not handled now comes again); a callback may find nothing.
-        for fd, _ in self.epoll.poll(0):
-            callback = self.callbacks.get(fd)
-            if callback is not None:
-                callback()
-
-    def close(self) -> None:  # not while a task is still watched
-        if self.callbacks or self.epoll.closed:
-            return
-        with contextlib.suppress(RuntimeError, ValueError, OSError):
-            self.loop.remove_reader(self.epoll.fileno())
-        self.epoll.close()
 
 
 class LocalProcess:
@@ -407,8 +372,11 @@ class LocalExecutor:
         return proc
 
     def _watching(self) -> FdWatch:
-        if self._watch is None or self._watch.loop is not asyncio.get_running_loop():
-            self._watch = FdWatch(asyncio.get_running_loop())  # first task, or a new loop
+        loop = asyncio.get_running_loop()
+        if self._watch is None or self._watch.loop is not loop:  # first task, or a new loop
+            if self._watch is not None:
+                self._watch.close()  # the old loop's (its epoll fd, unless tasks remain in it)
+            self._watch = FdWatch(loop)
         return self._watch
 
     def kill_all(self) -> None:
