@@ -31,7 +31,7 @@ from l3tui.engine.executors.base import (
     SpawnError,
 )
 from l3tui.engine.executors.containment import Containment, Enclosure
-from l3tui.engine.executors.output import OutputCapture, open_private_log
+from l3tui.engine.executors.output import FdWatch, OutputCapture, open_private_log
 from l3tui.engine.executors.procs import (
     above_own_peak,
     group_has_live_member,
@@ -65,8 +65,10 @@ class LocalProcess:
         on_metric: OnMetric,
         grace_s: float,
         enclosure: Enclosure,
+        watch: FdWatch,
     ) -> None:
         self.job = job
+        self._watch = watch
         self.grace_s = grace_s
         self.enclosure = enclosure
         self.cgroup = enclosure.cgroup
@@ -117,7 +119,7 @@ class LocalProcess:
         self.proc_start = spawned_at
         os.set_blocking(read_fd, False)
         self._read_fd = read_fd
-        self._loop.add_reader(read_fd, self._on_readable)
+        watch.add(read_fd, self._on_readable)
         self._watch_exit()
 
     # ------------------------------------------------------------------ watching
@@ -128,7 +130,7 @@ class LocalProcess:
         except (OSError, AttributeError):
             self._pidfd = None
         if self._pidfd is not None:
-            self._loop.add_reader(self._pidfd, self._on_pidfd)
+            self._watch.add(self._pidfd, self._on_pidfd)
         else:  # old kernel: one waiting thread for this child
             threading.Thread(target=self._wait_thread, daemon=True).start()
 
@@ -142,7 +144,7 @@ class LocalProcess:
         if pid == 0:
             return
         assert self._pidfd is not None
-        self._loop.remove_reader(self._pidfd)
+        self._watch.remove(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = None
         self._set_exited(status)
@@ -180,7 +182,7 @@ class LocalProcess:
         if fd is None:
             return
         self._read_fd = None
-        self._loop.remove_reader(fd)
+        self._watch.remove(fd)
         os.close(fd)
         if not self._eof.done():
             self._eof.set_result(None)
@@ -205,9 +207,7 @@ class LocalProcess:
         try:
             os.killpg(self.pgid, sig)
             return True
-        except ProcessLookupError:
-            return False
-        except PermissionError:
+        except (ProcessLookupError, PermissionError):
             return False
 
     def _signal_leader(self, sig: int) -> bool:
@@ -344,6 +344,7 @@ class LocalExecutor:
         self.grace_s = grace_s
         self.containment = Containment(grace_s, adopt_orphans=adopt_orphans)
         self._live: set[LocalProcess] = set()
+        self._watch: FdWatch | None = None
 
     @property
     def mode(self) -> str:
@@ -362,13 +363,21 @@ class LocalExecutor:
             raise SpawnError(f"cannot create the task's cgroup: {exc.strerror}") from None
         try:
             proc = LocalProcess(job, log_path, self.log_cap_bytes, on_lines, on_metric,
-                                self.grace_s, enclosure)  # fmt: skip
+                                self.grace_s, enclosure, self._watching())  # fmt: skip
         except BaseException:
             enclosure.ended()  # no task: its cgroup and time window go too
             raise
         self._live.add(proc)
         proc.done_callbacks.append(self._live.discard)
         return proc
+
+    def _watching(self) -> FdWatch:
+        loop = asyncio.get_running_loop()
+        if self._watch is None or self._watch.loop is not loop:  # first task, or a new loop
+            if self._watch is not None:
+                self._watch.close()  # the old loop's (its epoll fd, unless tasks remain in it)
+            self._watch = FdWatch(loop)
+        return self._watch
 
     def kill_all(self) -> None:
         """SIGKILL every task still running, and every escapee being ended, at once."""
@@ -384,3 +393,5 @@ class LocalExecutor:
         for proc in list(self._live):
             proc.enclosure.ended()
         await self.containment.close()
+        if self._watch is not None:
+            self._watch.close()

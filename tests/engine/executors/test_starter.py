@@ -173,3 +173,24 @@ async def test_an_orphan_that_ended_during_its_task_is_reaped(mode, monkeypatch)
         print(ex.containment.describe(), "swept", ex.containment.orphans.swept)
     finally:
         await ex.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tasks_at_once_each_get_all_their_output_and_their_own_exit(mode, monkeypatch):
+    """The tasks' pipes and exit pidfds share one epoll set the loop watches: tasks running at
+    once, each printing more than its pipe holds, each get every line of theirs and their own
+    exit status; closing the executor closes the set."""
+    monkeypatch.setenv("L3TUI_CONTAINMENT", mode)
+    ex = LocalExecutor(64 << 20, 1.0)
+    try:
+        jobs = [sh(f"seq 1 150000 | sed 's/^/{i}:/'; exit {i}") for i in range(6)]
+        results = await asyncio.gather(*(run(ex, job) for job in jobs))
+        for i, (result, lines) in enumerate(results):
+            assert result.exit_code == i
+            assert len(lines) == 150000, (i, len(lines))
+            assert (lines[0], lines[-1]) == (f"{i}:1", f"{i}:150000")
+        watch = ex._watch
+        assert watch is not None and not watch.callbacks  # every fd of theirs removed
+    finally:
+        await ex.close()
+    assert watch.epoll.closed
