@@ -306,6 +306,19 @@ def _task_finished(b: Batch, e: ev.TaskFinished) -> None:
 def _task_started(b: Batch, e: ev.TaskStarted) -> None:
     at = e.at
     started = (e.execution_id, e.task_id, e.attempt)
+    if e.pid is None and e.log_path is None and e.pgid is None and e.proc_start is None:
+        # In-process: no process and no log. The attempt row's columns left out are NULL
+        # (it is inserted whole, replacing any row before it); the task row's are NULL
+        # until a first attempt sets them, so only a later attempt clears them.
+        b.attempts[started] = {
+            "execution_id": e.execution_id, "task_id": e.task_id, "attempt": e.attempt,
+            "started_at": at, "wait_s": e.wait_s, "command": _command(e.command),
+        }  # fmt: skip
+        values = {"state": "running", "reason": "", "started_at": at, "attempt": e.attempt}
+        if e.attempt != 1:
+            values.update(pid=None, pgid=None, proc_start=None, log_path=None)
+        _task(b, (e.execution_id, e.task_id), values)
+        return
     # Inserted again (replacing what AttemptOpened wrote); what came before it for
     # this attempt in the batch is applied after the inserts, as before.
     b.attempts[started] = {

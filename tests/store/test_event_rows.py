@@ -123,3 +123,31 @@ async def test_an_attempt_started_and_ended_in_one_batch_keeps_every_change(
         ("b", 1, "failed", 7, "exit 7", 2.2, 2.3, '["x"]'),
     ]
     assert runs == [("a", "succeeded", 2, 0), ("b", "failed", 1, 7)]
+
+
+async def test_an_attempt_without_a_process_clears_the_task_rows_process(tmp_path: Path) -> None:
+    # An in-process attempt writes no pid, pgid, start or log: the attempt row's are NULL,
+    # and so are the task row's, also when an earlier attempt of the task had a process.
+    first = ev.TaskStarted(at=2.0, execution_id=EXEC, task_id="a", attempt=1, pid=41, pgid=41,
+                           proc_start=9.5, log_path="/l/a.1.log", command=("x",), wait_s=0.0)
+    retried = ev.TaskRetrying(at=2.5, execution_id=EXEC, task_id="a", attempt=1,
+                              delay_s=0.0, error="boom", exit_code=1, state="failed")
+    second = dataclasses.replace(first, at=3.0, attempt=2, pid=None, pgid=None,
+                                 proc_start=None, log_path=None, command=())  # fmt: skip
+    only = dataclasses.replace(second, task_id="b", attempt=1)
+    await _write(tmp_path, [*_created("a", "b"), first, retried])
+    await _write(tmp_path, [second, only])
+    conn = sqlite3.connect(tmp_path / "l3tui.db")
+    try:
+        runs = conn.execute("SELECT task_id, state, attempt, pid, pgid, proc_start, log_path, "
+                            "started_at FROM task_runs ORDER BY task_id").fetchall()
+        attempts = conn.execute("SELECT task_id, attempt, pid, pgid, proc_start, log_path, "
+                                "command FROM task_attempts ORDER BY task_id, attempt"
+                                ).fetchall()  # fmt: skip
+    finally:
+        conn.close()
+    assert runs == [("a", "running", 2, None, None, None, None, 3.0),
+                    ("b", "running", 1, None, None, None, None, 3.0)]  # fmt: skip
+    assert attempts == [("a", 1, 41, 41, 9.5, "/l/a.1.log", '["x"]'),
+                        ("a", 2, None, None, None, None, "[]"),
+                        ("b", 1, None, None, None, None, "[]")]  # fmt: skip
