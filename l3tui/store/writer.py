@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from l3tui.engine import events as ev
 from l3tui.store.audit import GENESIS, chain
 from l3tui.store.database import BUSY_TIMEOUT_MS
-from l3tui.store.rows import Batch, BatchBuilder
+from l3tui.store.rows import Batch, BatchBuilder, Pack
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -261,6 +261,11 @@ _SQL_OPENED = (
     "(SELECT 1 FROM task_runs WHERE execution_id = ? AND task_id = ?)"
 )
 _SQL_EVENT = "INSERT INTO events (at, kind, execution_id, data) VALUES (?, ?, ?, ?)"
+# A pack takes the next n sequence numbers: its id is the last of them (see rows.Pack).
+_SQL_PACK = (
+    "INSERT INTO events (id, at, kind, execution_id, data, n, times) VALUES "
+    "((SELECT coalesce(max(id), 0) FROM events) + ?5, ?1, ?2, ?3, ?4, ?5, ?6)"
+)
 _SQL_METRIC = (
     "INSERT INTO task_metrics (at, execution_id, workflow_id, task_id, name, value) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -316,6 +321,20 @@ _SQL_FINDING_RESOLVED = (
 )
 
 
+def _events(conn: sqlite3.Connection, rows: list[tuple[Any, ...] | Pack]) -> None:
+    """Event rows and packs in their order (each takes the sequence numbers after those
+    before it)."""
+    start = 0
+    for i, row in enumerate(rows):
+        if type(row) is Pack:
+            if start < i:
+                conn.executemany(_SQL_EVENT, rows[start:i])  # type: ignore[arg-type]
+            conn.execute(_SQL_PACK, row.row())
+            start = i + 1
+    if start < len(rows):
+        conn.executemany(_SQL_EVENT, rows[start:] if start else rows)  # type: ignore[arg-type]
+
+
 def apply(
     conn: sqlite3.Connection, b: Batch, audit_head: tuple[int, str]
 ) -> tuple[int, str]:
@@ -337,7 +356,7 @@ def apply(
     if b.attempt_updates:
         _updates(conn, "task_attempts", b.attempt_updates)
     if b.events:
-        conn.executemany(_SQL_EVENT, b.events)
+        _events(conn, b.events)
     if b.task_metrics:
         conn.executemany(_SQL_METRIC, b.task_metrics)
     if b.alerts:
