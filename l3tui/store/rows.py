@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from operator import attrgetter
@@ -183,6 +183,8 @@ class Batch:
     findings: list[tuple[bool, tuple[Any, ...]]] = field(default_factory=list)
     """(raised, row) of bottleneck findings and upgrade advice, in event order."""
     audit: list[AuditEntry] = field(default_factory=list)
+    recorded: Container[str] = ()
+    """Executions whose creation an earlier batch committed (their task rows exist)."""
 
 
 def _task(b: Batch, key: tuple[str, str], values: dict[str, Any]) -> None:
@@ -215,9 +217,20 @@ class BatchBuilder:
     def __init__(self, default_actor: str) -> None:
         self.default_actor = default_actor
         self.triggers: dict[str, str] = {}
+        self.recorded: dict[str, None] = {}
+        """Executions whose creation (and task rows) this writer committed, oldest first."""
+
+    def committed(self, batch: Batch) -> None:
+        """`batch` is on disk: its executions' task rows exist from now on."""
+        recorded = self.recorded
+        for row in batch.executions:
+            recorded[row[0]] = None
+        if len(recorded) > 10_000:
+            for key in list(recorded)[:5_000]:
+                del recorded[key]
 
     def build(self, events: Iterable[ev.Event]) -> Batch:
-        batch = Batch()
+        batch = Batch(recorded=self.recorded)
         rows = batch.events
         compact, task_events, codes = _COMPACT_GET, _TASK_EVENTS, _PACK_CODE
         pack: Pack | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -134,6 +134,7 @@ class Writer:
                     log.warning("store: rollback failed: %s", exc)
             raise
         self.audit_head = head
+        self.builder.committed(batch)
         self.wal_pages += 1 + len(events) // 20  # a rough count; the checkpoint says exactly
         if self.wal_pages >= CHECKPOINT_PAGES:
             self.checkpoint()
@@ -218,14 +219,12 @@ def _updates(conn: sqlite3.Connection, table: str, updates: dict[Any, dict[str, 
 
 
 def _inserts(conn: sqlite3.Connection, rows: dict[Any, dict[str, Any]],
-             sql_for: Callable[[tuple[str, ...]], str], keys: tuple[str, ...] = ()
-             ) -> None:  # fmt: skip
+             sql_for: Callable[[tuple[str, ...]], str]) -> None:  # fmt: skip
     """Insert rows that name different columns: one `executemany` per set of columns (a
-    batch's rows mostly share one). `keys`: columns repeated after the values (for the
-    statement's WHERE)."""
+    batch's rows mostly share one)."""
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in rows.values():
-        params = (*row.values(), *[row[k] for k in keys]) if keys else tuple(row.values())
+        params = tuple(row.values())
         columns = tuple(row)
         group = groups.get(columns)
         if group is None:
@@ -243,10 +242,32 @@ def _sql_task(columns: tuple[str, ...]) -> str:
 
 
 @lru_cache(maxsize=64)
-def _sql_attempt(columns: tuple[str, ...]) -> str:
+def _sql_attempt(columns: tuple[str, ...], recorded: bool) -> str:
+    """Inserted whole (replacing the row an AttemptOpened wrote); when the execution's
+    creation was not committed by this writer, only if its task row exists."""
+    if recorded:  # the task rows exist: no lookup of each first (~1 us per attempt)
+        return (f"INSERT OR REPLACE INTO task_attempts ({', '.join(columns)}) VALUES "
+                f"({', '.join('?' for _ in columns)})")  # fmt: skip
     return (f"INSERT OR REPLACE INTO task_attempts ({', '.join(columns)}) SELECT "
             f"{', '.join('?' for _ in columns)} WHERE EXISTS (SELECT 1 FROM task_runs WHERE "
             "execution_id = ? AND task_id = ?)")  # fmt: skip
+
+
+def _attempts(conn: sqlite3.Connection, rows: dict[Any, dict[str, Any]],
+              recorded: Container[str]) -> None:  # fmt: skip
+    groups: dict[tuple[tuple[str, ...], bool], list[tuple[Any, ...]]] = {}
+    for row in rows.values():
+        exec_id = row["execution_id"]
+        known = exec_id in recorded
+        params = tuple(row.values()) if known else (*row.values(), exec_id, row["task_id"])
+        key = (tuple(row), known)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [params]
+        else:
+            group.append(params)
+    for (columns, known), params_list in groups.items():
+        conn.executemany(_sql_attempt(columns, known), params_list)
 
 
 _SQL_DEFINITION = "INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?)"
@@ -348,7 +369,7 @@ def apply(
     if b.opened:
         conn.executemany(_SQL_OPENED, b.opened)
     if b.attempts:
-        _inserts(conn, b.attempts, _sql_attempt, ("execution_id", "task_id"))
+        _attempts(conn, b.attempts, b.recorded)
     if b.task_updates:
         _updates(conn, "task_runs", b.task_updates)
     if b.exec_updates:

@@ -263,3 +263,37 @@ async def test_events_stored_before_packing_read_back_as_before(tmp_path: Path) 
             if r["kind"] != "system_notice"]  # fmt: skip
     assert mine == _expected(old) + _expected(new)
     assert low == 1 and [r["seq"] for r in stored] == list(range(1, high + 1))
+
+
+async def test_attempts_of_executions_created_here_and_elsewhere_are_written(
+    tmp_path: Path,
+) -> None:
+    # An attempt of an execution this writer committed the creation of is inserted without
+    # looking for its task row first; one of an execution it did not create only if its task
+    # row exists (an unknown one is skipped, not a batch rejected).
+    started = ev.TaskStarted(at=2.0, execution_id=EXEC, task_id="a", attempt=1, pid=None,
+                             pgid=None, proc_start=None, log_path=None, command=(),
+                             wait_s=0.0)  # fmt: skip
+    unknown = dataclasses.replace(started, execution_id="20260101-000000-0000")
+    bus = EventBus()
+    store = Store(tmp_path, actor="test")
+    await store.open(bus, recover=False)
+    try:
+        for event in _created("a", "b"):
+            bus.publish(event)
+        await bus.durable()
+        bus.publish(started)
+        bus.publish(unknown)
+        await bus.durable()
+    finally:
+        await store.close()
+    await _write(tmp_path, [dataclasses.replace(started, task_id="b"),
+                            dataclasses.replace(unknown, task_id="b")])  # fmt: skip
+    assert store.unrecorded == 0
+    conn = sqlite3.connect(tmp_path / "l3tui.db")
+    try:
+        attempts = conn.execute("SELECT execution_id, task_id, attempt FROM task_attempts "
+                                "ORDER BY task_id").fetchall()  # fmt: skip
+    finally:
+        conn.close()
+    assert attempts == [(EXEC, "a", 1), (EXEC, "b", 1)]
