@@ -213,11 +213,14 @@ class Batch:
 
 
 def _task(b: Batch, key: tuple[str, str], values: dict[str, Any]) -> None:
-    created = b.task_runs.get(key)
-    if created is not None:
-        created.update(values)
-    else:
-        _merge(b.task_updates, key, values)
+    """Three times per task: `_merge` inlined."""
+    current = b.task_runs.get(key)
+    if current is None:
+        current = b.task_updates.get(key)
+        if current is None:
+            b.task_updates[key] = values
+            return
+    current.update(values)
 
 
 def _attempt(b: Batch, key: tuple[str, str, int], values: dict[str, Any]) -> None:
