@@ -51,6 +51,9 @@ PACK_KIND = "task_events"
 PACKED_KINDS = tuple(COMPACT)
 """A packed event's kind is `PACKED_KINDS[int(code)]`, its code a digit: a stored code
 never changes (a new packed kind is appended)."""
+PACK_LEAST = 16
+"""Fewer task events in a run are stored a row each: a run broken by other events every few
+events (process attempts' `attempt_opened`, task metrics) gains nothing from a pack."""
 PACK_MOST = 1000
 """Events per pack at most: a reader looking for sequence numbers below `before` starts its
 search this far above it."""
@@ -105,7 +108,8 @@ def event_fields(kind: str, data: str) -> dict[str, Any]:
 
 
 class Pack:
-    """Consecutive task events of one execution in a batch, stored as one `events` row: its
+    """Consecutive task events of one execution in a batch (PACK_LEAST to PACK_MOST of them,
+    with no other stored event between them), stored as one `events` row: its
     id is the sequence number of the last of its `n` events, which have the ones before it
     (id - n + 1 .. id); `at` is the newest time (what retention and recovery look at).
     `data` is a JSON array: the events' kind codes (a digit each, in order), then for each
@@ -117,16 +121,24 @@ class Pack:
 
     __slots__ = ("by_kind", "codes", "execution_id", "times")
 
-    def __init__(self, execution_id: str) -> None:
+    def __init__(self, execution_id: str, items: list[tuple[Any, ...]]) -> None:
+        """`items`: (at, event class, COMPACT values) of each event, in order."""
         self.execution_id = execution_id
-        self.codes: list[str] = []
-        self.by_kind: tuple[list[tuple[Any, ...]], ...] = tuple([] for _ in PACKED_KINDS)
-        self.times = array("d")
+        codes = _PACK_CODE
+        by_kind: tuple[list[tuple[Any, ...]], ...] = tuple([] for _ in PACKED_KINDS)
+        marks: list[str] = []
+        for _, cls, values in items:
+            code, index = codes[cls]
+            marks.append(code)
+            by_kind[index].append(values)
+        self.codes = "".join(marks)
+        self.by_kind = by_kind
+        self.times = array("d", [item[0] for item in items])
 
     def row(self) -> tuple[Any, ...]:
         """(at, kind, execution_id, data, n, times): the row `writer.apply` inserts."""
         blob = array("d", self.times)
-        parts: list[Any] = ["".join(self.codes)]
+        parts: list[Any] = [self.codes]
         for values in self.by_kind:
             columns: list[tuple[Any, ...] | None] = []
             for column in zip(*values, strict=True):
@@ -143,6 +155,17 @@ class Pack:
 
 
 _FLOATS = {float}
+
+
+def _end_run(rows: list[Any], start: int, execution_id: str) -> None:
+    """The task events of one execution at the end of `rows` (from `start`, raw): one Pack
+    when there are PACK_LEAST or more, else a row each."""
+    if len(rows) - start >= PACK_LEAST:
+        rows[start:] = [Pack(execution_id, rows[start:])]
+        return
+    for i in range(start, len(rows)):
+        at, cls, values = rows[i]
+        rows[i] = (at, cls.kind, execution_id, _encode_array(values))
 
 
 def unpack(last: int, n: int, data: str, times: bytes
@@ -260,24 +283,25 @@ class BatchBuilder:
     def build(self, events: Iterable[ev.Event]) -> Batch:
         batch = Batch(recorded=self.recorded)
         rows = batch.events
-        compact, task_events, codes = _COMPACT_GET, _TASK_EVENTS, _PACK_CODE
-        pack: Pack | None = None
+        compact, task_events = _COMPACT_GET, _TASK_EVENTS
+        run: str | None = None  # the execution of the task events at the end of `rows`
+        start = 0
         for event in events:
             cls = type(event)
             get = compact.get(cls)
-            if get is not None:  # the three events per task: packed
+            if get is not None:  # the three events per task: kept raw until their run ends
                 values = get(event)  # execution_id first (COMPACT)
-                if pack is None or pack.execution_id != values[0] or len(pack.codes) >= PACK_MOST:
-                    pack = Pack(values[0])
-                    rows.append(pack)
-                code, index = codes[cls]
-                pack.codes.append(code)
-                pack.by_kind[index].append(values)
-                pack.times.append(event.at)
+                if run != values[0] or len(rows) - start >= PACK_MOST:
+                    if run is not None:
+                        _end_run(rows, start, run)
+                    run, start = values[0], len(rows)
+                rows.append((event.at, cls, values))
             elif not isinstance(event, _NOT_IN_EVENTS):
+                if run is not None:
+                    _end_run(rows, start, run)
+                    run = None
                 rows.append((event.at, event.kind, getattr(event, "execution_id", None),
                              event_json(event)))  # fmt: skip
-                pack = None  # it takes the next sequence number
             apply = task_events.get(cls)
             if apply is not None:
                 apply(batch, event)
@@ -285,6 +309,8 @@ class BatchBuilder:
                 self._apply(batch, event)
             if cls in AUDITED:  # most events (task ones) stand for no audit entry
                 batch.audit.extend(entries_for(event, self.default_actor, self.triggers))
+        if run is not None:
+            _end_run(rows, start, run)
         if len(self.triggers) > 10_000:  # executions that never finished in this process
             for key in list(self.triggers)[:5_000]:
                 del self.triggers[key]

@@ -243,9 +243,9 @@ ALTER TABLE task_runs ADD COLUMN cpu_s REAL;
 """
 
 # Version 7: a run of task events (task_state, task_started, task_finished) of one execution
-# in one commit is one row of kind 'task_events' holding n events, whose sequence numbers
-# end at its id (store/rows.py: Pack; the readers in store/queries.py unpack it): three rows
-# per task were a third of the writer's work. Rows written before keep n = 1.
+# in one commit (16 or more) is one row of kind 'task_events' holding n events, whose
+# sequence numbers end at its id (store/rows.py: Pack; the readers in store/queries.py
+# unpack it): three rows per task were a third of the writer's work. Other rows have n = 1.
 _V7 = """
 ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE events ADD COLUMN times BLOB
