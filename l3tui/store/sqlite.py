@@ -33,8 +33,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,7 +57,7 @@ from l3tui.store.recovery import (
     recovery_events,
     terminate_groups,
 )
-from l3tui.store.writer import DatabaseReplaced, Writer
+from l3tui.store.writer import DatabaseReplaced, Writer, WriterThread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -129,7 +127,7 @@ class Store:
         self._bus: EventBus | None = None
         self._sub: Subscription | None = None
         self._writer = Writer(self.path, actor)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: WriterThread | None = None
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -158,7 +156,7 @@ class Store:
                 raise full_or_io(self.path, sqlite3.OperationalError(
                     "attempt to write a readonly database")) or StateError(str(self.path))
             self._reader = await asyncio.to_thread(connect_readonly, self.path)
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="l3tui-store")
+            self._pool = WriterThread("l3tui-store")
             try:
                 await self._in_writer(self._writer.open)
                 await self._in_writer(self._writer.probe)
@@ -190,7 +188,7 @@ class Store:
 
     async def _in_writer(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._pool is not None
-        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args))
+        return await self._pool.call(fn, *args)
 
     async def _recover(self, report: RecoveryReport, grace_s: float) -> None:
         interrupted = await self.read(find_interrupted)
@@ -250,7 +248,7 @@ class Store:
             except sqlite3.Error as exc:
                 log.warning("store: closing %s: %s", self.path, exc)
             pool, self._pool = self._pool, None
-            pool.shutdown(wait=False)
+            pool.shutdown()
         self._close_reader()
 
     def _close_reader(self) -> None:
