@@ -300,3 +300,42 @@ async def test_attempts_of_executions_created_here_and_elsewhere_are_written(
     finally:
         conn.close()
     assert attempts == [(EXEC, "a", 1), (EXEC, "b", 1)]
+
+
+def _task_rows(state_dir: Path) -> dict[str, tuple[object, ...]]:
+    conn = sqlite3.connect(f"file:{state_dir / 'l3tui.db'}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT task_id, name, position, state, reason, attempt, queued_at "
+                            "FROM task_runs WHERE execution_id = ?", (EXEC,)).fetchall()
+    finally:
+        conn.close()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+async def test_task_rows_of_an_execution_created_and_started_in_one_batch(tmp_path: Path) -> None:
+    """A creation commit inserts each task row pending or waiting with its reason; a change
+    to one of them later in the same batch (a held batch while the disk was full: the start
+    and what followed it together) still wins, in order."""
+    created = _created("a", "b", "c")
+    started = ev.ExecutionStarted(at=1.0, execution_id=EXEC,
+                                  waiting=(("b", "waiting on a"), ("c", "waiting on b")))
+    queued = ev.TaskStateChanged(at=2.0, execution_id=EXEC, task_id="b", state="queued",
+                                 previous="waiting", attempt=0, reason="")  # fmt: skip
+    await _write(tmp_path, [created[0], started, queued])
+    assert _task_rows(tmp_path) == {
+        "a": ("a", 0, "pending", "", 0, None),
+        "b": ("b", 1, "queued", "", 0, 2.0),
+        "c": ("c", 2, "waiting", "waiting on b", 0, None),
+    }
+
+
+async def test_task_rows_of_an_execution_started_after_its_creation_commit(
+    tmp_path: Path,
+) -> None:
+    await _write(tmp_path, [_created("a", "b")[0]])
+    await _write(tmp_path, [ev.ExecutionStarted(at=1.0, execution_id=EXEC,
+                                                waiting=(("b", "waiting on a"),))])  # fmt: skip
+    assert _task_rows(tmp_path) == {
+        "a": ("a", 0, "pending", "", 0, None),
+        "b": ("b", 1, "waiting", "waiting on a", 0, None),
+    }
