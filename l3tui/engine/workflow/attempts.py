@@ -52,7 +52,8 @@ class AttemptRunner:
         """Replaced by the engine when the config is reloaded."""
         self.transitions = transitions
         self.timeouts = TimeoutHeap()
-        """The timeouts of in-process attempts (a process's is a `PausableTimer`: pausable)."""
+        """Every attempt's timeout and retry backoff, behind one loop timer (a process
+        attempt's timeout and a backoff are `PausableTimer`s in it: paused with their task)."""
 
     def execute(
         self, live: LiveExecution, run: TaskRun, task: TaskDef, attempt: Attempt
@@ -157,7 +158,7 @@ class AttemptRunner:
             if run.state == TaskState.RETRYING:
                 requeue()
 
-        timer = PausableTimer(delay, due)
+        timer = PausableTimer(delay, due, self.timeouts)
         live.retry_timers[run.task_id] = timer
         if live.execution.state == ExecState.PAUSED:
             timer.pause()
@@ -241,7 +242,7 @@ class AttemptRunner:
             attempt.timed_out = True
             proc.terminate()
 
-        attempt.timer = PausableTimer(job.timeout_s, on_timeout)
+        attempt.timer = PausableTimer(job.timeout_s, on_timeout, self.timeouts)
         if execution.state == ExecState.PAUSED:  # paused between admission and spawn
             self.freeze(execution, run, attempt)
         try:
