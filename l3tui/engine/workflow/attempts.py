@@ -163,11 +163,6 @@ class AttemptRunner:
         if live.execution.state == ExecState.PAUSED:
             timer.pause()
 
-    async def _durable(self) -> None:
-        """Until the store has everything published so far (at once when nothing is durable)."""
-        if self.bus.has_durable:
-            await self.bus.durable()
-
     def _publish_started(
         self,
         execution: Execution,
@@ -223,11 +218,12 @@ class AttemptRunner:
                 )
             )
 
-        publish(ev.AttemptOpened(at=clock.time(), execution_id=execution.id,
-                                 task_id=run.task_id, attempt=run.attempt,
-                                 log_path=run.log_path, command=job.shown_argv,
-                                 wait_s=wait))  # fmt: skip
-        await self._durable()
+        # at, execution_id, task_id, attempt, log_path, command, wait_s (positional: events.py)
+        publish(ev.AttemptOpened(clock.time(), execution.id, run.task_id, run.attempt,
+                                 run.log_path, job.shown_argv, wait))  # fmt: skip
+        committed = self.bus.durable_future()  # the store has it (and all before it)
+        if committed is not None:
+            await committed
         try:
             proc = self.executor.start(job, log_path, on_lines, on_metric, placement)
         except SpawnError as exc:

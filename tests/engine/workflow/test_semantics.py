@@ -620,6 +620,10 @@ async def test_the_events_of_each_task_say_what_its_record_holds(make_config, ru
         assert command is None or starts[0].command == command
         assert (starts[-1].pid is None) == (task_id == "quick")
         assert starts[-1].log_path == run.log_path
+        opened = [e for e in mine if isinstance(e, ev.AttemptOpened)]
+        assert [(o.attempt, o.execution_id, o.command, o.wait_s) for o in opened] == [
+            (s.attempt, view.id, s.command, s.wait_s) for s in starts if s.pid is not None]
+        assert not opened or opened[-1].log_path == run.log_path
         queued = [e for e in mine if isinstance(e, ev.TaskStateChanged) and e.state == "queued"]
         assert [(q.attempt, q.previous, q.reason) for q in queued] == (
             [(0, "waiting" if task_id != "quick" else "pending", "")]
