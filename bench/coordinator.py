@@ -60,9 +60,11 @@ def query(state: Path, sql: str) -> list[tuple[object, ...]]:
 
 def first_task_starts(state: Path, prefix: str) -> dict[str, float]:
     """Decision id -> when its execution's first task started (the daemon's clock)."""
-    rows = query(state, "SELECT e.trigger, min(v.at) FROM events v JOIN executions e ON "
-                 "e.id = v.execution_id WHERE v.kind = 'task_started' AND e.trigger LIKE "
-                 f"'decision:{prefix}%' GROUP BY e.trigger")  # fmt: skip
+    # An attempt's row leaves `starting` when its task_started is written, with its time
+    # (task events themselves are stored packed: store/rows.py).
+    rows = query(state, "SELECT e.trigger, min(a.started_at) FROM task_attempts a JOIN "
+                 "executions e ON e.id = a.execution_id WHERE a.state != 'starting' AND "
+                 f"e.trigger LIKE 'decision:{prefix}%' GROUP BY e.trigger")  # fmt: skip
     return {str(t).removeprefix("decision:"): float(at) for t, at in rows}  # type: ignore[arg-type]
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from l3tui.errors import UsageError
 from l3tui.store.audit import AUDIT_COLUMNS, ChainedEntry, row_entry
-from l3tui.store.rows import event_fields
+from l3tui.store.rows import PACK_KIND, PACK_MOST, PACKED_KINDS, event_fields, unpack
 
 Row = dict[str, Any]
 FAILED = ("failed", "timed_out")
@@ -118,23 +119,36 @@ def get_execution(conn: sqlite3.Connection, execution_id: str) -> Row | None:
     return execution
 
 
+def _stored(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[int, float, str, Row]]:
+    """(sequence number, at, kind, fields) of each event in `events` rows (id, at, kind,
+    data, n, times), a pack's events one by one, in order."""
+    for event_id, at, kind, data, n, times in rows:
+        if kind == PACK_KIND:
+            yield from unpack(event_id, n, data, times)
+        else:
+            yield event_id, at, kind, event_fields(kind, data)
+
+
 def execution_events(
     conn: sqlite3.Connection, execution_id: str, kinds: tuple[str, ...] = (),
     limit: int | None = None,
 ) -> list[Row]:  # fmt: skip
-    sql = "SELECT id, at, kind, data FROM events WHERE execution_id = ?"
+    sql = "SELECT id, at, kind, data, n, times FROM events WHERE execution_id = ?"
     params: list[Any] = [execution_id]
     if kinds:
-        sql += f" AND kind IN ({','.join('?' for _ in kinds)})"
-        params.extend(kinds)
-    sql += " ORDER BY id"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    out = []
-    for event_id, at, kind, data in conn.execute(sql, params):
-        row = event_fields(kind, data)
+        stored = (*kinds, PACK_KIND) if set(kinds) & set(PACKED_KINDS) else kinds
+        sql += f" AND kind IN ({','.join('?' for _ in stored)})"
+        params.extend(stored)
+    out: list[Row] = []
+    if limit is not None and limit <= 0:
+        return out
+    for event_id, at, kind, row in _stored(conn.execute(sql + " ORDER BY id", params)):
+        if kinds and kind not in kinds:
+            continue
         row.update(id=event_id, at=at, kind=kind)
         out.append(row)
+        if len(out) == limit:
+            break
     return out
 
 
@@ -272,21 +286,29 @@ def events_after(conn: sqlite3.Connection, after: int, limit: int = 5000,
                  before: int | None = None) -> list[Row]:  # fmt: skip
     """Stored events with ids after `after` (and before `before`), oldest first, each with
     `seq` (its id), `at`, `kind` and its fields."""
-    sql = "SELECT id, at, kind, data FROM events WHERE id > ?"
+    # A row's id is its last event's sequence number (a pack's first is id - n + 1), so
+    # each row found holds at least one event in the range: `limit` rows are enough.
+    sql = "SELECT id, at, kind, data, n, times FROM events WHERE id > ?"
     params: list[Any] = [after]
     if before is not None:
-        sql += " AND id < ?"
-        params.append(before)
-    out = []
-    for event_id, at, kind, data in conn.execute(sql + f" ORDER BY id LIMIT {int(limit)}",
-                                                 params):  # fmt: skip
-        row = event_fields(kind, data)
-        row.update(seq=event_id, at=at, kind=kind)
+        sql += " AND id < ? AND id - n + 1 < ?"
+        params.extend((before + PACK_MOST, before))
+    out: list[Row] = []
+    if limit <= 0:
+        return out
+    rows = conn.execute(sql + f" ORDER BY id LIMIT {int(limit)}", params)
+    for seq, at, kind, row in _stored(rows):
+        if seq <= after or (before is not None and seq >= before):
+            continue
+        row.update(seq=seq, at=at, kind=kind)
         out.append(row)
+        if len(out) == limit:
+            break
     return out
 
 
 def event_bounds(conn: sqlite3.Connection) -> tuple[int, int]:
-    """(lowest, highest) stored event id; (0, 0) when there is none."""
-    low, high = conn.execute("SELECT min(id), max(id) FROM events").fetchone()
-    return int(low or 0), int(high or 0)
+    """(lowest, highest) stored event sequence number; (0, 0) when there is none."""
+    first = conn.execute("SELECT id - n + 1 FROM events ORDER BY id LIMIT 1").fetchone()
+    last = conn.execute("SELECT max(id) FROM events").fetchone()
+    return int(first[0] if first else 0), int(last[0] or 0)

@@ -242,7 +242,16 @@ CREATE TABLE IF NOT EXISTS blocked_time (
 ALTER TABLE task_runs ADD COLUMN cpu_s REAL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Version 7: a run of task events (task_state, task_started, task_finished) of one execution
+# in one commit (16 or more) is one row of kind 'task_events' holding n events, whose
+# sequence numbers end at its id (store/rows.py: Pack; the readers in store/queries.py
+# unpack it): three rows per task were a third of the writer's work. Other rows have n = 1.
+_V7 = """
+ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE events ADD COLUMN times BLOB
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """MIGRATIONS[i] takes a database from version i to version i + 1."""
 LATEST = len(MIGRATIONS)
 

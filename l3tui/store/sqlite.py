@@ -288,7 +288,15 @@ class Store:
                     events = await self._next_while_degraded(sub)
             except StopAsyncIteration:
                 break
-            await self._write(events)
+            try:
+                await self._write(events)
+            except Exception as exc:  # past _commit's own guard: a bug
+                # Loud, and recording stops; the subscription is still acknowledged, so
+                # nothing waits forever for a commit that will never come.
+                log.error("store: the writer failed", exc_info=exc)
+                self.unrecorded += len(events)
+                self._stop(f"the store's writer failed: {type(exc).__name__}: {exc} (a bug; "
+                           "please report it with the log)")  # fmt: skip
             sub.ack(len(events))
         await self._last_flush()
 
@@ -376,12 +384,22 @@ class Store:
                 if not isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
                     return f"{type(exc).__name__}: {exc}"  # malformed pages and the like
                 # A bug in how we map events to rows; this batch can never be written.
-                log.exception("store: a batch of %d events was rejected", len(events))
-                self._notice(f"store rejected {len(events)} event(s): {exc} (a bug; please "
-                             "report it with the log)", "error")  # fmt: skip
-                self.unrecorded += len(events)
+                self._reject(events, exc)
+                return None
+            except Exception as exc:  # mapping events to rows failed: a bug
+                # Never let it end the writer: the durable subscription would wait forever
+                # and every run waiting for a success on disk would hang, not fail.
+                self._reject(events, exc)
                 return None
         raise AssertionError("unreachable")
+
+    def _reject(self, events: list[ev.Event], exc: Exception) -> None:
+        """A batch that can never be written (a bug in how events become rows): said
+        loudly, counted as unrecorded (the run exits 1), and the writer goes on."""
+        log.error("store: a batch of %d events was rejected", len(events), exc_info=exc)
+        self._notice(f"store rejected {len(events)} event(s): {type(exc).__name__}: {exc} "
+                     "(a bug; please report it with the log)", "error")  # fmt: skip
+        self.unrecorded += len(events)
 
     def _enter_degraded(self, error: str) -> None:
         self.degraded = error

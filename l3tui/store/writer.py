@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from l3tui.engine import events as ev
 from l3tui.store.audit import GENESIS, chain
 from l3tui.store.database import BUSY_TIMEOUT_MS
-from l3tui.store.rows import Batch, BatchBuilder
+from l3tui.store.rows import Batch, BatchBuilder, Pack
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,6 +134,7 @@ class Writer:
                     log.warning("store: rollback failed: %s", exc)
             raise
         self.audit_head = head
+        self.builder.committed(batch)
         self.wal_pages += 1 + len(events) // 20  # a rough count; the checkpoint says exactly
         if self.wal_pages >= CHECKPOINT_PAGES:
             self.checkpoint()
@@ -218,14 +219,12 @@ def _updates(conn: sqlite3.Connection, table: str, updates: dict[Any, dict[str, 
 
 
 def _inserts(conn: sqlite3.Connection, rows: dict[Any, dict[str, Any]],
-             sql_for: Callable[[tuple[str, ...]], str], keys: tuple[str, ...] = ()
-             ) -> None:  # fmt: skip
+             sql_for: Callable[[tuple[str, ...]], str]) -> None:  # fmt: skip
     """Insert rows that name different columns: one `executemany` per set of columns (a
-    batch's rows mostly share one). `keys`: columns repeated after the values (for the
-    statement's WHERE)."""
+    batch's rows mostly share one)."""
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in rows.values():
-        params = (*row.values(), *[row[k] for k in keys]) if keys else tuple(row.values())
+        params = tuple(row.values())
         columns = tuple(row)
         group = groups.get(columns)
         if group is None:
@@ -243,10 +242,32 @@ def _sql_task(columns: tuple[str, ...]) -> str:
 
 
 @lru_cache(maxsize=64)
-def _sql_attempt(columns: tuple[str, ...]) -> str:
+def _sql_attempt(columns: tuple[str, ...], recorded: bool) -> str:
+    """Inserted whole (replacing the row an AttemptOpened wrote); when the execution's
+    creation was not committed by this writer, only if its task row exists."""
+    if recorded:  # the task rows exist: no lookup of each first (~1 us per attempt)
+        return (f"INSERT OR REPLACE INTO task_attempts ({', '.join(columns)}) VALUES "
+                f"({', '.join('?' for _ in columns)})")  # fmt: skip
     return (f"INSERT OR REPLACE INTO task_attempts ({', '.join(columns)}) SELECT "
             f"{', '.join('?' for _ in columns)} WHERE EXISTS (SELECT 1 FROM task_runs WHERE "
             "execution_id = ? AND task_id = ?)")  # fmt: skip
+
+
+def _attempts(conn: sqlite3.Connection, rows: dict[Any, dict[str, Any]],
+              recorded: Container[str]) -> None:  # fmt: skip
+    groups: dict[tuple[tuple[str, ...], bool], list[tuple[Any, ...]]] = {}
+    for row in rows.values():
+        exec_id = row["execution_id"]
+        known = exec_id in recorded
+        params = tuple(row.values()) if known else (*row.values(), exec_id, row["task_id"])
+        key = (tuple(row), known)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [params]
+        else:
+            group.append(params)
+    for (columns, known), params_list in groups.items():
+        conn.executemany(_sql_attempt(columns, known), params_list)
 
 
 _SQL_DEFINITION = "INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?)"
@@ -261,6 +282,11 @@ _SQL_OPENED = (
     "(SELECT 1 FROM task_runs WHERE execution_id = ? AND task_id = ?)"
 )
 _SQL_EVENT = "INSERT INTO events (at, kind, execution_id, data) VALUES (?, ?, ?, ?)"
+# A pack takes the next n sequence numbers: its id is the last of them (see rows.Pack).
+_SQL_PACK = (
+    "INSERT INTO events (id, at, kind, execution_id, data, n, times) VALUES "
+    "((SELECT coalesce(max(id), 0) FROM events) + ?5, ?1, ?2, ?3, ?4, ?5, ?6)"
+)
 _SQL_METRIC = (
     "INSERT INTO task_metrics (at, execution_id, workflow_id, task_id, name, value) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -316,6 +342,20 @@ _SQL_FINDING_RESOLVED = (
 )
 
 
+def _events(conn: sqlite3.Connection, rows: list[tuple[Any, ...] | Pack]) -> None:
+    """Event rows and packs in their order (each takes the sequence numbers after those
+    before it)."""
+    start = 0
+    for i, row in enumerate(rows):
+        if type(row) is Pack:
+            if start < i:
+                conn.executemany(_SQL_EVENT, rows[start:i])  # type: ignore[arg-type]
+            conn.execute(_SQL_PACK, row.row())
+            start = i + 1
+    if start < len(rows):
+        conn.executemany(_SQL_EVENT, rows[start:] if start else rows)  # type: ignore[arg-type]
+
+
 def apply(
     conn: sqlite3.Connection, b: Batch, audit_head: tuple[int, str]
 ) -> tuple[int, str]:
@@ -329,7 +369,7 @@ def apply(
     if b.opened:
         conn.executemany(_SQL_OPENED, b.opened)
     if b.attempts:
-        _inserts(conn, b.attempts, _sql_attempt, ("execution_id", "task_id"))
+        _attempts(conn, b.attempts, b.recorded)
     if b.task_updates:
         _updates(conn, "task_runs", b.task_updates)
     if b.exec_updates:
@@ -337,7 +377,7 @@ def apply(
     if b.attempt_updates:
         _updates(conn, "task_attempts", b.attempt_updates)
     if b.events:
-        conn.executemany(_SQL_EVENT, b.events)
+        _events(conn, b.events)
     if b.task_metrics:
         conn.executemany(_SQL_METRIC, b.task_metrics)
     if b.alerts:

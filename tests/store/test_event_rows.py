@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 from l3tui.engine import events as ev
 from l3tui.engine.bus import EventBus
 from l3tui.store import queries
-from l3tui.store.rows import COMPACT
+from l3tui.store.rows import COMPACT, PACK_MOST
 from l3tui.store.sqlite import Store
 
 EXEC = "20260101-000000-abcd"
@@ -123,3 +124,179 @@ async def test_an_attempt_started_and_ended_in_one_batch_keeps_every_change(
         ("b", 1, "failed", 7, "exit 7", 2.2, 2.3, '["x"]'),
     ]
     assert runs == [("a", "succeeded", 2, 0), ("b", "failed", 1, 7)]
+
+
+async def test_an_attempt_without_a_process_clears_the_task_rows_process(tmp_path: Path) -> None:
+    # An in-process attempt writes no pid, pgid, start or log: the attempt row's are NULL,
+    # and so are the task row's, also when an earlier attempt of the task had a process.
+    first = ev.TaskStarted(at=2.0, execution_id=EXEC, task_id="a", attempt=1, pid=41, pgid=41,
+                           proc_start=9.5, log_path="/l/a.1.log", command=("x",), wait_s=0.0)
+    retried = ev.TaskRetrying(at=2.5, execution_id=EXEC, task_id="a", attempt=1,
+                              delay_s=0.0, error="boom", exit_code=1, state="failed")
+    second = dataclasses.replace(first, at=3.0, attempt=2, pid=None, pgid=None,
+                                 proc_start=None, log_path=None, command=())  # fmt: skip
+    only = dataclasses.replace(second, task_id="b", attempt=1)
+    await _write(tmp_path, [*_created("a", "b"), first, retried])
+    await _write(tmp_path, [second, only])
+    conn = sqlite3.connect(tmp_path / "l3tui.db")
+    try:
+        runs = conn.execute("SELECT task_id, state, attempt, pid, pgid, proc_start, log_path, "
+                            "started_at FROM task_runs ORDER BY task_id").fetchall()
+        attempts = conn.execute("SELECT task_id, attempt, pid, pgid, proc_start, log_path, "
+                                "command FROM task_attempts ORDER BY task_id, attempt"
+                                ).fetchall()  # fmt: skip
+    finally:
+        conn.close()
+    assert runs == [("a", "running", 2, None, None, None, None, 3.0),
+                    ("b", "running", 1, None, None, None, None, 3.0)]  # fmt: skip
+    assert attempts == [("a", 1, 41, 41, 9.5, "/l/a.1.log", '["x"]'),
+                        ("a", 2, None, None, None, None, "[]"),
+                        ("b", 1, None, None, None, None, "[]")]  # fmt: skip
+
+
+def _stream(exec_ids: tuple[str, ...], tasks: int, start: float = 10.0) -> list[ev.Event]:
+    """Task events of several executions, interleaved with events stored as plain rows and
+    events not stored at all; times that are not in order (a pack keeps each)."""
+    out: list[ev.Event] = []
+    at = start
+    for i in range(tasks):
+        # Runs of 400 tasks of one execution (more than a pack holds), some one by one.
+        for exec_id in exec_ids if i % 400 > 390 else [exec_ids[i // 400 % len(exec_ids)]]:
+            t = f"t{i % 5}"
+            at += 0.001 * (1 + i % 3)
+            out.append(ev.TaskStateChanged(at=at, execution_id=exec_id, task_id=t,
+                                           state="queued", previous="waiting", attempt=0,
+                                           reason=f"r{i}"))  # fmt: skip
+            out.append(ev.TaskStarted(at=at + 0.0001, execution_id=exec_id, task_id=t,
+                                      attempt=1 + i % 2, pid=None if i % 2 else 100 + i,
+                                      pgid=None, proc_start=None, log_path=None,
+                                      command=("noop",), wait_s=1 / (i + 3)))  # fmt: skip
+            out.append(ev.TaskFinished(at=at - 0.5, execution_id=exec_id, task_id=t,
+                                       state="succeeded", attempt=1, exit_code=0,
+                                       duration_s=i / 7 if i % 3 else i // 7,
+                                       wait_s=(-0.0, float("inf"), 1e-300)[i % 3],
+                                       reason=""))  # fmt: skip
+        if i % 400 == 395:
+            out.append(ev.OperatorAction(at=at, action="execution.pause",
+                                         execution_id=exec_ids[-1], task_id=None, applied=True,
+                                         detail=f"d{i}", actor="test"))  # fmt: skip
+        if i % 100 == 50:
+            out.append(ev.ResourceSampled(at=at, sample={"cpu_usage": 1.0}))
+    return out
+
+
+def _expected(events: list[ev.Event]) -> list[dict[str, object]]:
+    """What the readers gave when every event was a row: kind, fields, `at`, in order."""
+    return [{**_object_form(e), "at": e.at, "kind": e.kind} for e in events
+            if not isinstance(e, ev.ResourceSampled)]  # fmt: skip
+
+
+async def test_packed_task_events_read_back_one_by_one_with_their_sequence_numbers(
+    tmp_path: Path,
+) -> None:
+    # Task events are stored packed (a row per run of one execution's task events in a
+    # commit, at most PACK_MOST each); every reader still sees one event per sequence number,
+    # in order, with the fields and time it had: `l3tui events` with --since and paging
+    # back, an execution's events by kind and limit, retention and recovery's newest time.
+    other = "20260101-000000-ffff"
+    created = [*_created("t0", "t1", "t2", "t3", "t4"),
+               *[dataclasses.replace(e, execution_id=other) for e in _created(
+                   "t0", "t1", "t2", "t3", "t4")]]  # fmt: skip
+    stream = _stream((EXEC, other), 900)
+    await _write(tmp_path, [*created, *stream[:2000]])
+    await _write(tmp_path, stream[2000:])
+    conn = sqlite3.connect(tmp_path / "l3tui.db")
+    try:
+        low, high = queries.event_bounds(conn)
+        stored = queries.events_after(conn, 0, 100_000)
+        packs = conn.execute("SELECT count(*), max(n) FROM events WHERE kind = 'task_events'"
+                             ).fetchone()  # fmt: skip
+        mine = [r for r in stored if r["kind"] not in ("execution_created", "execution_started",
+                                                       "system_notice")]  # fmt: skip
+        got = [{k: v for k, v in r.items() if k != "seq"} for r in mine]
+        assert json.dumps(got) == json.dumps(_expected(stream))  # 1 and 1.0 told apart
+        assert [r["seq"] for r in stored] == list(range(low, high + 1))
+        assert packs[0] < len(stream) // 50 and packs[1] == PACK_MOST
+        for after, before, limit in ((0, None, 5000), (low + 2, None, 17), (high - 3, None, 9),
+                                     (high, None, 5), (low, low + 1500, 5000),
+                                     (low + 999, low + 1003, 2), (low + 500, low + 2700, 800),
+                                     (low - 10, low + 3, 100), (low + 40, low + 40, 10)):
+            want = [r for r in stored if r["seq"] > after
+                    and (before is None or r["seq"] < before)][:limit]  # fmt: skip
+            assert queries.events_after(conn, after, limit, before=before) == want
+        for exec_id in (EXEC, other):
+            rows = [{**r, "id": r["seq"]} for r in stored if r.get("execution_id") == exec_id]
+            for row in rows:
+                del row["seq"]
+            assert queries.execution_events(conn, exec_id) == rows
+            started = [r for r in rows if r["kind"] in ("task_started", "operator_action")]
+            assert queries.execution_events(conn, exec_id, ("task_started", "operator_action"),
+                                            limit=40) == started[:40]  # fmt: skip
+            assert queries.execution_events(conn, exec_id, ("execution_created",)) == rows[:1]
+            (newest,) = conn.execute("SELECT max(at) FROM events WHERE execution_id = ?",
+                                     (exec_id,)).fetchone()  # fmt: skip
+            assert newest == max(r["at"] for r in rows)  # what recovery reads
+    finally:
+        conn.close()
+
+
+async def test_events_stored_before_packing_read_back_as_before(tmp_path: Path) -> None:
+    # A database of the version before packs: its rows are read as they were, and the
+    # packed events written after them continue their sequence numbers.
+    from l3tui.store.rows import event_json
+    from l3tui.store.schema import apply_migrations
+
+    conn = sqlite3.connect(tmp_path / "l3tui.db", isolation_level=None)
+    apply_migrations(conn, 0, 6)
+    now = time.time()  # recent: retention keeps them without their execution
+    old = _stream((EXEC,), 20, now)
+    conn.executemany("INSERT INTO events (at, kind, execution_id, data) VALUES (?, ?, ?, ?)",
+                     [(e.at, e.kind, getattr(e, "execution_id", None), event_json(e))
+                      for e in old if not isinstance(e, ev.ResourceSampled)])  # fmt: skip
+    conn.close()
+    new = _stream((EXEC,), 30, now + 1)
+    await _write(tmp_path, new)
+    conn = sqlite3.connect(tmp_path / "l3tui.db")
+    try:
+        low, high = queries.event_bounds(conn)
+        stored = queries.events_after(conn, 0, 100_000)
+    finally:
+        conn.close()
+    mine = [{k: v for k, v in r.items() if k != "seq"} for r in stored
+            if r["kind"] != "system_notice"]  # fmt: skip
+    assert json.dumps(mine) == json.dumps(_expected(old) + _expected(new))
+    assert low == 1 and [r["seq"] for r in stored] == list(range(1, high + 1))
+
+
+async def test_attempts_of_executions_created_here_and_elsewhere_are_written(
+    tmp_path: Path,
+) -> None:
+    # An attempt of an execution this writer committed the creation of is inserted without
+    # looking for its task row first; one of an execution it did not create only if its task
+    # row exists (an unknown one is skipped, not a batch rejected).
+    started = ev.TaskStarted(at=2.0, execution_id=EXEC, task_id="a", attempt=1, pid=None,
+                             pgid=None, proc_start=None, log_path=None, command=(),
+                             wait_s=0.0)  # fmt: skip
+    unknown = dataclasses.replace(started, execution_id="20260101-000000-0000")
+    bus = EventBus()
+    store = Store(tmp_path, actor="test")
+    await store.open(bus, recover=False)
+    try:
+        for event in _created("a", "b"):
+            bus.publish(event)
+        await bus.durable()
+        bus.publish(started)
+        bus.publish(unknown)
+        await bus.durable()
+    finally:
+        await store.close()
+    await _write(tmp_path, [dataclasses.replace(started, task_id="b"),
+                            dataclasses.replace(unknown, task_id="b")])  # fmt: skip
+    assert store.unrecorded == 0
+    conn = sqlite3.connect(tmp_path / "l3tui.db")
+    try:
+        attempts = conn.execute("SELECT execution_id, task_id, attempt FROM task_attempts "
+                                "ORDER BY task_id").fetchall()  # fmt: skip
+    finally:
+        conn.close()
+    assert attempts == [(EXEC, "a", 1), (EXEC, "b", 1)]
