@@ -312,6 +312,22 @@ class EventBus:
                     sub._waiter = None
                     if not waiter.done():
                         waiter.set_result(None)
+            elif sub.durable:  # Subscription._offer and _deliver, inlined (the store's)
+                accepts = sub._accepts
+                if accepts is not None and not accepts(event):
+                    continue
+                sub._seqs.append(seq)
+                queue = sub._queue
+                queue.append(event)
+                sub.delivered += 1
+                wanted = sub._wanted
+                if wanted is not None and len(queue) >= sub._wanted_most and not wanted.done():
+                    wanted.set_result(None)
+                waiter = sub._waiter
+                if waiter is not None:
+                    sub._waiter = None
+                    if not waiter.done():
+                        waiter.set_result(None)
             else:
                 sub._offer(event, seq)
         if self._committed:
@@ -345,3 +361,13 @@ class EventBus:
             future = sub.caught_up()
             if future is not None:
                 await future
+
+    def durable_future(self) -> asyncio.Future[None] | None:
+        """What `durable()` waits for, as one future (None: nothing to wait for): awaited
+        where it is called, it is one coroutine fewer to create and to step through."""
+        durable = self._durable
+        if not durable:
+            return None
+        if len(durable) == 1:
+            return durable[0].caught_up()
+        return asyncio.ensure_future(self.durable())

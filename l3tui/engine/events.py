@@ -5,11 +5,12 @@ and compared by value, but not `frozen`: a frozen dataclass sets each field thro
 `object.__setattr__`, and building a TaskFinished cost 3.9 µs frozen against 1.6 µs plain,
 a few times per task on the engine's hot path.
 
-Keyword-only, but for the three events of every task (`TaskStateChanged`, `TaskStarted`,
-`TaskFinished`), which also take their fields in order (and `at` of any event): the engine
-builds them positionally, because a class called with keywords gets them as a dict to
-match against its `__init__` (Python 3.11): a TaskFinished cost 0.8 µs with keywords
-against 0.3 µs positionally. Their field order is thus part of their interface.
+Keyword-only, but for the events of every task (`TaskStateChanged`, `TaskStarted`,
+`TaskFinished`, a process's `AttemptOpened`), which also take their fields in order (and `at`
+of any event): the engine builds them positionally, because a class called with keywords
+gets them as a dict to match against its `__init__` (Python 3.11): a TaskFinished cost
+0.8 µs with keywords against 0.3 µs positionally. Their field order is thus part of their
+interface.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class TaskStateChanged(Event):
     reason: str = ""
 
 
-@dataclass(kw_only=True, slots=True, unsafe_hash=True)
+@dataclass(slots=True, unsafe_hash=True)  # positional too: see the module's docstring
 class AttemptOpened(Event):
     """An attempt's process is about to be spawned. Its record is committed before the
     spawn (with the group commit of whatever else is pending): after a crash an attempt

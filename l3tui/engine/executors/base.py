@@ -156,7 +156,7 @@ class Executor(Protocol):
     """Starts jobs. `start` raises SpawnError when the job cannot be started at all."""
 
     def start(
-        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric,
+        self, job: CommandJob, log_path: str | Path | None, on_lines: OnLines, on_metric: OnMetric,
         placement: Placement | None = None,
     ) -> TaskProcess: ...
 

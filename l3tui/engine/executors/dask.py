@@ -203,7 +203,7 @@ class DaskExecutor:
 
     # ------------------------------------------------------------------ Executor
 
-    def start(self, job: CommandJob, log_path: Path | None, on_lines: OnLines,
+    def start(self, job: CommandJob, log_path: str | Path | None, on_lines: OnLines,
               on_metric: OnMetric, placement: Placement | None = None) -> DaskProcess:  # fmt: skip
         if placement is None:
             raise SpawnError("a Dask attempt needs its placement (key, resources)")

@@ -69,7 +69,7 @@ class DaskProcess:
     pgid: int | None = None
     proc_start: float | None = None
 
-    def __init__(self, cluster: Cluster, job: CommandJob, log_path: Path | None,
+    def __init__(self, cluster: Cluster, job: CommandJob, log_path: str | Path | None,
                  on_lines: OnLines, on_metric: OnMetric, placement: Placement,
                  argv: tuple[str, list[str]]) -> None:  # fmt: skip
         self.cluster = cluster

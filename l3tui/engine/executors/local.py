@@ -59,7 +59,7 @@ class LocalProcess:
     def __init__(
         self,
         job: CommandJob,
-        log_path: Path | None,
+        log_path: str | Path | None,
         log_cap: int,
         on_lines: OnLines,
         on_metric: OnMetric,
@@ -353,7 +353,7 @@ class LocalExecutor:
         return self.containment.mode
 
     def start(
-        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric,
+        self, job: CommandJob, log_path: str | Path | None, on_lines: OnLines, on_metric: OnMetric,
         placement: Placement | None = None,
     ) -> LocalProcess:
         spawned_at = time.clock_gettime(time.CLOCK_BOOTTIME)

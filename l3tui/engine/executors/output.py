@@ -101,7 +101,7 @@ class SecretMask:
         return cut
 
 
-def open_private_log(path: Path) -> BinaryIO:
+def open_private_log(path: str | Path) -> BinaryIO:
     """The log file for appending, created 0600 whatever the umask (task output may hold
     what only its owner should read)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)

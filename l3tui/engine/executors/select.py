@@ -45,7 +45,7 @@ class ExecutorSet:
         self.scheduling = scheduling
 
     def start(
-        self, job: CommandJob, log_path: Path | None, on_lines: OnLines, on_metric: OnMetric,
+        self, job: CommandJob, log_path: str | Path | None, on_lines: OnLines, on_metric: OnMetric,
         placement: Placement | None = None,
     ) -> TaskProcess:
         spec = self.scheduling.executor_for(*(placement.choices if placement else ()))

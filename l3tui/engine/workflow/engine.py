@@ -325,14 +325,14 @@ class WorkflowEngine:
 
     def _release(self, attempt: Attempt) -> None:
         self.scheduler.release(attempt.entry)
-        if attempt.timer is not None:
-            attempt.timer.cancel()
+        timer = attempt.timer
+        if timer is not None:  # let go: its callback holds the attempt (a cycle for the GC)
+            attempt.timer = None
+            timer.cancel()
 
     def _end_attempt(self, live: LiveExecution, task_id: str, attempt: Attempt,
                      ended: Outcome) -> None:  # fmt: skip
-        self.scheduler.release(attempt.entry)  # _release, inlined
-        if attempt.timer is not None:
-            attempt.timer.cancel()
+        self._release(attempt)
         outcome, reason, exit_code = ended
         execution = live.execution
         run = execution.tasks[task_id]

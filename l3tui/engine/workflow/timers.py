@@ -21,9 +21,9 @@ Armed = list[Any]
 class TimeoutHeap:
     """The timeouts of many attempts behind one loop timer, set for the earliest deadline.
     Arming one is a heap push and disarming it clears its callback, where a `call_later` and
-    its `cancel` per in-process attempt cost ~3.8 us on the hot path. Disarmed deadlines
-    leave the heap when they reach its head, or all at once when they are most of it, so it
-    holds about as many entries as there are attempts running."""
+    its `cancel` per attempt cost ~3.8 us on the hot path (more on a busy loop). Disarmed
+    deadlines leave the heap when they reach its head, or all at once when they are most of
+    it, so it holds about as many entries as there are attempts running."""
 
     __slots__ = ("_at", "_dead", "_handle", "_heap", "_loop", "_seq")
 
@@ -73,9 +73,10 @@ class TimeoutHeap:
         loop = self._loop
         assert loop is not None
         now = loop.time()
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            armed = heapq.heappop(heap)
+        # `self._heap` read afresh each time: a callback may arm or disarm (a retry's backoff
+        # requeues its task), and a disarm may compact the heap into a new list.
+        while self._heap and self._heap[0][0] <= now:
+            armed = heapq.heappop(self._heap)
             callback = armed[2]
             if callback is None:
                 self._dead -= 1
@@ -85,58 +86,63 @@ class TimeoutHeap:
                 callback()
             except Exception:  # one broken timeout must not strand the others
                 log.exception("timeout callback failed")
+        heap = self._heap
         while heap and heap[0][2] is None:
             heapq.heappop(heap)
             self._dead -= 1
-        if heap:
+        if heap and (self._handle is None or heap[0][0] < self._at):
+            if self._handle is not None:  # armed by a callback, for later than the head
+                self._handle.cancel()
             self._at = heap[0][0]
             self._handle = loop.call_at(self._at, self._fire)
 
 
 class PausableTimer:
-    """Calls `callback` once `delay` seconds of un-paused time have passed."""
+    """Calls `callback` once `delay` seconds of un-paused time have passed: a deadline in
+    `heap` while it runs, taken out while paused. A process attempt's timeout is one; in
+    the shared heap it costs a push and a cleared slot, where a `call_later` and its `cancel`
+    of its own cost ~10-15 us per attempt on a busy loop."""
 
-    __slots__ = ("_callback", "_handle", "_loop", "_remaining", "_started", "fired")
+    __slots__ = ("_armed", "_callback", "_heap", "_remaining", "_started", "fired")
 
-    def __init__(self, delay: float, callback: Callable[[], None]) -> None:
-        self._loop = asyncio.get_running_loop()
+    def __init__(self, delay: float, callback: Callable[[], None], heap: TimeoutHeap) -> None:
+        self._heap = heap
         self._callback = callback
         self._remaining = max(delay, 0.0)
         self.fired = False
-        self._started: float | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._started = 0.0
+        self._armed: Armed | None = None
         self.resume()
 
     def _fire(self) -> None:
-        self._handle = None
-        self._started = None
+        self._armed = None
         self._remaining = 0.0
         self.fired = True
         self._callback()
 
     @property
     def running(self) -> bool:
-        return self._handle is not None
+        return self._armed is not None
 
     def pause(self) -> None:
-        if self._handle is None or self._started is None:
+        armed = self._armed
+        if armed is None:
             return
-        self._handle.cancel()
-        self._handle = None
+        self._armed = None
+        self._heap.disarm(armed)
         self._remaining = max(self._remaining - (time.monotonic() - self._started), 0.0)
-        self._started = None
 
     def resume(self) -> None:
-        if self._handle is not None or self.fired:
+        if self._armed is not None or self.fired:
             return
         self._started = time.monotonic()
-        self._handle = self._loop.call_later(self._remaining, self._fire)
+        self._armed = self._heap.arm(self._remaining, self._fire)
 
     def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._started = None
+        armed = self._armed
+        if armed is not None:
+            self._armed = None
+            self._heap.disarm(armed)
 
 
 def resolve_not_before(value: str | None, reference: float) -> float | None:

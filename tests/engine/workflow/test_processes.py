@@ -426,3 +426,35 @@ async def test_a_silent_task_leaves_no_log_file_and_a_talkative_one_does(make_co
         tasks = {t.task_id: t for t in rt.execution(result.execution_id).tasks}
     assert not Path(tasks["q"].log_path).exists()
     assert Path(tasks["l"].log_path).read_text() == "hello\n"
+
+
+async def test_an_ended_process_attempt_is_freed_without_the_cyclic_gc(make_config, runtime_for):
+    """What an attempt held (its process, output capture, containment, futures, Task) goes
+    when it ends, by reference counting: a cycle through it (its timeout's callback held the
+    attempt that held the timeout) left ~37 objects per task for the cyclic GC, whose
+    collections then cost ~17 us per task of a run."""
+    import gc
+    import weakref
+
+    config = make_config(tree_workflow(0), actions=TREE_ACTIONS)
+    gc.collect()
+    gc.disable()
+    try:
+        async with runtime_for(config) as rt:
+            executor = rt.engine.attempts.executor
+            start = executor.start
+            started: list[weakref.ref[object]] = []
+
+            def spy(*args: object, **kwargs: object) -> object:
+                proc = start(*args, **kwargs)
+                started.append(weakref.ref(proc))
+                return proc
+
+            executor.start = spy  # type: ignore[method-assign]
+            result = await rt.run_workflow("tree")
+            assert await asyncio.wait_for(rt.wait(result.execution_id), 60) == "succeeded"
+            await asyncio.sleep(0)  # the attempts' Tasks finish their last step
+            assert len(started) == 2
+            assert [ref() for ref in started] == [None, None]
+    finally:
+        gc.enable()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 
 import pytest
 
 from l3tui.engine import events as ev
+from l3tui.engine.actions.registry import ActionError
 from l3tui.engine.bus import EventBus
 from l3tui.engine.model import IllegalTransition, TaskRun, TaskState
 from l3tui.errors import UsageError
@@ -427,6 +429,39 @@ async def test_the_timeout_heap_fires_in_deadline_order_and_sheds_disarmed_entri
     assert fired == ["early", "late"]
 
 
+async def test_pausable_timers_in_the_heap_stop_while_paused_and_may_arm_from_a_callback():
+    """A process attempt's timeout is a `PausableTimer` in the shared heap: paused, its clock
+    stops (wall time past its delay does not fire it); resumed, it fires; a callback may arm
+    a later deadline without delaying one already due sooner."""
+    from l3tui.engine.workflow.timers import PausableTimer, TimeoutHeap
+
+    heap = TimeoutHeap()
+    fired: list[str] = []
+    soon, clock, resumed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    paused = PausableTimer(0.05, lambda: (fired.append("paused"), resumed.set()), heap)
+    paused.pause()
+    assert not paused.running
+    PausableTimer(0.3, lambda: (fired.append("clock"), clock.set()), heap)
+    # Fires first and arms a far deadline from inside the heap's own callback: the one due
+    # at 0.3 s must still fire then, not once the far one is due.
+    PausableTimer(0.01, lambda: (fired.append("first"),
+                                 PausableTimer(3600, lambda: fired.append("far"), heap)),
+                  heap)  # fmt: skip
+    PausableTimer(0.2, lambda: (fired.append("soon"), soon.set()), heap)
+    async with asyncio.timeout(30):
+        await clock.wait()
+    assert fired == ["first", "soon", "clock"]  # 0.3 s of wall time: the paused one waits
+    paused.resume()
+    assert paused.running
+    async with asyncio.timeout(30):
+        await resumed.wait()
+    assert fired == ["first", "soon", "clock", "paused"] and paused.fired
+    cancelled = PausableTimer(0.01, lambda: fired.append("cancelled"), heap)
+    cancelled.cancel()
+    await asyncio.sleep(0.1)
+    assert "cancelled" not in fired
+
+
 async def test_a_large_execution_freezes_the_gc_only_while_it_runs(make_config, runtime_for):
     """`gc.freeze()` keeps a large definition out of full collections while it runs; once it
     ends nothing stays frozen (a daemon must not pin memory across executions)."""
@@ -585,8 +620,77 @@ async def test_the_events_of_each_task_say_what_its_record_holds(make_config, ru
         assert command is None or starts[0].command == command
         assert (starts[-1].pid is None) == (task_id == "quick")
         assert starts[-1].log_path == run.log_path
+        opened = [e for e in mine if isinstance(e, ev.AttemptOpened)]
+        assert [(o.attempt, o.execution_id, o.command, o.wait_s) for o in opened] == [
+            (s.attempt, view.id, s.command, s.wait_s) for s in starts if s.pid is not None]
+        assert not opened or opened[-1].log_path == run.log_path
         queued = [e for e in mine if isinstance(e, ev.TaskStateChanged) and e.state == "queued"]
         assert [(q.attempt, q.previous, q.reason) for q in queued] == (
             [(0, "waiting" if task_id != "quick" else "pending", "")]
             + [(1, "retrying", "")] * (task_id == "broken"))
         assert all(q.execution_id == view.id for q in queued)
+
+
+def test_a_plain_command_action_resolves_once_to_what_filling_it_makes(make_config, tmp_path):
+    """A command action with nothing to fill is resolved once per config: each job of it is
+    field for field what the full resolution makes (its own env dict, this attempt's `L3_*`),
+    a task with env of its own or an action with placeholders is filled every time, and a
+    program not found is looked for again."""
+    import dataclasses
+
+    from l3tui.config import load_config
+    from l3tui.engine.actions.registry import ActionRegistry
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    config = load_config(make_config(
+        """
+        workflows:
+          w:
+            name: w
+            tasks:
+              - {id: a, action: plain}
+              - {id: b, action: script, timeout: 5s}
+              - {id: c, action: plain, env: {EXTRA: "${l3.task_id}"}}
+              - {id: d, action: filled}
+              - {id: e, action: later}
+        """,
+        actions="""
+        actions:
+          plain: {command: [sh, -c, "exit 0"], env: {MODE: fast}, timeout: 9s}
+          script: {shell: true, command: ['echo "${HOME}" $L3_ATTEMPT']}
+          filled: {command: [echo, "${l3.task_id}"]}
+          later: {command: [l3tui-test-later-tool]}
+        """,
+    ))  # fmt: skip
+    tasks = {t.id: t for t in config.workflows.workflows["w"].tasks}
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "L3_TASK_ID": "outer"}
+    registry = ActionRegistry(config, tmp_path / "state", base_env=env)
+    full = ActionRegistry(config, tmp_path / "state", base_env=env)
+
+    def context(task_id: str, attempt: int) -> dict[str, object]:
+        return {"l3.execution_id": "x1", "l3.task_id": task_id, "l3.attempt": attempt,
+                "l3.execution_dir": str(tmp_path / "state" / "runs" / "x1")}  # fmt: skip
+
+    for task_id in "abcd":
+        for attempt in (1, 2):
+            job = registry.resolve(tasks[task_id], context(task_id, attempt), {})
+            full._plain.clear()
+            full._plain.update(dict.fromkeys(config.actions.actions))  # none plain: fill all
+            expected = full.resolve(tasks[task_id], context(task_id, attempt), {})
+            assert dataclasses.asdict(job) == dataclasses.asdict(expected), task_id
+            assert list(job.env) == list(expected.env)  # the same order too
+            assert job.env["L3_ATTEMPT"] == str(attempt) and job.env["L3_TASK_ID"] == task_id
+    first = registry.resolve(tasks["a"], context("a", 1), {})
+    again = registry.resolve(tasks["a"], context("a", 2), {})
+    assert first.env is not again.env and first.env["L3_ATTEMPT"] == "1"
+    assert set(registry._plain) == {"plain", "script", "filled"}
+    assert registry._plain["plain"] and registry._plain["script"]
+    assert registry._plain["filled"] is None  # has a placeholder: filled each time
+    assert registry.resolve(tasks["c"], context("c", 1), {}).env["EXTRA"] == "c"
+    with pytest.raises(ActionError, match="command not found: l3tui-test-later-tool"):
+        registry.resolve(tasks["e"], context("e", 1), {})
+    tool = bin_dir / "l3tui-test-later-tool"
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o755)
+    assert registry.resolve(tasks["e"], context("e", 2), {}).executable == str(tool)
