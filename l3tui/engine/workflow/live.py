@@ -29,6 +29,13 @@ FREEZE_TASKS = 1000
 each walks its definition and records again (~5 us per task of a 10k-task run)."""
 
 
+YOUNG = 7000
+"""Young collections while a large execution runs: every 7,000 allocations, not 700. Its
+records and events come by the thousand and live long; each young collection walked them
+again before promoting them (~1.2 us per task of a 10k-task run). At most 7,000 young
+objects wait for a collection: a few hundred KB."""
+
+
 class GcFreeze:
     """Large executions out of the cyclic GC's full collections while they run: creating
     one freezes what is alive (`gc.freeze`); when any execution ends all is given back to
@@ -36,15 +43,19 @@ class GcFreeze:
     again while a large execution still runs. Nothing is unfrozen unless it froze; but
     `gc.unfreeze` has no finer grain, so what the console froze at start goes back too."""
 
-    __slots__ = ("frozen",)
+    __slots__ = ("frozen", "saved")
 
     def __init__(self) -> None:
         self.frozen = False
+        self.saved: tuple[int, int, int] | None = None
 
     def created(self, tasks: int) -> None:
         if tasks >= FREEZE_TASKS:
             gc.freeze()
             self.frozen = True
+            if self.saved is None:
+                self.saved = gc.get_threshold()
+                gc.set_threshold(max(self.saved[0], YOUNG), *self.saved[1:])
 
     def ended(self, running: Iterable[LiveExecution]) -> None:
         if not self.frozen:
@@ -53,6 +64,9 @@ class GcFreeze:
         self.frozen = any(len(other.task_defs) >= FREEZE_TASKS for other in running)
         if self.frozen:
             gc.freeze()
+        elif self.saved is not None:
+            gc.set_threshold(*self.saved)
+            self.saved = None
 
 
 @dataclass(slots=True, eq=False)

@@ -463,11 +463,13 @@ async def test_pausable_timers_in_the_heap_stop_while_paused_and_may_arm_from_a_
 
 
 async def test_a_large_execution_freezes_the_gc_only_while_it_runs(make_config, runtime_for):
-    """`gc.freeze()` keeps a large definition out of full collections while it runs; once it
-    ends nothing stays frozen (a daemon must not pin memory across executions)."""
+    """`gc.freeze()` keeps a large definition out of full collections while it runs, and young
+    collections come every YOUNG allocations, not 700; once it ends nothing stays frozen and
+    the thresholds are the process's own again (a daemon must not pin memory across
+    executions, nor change the collector for good)."""
     import gc
 
-    from l3tui.engine.workflow.live import FREEZE_TASKS
+    from l3tui.engine.workflow.live import FREEZE_TASKS, YOUNG
 
     tasks = "\n".join(f"              - {{id: t{i}, action: noop}}" for i in range(FREEZE_TASKS))
     config = make_config(f"""
@@ -478,13 +480,17 @@ async def test_a_large_execution_freezes_the_gc_only_while_it_runs(make_config, 
 {tasks}
         """)  # fmt: skip
     gc.unfreeze()
+    before = gc.get_threshold()
     async with runtime_for(config) as rt:
         result = await rt.run_workflow("big")
         frozen_while_running = gc.get_freeze_count()
+        threshold_while_running = gc.get_threshold()
         state = await asyncio.wait_for(rt.wait(result.execution_id), 60)
         assert state == "succeeded"
         assert frozen_while_running > 0
+        assert threshold_while_running == (max(before[0], YOUNG), *before[1:])
         assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == before
 
 
 async def test_a_chain_longer_than_a_launch_batch_runs_in_order(make_config, runtime_for):
