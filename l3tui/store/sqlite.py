@@ -127,7 +127,7 @@ class Store:
         self._bus: EventBus | None = None
         self._sub: Subscription | None = None
         self._writer = Writer(self.path, actor)
-        self._pool: WriterThread | None = None
+        self._thread: WriterThread | None = None
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -156,7 +156,7 @@ class Store:
                 raise full_or_io(self.path, sqlite3.OperationalError(
                     "attempt to write a readonly database")) or StateError(str(self.path))
             self._reader = await asyncio.to_thread(connect_readonly, self.path)
-            self._pool = WriterThread("l3tui-store")
+            self._thread = WriterThread("l3tui-store")
             try:
                 await self._in_writer(self._writer.open)
                 await self._in_writer(self._writer.probe)
@@ -187,8 +187,8 @@ class Store:
         return report
 
     async def _in_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        assert self._pool is not None
-        return await self._pool.call(fn, *args)
+        assert self._thread is not None
+        return await self._thread.call(fn, *args)
 
     async def _recover(self, report: RecoveryReport, grace_s: float) -> None:
         interrupted = await self.read(find_interrupted)
@@ -242,13 +242,13 @@ class Store:
         # would leave a malformed file; an empty one with a stale log starts afresh).
         if not self.lost:
             self._close_reader()
-        if self._pool is not None:
+        if self._thread is not None:
             try:
                 await self._in_writer(self._writer.close, not self.lost)
             except sqlite3.Error as exc:
                 log.warning("store: closing %s: %s", self.path, exc)
-            pool, self._pool = self._pool, None
-            pool.shutdown()
+            thread, self._thread = self._thread, None
+            thread.shutdown()
         self._close_reader()
 
     def _close_reader(self) -> None:
@@ -488,7 +488,7 @@ class Store:
         """`fn(conn)` in one transaction on the writer's thread, in turn with the event
         batches (so what it writes is ordered with them). Raises sqlite3 errors and
         DatabaseReplaced unchanged; nothing is held or retried."""
-        if self._pool is None:
+        if self._thread is None:
             raise sqlite3.OperationalError("the store is not open")
         return await self._in_writer(self._writer.transact, fn)
 

@@ -271,12 +271,14 @@ def _updates(conn: sqlite3.Connection, table: str, updates: dict[Any, dict[str, 
 
 
 def _inserts(conn: sqlite3.Connection, rows: dict[Any, dict[str, Any]],
-             sql_for: Callable[[tuple[str, ...]], str]) -> None:  # fmt: skip
+             sql_for: Callable[[tuple[str, ...]], str], keys: tuple[str, ...] = ()
+             ) -> None:  # fmt: skip
     """Insert rows that name different columns: one `executemany` per set of columns (a
-    batch's rows mostly share one)."""
+    batch's rows mostly share one). `keys`: columns repeated after the values (for the
+    statement's WHERE)."""
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in rows.values():
-        params = tuple(row.values())
+        params = (*row.values(), *[row[k] for k in keys]) if keys else tuple(row.values())
         columns = tuple(row)
         group = groups.get(columns)
         if group is None:
@@ -294,12 +296,17 @@ def _sql_task(columns: tuple[str, ...]) -> str:
 
 
 @lru_cache(maxsize=64)
-def _sql_attempt(columns: tuple[str, ...], recorded: bool) -> str:
-    """Inserted whole (replacing the row an AttemptOpened wrote); when the execution's
-    creation was not committed by this writer, only if its task row exists."""
-    if recorded:  # the task rows exist: no lookup of each first (~1 us per attempt)
-        return (f"INSERT OR REPLACE INTO task_attempts ({', '.join(columns)}) VALUES "
-                f"({', '.join('?' for _ in columns)})")  # fmt: skip
+def _sql_attempt(columns: tuple[str, ...]) -> str:
+    """Inserted whole (replacing the row an AttemptOpened wrote), for an execution whose
+    creation this writer committed: its task rows exist, no lookup of each first (~1 us
+    per attempt)."""
+    return (f"INSERT OR REPLACE INTO task_attempts ({', '.join(columns)}) VALUES "
+            f"({', '.join('?' for _ in columns)})")  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _sql_attempt_guarded(columns: tuple[str, ...]) -> str:
+    """The same, for any other execution: only if its task row exists."""
     return (f"INSERT OR REPLACE INTO task_attempts ({', '.join(columns)}) SELECT "
             f"{', '.join('?' for _ in columns)} WHERE EXISTS (SELECT 1 FROM task_runs WHERE "
             "execution_id = ? AND task_id = ?)")  # fmt: skip
@@ -307,19 +314,12 @@ def _sql_attempt(columns: tuple[str, ...], recorded: bool) -> str:
 
 def _attempts(conn: sqlite3.Connection, rows: dict[Any, dict[str, Any]],
               recorded: Container[str]) -> None:  # fmt: skip
-    groups: dict[tuple[tuple[str, ...], bool], list[tuple[Any, ...]]] = {}
-    for row in rows.values():
-        exec_id = row["execution_id"]
-        known = exec_id in recorded
-        params = tuple(row.values()) if known else (*row.values(), exec_id, row["task_id"])
-        key = (tuple(row), known)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [params]
-        else:
-            group.append(params)
-    for (columns, known), params_list in groups.items():
-        conn.executemany(_sql_attempt(columns, known), params_list)
+    other = {key: row for key, row in rows.items() if row["execution_id"] not in recorded}
+    if other:
+        rows = {key: row for key, row in rows.items() if key not in other}
+        _inserts(conn, other, _sql_attempt_guarded, ("execution_id", "task_id"))
+    if rows:
+        _inserts(conn, rows, _sql_attempt)
 
 
 _SQL_DEFINITION = "INSERT OR IGNORE INTO definitions VALUES (?, ?, ?, ?, ?)"

@@ -5,6 +5,7 @@ and a run whose tasks waited for "success on disk" hung instead of failing."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,17 @@ actions:
 """
 
 
+async def run_two(rt: Any) -> tuple[str, list[ev.SystemNotice]]:
+    """Run `two` to its end, bounded (a writer that died hung here), and the store's notices
+    (the list goes on filling after this returns)."""
+    notices: list[ev.SystemNotice] = []
+    rt.bus.add_listener(notices.append, kinds=[ev.SystemNotice])
+    async with asyncio.timeout(60):
+        result = await rt.run_workflow("two")
+        state = await rt.wait(result.execution_id)
+    return state, notices
+
+
 @pytest.mark.parametrize("error", [TypeError, ValueError, KeyError])
 async def test_a_batch_the_builder_cannot_map_fails_the_run_loudly_and_nothing_hangs(
     make_config, runtime_for, monkeypatch, error
@@ -41,12 +53,8 @@ async def test_a_batch_the_builder_cannot_map_fails_the_run_loudly_and_nothing_h
         return build(self, events)
 
     monkeypatch.setattr(BatchBuilder, "build", build_with_a_bug)
-    notices: list[ev.SystemNotice] = []
     async with runtime_for(config) as rt:
-        rt.bus.add_listener(notices.append, kinds=[ev.SystemNotice])
-        async with asyncio.timeout(60):
-            result = await rt.run_workflow("two")
-            state = await rt.wait(result.execution_id)
+        state, notices = await run_two(rt)
         assert broken["once"]
         assert state == "succeeded"
         problem = rt.store.problem()
@@ -76,12 +84,8 @@ async def test_a_bug_past_the_commit_stops_recording_loudly_and_nothing_hangs(
         await prune(self)
 
     monkeypatch.setattr(Store, "_maybe_prune", prune_with_a_bug)
-    notices: list[ev.SystemNotice] = []
     async with runtime_for(config) as rt:
-        rt.bus.add_listener(notices.append, kinds=[ev.SystemNotice])
-        async with asyncio.timeout(60):
-            result = await rt.run_workflow("two")
-            state = await rt.wait(result.execution_id)
+        state, notices = await run_two(rt)
         assert broken["once"]
         assert state == "succeeded"
         assert rt.store.stopped is not None and "a bug after a commit" in rt.store.stopped
