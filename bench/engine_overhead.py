@@ -8,12 +8,12 @@ its execution (the definition handed over) to its end:
 - raw: a bare asyncio + graphlib executor, one asyncio task per node, nothing else;
 - engine: WorkflowEngine, scheduler (with its resource ledger) and executor on an EventBus
   with a lossy subscriber (as the console has) and the metrics listener; no store;
-- floor: the persistence floor: the raw executor plus a writer thread that group-commits
-  the rows the store keeps for such a run (the definition, the execution, one task_runs row
-  per task at creation, then per task one task_attempts row and one task_runs update) into
-  a database with l3tui's schema; the first tasks start once the creation is committed and a
-  task's dependants once its success is committed (stricter than l3tui, whose in-process
-  no-ops do not wait: see docs/reliability.md);
+- floor: the persistence floor (its parts in bench/_floor.py): the raw executor plus a
+  writer thread that group-commits the rows the store keeps for such a run (the definition,
+  the execution, one task_runs row per task at creation, then per task one task_attempts row
+  and one task_runs update) into a database with l3tui's schema; the first tasks start once
+  the creation is committed and a task's dependants once its success is committed (stricter
+  than l3tui, whose in-process no-ops do not wait: see docs/reliability.md);
 - runtime: the whole Runtime (durable SQLite store, sampler, alerts) on a fresh state dir;
   its start-up and shutdown are not counted, the commit of the execution's end is.
 
@@ -27,18 +27,16 @@ import gc
 import graphlib
 import os
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import lanes_workflow, load_average, temp_config
+from bench._floor import ATTEMPT, EXECUTION_END, TASK_DONE, GroupWriter, add_creation, floor_db
 from l3tui.config import load_config
 from l3tui.config.schema import WorkflowDef
 
@@ -99,95 +97,7 @@ async def engine_run(definition: WorkflowDef) -> tuple[float, int]:
 
 # ------------------------------------------------------------------ the persistence floor
 
-
-_ATTEMPT = ("INSERT INTO task_attempts (execution_id, task_id, attempt, started_at, finished_at, "
-            "state, exit_code, wait_s) VALUES (?, ?, 1, ?, ?, 'succeeded', 0, 0.0)")
-_TASK_DONE = ("UPDATE task_runs SET state = 'succeeded', attempt = 1, exit_code = 0, "
-              "started_at = ?, finished_at = ?, duration_s = ?, wait_s = 0.0 "
-              "WHERE execution_id = ? AND task_id = ?")  # fmt: skip
-
-
-class GroupWriter:
-    """One writer thread, one connection: it takes every statement handed over since its
-    last commit, writes them in one transaction, commits, then runs their callbacks on the
-    loop. The loop side gathers rows for a whole turn and hands them over once."""
-
-    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.path = path
-        self.gathered: dict[str, list[tuple[object, ...]]] = {}
-        self.gathered_callbacks: list[Callable[[], None]] = []
-        self.handing_over = False
-        self.pending: list[tuple[dict[str, list[tuple[object, ...]]], list[Callable[[], None]]]]
-        self.pending = []
-        self.wake = threading.Condition()
-        self.closing = False
-        self.commits = 0
-        self.thread = threading.Thread(target=self._run, name="floor-writer", daemon=True)
-        self.thread.start()
-
-    def add(self, sql: str, rows: list[tuple[object, ...]],
-            then: Callable[[], None] | None = None) -> None:  # fmt: skip
-        rows_of = self.gathered.get(sql)
-        if rows_of is None:
-            self.gathered[sql] = rows
-        else:
-            rows_of.extend(rows)
-        if then is not None:
-            self.gathered_callbacks.append(then)
-        if not self.handing_over:
-            self.handing_over = True
-            self.loop.call_soon(self._hand_over)
-
-    def _hand_over(self) -> None:
-        self.handing_over = False
-        batch, self.gathered = self.gathered, {}
-        callbacks, self.gathered_callbacks = self.gathered_callbacks, []
-        with self.wake:
-            self.pending.append((batch, callbacks))
-            self.wake.notify()
-
-    def close(self) -> None:
-        with self.wake:
-            self.closing = True
-            self.wake.notify()
-        self.thread.join()
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
-            conn.execute(f"PRAGMA {pragma}")
-        while True:
-            with self.wake:
-                while not self.pending and not self.closing:
-                    self.wake.wait()
-                if not self.pending:
-                    break
-                handed, self.pending = self.pending, []
-            conn.execute("BEGIN IMMEDIATE")
-            for batch, _ in handed:
-                for sql, rows in batch.items():
-                    conn.executemany(sql, rows)
-            conn.execute("COMMIT")
-            self.commits += 1
-            self.loop.call_soon_threadsafe(_run_all, [c for _, cs in handed for c in cs])
-        conn.close()
-
-
-def _run_all(callbacks: list[Callable[[], None]]) -> None:
-    for callback in callbacks:
-        callback()
-
-
-def _floor_db() -> Path:
-    from l3tui.store.schema import LATEST, apply_migrations
-
-    path = Path(tempfile.mkdtemp(prefix="l3bench-floor-")) / "floor.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    apply_migrations(conn, 0, LATEST)
-    conn.close()
-    return path
+_floor_db = floor_db  # bench/scale.py takes it (and floor_run) from here
 
 
 async def floor_run(definition: WorkflowDef, path: Path) -> float:
@@ -213,23 +123,14 @@ async def floor_run(definition: WorkflowDef, path: Path) -> float:
 
     def finished(node: str) -> None:
         at, begin = time.time(), begun.pop(node)
-        writer.add(_ATTEMPT, [(exec_id, node, begin, at)])
-        writer.add(_TASK_DONE, [(begin, at, at - begin, exec_id, node)],
+        writer.add(ATTEMPT, [(exec_id, node, begin, at)])
+        writer.add(TASK_DONE, [(begin, at, at - begin, exec_id, node)],
                    lambda: (sorter.done(node), start_ready()))  # fmt: skip
 
-    writer.add("INSERT INTO definitions VALUES (?, ?, ?, ?, ?)",
-               [(exec_id, "bench", definition.name, text, now)])  # fmt: skip
-    writer.add("INSERT INTO executions (id, workflow_id, workflow_name, definition_hash, "
-               "params, trigger, priority, state, created_at, started_at) VALUES "
-               "(?, 'bench', ?, ?, '{}', 'bench', 5, 'running', ?, ?)",
-               [(exec_id, definition.name, exec_id, now, now)])  # fmt: skip
-    writer.add("INSERT INTO task_runs (execution_id, task_id, name, position) VALUES (?,?,?,?)",
-               [(exec_id, t.id, t.display_name, i) for i, t in enumerate(definition.tasks)],
-               start_ready)  # fmt: skip
+    add_creation(writer, definition, exec_id, text, now, start_ready)
     await done
     end = asyncio.Event()
-    writer.add("UPDATE executions SET state = 'succeeded', finished_at = ? WHERE id = ?",
-               [(time.time(), exec_id)], end.set)  # fmt: skip
+    writer.add(EXECUTION_END, [(time.time(), exec_id)], end.set)
     await end.wait()
     took = time.perf_counter() - started
     writer.close()
