@@ -277,10 +277,13 @@ class Store:
         while True:
             try:
                 if self.degraded is None:
-                    await sub.get_batch_wait()
-                    # One turn of the loop first: what woke us (a success) usually set going
-                    # what waits for it (a dependant's start); both then share this commit.
-                    await asyncio.sleep(0)
+                    if not sub.pending():
+                        await sub.get_batch_wait()
+                        # One turn of the loop first: what woke us (a success) usually set
+                        # going what waits for it (a dependant's start); both then share
+                        # this commit. Not for what came during the last commit: what that
+                        # set going (the acknowledged attempts' spawns) already ran.
+                        await asyncio.sleep(0)
                     # What nobody waits for yet is committed within LAZY_COMMIT_S, with
                     # whatever follows it: fewer commits, less of the writer holding the GIL.
                     await sub.wanted(LAZY_COMMIT_S, self.batch_rows)
