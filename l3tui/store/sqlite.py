@@ -188,10 +188,9 @@ class Store:
             await bus.durable()
         return report
 
-    async def _in_writer(self, fn: Callable[..., T], *args: Any,
-                         then: Callable[[T], None] | None = None) -> T:  # fmt: skip
+    async def _in_writer(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._thread is not None
-        return await self._thread.call(fn, *args, then=then)
+        return await self._thread.call(fn, *args)
 
     async def _recover(self, report: RecoveryReport, grace_s: float) -> None:
         interrupted = await self.read(find_interrupted)
