@@ -132,6 +132,8 @@ class Store:
         self._reader_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._held: list[ev.Event] = []
+        self._unacked = 0
+        """Events of the batch being written not yet acknowledged (see `_ack`)."""
         self._last_prune = 0.0
         self._backoff = 0.5
 
@@ -274,10 +276,13 @@ class Store:
         while True:
             try:
                 if self.degraded is None:
-                    await sub.get_batch_wait()
-                    # One turn of the loop first: what woke us (a success) usually set going
-                    # what waits for it (a dependant's start); both then share this commit.
-                    await asyncio.sleep(0)
+                    if not sub.pending():
+                        await sub.get_batch_wait()
+                        # One turn of the loop first: what woke us (a success) usually set
+                        # going what waits for it (a dependant's start); both then share
+                        # this commit. Not for what came during the last commit: what that
+                        # set going (the acknowledged attempts' spawns) already ran.
+                        await asyncio.sleep(0)
                     # What nobody waits for yet is committed within LAZY_COMMIT_S, with
                     # whatever follows it: fewer commits, less of the writer holding the GIL.
                     await sub.wanted(LAZY_COMMIT_S, self.batch_rows)
@@ -286,6 +291,7 @@ class Store:
                     events = await self._next_while_degraded(sub)
             except StopAsyncIteration:
                 break
+            self._unacked = len(events)
             try:
                 await self._write(events)
             except Exception as exc:  # past _commit's own guard: a bug
@@ -295,8 +301,16 @@ class Store:
                 self.unrecorded += len(events)
                 self._stop(f"the store's writer failed: {type(exc).__name__}: {exc} (a bug; "
                            "please report it with the log)")  # fmt: skip
-            sub.ack(len(events))
+            self._ack()  # unless its commit did (held, stopped, rejected, or a bug)
         await self._last_flush()
+
+    def _ack(self, _: object = None) -> None:
+        """Acknowledge the batch being written (once): from the commit's result callback on
+        the loop, so the engine waiting for it is woken in that turn, not a turn after
+        the writer's coroutine resumes."""
+        count, self._unacked = self._unacked, 0
+        if count and self._sub is not None:
+            self._sub.ack(count)
 
     async def _write(self, events: list[ev.Event]) -> None:
         """Commit `events`, or hold them (degraded), or count them lost (stopped)."""
@@ -358,9 +372,11 @@ class Store:
         """Events published but not yet written (queued, or held while degraded)."""
         return (self._sub.pending() if self._sub is not None else 0) + self.held_events
 
-    async def _commit(self, events: list[ev.Event]) -> None:
+    async def _commit(self, events: list[ev.Event],
+                      then: Callable[[None], None] | None = None) -> None:  # fmt: skip
+        assert self._thread is not None
         started = time.perf_counter()
-        await self._in_writer(self._writer.commit, events)
+        await self._thread.call(self._writer.commit, events, then=then)
         self.last_commit_s = time.perf_counter() - started
         self.committed_events += len(events)
         self.commits += 1
@@ -369,7 +385,7 @@ class Store:
         """None when committed; otherwise why it failed (after a few quick retries)."""
         for delay in (*QUICK_RETRIES, None):
             try:
-                await self._commit(events)
+                await self._commit(events, self._ack)
                 return None
             except DatabaseReplaced as exc:
                 self._stop(str(exc), lost=True)

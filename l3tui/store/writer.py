@@ -53,11 +53,15 @@ class WriterThread:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """`fn(*args)` in the thread; its outcome is the future's."""
+    def call(self, fn: Callable[..., T], *args: Any,
+             then: Callable[[T], None] | None = None) -> asyncio.Future[T]:  # fmt: skip
+        """`fn(*args)` in the thread; its outcome is the future's. `then(result)`, when
+        given, runs on the loop as the result arrives, in the same callback, before the
+        future is settled: what it sets going (the store's acknowledgement, which wakes the
+        engine) runs a loop turn sooner than what awaits the future."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, future, fn, args))
+        self._calls.put((loop, future, fn, args, then))
         return future
 
     def shutdown(self) -> None:
@@ -67,19 +71,25 @@ class WriterThread:
     def _run(self) -> None:
         calls = self._calls
         while (item := calls.get()) is not None:
-            loop, future, fn, args = item
+            loop, future, fn, args, then = item
             try:
                 outcome, failed = fn(*args), False
             except BaseException as exc:  # handed to the caller, as an executor would
                 outcome, failed = exc, True
             try:
-                loop.call_soon_threadsafe(_settle, future, outcome, failed)
+                loop.call_soon_threadsafe(_settle, future, outcome, failed, then)
             except RuntimeError:  # the loop is closed: nobody waits for this any more
                 pass
-            del item, future, outcome  # nothing kept alive until the next call
+            del item, future, outcome, then  # nothing kept alive until the next call
 
 
-def _settle(future: asyncio.Future[Any], outcome: Any, failed: bool) -> None:
+def _settle(future: asyncio.Future[Any], outcome: Any, failed: bool,
+            then: Callable[[Any], None] | None) -> None:  # fmt: skip
+    if then is not None and not failed:
+        try:
+            then(outcome)
+        except Exception as exc:  # the caller hears of it, as of the call's own failure
+            outcome, failed = exc, True
     if future.done():  # cancelled (a timeout) meanwhile
         return
     if failed:

@@ -5,6 +5,7 @@ Real SQLite files through the real Store."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import sqlite3
@@ -339,3 +340,51 @@ async def test_task_rows_of_an_execution_started_after_its_creation_commit(
         "a": ("a", 0, "pending", "", 0, None),
         "b": ("b", 1, "waiting", "waiting on a", 0, None),
     }
+
+
+async def test_a_process_attempt_opened_then_started_in_later_commits(tmp_path: Path) -> None:
+    # `a`: opened in one commit, started in the next (the opened row is updated), finished in
+    # a third. `b`: opened, then changed before its start in the batch that starts it (the
+    # start replaces the row, the change before it applied after, as in one batch). Either
+    # way the rows are what inserting the whole started row gave.
+    bus = EventBus()
+    store = Store(tmp_path, actor="test")
+    await store.open(bus, recover=False)
+    log_a, log_b = "/tmp/x y/مهمة.1.log", "/l/b.1.log"
+    try:
+        for group in (
+            [*_created("a", "b"),
+             ev.AttemptOpened(2.0, EXEC, "a", 1, log_a, ("sh", "-c", "echo 'ok'"), 0.25),
+             ev.AttemptOpened(2.0, EXEC, "b", 1, log_b, ("x",), 0.0)],
+            [ev.TaskStarted(3.0, EXEC, "a", 1, 41, 41, 12345.67, log_a,
+                            ("sh", "-c", "echo 'ok'"), 0.25),
+             ev.TaskStateChanged(3.1, EXEC, "b", "interrupted", "running", 1, "stopped"),
+             ev.TaskStarted(3.2, EXEC, "b", 1, 42, 42, 9.5, log_b, ("x",), 0.0)],
+            [ev.TaskFinished(4.5, EXEC, "a", "failed", 1, 3, 1.5, 0.25, "exit 3")],
+        ):  # fmt: skip
+            for event in group:
+                bus.publish(event)
+            async with asyncio.timeout(30):
+                await bus.durable()
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "l3tui.db")
+    try:
+        attempts = conn.execute(
+            "SELECT task_id, attempt, state, started_at, finished_at, exit_code, error, wait_s, "
+            "pid, pgid, proc_start, log_path, command FROM task_attempts ORDER BY task_id"
+        ).fetchall()
+        still_open = conn.execute("SELECT task_id FROM task_attempts INDEXED BY attempts_open "
+                                  "WHERE execution_id = ? AND finished_at IS NULL",
+                                  (EXEC,)).fetchall()  # fmt: skip
+        runs = conn.execute("SELECT task_id, state, attempt, pid, log_path FROM task_runs "
+                            "ORDER BY task_id").fetchall()  # fmt: skip
+    finally:
+        conn.close()
+    assert attempts == [
+        ("a", 1, "failed", 3.0, 4.5, 3, "exit 3", 0.25, 41, 41, 12345.67, log_a,
+         '["sh","-c","echo \'ok\'"]'),
+        ("b", 1, "interrupted", 3.2, 3.1, None, "stopped", 0.0, 42, 42, 9.5, log_b, '["x"]'),
+    ]  # fmt: skip
+    assert still_open == []
+    assert runs == [("a", "failed", 1, 41, log_a), ("b", "running", 1, 42, log_b)]

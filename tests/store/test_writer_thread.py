@@ -69,3 +69,34 @@ async def test_shutdown_ends_the_thread_after_the_calls_made() -> None:
         assert await done == "last"
     worker._thread.join(30)
     assert not worker._thread.is_alive()
+
+
+async def test_then_runs_on_the_loop_as_the_result_arrives_before_the_caller_resumes() -> None:
+    # The store acknowledges a commit from `then`: whatever that wakes (the engine waiting
+    # for the commit) runs no later than the writer's own coroutine. Not called on failure.
+    worker = WriterThread("l3tui-store-test")
+    order: list[tuple[object, ...]] = []
+    acknowledged = asyncio.get_running_loop().create_future()
+
+    async def engine() -> None:
+        await acknowledged
+        order.append(("engine woken",))
+
+    def then(result: int) -> None:
+        order.append(("then", result, threading.get_ident()))
+        acknowledged.set_result(None)
+
+    def fails() -> int:
+        raise ValueError("mapping bug")
+
+    waiting = asyncio.ensure_future(engine())
+    try:
+        async with asyncio.timeout(30):
+            assert await worker.call(lambda: 7, then=then) == 7
+            order.append(("caller resumed",))
+            with pytest.raises(ValueError, match="mapping bug"):
+                await worker.call(fails, then=lambda result: order.append(("wrong",)))
+            await waiting
+    finally:
+        worker.shutdown()
+    assert order == [("then", 7, threading.get_ident()), ("engine woken",), ("caller resumed",)]
