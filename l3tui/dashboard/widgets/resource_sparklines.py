@@ -98,16 +98,22 @@ class ResourceSparklines(Widget, PaneBody):
         self._styles: dict[str, Style] = {}
         self._drawn: dict[int, tuple[str, str, str, str]] = {}
         """Line -> what render_line last drew there: a new sample repaints the lines it moved."""
+        self._drawn_parts: dict[int, tuple[int, tuple[str, str, str, str]]] = {}
+        """Line -> (width, its parts) while the line is unchanged (`_parts`)."""
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         lines = []
         signature: list[Any] = []
+        previous = dict(zip(self._signature or (), self.lines, strict=False))
         for name in self.config.metrics:
             series = ctx.api.metric_series(name, WINDOW_S)
-            values = [v for _, v in series]
             current = current_value(ctx, name, series)
-            lines.append((LABELS.get(name, name), name, values, current))
-            signature.append((name, len(series), series[-1] if series else None, current))
+            key = (name, len(series), series[-1] if series else None, current)
+            signature.append(key)
+            # A metric with no new sample and the same reading keeps its line as it was.
+            line = previous.get(key)
+            lines.append(line if line is not None else
+                         (LABELS.get(name, name), name, [v for _, v in series], current))
         if self.config.per_core:
             sample = ctx.snapshot.resources
             per_core = sample.get("per_core") or sample.get("cpu_per_core") or []
@@ -125,7 +131,9 @@ class ResourceSparklines(Widget, PaneBody):
         if signature != self._signature:
             self._signature = signature
             count = len(self.lines)
-            self.lines = lines
+            old, self.lines = self.lines, lines
+            self._drawn_parts = {y: parts for y, parts in self._drawn_parts.items()
+                                 if y < count and y < len(lines) and old[y] is lines[y]}
             if len(lines) != count:
                 self.refresh()
                 return
@@ -179,7 +187,15 @@ class ResourceSparklines(Widget, PaneBody):
         return Strip(segments, width).crop_extend(0, width, base)
 
     def _parts(self, y: int, width: int) -> tuple[str, str, str, str]:
-        """Line `y` as drawn at `width`: label, sparkline, value, the value's style."""
+        """Line `y` as drawn at `width`: label, sparkline, value, the value's style. Worked
+        out once per line and width while the line is the same (a refresh compares it with
+        what is on screen, and render_line draws it)."""
+        known = self._drawn_parts.get(y)
+        if known is None or known[0] != width:
+            known = self._drawn_parts[y] = (width, self._make_parts(y, width))
+        return known[1]
+
+    def _make_parts(self, y: int, width: int) -> tuple[str, str, str, str]:
         label, metric, values, current = self.lines[y]
         graph_w = max(width - LABEL_W - VALUE_W - 2, 0)
         top = 100.0 if metric in PERCENT else None
