@@ -1,7 +1,8 @@
 """What an idle console does once a second, counted rather than timed: a sparkline line is
 worked out once per new sample (not again when it is drawn, nor on refreshes that bring no
 new sample), and a chart on a dashboard refreshed every second keeps its plot while its
-legend follows the reading. Real Runtime; the readings come from a fake sampler, and new
+legend follows the reading, and a line of text (the status, a legend) repaints only the cells
+a new text changed. Real Runtime; the readings come from a fake sampler, and new
 samples are taken by the test (the sampler's own interval is an hour)."""
 
 from __future__ import annotations
@@ -10,10 +11,19 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+from textual.app import App, ComposeResult
+from textual.geometry import Region
+
 from l3tui.dashboard.app import ConsoleApp
 from l3tui.dashboard.widgets import resource_sparklines
+from l3tui.dashboard.widgets.base import TextLine
 from l3tui.dashboard.widgets.metrics_chart import MetricsChart
-from l3tui.dashboard.widgets.resource_sparklines import ResourceSparklines
+from l3tui.dashboard.widgets.resource_sparklines import (
+    LABEL_W,
+    VALUE_W,
+    ResourceSparklines,
+    changed_cells,
+)
 from l3tui.dashboard.widgets.resource_sparklines import spark as spark_line
 from tests.dashboard.test_keys import until
 from tests.dashboard.test_live_numbers import FakeSampler
@@ -111,3 +121,50 @@ async def test_a_chart_refreshed_every_second_keeps_its_plot_while_the_legend_fo
             await app.run_action("app.set_theme('l3-light')")  # something else to redraw
             await settle(app, pilot)
             assert plotted["draw"] == 0
+
+
+class OneLine(App[None]):
+    def compose(self) -> ComposeResult:
+        yield TextLine("cpu 12%   mem 30%", id="line")
+
+
+async def test_a_text_line_repaints_only_the_cells_a_new_text_changed():
+    """The status and the chart legend: one figure moved, those cells are all that is
+    rendered and sent; a text of another length, the whole line."""
+    app = OneLine()
+    async with app.run_test(size=(40, 3)) as pilot:
+        await pilot.pause()
+        line = app.query_one(TextLine)
+        compositor = app.screen._compositor
+        sent: list[set[Region]] = []
+        real = compositor.render_update
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            sent.append(set(compositor._dirty_regions))
+            return real(*args, **kwargs)
+
+        compositor.render_update = spy  # type: ignore[method-assign]
+        line.update("cpu 13%   mem 30%")
+        await pilot.pause()
+        assert sent == [{Region(5, 0, 1, 1)}]
+        line.update("cpu 13%   mem 30%")  # the same text: nothing
+        await pilot.pause()
+        assert len(sent) == 1
+        line.update("cpu 9%   mem 30%")
+        await pilot.pause()
+        assert Region(0, 0, 40, 1) in sent[-1]
+        assert app.screen._compositor.render_strips()[0].text.rstrip() == "cpu 9%   mem 30%"
+
+
+def test_a_sparkline_line_repaints_the_cells_that_moved():
+    label, graph = " cpu    ", "▁▂▃▄▅"
+    at = LABEL_W + 1  # the sparkline's first cell; the value starts one after its last
+    drawn = (label, graph, "     12%", "spark--ok")
+    assert changed_cells(drawn, drawn, 40) is None
+    assert changed_cells(drawn, (label, "▁▂█▄▅", "     12%", "spark--ok"), 40) == (at + 2, at + 3)
+    assert changed_cells(drawn, (label, graph, "     13%", "spark--ok"), 40) == (
+        at + 6, at + 6 + VALUE_W)
+    assert changed_cells(drawn, (label, "▂▂▃▄▅", "     13%", "spark--ok"), 40) == (
+        at, at + 6 + VALUE_W)
+    assert changed_cells(drawn, (label, graph, "     95%", "spark--bad"), 40) == (0, 40)
+    assert changed_cells(None, drawn, 40) == (0, 40)

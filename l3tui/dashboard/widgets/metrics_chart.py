@@ -18,7 +18,7 @@ from textual.widgets import Static
 
 from l3tui.config.schema import MetricsChartWidget
 from l3tui.dashboard.text import duration
-from l3tui.dashboard.widgets.base import PaneBody, RefreshContext
+from l3tui.dashboard.widgets.base import PaneBody, RefreshContext, TextLine
 from l3tui.dashboard.widgets.resource_sparklines import LABELS, current_value, format_value
 
 ANSI_COLORS = ("blue", "green", "red", "cyan", "magenta", "yellow")
@@ -63,8 +63,9 @@ class MetricsChart(Container, PaneBody):
         self._signature: Any = None
         self._ctx: RefreshContext | None = None
         self._legend_text = ""
-        self._legend_box = Static("", classes="chart--legend", markup=False)
-        """The legend line: plain text (a metric's name is not markup)."""
+        self._legend_box = TextLine(classes="chart--legend")
+        """The legend line: plain text (a metric's name is not markup); a new reading
+        repaints the figures that moved."""
         self._first_frame = False
         """The first frame is drawn (or due): plotext may be imported and plotted now."""
 
@@ -122,7 +123,7 @@ class MetricsChart(Container, PaneBody):
                            for n, s in series.items())  # fmt: skip
         if legend != self._legend_text:
             self._legend_text = legend
-            self._legend_box.update(legend, layout=False)
+            self._legend_box.update(legend)
 
     def awaiting_data(self) -> bool:
         return self._plot is None

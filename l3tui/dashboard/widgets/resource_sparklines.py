@@ -54,6 +54,26 @@ def spark(values: list[float], width: int, top: float | None) -> str:
     return " " * (width - len(cells)) + "".join(cells)
 
 
+def changed_cells(drawn: tuple[str, str, str, str] | None, parts: tuple[str, str, str, str],
+                  width: int) -> tuple[int, int] | None:
+    """The cells [start, end) of a line that differ between what is drawn and `parts`
+    (label, sparkline, value, the value's style: see `ResourceSparklines._parts`), None when
+    none do. The label is LABEL_W cells, the sparkline one cell per character, the value
+    VALUE_W cells; a new style or label repaints the whole line."""
+    if drawn == parts:
+        return None
+    if drawn is None or drawn[0] != parts[0] or drawn[3] != parts[3] or len(drawn[1]) != len(
+            parts[1]):  # fmt: skip
+        return 0, width
+    graph_at = LABEL_W + 1
+    value_at = graph_at + len(parts[1]) + 1
+    moved = [graph_at + i for i, (was, now) in enumerate(zip(drawn[1], parts[1], strict=True))
+             if was != now]  # fmt: skip
+    if drawn[2] != parts[2]:
+        moved += [value_at, value_at + VALUE_W - 1]
+    return min(moved), min(max(moved) + 1, width)
+
+
 def current_value(ctx: RefreshContext, name: str,
                   series: Sequence[tuple[float, float]]) -> float | None:  # fmt: skip
     """The figure a pane shows as "now": the snapshot's resource reading when it has one
@@ -137,12 +157,13 @@ class ResourceSparklines(Widget, PaneBody):
             if len(lines) != count:
                 self.refresh()
                 return
-            # A new sample moves the busy metrics' lines only: repaint those (over SSH every
-            # line written crosses the link).
+            # A new sample moves the busy metrics' lines only: repaint those, and of each only
+            # the cells that moved (over SSH every cell written crosses the link).
             width = self.size.width
             for y in range(len(lines)):
-                if self._drawn.get(y) != self._parts(y, width):
-                    self.refresh(Region(0, y, width, 1))
+                span = changed_cells(self._drawn.get(y), self._parts(y, width), width)
+                if span is not None:
+                    self.refresh(Region(span[0], y, span[1] - span[0], 1))
 
     def _style(self, name: str) -> Style:
         style = self._styles.get(name)
