@@ -168,3 +168,4 @@ def test_a_sparkline_line_repaints_the_cells_that_moved():
         at, at + 6 + VALUE_W)
     assert changed_cells(drawn, (label, graph, "     95%", "spark--bad"), 40) == (0, 40)
     assert changed_cells(None, drawn, 40) == (0, 40)
+    assert changed_cells(drawn, (label, graph, "     13%", "spark--ok"), 10) == (0, 10)

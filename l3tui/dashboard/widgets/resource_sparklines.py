@@ -71,7 +71,8 @@ def changed_cells(drawn: tuple[str, str, str, str] | None, parts: tuple[str, str
              if was != now]  # fmt: skip
     if drawn[2] != parts[2]:
         moved += [value_at, value_at + VALUE_W - 1]
-    return min(moved), min(max(moved) + 1, width)
+    start, end = min(moved), min(max(moved) + 1, width)
+    return (start, end) if start < end else (0, width)  # (past a narrow pane's edge)
 
 
 def current_value(ctx: RefreshContext, name: str,
