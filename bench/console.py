@@ -16,7 +16,10 @@
   busier or quieter minute moved the figures more than the code did): a Textual app with a
   header clock and a sparkline fed once a second (the top bar and sparklines are what an
   idle console repaints), and a bare Textual app doing nothing (Textual's own idle cost:
-  its input thread wakes ten times a second). Goal: <= 1 % of a core.
+  its input thread wakes ten times a second). Goal: <= 1 % of a core. Printed beside them,
+  over the same window: the Runtime alone with the same config and no console (its sampler,
+  ticker, scheduler clock and store at rest), the part of the console's figure that is not
+  the console's.
 - time to apply one refresh (snapshot + redraw of the state panes) with 1,000 running
   executions. Goal: <= 10 ms. Floor: the CPU of the same harness round without the refresh
   (Pilot's wait for every widget's message queue, a render with nothing changed).
@@ -27,7 +30,7 @@ start compiles l3tui's modules (~0.2 s more than users' installs pay).
 Last line: RESULT first_paint_100k_s=<a> idle_cpu_pct=<b> rss_100k_mb=<c> refresh_ms=<d>
 rss_floor_100k_mb=<e> first_paint_0_s=<f> idle_floor_pct=<g> refresh_cpu_ms=<h>
 idle_bytes_per_min=<i> idle_floor_bytes_per_min=<j> idle_bare_pct=<k> refresh_floor_cpu_ms=<l>
-first_paint_100k_cpu_s=<m> first_paint_0_cpu_s=<n>
+first_paint_100k_cpu_s=<m> first_paint_0_cpu_s=<n> idle_runtime_pct=<o>
 """
 
 from __future__ import annotations
@@ -133,6 +136,10 @@ async def _console_child(mode: str, queued: int, report_fd: int) -> None:
     config = load_config(bench_config())
     state = Path(tempfile.mkdtemp(prefix="l3bench-state-"))
     async with Runtime(config, state, actor="bench") as rt:
+        if mode == "runtime-idle":  # the Runtime alone, at rest: no console
+            os.write(report_fd, b"PAINTED 0\n")
+            os.write(report_fd, b"IDLE-START\n")
+            await asyncio.Event().wait()  # until terminated
         built, built_cpu = time.perf_counter(), time.process_time()
         if mode == "floor":
             # The least any dispatch-ordered queue of these tasks holds: one heap item per
@@ -346,12 +353,13 @@ def main() -> None:
           f"{refresh_cpu_ms:.2f} ms CPU; floor (the same round without the refresh: the "
           f"harness's wait for every widget and a render) "
           f"{refresh_floor_ms:.2f} ms CPU")  # fmt: skip
-    (cpu, idle_bytes), (floor_cpu, floor_bytes), (bare_cpu, _) = idle_costs(
-        ("idle", "live-idle", "bare-idle"))
+    (cpu, idle_bytes), (floor_cpu, floor_bytes), (bare_cpu, _), (runtime_cpu, _) = idle_costs(
+        ("idle", "live-idle", "bare-idle", "runtime-idle"))
     print(f"idle over the same {IDLE_S:.0f} s, at once: the console at 1 Hz refresh "
           f"{cpu:.2f} % of a core, {idle_bytes / 1024:.1f} KiB written per minute; floor: a "
           f"Textual app with a header clock and a 1 Hz sparkline {floor_cpu:.2f} %, "
-          f"{floor_bytes / 1024:.1f} KiB per minute; a bare Textual app {bare_cpu:.2f} %")
+          f"{floor_bytes / 1024:.1f} KiB per minute; a bare Textual app {bare_cpu:.2f} %; the "
+          f"Runtime alone (no console) {runtime_cpu:.2f} %")
     print(f"bench took {time.perf_counter() - started:.1f} s; load average "
           f"{os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"RESULT first_paint_100k_s={paint[100_000]:.3f} idle_cpu_pct={cpu:.2f} "
@@ -361,7 +369,7 @@ def main() -> None:
           f"idle_bytes_per_min={idle_bytes:.0f} idle_floor_bytes_per_min={floor_bytes:.0f} "
           f"idle_bare_pct={bare_cpu:.2f} refresh_floor_cpu_ms={refresh_floor_ms:.2f} "
           f"first_paint_100k_cpu_s={paint_cpu[100_000]:.3f} "
-          f"first_paint_0_cpu_s={paint_cpu[0]:.3f}")  # fmt: skip
+          f"first_paint_0_cpu_s={paint_cpu[0]:.3f} idle_runtime_pct={runtime_cpu:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

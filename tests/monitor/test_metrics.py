@@ -49,3 +49,23 @@ def test_performance_counts_the_window_and_only_what_declared_allocates() -> Non
     assert metrics.latest("response_time") == perf["p50_s"]
     assert metrics.latest("queue_wait") == perf["queue_wait_p50_s"]
     assert metrics.latest("error_rate") == perf["error_rate_pct"]
+
+
+def test_a_window_is_the_points_inside_it_in_time_order_or_not() -> None:
+    """The window of a series in time order is found by bisection, of one with a point older
+    than its newest (a wall clock stepped back) by a scan: both are every point inside it,
+    in the order recorded, points on the edge included."""
+    metrics = MetricsCollector(history=100, now=lambda: NOW)
+    for i in range(150):  # the ring keeps the last 100: NOW-99 .. NOW
+        metrics.record("cpu_usage", NOW - 149 + i, float(i))
+    assert metrics.series("cpu_usage", 10.0) == [(NOW - 10 + k, 139.0 + k) for k in range(11)]
+    assert len(metrics.series("cpu_usage", 1000.0)) == 100
+    assert metrics.series("cpu_usage", 0.0) == [(NOW, 149.0)]
+    assert metrics.series("cpu_usage", 10.0, now=NOW + 100) == []
+    assert metrics.series("unknown", 10.0) == []
+    # the clock steps back 50 s: a point far outside the window sits after ones inside it
+    metrics.record("cpu_usage", NOW - 50, -1.0)
+    assert metrics.series("cpu_usage", 10.0) == [
+        *[(NOW - 10 + k, 139.0 + k) for k in range(11)]]  # the late point is not inside
+    assert metrics.series("cpu_usage", 60.0)[-1] == (NOW - 50, -1.0)
+    assert metrics.series("cpu_usage", 60.0)[0] == (NOW - 60, 89.0)

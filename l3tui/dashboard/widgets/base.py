@@ -1,6 +1,7 @@
 """What every pane body shares: the refresh context handed out on each tick, and `RowList`,
 a Line-API list with a sticky header and a cursor that renders only the rows on screen
-(so 100,000 rows cost what 30 do). Pane bodies never call the engine outside `refresh_from`
+(so 100,000 rows cost what 30 do), and `TextLine`, one line of text that repaints only the
+cells that changed. Pane bodies never call the engine outside `refresh_from`
 and their own `api` reads; they never touch engine internals.
 """
 
@@ -11,12 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 
 from l3tui.dashboard import keymap
 from l3tui.dashboard.text import Bidi, fit
@@ -389,3 +392,51 @@ class RowList(ScrollView, PaneBody, can_focus=True):
         super().notify_style_update()
         self._styles.clear()
         self.refresh()
+
+
+class TextLine(Widget):
+    """One line of plain text in the widget's style, drawn as a `Static` without markup
+    draws it, that repaints only the cells a new text changed: a status or a legend whose
+    one figure moves each second sends those few cells to the terminal (over SSH), not the
+    whole line again. `fits_text`: the widget is as wide as its text (`width: auto`), so a
+    text of another length lays the screen out again."""
+
+    DEFAULT_CSS = """
+    TextLine { height: 1; }
+    """
+
+    def __init__(self, text: str = "", *, fits_text: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._text = text
+        self._fits_text = fits_text
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def update(self, text: str) -> None:
+        old, self._text = self._text, text
+        if text == old:
+            return
+        if len(text) != len(old) or cell_len(text) != len(text) or cell_len(old) != len(old):
+            # Cells do not line up with characters: the whole line.
+            self.refresh(layout=self._fits_text and cell_len(text) != cell_len(old))
+            return
+        changed = [i for i, (was, now) in enumerate(zip(old, text, strict=True)) if was != now]
+        self.refresh(Region(changed[0], 0, changed[-1] - changed[0] + 1, 1))
+
+    def render(self) -> str:
+        return self._text
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        return cell_len(self._text)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        style = self.rich_style
+        if y or not self._text:
+            return Strip.blank(width, style)
+        # As a Static draws it: the text alone (the rest of the line is filled with the
+        # background by Textual), cut at the width.
+        strip = Strip([Segment(self._text, style)], cell_len(self._text))
+        return strip if strip.cell_length <= width else strip.crop(0, width)

@@ -3,7 +3,8 @@ window. plotext is imported on the first chart with data, not at start: the firs
 does not wait for it. Building a plot costs milliseconds per hundred points, so series are
 averaged down to the plot's horizontal resolution (two braille dots per cell), and the
 chart is re-plotted (every `refresh_interval`) only when the newest sample moved by at least
-one dot column; the legend under it follows the live reading every tick.
+one dot column; the legend under it follows the live reading every tick (on a dashboard
+refreshed every second too, where every tick is a chart tick).
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from textual.widgets import Static
 
 from l3tui.config.schema import MetricsChartWidget
 from l3tui.dashboard.text import duration
-from l3tui.dashboard.widgets.base import PaneBody, RefreshContext
+from l3tui.dashboard.widgets.base import PaneBody, RefreshContext, TextLine
 from l3tui.dashboard.widgets.resource_sparklines import LABELS, current_value, format_value
 
 ANSI_COLORS = ("blue", "green", "red", "cyan", "magenta", "yellow")
 THEME_COLORS = ("primary", "success", "warning", "error", "accent", "secondary")
 
 
-def downsample(points: list[tuple[float, float]], now: float, window_s: float,
-               columns: int) -> list[tuple[float, float]]:  # fmt: skip
+def downsample(points: Sequence[tuple[float, float]], now: float, window_s: float,
+               columns: int) -> Sequence[tuple[float, float]]:  # fmt: skip
     """Mean of the points falling in each of `columns` time buckets of the window."""
     if len(points) <= columns:
         return points
@@ -62,24 +63,28 @@ class MetricsChart(Container, PaneBody):
         self._signature: Any = None
         self._ctx: RefreshContext | None = None
         self._legend_text = ""
+        self._legend_box = TextLine(classes="chart--legend")
+        """The legend line: plain text (a metric's name is not markup); a new reading
+        repaints the figures that moved."""
         self._first_frame = False
         """The first frame is drawn (or due): plotext may be imported and plotted now."""
 
     def compose(self) -> ComposeResult:
         names = ", ".join(self.config.metrics)
         yield Static(f"waiting for samples of {names}…", classes="chart--placeholder")
-        yield Static("", classes="chart--legend")
+        yield self._legend_box
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         self._ctx = ctx
         window_s = self.config.window / 1000
-        series = {name: list(ctx.api.metric_series(name, window_s))
-                  for name in self.config.metrics}  # fmt: skip
+        series = {name: ctx.api.metric_series(name, window_s) for name in self.config.metrics}
         dots = self.dot_columns()
         step = window_s / dots
         newest = max((s[-1][0] for s in series.values() if s), default=0.0)
         signature = (dots, tuple(n for n, s in series.items() if s), int(newest // step))
         if signature == self._signature:
+            if self._plot is not None:  # no new dot column to plot: the legend moves on
+                self._legend(ctx, series)
             return
         self._signature = signature
         if not any(series.values()):
@@ -118,7 +123,7 @@ class MetricsChart(Container, PaneBody):
                            for n, s in series.items())  # fmt: skip
         if legend != self._legend_text:
             self._legend_text = legend
-            self.query_one(".chart--legend", Static).update(legend, layout=False)
+            self._legend_box.update(legend)
 
     def awaiting_data(self) -> bool:
         return self._plot is None
@@ -146,7 +151,7 @@ class MetricsChart(Container, PaneBody):
         variables = self.app.theme_variables
         return [Color.parse(variables[name]).rgb for name in THEME_COLORS if name in variables]
 
-    def _draw(self, series: dict[str, list[tuple[float, float]]], now: float,
+    def _draw(self, series: dict[str, Sequence[tuple[float, float]]], now: float,
               window_s: float) -> None:  # fmt: skip
         plot = self._plot
         plot.theme = "clear" if self.app.current_theme.ansi else "auto"

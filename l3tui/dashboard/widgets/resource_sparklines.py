@@ -54,6 +54,27 @@ def spark(values: list[float], width: int, top: float | None) -> str:
     return " " * (width - len(cells)) + "".join(cells)
 
 
+def changed_cells(drawn: tuple[str, str, str, str] | None, parts: tuple[str, str, str, str],
+                  width: int) -> tuple[int, int] | None:
+    """The cells [start, end) of a line that differ between what is drawn and `parts`
+    (label, sparkline, value, the value's style: see `ResourceSparklines._parts`), None when
+    none do. The label is LABEL_W cells, the sparkline one cell per character, the value
+    VALUE_W cells; a new style or label repaints the whole line."""
+    if drawn == parts:
+        return None
+    if drawn is None or drawn[0] != parts[0] or drawn[3] != parts[3] or len(drawn[1]) != len(
+            parts[1]):  # fmt: skip
+        return 0, width
+    graph_at = LABEL_W + 1
+    value_at = graph_at + len(parts[1]) + 1
+    moved = [graph_at + i for i, (was, now) in enumerate(zip(drawn[1], parts[1], strict=True))
+             if was != now]  # fmt: skip
+    if drawn[2] != parts[2]:
+        moved += [value_at, value_at + VALUE_W - 1]
+    start, end = min(moved), min(max(moved) + 1, width)
+    return (start, end) if start < end else (0, width)  # (past a narrow pane's edge)
+
+
 def current_value(ctx: RefreshContext, name: str,
                   series: Sequence[tuple[float, float]]) -> float | None:  # fmt: skip
     """The figure a pane shows as "now": the snapshot's resource reading when it has one
@@ -98,16 +119,22 @@ class ResourceSparklines(Widget, PaneBody):
         self._styles: dict[str, Style] = {}
         self._drawn: dict[int, tuple[str, str, str, str]] = {}
         """Line -> what render_line last drew there: a new sample repaints the lines it moved."""
+        self._drawn_parts: dict[int, tuple[int, tuple[str, str, str, str]]] = {}
+        """Line -> (width, its parts) while the line is unchanged (`_parts`)."""
 
     def refresh_from(self, ctx: RefreshContext) -> None:
         lines = []
         signature: list[Any] = []
+        previous = dict(zip(self._signature or (), self.lines, strict=False))
         for name in self.config.metrics:
             series = ctx.api.metric_series(name, WINDOW_S)
-            values = [v for _, v in series]
             current = current_value(ctx, name, series)
-            lines.append((LABELS.get(name, name), name, values, current))
-            signature.append((name, len(series), series[-1] if series else None, current))
+            key = (name, len(series), series[-1] if series else None, current)
+            signature.append(key)
+            # A metric with no new sample and the same reading keeps its line as it was.
+            line = previous.get(key)
+            lines.append(line if line is not None else
+                         (LABELS.get(name, name), name, [v for _, v in series], current))
         if self.config.per_core:
             sample = ctx.snapshot.resources
             per_core = sample.get("per_core") or sample.get("cpu_per_core") or []
@@ -125,16 +152,19 @@ class ResourceSparklines(Widget, PaneBody):
         if signature != self._signature:
             self._signature = signature
             count = len(self.lines)
-            self.lines = lines
+            old, self.lines = self.lines, lines
+            self._drawn_parts = {y: parts for y, parts in self._drawn_parts.items()
+                                 if y < count and y < len(lines) and old[y] is lines[y]}
             if len(lines) != count:
                 self.refresh()
                 return
-            # A new sample moves the busy metrics' lines only: repaint those (over SSH every
-            # line written crosses the link).
+            # A new sample moves the busy metrics' lines only: repaint those, and of each only
+            # the cells that moved (over SSH every cell written crosses the link).
             width = self.size.width
             for y in range(len(lines)):
-                if self._drawn.get(y) != self._parts(y, width):
-                    self.refresh(Region(0, y, width, 1))
+                span = changed_cells(self._drawn.get(y), self._parts(y, width), width)
+                if span is not None:
+                    self.refresh(Region(span[0], y, span[1] - span[0], 1))
 
     def _style(self, name: str) -> Style:
         style = self._styles.get(name)
@@ -179,7 +209,15 @@ class ResourceSparklines(Widget, PaneBody):
         return Strip(segments, width).crop_extend(0, width, base)
 
     def _parts(self, y: int, width: int) -> tuple[str, str, str, str]:
-        """Line `y` as drawn at `width`: label, sparkline, value, the value's style."""
+        """Line `y` as drawn at `width`: label, sparkline, value, the value's style. Worked
+        out once per line and width while the line is the same (a refresh compares it with
+        what is on screen, and render_line draws it)."""
+        known = self._drawn_parts.get(y)
+        if known is None or known[0] != width:
+            known = self._drawn_parts[y] = (width, self._make_parts(y, width))
+        return known[1]
+
+    def _make_parts(self, y: int, width: int) -> tuple[str, str, str, str]:
         label, metric, values, current = self.lines[y]
         graph_w = max(width - LABEL_W - VALUE_W - 2, 0)
         top = 100.0 if metric in PERCENT else None

@@ -11,6 +11,7 @@ from textual.markup import escape
 from textual.widgets import Static
 
 from l3tui.dashboard.text import fit
+from l3tui.dashboard.widgets.base import TextLine
 from l3tui.engine.api import RuntimeSnapshot
 
 NARROW = 100
@@ -74,18 +75,18 @@ class TopBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="dash-tabs")
-        yield Static("", id="status", markup=False)
+        yield TextLine(id="status", fits_text=True)
 
     def show_status(self, snap: RuntimeSnapshot, frozen: bool) -> None:
         text = status_text(snap, frozen, self.app.size.width < NARROW)
-        status = self.query_one("#status", Static)
+        status = self.query_one("#status", TextLine)
         shown = self._status_text
         if 0 < len(shown) - len(text) <= SLACK:
             text = text.rjust(len(shown))  # cpu 10% -> 9%: keep the width, no layout pass
         if text != shown:
             # A layout pass (the whole screen repainted and sent) only when the status grows
             # or shrinks by more than a digit or two.
-            status.update(text, layout=len(text) != len(shown))
+            status.update(text)  # only the cells that changed are sent
             self._status_text = text
         status.set_class(frozen, "-frozen")
 
