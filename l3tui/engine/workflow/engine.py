@@ -22,7 +22,6 @@ from l3tui.config.loader import Config
 from l3tui.config.schema import TaskDef, TemplateDef, WorkflowDef
 from l3tui.engine import events as ev
 from l3tui.engine.actions.registry import ActionRegistry
-from l3tui.engine.api import OpResult
 from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import Executor
@@ -89,6 +88,10 @@ class WorkflowEngine:
         self.commands = OperatorCommands(bus, clock, scheduler, self.attempts, self.executions,
                                          self._live, self._finish_task, self._maybe_finish,
                                          actor)  # fmt: skip
+        # The operator commands (pause, resume, cancel) as the engine's own: each returns
+        # whether it applied, and is an event.
+        self.pause, self.resume, self.cancel = (self.commands.pause, self.commands.resume,
+                                                self.commands.cancel)  # fmt: skip
 
     # ------------------------------------------------------------------ config
 
@@ -210,25 +213,6 @@ class WorkflowEngine:
         if live is None or live.done is None:
             return self.executions[execution_id].state
         return await asyncio.shield(live.done)
-
-    # ------------------------------------------------------------------ operator commands
-
-    def pause(
-        self, exec_id: str, task_id: str | None = None, actor: str | None = None
-    ) -> OpResult:
-        return self.commands.pause(exec_id, task_id, actor)
-
-    def resume(
-        self, exec_id: str, task_id: str | None = None, actor: str | None = None
-    ) -> OpResult:
-        return self.commands.resume(exec_id, task_id, actor)
-
-    def cancel(
-        self, exec_id: str, task_id: str | None = None, actor: str | None = None,
-        reason: str = "",
-    ) -> OpResult:
-        """`reason` (e.g. `terminal lost (SIGHUP)`) is recorded as the execution's."""
-        return self.commands.cancel(exec_id, task_id, actor, reason)
 
     # ------------------------------------------------------------------ progress
 
