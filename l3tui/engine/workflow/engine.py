@@ -130,6 +130,9 @@ class WorkflowEngine:
         levels = self.config.scheduling
         base_priority = levels.priority_level(priority if priority is not None
                                               else definition.priority)  # fmt: skip
+        # Out of the collector before its records are made (no collection walks the new
+        # definition while they are), and again once they are made (none walks them later).
+        self.gc_freeze.created(len(definition.tasks))
         definition_json, digest = encode_definition(definition)
         execution = Execution(
             id=exec_id,
