@@ -277,7 +277,9 @@ class Store:
                     await sub.get_batch_wait()
                     # One turn of the loop first: what woke us (a success) usually set going
                     # what waits for it (a dependant's start); both then share this commit.
-                    await asyncio.sleep(0)
+                    # Not for a creation: its start came with it, and its first tasks wait.
+                    if type(sub._queue[0]) is not ev.ExecutionCreated:
+                        await asyncio.sleep(0)
                     # What nobody waits for yet is committed within LAZY_COMMIT_S, with
                     # whatever follows it: fewer commits, less of the writer holding the GIL.
                     await sub.wanted(LAZY_COMMIT_S, self.batch_rows)
