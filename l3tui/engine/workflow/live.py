@@ -111,6 +111,8 @@ class LiveExecution:
     """Its first tasks have been queued."""
     waiting: tuple[tuple[str, str], ...] = ()
     """(task id, reason) of each task that waits on upstream tasks at start, in order."""
+    made: bool = False
+    """`make_directory` was called (it is tried once)."""
 
     @classmethod
     def begin(cls, execution: Execution, definition: WorkflowDef,
@@ -132,7 +134,11 @@ class LiveExecution:
         return live
 
     def make_directory(self) -> None:
-        """Its log directory; a full or read-only disk only costs the logs (tasks run)."""
+        """Its log directory, once; a full or read-only disk only costs the logs (tasks
+        run)."""
+        if self.made:
+            return
+        self.made = True
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
