@@ -288,8 +288,9 @@ class Store:
                     events = await self._next_while_degraded(sub)
             except StopAsyncIteration:
                 break
+            committed = False
             try:
-                await self._write(events)
+                committed = await self._write(events)
             except Exception as exc:  # past _commit's own guard: a bug
                 # Loud, and recording stops; the subscription is still acknowledged, so
                 # nothing waits forever for a commit that will never come.
@@ -298,26 +299,28 @@ class Store:
                 self._stop(f"the store's writer failed: {type(exc).__name__}: {exc} (a bug; "
                            "please report it with the log)")  # fmt: skip
             sub.ack(len(events))
+            if committed:  # after the ack: what waits for the commit does not wait for this
+                await self._maybe_prune()
         await self._last_flush()
 
-    async def _write(self, events: list[ev.Event]) -> None:
-        """Commit `events`, or hold them (degraded), or count them lost (stopped)."""
+    async def _write(self, events: list[ev.Event]) -> bool:
+        """Commit `events` (True), or hold them (degraded), or count them lost (stopped)."""
         if self.stopped is not None:
             self.unrecorded += len(events)
             if self._held:  # the prefix held before recording stopped is still written
                 await self._flush_held()
-            return
+            return False
         if self.degraded is None and not self._held:
             error = await self._commit_with_retries(events)
             if error is None:
-                await self._maybe_prune()
-                return
+                return True
             if self.stopped is not None:  # the file was replaced: nothing more is written
                 self.unrecorded += len(events)
                 return
             self._enter_degraded(error)
         self._hold(events)
         await self._flush_held()
+        return False
 
     async def _next_while_degraded(self, sub: Subscription) -> list[ev.Event]:
         """New events, or an empty list when it is time to retry the held ones."""
@@ -464,11 +467,16 @@ class Store:
                                               severity=severity))  # fmt: skip
 
     async def _maybe_prune(self) -> None:
+        """Retention's deletions, hourly (and after the first commit); a bug in them is
+        logged, it does not stop the writer."""
         now = self.now()
         if now - self._last_prune < PRUNE_EVERY_S:
             return
         self._last_prune = now
-        await self.prune(now)
+        try:
+            await self.prune(now)
+        except Exception:  # not an SQLite error (prune logs those): a bug
+            log.exception("store: pruning old history failed")
 
     async def prune(self, now: float | None = None) -> None:
         """Delete what retention says is too old (resource metrics, old events)."""
