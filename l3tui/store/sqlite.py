@@ -292,16 +292,22 @@ class Store:
             try:
                 committed = await self._write(events)
             except Exception as exc:  # past _commit's own guard: a bug
-                # Loud, and recording stops; the subscription is still acknowledged, so
-                # nothing waits forever for a commit that will never come.
-                log.error("store: the writer failed", exc_info=exc)
-                self.unrecorded += len(events)
-                self._stop(f"the store's writer failed: {type(exc).__name__}: {exc} (a bug; "
-                           "please report it with the log)")  # fmt: skip
+                self._failed(exc, len(events))
             sub.ack(len(events))
             if committed:  # after the ack: what waits for the commit does not wait for this
-                await self._maybe_prune()
+                try:
+                    await self._maybe_prune()
+                except Exception as exc:
+                    self._failed(exc, len(events))
         await self._last_flush()
+
+    def _failed(self, exc: Exception, count: int) -> None:
+        """A bug in the writer: loud, and recording stops; the subscription is still
+        acknowledged, so nothing waits forever for a commit that will never come."""
+        log.error("store: the writer failed", exc_info=exc)
+        self.unrecorded += count
+        self._stop(f"the store's writer failed: {type(exc).__name__}: {exc} (a bug; "
+                   "please report it with the log)")  # fmt: skip
 
     async def _write(self, events: list[ev.Event]) -> bool:
         """Commit `events` (True), or hold them (degraded), or count them lost (stopped)."""
@@ -467,16 +473,12 @@ class Store:
                                               severity=severity))  # fmt: skip
 
     async def _maybe_prune(self) -> None:
-        """Retention's deletions, hourly (and after the first commit); a bug in them is
-        logged, it does not stop the writer."""
+        """Retention's deletions, hourly (and after the first commit)."""
         now = self.now()
         if now - self._last_prune < PRUNE_EVERY_S:
             return
         self._last_prune = now
-        try:
-            await self.prune(now)
-        except Exception:  # not an SQLite error (prune logs those): a bug
-            log.exception("store: pruning old history failed")
+        await self.prune(now)
 
     async def prune(self, now: float | None = None) -> None:
         """Delete what retention says is too old (resource metrics, old events)."""
