@@ -13,7 +13,7 @@ from typing import Any
 
 from l3tui.errors import UsageError
 from l3tui.store.audit import AUDIT_COLUMNS, ChainedEntry, row_entry
-from l3tui.store.rows import PACK_KIND, PACK_MOST, PACKED_KINDS, event_fields, unpack
+from l3tui.store.rows import DERIVED, PACK_KIND, PACK_MOST, PACKED_KINDS, event_fields, unpack
 
 Row = dict[str, Any]
 FAILED = ("failed", "timed_out")
@@ -119,14 +119,42 @@ def get_execution(conn: sqlite3.Connection, execution_id: str) -> Row | None:
     return execution
 
 
-def _stored(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[int, float, str, Row]]:
+def _stored(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]
+            ) -> Iterator[tuple[int, float, str, Row]]:  # fmt: skip
     """(sequence number, at, kind, fields) of each event in `events` rows (id, at, kind,
     data, n, times), a pack's events one by one, in order."""
+    definitions: dict[str, list[list[str]]] = {}
     for event_id, at, kind, data, n, times in rows:
         if kind == PACK_KIND:
             yield from unpack(event_id, n, data, times)
-        else:
-            yield event_id, at, kind, event_fields(kind, data)
+            continue
+        fields = event_fields(kind, data)
+        derived = DERIVED.get(kind)
+        if derived is not None and derived not in fields:
+            fields[derived] = _derived(conn, kind, str(fields.get("execution_id")), definitions)
+        yield event_id, at, kind, fields
+
+
+def _derived(conn: sqlite3.Connection, kind: str, execution_id: str,
+             waiting_by_hash: dict[str, list[list[str]]]) -> list[list[str]]:  # fmt: skip
+    """The field of a creation or start event that its row leaves out (`rows.DERIVED`)."""
+    if kind == "execution_created":  # (task id, name) in order: task_runs keep them as made
+        return [[task_id, name] for task_id, name in conn.execute(
+            "SELECT task_id, name FROM task_runs WHERE execution_id = ? ORDER BY position",
+            (execution_id,))]  # fmt: skip
+    found = conn.execute("SELECT d.hash, d.body FROM executions e JOIN definitions d "
+                         "ON d.hash = e.definition_hash WHERE e.id = ?",
+                         (execution_id,)).fetchone()  # fmt: skip
+    if found is None:
+        return []
+    waiting = waiting_by_hash.get(found[0])
+    if waiting is None:  # what the engine says at start (live.Shape): each task with deps
+        tasks = json.loads(found[1]).get("tasks") or []
+        waiting = waiting_by_hash[found[0]] = [
+            [task["id"], f"waiting on {', '.join(task['dependencies'])}"]
+            for task in tasks if task.get("dependencies")
+        ]  # fmt: skip
+    return waiting
 
 
 def execution_events(
@@ -142,7 +170,7 @@ def execution_events(
     out: list[Row] = []
     if limit is not None and limit <= 0:
         return out
-    for event_id, at, kind, row in _stored(conn.execute(sql + " ORDER BY id", params)):
+    for event_id, at, kind, row in _stored(conn, conn.execute(sql + " ORDER BY id", params)):
         if kinds and kind not in kinds:
             continue
         row.update(id=event_id, at=at, kind=kind)
@@ -297,7 +325,7 @@ def events_after(conn: sqlite3.Connection, after: int, limit: int = 5000,
     if limit <= 0:
         return out
     rows = conn.execute(sql + f" ORDER BY id LIMIT {int(limit)}", params)
-    for seq, at, kind, row in _stored(rows):
+    for seq, at, kind, row in _stored(conn, rows):
         if seq <= after or (before is not None and seq >= before):
             continue
         row.update(seq=seq, at=at, kind=kind)

@@ -29,6 +29,13 @@ SAMPLE_KEYS = ("cpu_usage", "memory_usage", "swap_usage", "disk_usage", "load_av
 # Kept in their own tables (or nowhere) rather than in `events`.
 _NOT_IN_EVENTS = (ev.ResourceSampled, ev.TaskOutput)
 _SKIP_FIELDS = {"at", "definition"}
+DERIVED = {"execution_created": "tasks", "execution_started": "waiting"}
+"""A field of these kinds that their `events` row leaves out: the task list, and the tasks
+waiting at start with their reasons, 1,000 pairs each for a 1,000-task run, whose JSON was
+most of the writer's Python work in a creation commit (which stands before the first task
+runs). Readers derive them (`queries`): the tasks from `task_runs` (id, name, by position),
+the waiting ones from the stored definition (each task with dependencies, "waiting on" them,
+as the engine says it). Rows written before this have them, and are read as they are."""
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 _FIELDS: dict[type[ev.Event], tuple[str, ...]] = {}
 
@@ -79,9 +86,11 @@ def event_json(event: ev.Event) -> str:
         return _encode_array(get(event))
     names = _FIELDS.get(cls)
     if names is None:
+        derived = DERIVED.get(cls.kind)
         names = _FIELDS[cls] = tuple(
-            name for name in cls.__dataclass_fields__ if name not in _SKIP_FIELDS
-        )
+            name for name in cls.__dataclass_fields__
+            if name not in _SKIP_FIELDS and name != derived
+        )  # fmt: skip
     return _encode_array({name: getattr(event, name) for name in names})
 
 

@@ -281,8 +281,10 @@ class Store:
                         # One turn of the loop first: what woke us (a success) usually set
                         # going what waits for it (a dependant's start); both then share
                         # this commit. Not for what came during the last commit: what that
-                        # set going (the acknowledged attempts' spawns) already ran.
-                        await asyncio.sleep(0)
+                        # set going (the acknowledged attempts' spawns) already ran. Nor for
+                        # a creation: its start came with it, and its first tasks wait.
+                        if type(sub._queue[0]) is not ev.ExecutionCreated:
+                            await asyncio.sleep(0)
                     # What nobody waits for yet is committed within LAZY_COMMIT_S, with
                     # whatever follows it: fewer commits, less of the writer holding the GIL.
                     await sub.wanted(LAZY_COMMIT_S, self.batch_rows)
@@ -313,7 +315,8 @@ class Store:
             self._sub.ack(count)
 
     async def _write(self, events: list[ev.Event]) -> None:
-        """Commit `events`, or hold them (degraded), or count them lost (stopped)."""
+        """Commit `events`, or hold them (degraded), or count them lost (stopped). A commit
+        is acknowledged from its result callback, before the retention prune after it."""
         if self.stopped is not None:
             self.unrecorded += len(events)
             if self._held:  # the prefix held before recording stopped is still written
@@ -478,6 +481,7 @@ class Store:
                                               severity=severity))  # fmt: skip
 
     async def _maybe_prune(self) -> None:
+        """Retention's deletions, hourly (and after the first commit)."""
         now = self.now()
         if now - self._last_prune < PRUNE_EVERY_S:
             return

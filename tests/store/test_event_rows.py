@@ -388,3 +388,49 @@ async def test_a_process_attempt_opened_then_started_in_later_commits(tmp_path: 
     ]  # fmt: skip
     assert still_open == []
     assert runs == [("a", "failed", 1, 41, log_a), ("b", "running", 1, 42, log_b)]
+
+
+DIAMOND = """
+workflows:
+  diamond:
+    name: معين
+    tasks:
+      - {id: a, name: "البداية", action: noop}
+      - {id: b, action: noop, dependencies: [a]}
+      - {id: c, name: "ثالث", action: noop, dependencies: [a]}
+      - {id: d, action: noop, dependencies: [c, b]}
+"""
+
+
+async def test_a_creation_row_leaves_out_its_task_lists_and_reads_back_whole(
+    make_config, runtime_for, state_dir: Path
+) -> None:
+    """The creation's task list and its start's waiting tasks are not in their `events`
+    rows (task_runs and the stored definition hold them: their JSON was most of the
+    writer's Python work before a large run's first task); every reader still gets both
+    events as the engine published them, fields and order (`l3tui events --json`)."""
+    published: list[ev.Event] = []
+    async with runtime_for(make_config(DIAMOND)) as rt:
+        rt.bus.add_listener(published.append, (ev.ExecutionCreated, ev.ExecutionStarted))
+        result = await rt.run_workflow("diamond")
+        assert result.execution_id is not None, result.message
+        assert await rt.wait(result.execution_id) == "succeeded"
+    created, started = published
+    assert started.waiting == (("b", "waiting on a"), ("c", "waiting on a"),
+                               ("d", "waiting on c, b"))  # fmt: skip
+    conn = sqlite3.connect(state_dir / "l3tui.db")
+    try:
+        data = dict(conn.execute("SELECT kind, data FROM events WHERE kind IN "
+                                 "('execution_created', 'execution_started')").fetchall())
+        everything = queries.events_after(conn, 0)
+        mine = queries.execution_events(conn, created.execution_id)
+    finally:
+        conn.close()
+    assert "tasks" not in json.loads(data["execution_created"])
+    assert "waiting" not in json.loads(data["execution_started"])
+    for rows, seq in ((everything, "seq"), (mine, "id")):
+        for event in (created, started):
+            [row] = [r for r in rows if r["kind"] == event.kind]
+            expected = {**_object_form(event), seq: row[seq], "at": event.at,
+                        "kind": event.kind}  # fmt: skip
+            assert json.dumps(list(row.items())) == json.dumps(list(expected.items()))

@@ -443,3 +443,41 @@ async def test_events_still_held_when_closing_are_retried_then_counted_as_unreco
         started = time.monotonic()
     assert 0.4 < time.monotonic() - started < 10  # retried on close, for a while only
     assert rt.store.unrecorded > 0 and "could not be recorded" in (rt.store.problem() or "")
+
+
+async def test_a_commit_is_acknowledged_before_the_retention_prune_after_it(tmp_path: Path
+                                                                            ) -> None:  # fmt: skip
+    """Retention prunes after a commit (the first of each store, then hourly): the engine,
+    waiting for that commit (a creation's first tasks, a dependant's start), does not wait
+    for the prune too, which on a large database deletes for a while."""
+    import threading
+
+    from l3tui.store.sqlite import Store
+    from l3tui.store.writer import Writer
+
+    entered, release = threading.Event(), threading.Event()
+    real = Writer.prune
+
+    def slow_prune(self: Writer, metrics_cutoff: float, events_cutoff: float) -> None:
+        entered.set()
+        release.wait(60)
+        real(self, metrics_cutoff, events_cutoff)
+
+    bus = EventBus()
+    store = Store(tmp_path / "state", actor="test")
+    store._writer.prune = slow_prune.__get__(store._writer)  # type: ignore[method-assign]
+    await store.open(bus, recover=False)
+    try:
+        bus.publish(ev.SystemNotice(at=time.time(), topic="t", message="m", severity="info"))
+        committed = asyncio.ensure_future(bus.durable())
+        async with asyncio.timeout(30):
+            while not entered.is_set():  # the commit is done and the prune has begun
+                await asyncio.sleep(0.01)
+            await committed  # acknowledged while the prune still runs
+        assert not release.is_set()
+    finally:
+        release.set()
+        await store.close()
+    with sqlite3.connect(tmp_path / "state" / "l3tui.db") as conn:
+        assert conn.execute("SELECT count(*) FROM events WHERE kind = 'system_notice' AND "
+                            "json_extract(data, '$.topic') = 't'").fetchone()[0] == 1

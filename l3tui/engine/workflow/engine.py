@@ -22,7 +22,6 @@ from l3tui.config.loader import Config
 from l3tui.config.schema import TaskDef, TemplateDef, WorkflowDef
 from l3tui.engine import events as ev
 from l3tui.engine.actions.registry import ActionRegistry
-from l3tui.engine.api import OpResult
 from l3tui.engine.bus import EventBus
 from l3tui.engine.clock import Clock
 from l3tui.engine.executors.base import Executor
@@ -89,6 +88,10 @@ class WorkflowEngine:
         self.commands = OperatorCommands(bus, clock, scheduler, self.attempts, self.executions,
                                          self._live, self._finish_task, self._maybe_finish,
                                          actor)  # fmt: skip
+        # The operator commands (pause, resume, cancel) as the engine's own: each returns
+        # whether it applied, and is an event.
+        self.pause, self.resume, self.cancel = (self.commands.pause, self.commands.resume,
+                                                self.commands.cancel)  # fmt: skip
 
     # ------------------------------------------------------------------ config
 
@@ -127,6 +130,9 @@ class WorkflowEngine:
         levels = self.config.scheduling
         base_priority = levels.priority_level(priority if priority is not None
                                               else definition.priority)  # fmt: skip
+        # Out of the collector before its records are made (no collection walks the new
+        # definition while they are), and again once they are made (none walks them later).
+        self.gc_freeze.created(len(definition.tasks))
         definition_json, digest = encode_definition(definition)
         execution = Execution(
             id=exec_id,
@@ -178,12 +184,21 @@ class WorkflowEngine:
         self.bus.publish(ev.ExecutionStarted(at=now, execution_id=execution.id,
                                              waiting=live.waiting))  # fmt: skip
         arm_deadlines(live, self.bus, self.clock)
-        live.make_directory()
         if not self.bus.has_durable:
             self._dispatch(live)
             return
         live.first_dispatch = asyncio.get_running_loop().create_task(
-            self.dispatched(execution.id), name=f"{execution.id}/dispatch")
+            self._first_dispatch(live), name=f"{execution.id}/dispatch")
+
+    async def _first_dispatch(self, live: LiveExecution) -> None:
+        """Its log directory is made while the store commits its start (the writer's thread
+        runs while we wait in the syscalls: ~0.1-0.2 ms less before the first task), then its
+        first tasks are queued once that commit is done."""
+        durable = self.bus.durable_future()
+        live.make_directory()
+        if durable is not None:
+            await durable
+        self._dispatch(live)
 
     async def dispatched(self, execution_id: str) -> None:
         """Until the store has a started execution's start; its first tasks are queued
@@ -201,6 +216,7 @@ class WorkflowEngine:
         if live.dispatched or live.execution.state.terminal:
             return
         live.dispatched = True
+        live.make_directory()  # once: here unless made while its start was committed
         for task_id in live.tracker.initial():
             self._judge_and_queue(live, task_id)
         self._maybe_finish(live)
@@ -210,25 +226,6 @@ class WorkflowEngine:
         if live is None or live.done is None:
             return self.executions[execution_id].state
         return await asyncio.shield(live.done)
-
-    # ------------------------------------------------------------------ operator commands
-
-    def pause(
-        self, exec_id: str, task_id: str | None = None, actor: str | None = None
-    ) -> OpResult:
-        return self.commands.pause(exec_id, task_id, actor)
-
-    def resume(
-        self, exec_id: str, task_id: str | None = None, actor: str | None = None
-    ) -> OpResult:
-        return self.commands.resume(exec_id, task_id, actor)
-
-    def cancel(
-        self, exec_id: str, task_id: str | None = None, actor: str | None = None,
-        reason: str = "",
-    ) -> OpResult:
-        """`reason` (e.g. `terminal lost (SIGHUP)`) is recorded as the execution's."""
-        return self.commands.cancel(exec_id, task_id, actor, reason)
 
     # ------------------------------------------------------------------ progress
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from l3tui.config.fields import PriorityRef
 from l3tui.config.schema import TaskDef, WorkflowDef
 from l3tui.engine import events as ev
 from l3tui.engine.bus import EventBus
@@ -110,6 +111,8 @@ class LiveExecution:
     """Its first tasks have been queued."""
     waiting: tuple[tuple[str, str], ...] = ()
     """(task id, reason) of each task that waits on upstream tasks at start, in order."""
+    made: bool = False
+    """`make_directory` was called (it is tried once)."""
 
     @classmethod
     def begin(cls, execution: Execution, definition: WorkflowDef,
@@ -131,7 +134,11 @@ class LiveExecution:
         return live
 
     def make_directory(self) -> None:
-        """Its log directory; a full or read-only disk only costs the logs (tasks run)."""
+        """Its log directory, once; a full or read-only disk only costs the logs (tasks
+        run)."""
+        if self.made:
+            return
+        self.made = True
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -147,19 +154,30 @@ class Shape:
     __slots__ = ("named", "runs", "task_defs", "tracker", "waiting")
 
     def __init__(self, definition: WorkflowDef) -> None:
-        task_defs = self.task_defs = {t.id: t for t in definition.tasks}
+        # One walk of the tasks (four, and the tracker's, took ~1 us per task of each new
+        # definition's creation, which stands before its first task runs).
+        task_defs: dict[str, TaskDef] = {}
+        deps: dict[str, list[str]] = {}
+        named: list[tuple[str, str]] = []
+        runs: list[tuple[str, str, int, PriorityRef | None]] = []
+        waiting: list[tuple[str, str]] = []
+        for t in definition.tasks:
+            task_id, upstream, name = t.id, t.dependencies, t.name or t.id  # display_name
+            task_defs[task_id] = t
+            deps[task_id] = upstream
+            named.append((task_id, name))
+            runs.append((task_id, name, t.retries + 1, t.priority))
+            if upstream:  # not ready at start (the tracker counts it as waiting)
+                waiting.append((task_id, "waiting on " + ", ".join(upstream)))
+        self.task_defs = task_defs
         """Its tasks by id, in definition order."""
-        tracker = self.tracker = ReadyTracker({task_id: t.dependencies
-                                               for task_id, t in task_defs.items()})  # fmt: skip
+        self.tracker = ReadyTracker(deps)
         """Its graph, nothing settled: each run takes a `fresh()` copy."""
-        ready = set(tracker.initial())
-        self.waiting: Waiting = tuple((t.id, f"waiting on {', '.join(t.dependencies)}")
-                                      for t in definition.tasks if t.id not in ready)  # fmt: skip
+        self.waiting: Waiting = tuple(waiting)
         """(task id, reason) of each task that waits on upstream tasks at start, in order."""
-        self.named = tuple((task_id, t.display_name) for task_id, t in task_defs.items())
+        self.named = tuple(named)
         """(task id, display name) of each task, in order (what `ExecutionCreated` says)."""
-        self.runs = tuple((task_id, t.display_name, t.retries + 1, t.priority)
-                          for task_id, t in task_defs.items())  # fmt: skip
+        self.runs = tuple(runs)
         """(task id, display name, max attempts, own priority or None) of each task, in
         order: what its `TaskRun` starts with."""
 

@@ -156,6 +156,7 @@ class OperatorCommands:
         self, exec_id: str, task_id: str | None = None, actor: str | None = None,
         reason: str = "",
     ) -> OpResult:
+        """`reason` (e.g. `terminal lost (SIGHUP)`) is recorded as the execution's."""
         live, error = self._lookup(exec_id, task_id)
         if live is None:
             return self._record("cancel", exec_id, task_id, _missing(error), actor)

@@ -149,8 +149,10 @@ class PerDefinition(Generic[T]):
 
 
 def _encode(definition: WorkflowDef) -> tuple[str, str]:
-    text = definition.model_dump_json(by_alias=True)
-    return text, hashlib.sha256(text.encode()).hexdigest()[:16]
+    # The serialiser's bytes hashed as they are, decoded once (`model_dump_json` decodes
+    # them, and the hash encoded the text again: ~0.2 ms of a 1,000-task creation).
+    raw = definition.__pydantic_serializer__.to_json(definition, by_alias=True)
+    return raw.decode(), hashlib.sha256(raw).hexdigest()[:16]
 
 
 _encodings = PerDefinition(_encode)
