@@ -113,6 +113,10 @@ class Subscription:
     def pending(self) -> int:
         return len(self._queue)
 
+    def peek(self) -> Event | None:
+        """The next event `get` would return, left queued (None when nothing is)."""
+        return self._queue[0] if self._queue else None
+
     async def get(self) -> Event:
         await self.get_batch_wait()
         return self._queue.popleft()

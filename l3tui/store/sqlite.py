@@ -283,7 +283,7 @@ class Store:
                         # this commit. Not for what came during the last commit: what that
                         # set going (the acknowledged attempts' spawns) already ran. Nor for
                         # a creation: its start came with it, and its first tasks wait.
-                        if type(sub._queue[0]) is not ev.ExecutionCreated:
+                        if type(sub.peek()) is not ev.ExecutionCreated:
                             await asyncio.sleep(0)
                     # What nobody waits for yet is committed within LAZY_COMMIT_S, with
                     # whatever follows it: fewer commits, less of the writer holding the GIL.
