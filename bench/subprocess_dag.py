@@ -108,13 +108,23 @@ async def time_l3tui(definition: WorkflowDef) -> Timing:
 async def bare_loop(definition: WorkflowDef, spawn: Callable[[], Awaitable[object]]) -> Timing:
     """graphlib readiness and at most 2 `spawn()` at once, nothing else."""
     started, cpu = time.perf_counter(), time.process_time()
+
+    async def step(_: str) -> None:
+        await spawn()
+
+    await drive(definition, step)
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def drive(definition: WorkflowDef, step: Callable[[str], Awaitable[None]]) -> None:
+    """`step(task id)` for every task once its dependencies' steps ended, two at a time."""
     sorter = graphlib.TopologicalSorter({t.id: t.dependencies for t in definition.tasks})
     sorter.prepare()
     limit = asyncio.Semaphore(2)
 
     async def one(node: str) -> str:
         async with limit:
-            await spawn()
+            await step(node)
         return node
 
     running: set[asyncio.Task[str]] = set()
@@ -123,7 +133,6 @@ async def bare_loop(definition: WorkflowDef, spawn: Callable[[], Awaitable[objec
         done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             sorter.done(task.result())
-    return time.perf_counter() - started, time.process_time() - cpu
 
 
 async def bare_spawn(executable: str = TRUE, argv: tuple[str, ...] = ("true",)) -> int:
@@ -224,27 +233,17 @@ async def durable_loop(definition: WorkflowDef, spawn: Callable[[], Awaitable[in
     fl.add_creation(writer, definition, exec_id, definition.model_dump_json(by_alias=True),
                     time.time(), partial(created.set_result, None), waiting=True)  # fmt: skip
     await created
-    sorter = graphlib.TopologicalSorter({t.id: t.dependencies for t in definition.tasks})
-    sorter.prepare()
-    limit = asyncio.Semaphore(2)
 
-    async def one(node: str) -> str:
-        async with limit:
-            begin = time.time()
-            writer.add(fl.OPENED, [(exec_id, node, begin)])
-            await writer.commit(fl.RUNNING, [(begin, exec_id, node)])  # and all before it
-            pid = await spawn()
-            at = time.time()
-            writer.hold(fl.ATTEMPT_END, [(at, pid, exec_id, node)])
-            writer.hold(fl.TASK_END, [(at, at - begin, pid, exec_id, node)])
-        return node
+    async def step(node: str) -> None:
+        begin = time.time()
+        writer.add(fl.OPENED, [(exec_id, node, begin)])
+        await writer.commit(fl.RUNNING, [(begin, exec_id, node)])  # and all before it
+        pid = await spawn()
+        at = time.time()
+        writer.hold(fl.ATTEMPT_END, [(at, pid, exec_id, node)])
+        writer.hold(fl.TASK_END, [(at, at - begin, pid, exec_id, node)])
 
-    running: set[asyncio.Task[str]] = set()
-    while sorter.is_active():
-        running |= {asyncio.ensure_future(one(n)) for n in sorter.get_ready()}
-        done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            sorter.done(task.result())
+    await drive(definition, step)
     await writer.commit(fl.EXECUTION_END, [(time.time(), exec_id)])
     took, cpu = time.perf_counter() - started, time.process_time() - cpu
     writer.close()
