@@ -273,9 +273,17 @@ class Runtime:
             self.metrics.tick(self.clock.time(), self.scheduler.queue_length(),
                               len(self.scheduler.running))  # fmt: skip
             self.alerts.evaluate(self.clock.time())
-            before = loop.time()
-            await asyncio.sleep(self.tick_s)
-            self.loop_lag_s = max(loop.time() - before - self.tick_s, 0.0)
+            # On the loop's grid of whole `tick_s`, as the scheduler's timer loop polls: an
+            # idle loop wakes once for both. At least half a tick away: a lag measured after
+            # a late wake stays readable that long (health, the top bar).
+            due = ((loop.time() + self.tick_s / 2) // self.tick_s + 1) * self.tick_s
+            woken: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_at(due, woken.set_result, None)
+            try:
+                await woken
+            finally:
+                timer.cancel()
+            self.loop_lag_s = max(loop.time() - due, 0.0)
 
     def health(self, clients: list[str] | None = None) -> HealthView:
         """Every health check and the verdict (`l3tui doctor`, the top bar's one word)."""

@@ -3,8 +3,9 @@
 admit on their own; this loop is only for what time alone changes.)
 
 At rest it wakes once per `poll_s` (or at the next due time): with the real clock each turn is
-one timer and one future in its own task, no tasks made and cancelled per turn (an idle
-Runtime's second is mostly such wake-ups)."""
+one timer and one future in its own task, no tasks made and cancelled per turn, and the poll
+on the loop's grid of `poll_s`, in the same turn as the Runtime's ticker (an idle Runtime's
+second is mostly such wake-ups)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,14 @@ async def keep_time(scheduler: TaskScheduler, poll_s: float = 1.0) -> None:
         wake = next_wake(scheduler)
         changed.clear()
         if isinstance(clock, SystemClock):  # the real clock: a timeout, not two tasks
-            timeout = poll_s if wake is None else min(poll_s, max(wake - clock.time(), 0.0))
+            # The poll falls on the loop's grid of whole `poll_s` (as the Runtime's ticker
+            # does): both wake in one turn of the loop, not in two.
+            now = asyncio.get_running_loop().time()
+            at = (now // poll_s + 1) * poll_s
+            if wake is not None:
+                at = min(at, now + max(wake - clock.time(), 0.0))
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(at):
                     await changed.wait()
             except TimeoutError:
                 pass
