@@ -283,7 +283,11 @@ class Store:
                         # this commit. Not for what came during the last commit: what that
                         # set going (the acknowledged attempts' spawns) already ran. Nor for
                         # a creation: its start came with it, and its first tasks wait.
-                        if type(sub.peek()) is not ev.ExecutionCreated:
+                        # Nor for a lone sample (the idle Runtime's one event a second): it
+                        # sets nothing going, and `wanted` below waits for what follows.
+                        first = type(sub.peek())
+                        if first is not ev.ExecutionCreated and not (
+                                first is ev.ResourceSampled and sub.pending() == 1):  # fmt: skip
                             await asyncio.sleep(0)
                     # What nobody waits for yet is committed within LAZY_COMMIT_S, with
                     # whatever follows it: fewer commits, less of the writer holding the GIL.

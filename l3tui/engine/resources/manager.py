@@ -140,7 +140,6 @@ class ResourceManager:
         loop = asyncio.get_running_loop()
         failing = ""
         while True:
-            started = loop.time()
             try:
                 await self.sample_once()
                 failing = ""
@@ -153,7 +152,16 @@ class ResourceManager:
                         message=f"resource sampling failed: {exc}; admission uses the last "
                                 "reading until it recovers",
                     ))  # fmt: skip
-            await asyncio.sleep(max(self.interval_s - (loop.time() - started), 0.05))
+            # On the loop's grid of whole intervals: at 1 s, the same turn as the Runtime's
+            # ticker and timer loop (an idle loop wakes once for the three).
+            now = loop.time()
+            woken: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_at(max((now // self.interval_s + 1) * self.interval_s, now + 0.05),
+                                 woken.set_result, None)  # fmt: skip
+            try:
+                await woken
+            finally:
+                timer.cancel()
 
     async def sample_once(self) -> dict[str, Any]:
         """Take one sample now: read (in a thread), record, publish, feed admission."""
