@@ -61,3 +61,16 @@ class FakeClock:
     async def sleep_until(self, wall: float) -> None:
         while self._now < wall:
             await self._changed.wait()
+
+
+async def wake_at(when: float) -> None:
+    """Sleep until the running loop's own time `when`, exactly: timers aimed at one instant
+    this way run in one turn of the loop (`asyncio.sleep(delay)` adds the delay to a later
+    reading of the clock, so two sleeps aimed at one instant wake in two turns)."""
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    timer = loop.call_at(when, woken.set_result, None)
+    try:
+        await woken
+    finally:
+        timer.cancel()

@@ -36,7 +36,7 @@ from l3tui.engine.api import (
     WorkflowInfo,
 )
 from l3tui.engine.bus import EventBus, Subscription
-from l3tui.engine.clock import Clock, SystemClock
+from l3tui.engine.clock import Clock, SystemClock, wake_at
 from l3tui.engine.executors.base import SpawnError
 from l3tui.engine.executors.local import LocalExecutor
 from l3tui.engine.executors.select import ExecutorSet
@@ -277,12 +277,7 @@ class Runtime:
             # idle loop wakes once for both. At least half a tick away: a lag measured after
             # a late wake stays readable that long (health, the top bar).
             due = ((loop.time() + self.tick_s / 2) // self.tick_s + 1) * self.tick_s
-            woken: asyncio.Future[None] = loop.create_future()
-            timer = loop.call_at(due, woken.set_result, None)
-            try:
-                await woken
-            finally:
-                timer.cancel()
+            await wake_at(due)
             self.loop_lag_s = max(loop.time() - due, 0.0)
 
     def health(self, clients: list[str] | None = None) -> HealthView:

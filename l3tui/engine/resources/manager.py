@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from l3tui.config.schema import Scheduling
 from l3tui.engine import events as ev
 from l3tui.engine.bus import EventBus
-from l3tui.engine.clock import Clock
+from l3tui.engine.clock import Clock, wake_at
 from l3tui.engine.model import TaskRun, TaskState
 from l3tui.engine.resources.bottlenecks import BottleneckDetector, Finding, UpgradeAdvisor, Waiter
 from l3tui.engine.resources.ledger import Ledger
@@ -155,13 +155,7 @@ class ResourceManager:
             # On the loop's grid of whole intervals: at 1 s, the same turn as the Runtime's
             # ticker and timer loop (an idle loop wakes once for the three).
             now = loop.time()
-            woken: asyncio.Future[None] = loop.create_future()
-            timer = loop.call_at(max((now // self.interval_s + 1) * self.interval_s, now + 0.05),
-                                 woken.set_result, None)  # fmt: skip
-            try:
-                await woken
-            finally:
-                timer.cancel()
+            await wake_at(max((now // self.interval_s + 1) * self.interval_s, now + 0.05))
 
     async def sample_once(self) -> dict[str, Any]:
         """Take one sample now: read (in a thread), record, publish, feed admission."""
